@@ -1,0 +1,151 @@
+//! Command-line interface: flags into configuration, then one library call.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gatelog::log::Log;
+use gatelog::sequencer::{self, SequencerConfig};
+use gatelog::server::{self, App, EntryFormat, ServerConfig};
+
+/// gatelog: a transparency log for access changes.
+///
+/// Appends entries to an RFC 6962 Merkle tree in RocksDB, signs C2SP
+/// checkpoints with Ed25519, and serves the C2SP tlog-tiles read API with
+/// inclusion and consistency proofs.
+#[derive(Parser, Debug)]
+#[command(name = "gatelog", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the log server.
+    ///
+    /// On first start it creates the data directory, generates the log's
+    /// Ed25519 key (DATA_DIR/log.key, mode 0600) and signs a checkpoint of
+    /// the empty tree. Later starts reuse both, after checking that the
+    /// stored tiles reproduce the stored checkpoint.
+    ///
+    /// Try it:
+    ///   curl --data-binary 'hello' http://127.0.0.1:8080/v1/entries
+    ///   curl http://127.0.0.1:8080/checkpoint
+    ///   curl 'http://127.0.0.1:8080/v1/proof/inclusion?index=0'
+    Serve(ServeArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Entries {
+    /// Any bytes are an entry (a generic transparency log).
+    Opaque,
+    /// gatelog's signed workflow entries (not in this build yet).
+    Gatelog,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Where the database and the log key live.
+    #[arg(long, default_value = "./gatelog-data", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// The log's origin (checkpoint first line and key name), e.g.
+    /// "log.example.com/access". Default for a new log: "<hostname>/gatelog";
+    /// an existing log keeps the origin it was created with.
+    #[arg(long, value_name = "NAME")]
+    origin: Option<String>,
+    /// How request bodies are interpreted.
+    #[arg(long, value_enum, default_value_t = Entries::Opaque)]
+    entries: Entries,
+    /// Most entries sequenced in one batch (one fsync, one checkpoint).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_batch_size: u64,
+    /// Longest a batch waits for more entries after its first, in milliseconds.
+    #[arg(long, default_value_t = 2, value_name = "MS")]
+    max_batch_delay_ms: u64,
+    /// Most submissions waiting to be sequenced; beyond it, appends get 503.
+    #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..))]
+    max_pending: u64,
+    /// Largest request body, in bytes; larger bodies get 413.
+    #[arg(long, default_value_t = 65535, value_parser = clap::value_parser!(u64).range(1..=16 << 20))]
+    max_body_bytes: u64,
+    /// Largest entry, in bytes (entry bundles cap it at 65535); larger get 413.
+    #[arg(long, default_value_t = 65535, value_parser = clap::value_parser!(u64).range(1..=65535))]
+    max_entry_bytes: u64,
+    /// Most concurrent connections; more wait to be accepted.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if let Entries::Gatelog = args.entries {
+        anyhow::bail!(
+            "--entries gatelog (signed workflow entries) is not in this build yet; use --entries opaque"
+        );
+    }
+    let log = Log::open(&args.data_dir, args.origin.as_deref())
+        .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
+    let log = Arc::new(log);
+    let (handle, sequencer_thread) = sequencer::start(
+        log.clone(),
+        SequencerConfig {
+            max_batch_size: args.max_batch_size as usize,
+            max_batch_delay: Duration::from_millis(args.max_batch_delay_ms),
+            max_pending: args.max_pending as usize,
+        },
+    );
+    let app = Arc::new(App {
+        log: log.clone(),
+        sequencer: handle,
+        config: ServerConfig {
+            max_body_bytes: args.max_body_bytes as usize,
+            max_entry_bytes: args.max_entry_bytes as usize,
+            max_connections: args.max_connections as usize,
+            entries: EntryFormat::Opaque,
+        },
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        let head = log.head();
+        println!("gatelog: log {} with {} entries in {}", log.origin(), head.size, args.data_dir.display());
+        println!("gatelog: verifier key {}", log.verifier().to_vkey());
+        println!("gatelog: listening on http://{addr}");
+        server::serve(listener, app, shutdown_signal()).await?;
+        println!("gatelog: shutting down");
+        anyhow::Ok(())
+    })?;
+    // Dropping the runtime drops every connection and with them the last
+    // sequencer handles; the sequencer then drains its queue and exits.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    let _ = sequencer_thread.join();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

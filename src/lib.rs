@@ -1,0 +1,26 @@
+//! gatelog: a transparency log for access changes.
+//!
+//! The verifying side (always built): RFC 6962 Merkle maths ([`merkle`]),
+//! C2SP signed notes ([`note`]), checkpoints ([`checkpoint`]), tiles
+//! ([`tiles`]) and proof bundles ([`tlog_proof`]). None of it does I/O.
+//!
+//! The serving side (feature `server`, on by default): RocksDB storage
+//! ([`store`]), the opened log and its reads ([`log`]), the sequencer
+//! ([`sequencer`]), the HTTP server ([`server`]) and [`metrics`].
+
+pub mod checkpoint;
+pub mod merkle;
+pub mod note;
+pub mod tiles;
+pub mod tlog_proof;
+
+#[cfg(feature = "server")]
+pub mod log;
+#[cfg(feature = "server")]
+pub mod metrics;
+#[cfg(feature = "server")]
+pub mod sequencer;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod store;

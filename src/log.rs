@@ -1,0 +1,359 @@
+//! The log as the server sees it: storage, the signing key, the latest
+//! checkpoint, and the read operations (tiles, entry bundles, proofs)
+//! that the HTTP layer serves. Writes go through the sequencer.
+//!
+//! Opening a log checks it: the stored checkpoint must carry a valid
+//! signature by the log's key, and the stored tiles must reproduce its
+//! root. A log that fails either check is not served.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rand_core::{OsRng, RngCore};
+use thiserror::Error;
+
+use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::merkle::{leaf_hash, Hash, Prover};
+use crate::metrics::Metrics;
+use crate::note::{NoteError, NoteSigner, NoteVerifier};
+use crate::store::{Commit, Store, StoreError};
+use crate::tiles::{self, encode_bundle, TileError, TileNodes, TileReader, HASH_SIZE, TILE_WIDTH};
+
+/// Name of the private key file inside the data directory.
+pub const KEY_FILE: &str = "log.key";
+/// Name of the RocksDB directory inside the data directory.
+pub const DB_DIR: &str = "db";
+
+/// The latest committed state of the tree.
+#[derive(Debug)]
+pub struct LogHead {
+    /// Leaves in the tree.
+    pub size: u64,
+    /// Root hash.
+    pub root: Hash,
+    /// The signed checkpoint for (size, root).
+    pub checkpoint: Arc<str>,
+}
+
+/// Why a log could not be opened.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid log key ({source}); restore the original key file")]
+    BadKey { path: PathBuf, source: NoteError },
+    #[error("invalid origin {0:?}: it must be non-empty, without spaces or '+'")]
+    BadOrigin(String),
+    #[error("--origin {flag:?} differs from the origin {existing:?} this data directory was created with; drop --origin or use another --data-dir")]
+    OriginMismatch { flag: String, existing: String },
+    #[error("opening storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("refusing to serve, storage is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Errors of the read operations, each a client's mistake or a server fault.
+#[derive(Debug, Error)]
+pub enum ReadError {
+    #[error("tree_size {asked} is beyond the current tree size {current}")]
+    BeyondTree { asked: u64, current: u64 },
+    #[error("index {index} is not below tree_size {size}")]
+    IndexOutOfRange { index: u64, size: u64 },
+    #[error("old_size {old} must be between 1 and tree_size {size}")]
+    BadOldSize { old: u64, size: u64 },
+    #[error("tree_size must be at least 1")]
+    EmptyTree,
+    #[error("no entry with this leaf hash in the tree of size {size}")]
+    LeafNotFound { size: u64 },
+    #[error(transparent)]
+    Storage(#[from] TileError<StoreError>),
+}
+
+impl From<StoreError> for ReadError {
+    fn from(e: StoreError) -> Self {
+        ReadError::Storage(TileError::Read(e))
+    }
+}
+
+/// An opened, checked log.
+pub struct Log {
+    store: Store,
+    signer: NoteSigner,
+    verifier: NoteVerifier,
+    head: RwLock<Arc<LogHead>>,
+    /// Server metrics.
+    pub metrics: Metrics,
+}
+
+/// A default origin for a new log: "<hostname>/gatelog".
+pub fn default_origin() -> String {
+    let host = fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| crate::note::is_valid_key_name(h))
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{host}/gatelog")
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
+    move |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Loads the log's key from `dir`, or generates one named `origin` there
+/// (mode 0600) on first start.
+fn load_or_create_key(dir: &Path, origin: Option<&str>) -> Result<NoteSigner, OpenError> {
+    let path = dir.join(KEY_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let signer = NoteSigner::parse(&text).map_err(|source| OpenError::BadKey {
+                path: path.clone(),
+                source,
+            })?;
+            let mode = fs::metadata(&path).map_err(io_err(&path))?.permissions().mode();
+            if mode & 0o077 != 0 {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                    .map_err(io_err(&path))?;
+            }
+            if let Some(o) = origin {
+                if o != signer.name() {
+                    return Err(OpenError::OriginMismatch {
+                        flag: o.to_string(),
+                        existing: signer.name().to_string(),
+                    });
+                }
+            }
+            Ok(signer)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let origin = origin.map(str::to_string).unwrap_or_else(default_origin);
+            let mut seed = [0u8; 32];
+            OsRng.fill_bytes(&mut seed);
+            let signer = NoteSigner::from_seed(&origin, seed)
+                .map_err(|_| OpenError::BadOrigin(origin.clone()))?;
+            let tmp = dir.join(format!("{KEY_FILE}.tmp"));
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io_err(&tmp))?;
+            f.write_all(signer.to_private_key_string().as_bytes())
+                .and_then(|_| f.write_all(b"\n"))
+                .and_then(|_| f.sync_all())
+                .map_err(io_err(&tmp))?;
+            fs::rename(&tmp, &path).map_err(io_err(&path))?;
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(dir))?;
+            Ok(signer)
+        }
+        Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
+impl Log {
+    /// Opens the log in `data_dir`, creating it (and its key) if new.
+    /// `origin`, when given, must match an existing log's origin.
+    pub fn open(data_dir: &Path, origin: Option<&str>) -> Result<Log, OpenError> {
+        fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
+        let signer = load_or_create_key(data_dir, origin)?;
+        let verifier = signer.verifier();
+        let store = Store::open(&data_dir.join(DB_DIR))?;
+        let head = match store.checkpoint()? {
+            Some(text) => {
+                let cp = Checkpoint::open(text.as_bytes(), &verifier).map_err(|e| {
+                    OpenError::Corrupt(format!("stored checkpoint does not verify with the log key: {e}"))
+                })?;
+                LogHead {
+                    size: cp.size,
+                    root: cp.root,
+                    checkpoint: text.into(),
+                }
+            }
+            None => {
+                // A new log starts with a signed checkpoint of the empty tree.
+                let cp = Checkpoint {
+                    origin: signer.name().to_string(),
+                    size: 0,
+                    root: crate::merkle::empty_root(),
+                    extensions: vec![],
+                };
+                let text = cp.sign(&signer).map_err(|e| match e {
+                    CheckpointError::Note(n) => OpenError::BadKey {
+                        path: data_dir.join(KEY_FILE),
+                        source: n,
+                    },
+                    other => OpenError::Corrupt(other.to_string()),
+                })?;
+                store.commit(&Commit {
+                    entries: &[],
+                    tiles: &Default::default(),
+                    checkpoint: &text,
+                })?;
+                LogHead {
+                    size: 0,
+                    root: cp.root,
+                    checkpoint: text.into(),
+                }
+            }
+        };
+        let log = Log {
+            store,
+            signer,
+            verifier,
+            head: RwLock::new(Arc::new(head)),
+            metrics: Metrics::default(),
+        };
+        log.check_storage()?;
+        let size = log.head().size;
+        log.metrics.tree_size.store(size, std::sync::atomic::Ordering::Relaxed);
+        Ok(log)
+    }
+
+    /// Checks that the stored tiles reproduce the checkpoint's root and
+    /// that the newest entries hash to the newest level-0 tile.
+    fn check_storage(&self) -> Result<(), OpenError> {
+        let head = self.head();
+        let root = Prover::new(TileNodes::new(&self.store))
+            .root(head.size)
+            .map_err(|e| OpenError::Corrupt(e.to_string()))?;
+        if root != head.root {
+            return Err(OpenError::Corrupt(format!(
+                "the stored tiles give a different root than the checkpoint of size {}",
+                head.size
+            )));
+        }
+        if head.size > 0 {
+            let last_tile = (head.size - 1) / TILE_WIDTH;
+            let start = last_tile * TILE_WIDTH;
+            let entries = self.store.entries(start, head.size - start)?;
+            let tile = self.store.read_tile(0, last_tile)?.unwrap_or_default();
+            let hashes: Vec<u8> = entries.iter().flat_map(|e| leaf_hash(e)).collect();
+            if entries.len() as u64 != head.size - start || !tile.starts_with(&hashes) {
+                return Err(OpenError::Corrupt(format!(
+                    "entries {start}..{} do not match the level-0 tile",
+                    head.size
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest committed state.
+    pub fn head(&self) -> Arc<LogHead> {
+        self.head.read().expect("head lock poisoned").clone()
+    }
+
+    /// Publishes a new committed state. Only the sequencer calls this,
+    /// after the state is durable.
+    pub(crate) fn set_head(&self, head: Arc<LogHead>) {
+        self.metrics
+            .tree_size
+            .store(head.size, std::sync::atomic::Ordering::Relaxed);
+        *self.head.write().expect("head lock poisoned") = head;
+    }
+
+    /// The log's origin (its key name).
+    pub fn origin(&self) -> &str {
+        self.signer.name()
+    }
+
+    /// The log's verifier key.
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.verifier
+    }
+
+    pub(crate) fn signer(&self) -> &NoteSigner {
+        &self.signer
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn checked_size(&self, size: Option<u64>) -> Result<u64, ReadError> {
+        let current = self.head().size;
+        match size {
+            Some(s) if s > current => Err(ReadError::BeyondTree { asked: s, current }),
+            Some(0) => Err(ReadError::EmptyTree),
+            None if current == 0 => Err(ReadError::EmptyTree),
+            Some(s) => Ok(s),
+            None => Ok(current),
+        }
+    }
+
+    /// Inclusion proof for `index` in the tree of `size` (default: current).
+    pub fn inclusion_proof(&self, index: u64, size: Option<u64>) -> Result<(u64, Vec<Hash>), ReadError> {
+        let size = self.checked_size(size)?;
+        if index >= size {
+            return Err(ReadError::IndexOutOfRange { index, size });
+        }
+        let proof = Prover::new(TileNodes::new(&self.store)).inclusion(index, size)?;
+        Ok((size, proof))
+    }
+
+    /// Index of the entry with `leaf` hash, if it is in the tree of `size`.
+    pub fn find_leaf(&self, leaf: &Hash, size: Option<u64>) -> Result<u64, ReadError> {
+        let size = self.checked_size(size)?;
+        match self.store.index_of(leaf)? {
+            Some(i) if i < size => Ok(i),
+            _ => Err(ReadError::LeafNotFound { size }),
+        }
+    }
+
+    /// Consistency proof from `old` to `size` (default: current).
+    pub fn consistency_proof(&self, old: u64, size: Option<u64>) -> Result<(u64, Vec<Hash>), ReadError> {
+        let size = self.checked_size(size)?;
+        if old == 0 || old > size {
+            return Err(ReadError::BadOldSize { old, size });
+        }
+        let proof = Prover::new(TileNodes::new(&self.store)).consistency(old, size)?;
+        Ok((size, proof))
+    }
+
+    /// Hash tile `index` at `level`, `width` hashes wide, if the current
+    /// tree has it.
+    pub fn hash_tile(&self, level: u8, index: u64, width: u64) -> Result<Option<Vec<u8>>, ReadError> {
+        if tiles::tile_width(level, index, self.head().size) < width {
+            return Ok(None);
+        }
+        let tile = self.store.read_tile(level, index)?.unwrap_or_default();
+        let want = width as usize * HASH_SIZE;
+        if tile.len() < want {
+            return Err(ReadError::Storage(TileError::Missing {
+                level,
+                index,
+                have: (tile.len() / HASH_SIZE) as u64,
+                need: width,
+            }));
+        }
+        Ok(Some(tile[..want].to_vec()))
+    }
+
+    /// Entry bundle `index`, `width` entries wide, if the current tree has it.
+    pub fn entry_bundle(&self, index: u64, width: u64) -> Result<Option<Vec<u8>>, ReadError> {
+        if tiles::tile_width(0, index, self.head().size) < width {
+            return Ok(None);
+        }
+        let entries = self.store.entries(index * TILE_WIDTH, width)?;
+        if (entries.len() as u64) < width {
+            return Err(ReadError::Storage(TileError::Missing {
+                level: 0,
+                index,
+                have: entries.len() as u64,
+                need: width,
+            }));
+        }
+        Ok(Some(encode_bundle(entries.iter().map(Vec::as_slice))))
+    }
+}

@@ -1,0 +1,160 @@
+//! Counters and histograms, rendered in the Prometheus text format.
+//!
+//! Lock-free atomics: the sequencer and every request handler update them.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// A histogram with fixed bucket upper bounds.
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// Sum of observations in millionths of the unit, to stay integral.
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, value: f64) {
+        if let Some(i) = self.bounds.iter().position(|&b| value <= b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add((value * 1e6) as u64, Relaxed);
+    }
+
+    /// Records a duration in seconds.
+    pub fn observe_duration(&self, d: Duration) {
+        self.observe(d.as_secs_f64());
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += c.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
+const LATENCY_BOUNDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+const BATCH_BOUNDS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0];
+
+/// Everything the server reports on `/metrics`.
+pub struct Metrics {
+    /// New entries made durable.
+    pub appends: AtomicU64,
+    /// Submissions answered with an existing index.
+    pub duplicates: AtomicU64,
+    /// Submissions refused because the queue was full.
+    pub overloaded: AtomicU64,
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Submissions per batch.
+    pub batch_size: Histogram,
+    /// Time from a submission's arrival to its answer being ready.
+    pub integration_latency: Histogram,
+    /// Time to write and fsync one batch.
+    pub commit_latency: Histogram,
+    /// Leaves in the tree.
+    pub tree_size: AtomicU64,
+    /// HTTP responses by status class (index: status / 100).
+    pub responses: [AtomicU64; 6],
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            appends: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            overloaded: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            batch_size: Histogram::new(BATCH_BOUNDS),
+            integration_latency: Histogram::new(LATENCY_BOUNDS),
+            commit_latency: Histogram::new(LATENCY_BOUNDS),
+            tree_size: AtomicU64::new(0),
+            responses: Default::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one HTTP response.
+    pub fn count_response(&self, status: u16) {
+        if let Some(c) = self.responses.get((status / 100) as usize) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let counters = [
+            ("gatelog_appends_total", "New entries made durable.", &self.appends),
+            ("gatelog_duplicates_total", "Submissions answered with an existing index.", &self.duplicates),
+            ("gatelog_overloaded_total", "Submissions refused with 503 because the queue was full.", &self.overloaded),
+            ("gatelog_batches_total", "Batches committed.", &self.batches),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP gatelog_tree_size Leaves in the tree.\n# TYPE gatelog_tree_size gauge\ngatelog_tree_size {}",
+            self.tree_size.load(Relaxed)
+        );
+        self.batch_size.render(&mut out, "gatelog_batch_size", "Submissions per sequenced batch.");
+        self.integration_latency.render(
+            &mut out,
+            "gatelog_integration_latency_seconds",
+            "From a submission's arrival to its durable, checkpointed answer.",
+        );
+        self.commit_latency.render(
+            &mut out,
+            "gatelog_commit_latency_seconds",
+            "Time to write and fsync one batch.",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP gatelog_http_responses_total HTTP responses by status class.\n# TYPE gatelog_http_responses_total counter"
+        );
+        for (class, c) in self.responses.iter().enumerate().skip(1) {
+            let _ = writeln!(out, "gatelog_http_responses_total{{class=\"{class}xx\"}} {}", c.load(Relaxed));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let m = Metrics::default();
+        m.batch_size.observe(3.0);
+        m.batch_size.observe(300.0);
+        let text = m.render();
+        assert!(text.contains("gatelog_batch_size_bucket{le=\"4\"} 1"));
+        assert!(text.contains("gatelog_batch_size_bucket{le=\"1024\"} 2"));
+        assert!(text.contains("gatelog_batch_size_count 2"));
+    }
+}

@@ -1,0 +1,350 @@
+//! C2SP signed-note (c2sp.org/signed-note) with Ed25519 signatures: note
+//! parsing, signing and verification, verifier keys and private keys.
+//!
+//! In scope: signature type 0x01 (Ed25519 over the note text). Other
+//! signature types are carried through as unverified signatures.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// Signature type byte for Ed25519 in signed notes.
+pub const ALG_ED25519: u8 = 0x01;
+/// The em dash and space that start every signature line.
+const SIG_PREFIX: &str = "\u{2014} ";
+/// A note with more signature lines than this is rejected unread.
+pub const MAX_SIGNATURES: usize = 100;
+
+/// Why a note or key was rejected.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum NoteError {
+    #[error("malformed note: {0}")]
+    Malformed(&'static str),
+    #[error("malformed key: {0}")]
+    MalformedKey(&'static str),
+    #[error("invalid key name {0:?}: must be non-empty, without spaces or '+'")]
+    BadKeyName(String),
+    #[error("signature by {name} does not verify")]
+    InvalidSignature { name: String },
+    #[error("no signature by a known key")]
+    NoKnownSignature,
+}
+
+/// Whether `name` may name a key: non-empty, no whitespace, no '+'.
+pub fn is_valid_key_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '+')
+}
+
+/// Key ID: the first 4 bytes of SHA-256(name || "\n" || type || public key).
+pub fn key_id(name: &str, alg: u8, public_key: &[u8]) -> u32 {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update([alg]);
+    h.update(public_key);
+    let d = h.finalize();
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+}
+
+/// A key that verifies Ed25519 note signatures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoteVerifier {
+    name: String,
+    id: u32,
+    key: VerifyingKey,
+}
+
+impl NoteVerifier {
+    /// Parses a verifier key string `<name>+<key ID hex>+<base64(0x01 || key)>`.
+    pub fn parse(vkey: &str) -> Result<Self, NoteError> {
+        let mut parts = vkey.splitn(3, '+');
+        let (name, id_hex, key_b64) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(n), Some(i), Some(k)) => (n, i, k),
+            _ => return Err(NoteError::MalformedKey("want <name>+<id>+<key>")),
+        };
+        if !is_valid_key_name(name) {
+            return Err(NoteError::BadKeyName(name.to_string()));
+        }
+        if id_hex.len() != 8 {
+            return Err(NoteError::MalformedKey("key ID must be 8 hex digits"));
+        }
+        let id = u32::from_str_radix(id_hex, 16)
+            .map_err(|_| NoteError::MalformedKey("key ID must be 8 hex digits"))?;
+        let raw = B64
+            .decode(key_b64)
+            .map_err(|_| NoteError::MalformedKey("key is not base64"))?;
+        if raw.len() != 33 || raw[0] != ALG_ED25519 {
+            return Err(NoteError::MalformedKey("not an Ed25519 key (0x01 || 32 bytes)"));
+        }
+        if key_id(name, ALG_ED25519, &raw[1..]) != id {
+            return Err(NoteError::MalformedKey("key ID does not match the key"));
+        }
+        let key = VerifyingKey::from_bytes(raw[1..].try_into().expect("33-byte key"))
+            .map_err(|_| NoteError::MalformedKey("not a valid Ed25519 point"))?;
+        Ok(NoteVerifier {
+            name: name.to_string(),
+            id,
+            key,
+        })
+    }
+
+    /// The key name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The key ID.
+    pub fn key_id(&self) -> u32 {
+        self.id
+    }
+
+    /// The verifier key string.
+    pub fn to_vkey(&self) -> String {
+        let mut raw = vec![ALG_ED25519];
+        raw.extend_from_slice(self.key.as_bytes());
+        format!("{}+{:08x}+{}", self.name, self.id, B64.encode(raw))
+    }
+
+    /// Whether `sig` is this key's signature over `text`.
+    pub fn verify(&self, text: &[u8], sig: &[u8]) -> bool {
+        match Signature::from_slice(sig) {
+            Ok(s) => self.key.verify(text, &s).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// A key that signs notes with Ed25519.
+pub struct NoteSigner {
+    name: String,
+    id: u32,
+    key: SigningKey,
+}
+
+impl NoteSigner {
+    /// A signer named `name` with the given 32-byte Ed25519 seed.
+    pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, NoteError> {
+        if !is_valid_key_name(name) {
+            return Err(NoteError::BadKeyName(name.to_string()));
+        }
+        let key = SigningKey::from_bytes(&seed);
+        let id = key_id(name, ALG_ED25519, key.verifying_key().as_bytes());
+        Ok(NoteSigner {
+            name: name.to_string(),
+            id,
+            key,
+        })
+    }
+
+    /// Parses a private key string `PRIVATE+KEY+<name>+<id hex>+<base64(0x01 || seed)>`
+    /// (the format of Go's `note.GenerateKey`).
+    pub fn parse(skey: &str) -> Result<Self, NoteError> {
+        let rest = skey
+            .trim_end()
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or(NoteError::MalformedKey("private key must start PRIVATE+KEY+"))?;
+        let mut parts = rest.splitn(3, '+');
+        let (name, id_hex, key_b64) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(n), Some(i), Some(k)) => (n, i, k),
+            _ => return Err(NoteError::MalformedKey("want PRIVATE+KEY+<name>+<id>+<key>")),
+        };
+        let raw = B64
+            .decode(key_b64)
+            .map_err(|_| NoteError::MalformedKey("key is not base64"))?;
+        if raw.len() != 33 || raw[0] != ALG_ED25519 {
+            return Err(NoteError::MalformedKey("not an Ed25519 seed (0x01 || 32 bytes)"));
+        }
+        let signer = Self::from_seed(name, raw[1..].try_into().expect("33-byte key"))?;
+        if format!("{:08x}", signer.id) != id_hex {
+            return Err(NoteError::MalformedKey("key ID does not match the key"));
+        }
+        Ok(signer)
+    }
+
+    /// The private key string (secret: store with mode 0600).
+    pub fn to_private_key_string(&self) -> String {
+        let mut raw = vec![ALG_ED25519];
+        raw.extend_from_slice(self.key.as_bytes());
+        format!("PRIVATE+KEY+{}+{:08x}+{}", self.name, self.id, B64.encode(raw))
+    }
+
+    /// The key name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The matching verifier.
+    pub fn verifier(&self) -> NoteVerifier {
+        NoteVerifier {
+            name: self.name.clone(),
+            id: self.id,
+            key: self.key.verifying_key(),
+        }
+    }
+
+    /// The signature line ("— name base64(id || sig)\n") over `text`.
+    pub fn signature_line(&self, text: &str) -> String {
+        let sig = self.key.sign(text.as_bytes());
+        let mut raw = self.id.to_be_bytes().to_vec();
+        raw.extend_from_slice(&sig.to_bytes());
+        format!("{SIG_PREFIX}{} {}\n", self.name, B64.encode(raw))
+    }
+
+    /// Signs `text` (which must be valid note text) into a signed note.
+    pub fn sign(&self, text: &str) -> Result<String, NoteError> {
+        check_text(text.as_bytes())?;
+        Ok(format!("{text}\n{}", self.signature_line(text)))
+    }
+}
+
+/// One signature line of a note.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoteSignature {
+    /// Key name.
+    pub name: String,
+    /// Key ID.
+    pub id: u32,
+    /// Signature bytes after the key ID.
+    pub sig: Vec<u8>,
+}
+
+/// A parsed note: its text and every signature line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// The signed text, ending in "\n".
+    pub text: String,
+    /// Signatures in the order they appear.
+    pub signatures: Vec<NoteSignature>,
+}
+
+fn check_text(text: &[u8]) -> Result<(), NoteError> {
+    if text.is_empty() || *text.last().unwrap() != b'\n' {
+        return Err(NoteError::Malformed("text must end with a newline"));
+    }
+    if text.iter().any(|&b| b < 0x20 && b != b'\n') {
+        return Err(NoteError::Malformed("control character in note"));
+    }
+    if text.windows(2).any(|w| w == b"\n\n") {
+        return Err(NoteError::Malformed("blank line inside note text"));
+    }
+    Ok(())
+}
+
+impl Note {
+    /// Parses a signed note without verifying any signature.
+    pub fn parse(msg: &[u8]) -> Result<Note, NoteError> {
+        let msg = std::str::from_utf8(msg).map_err(|_| NoteError::Malformed("not UTF-8"))?;
+        if msg.bytes().any(|b| b < 0x20 && b != b'\n') {
+            return Err(NoteError::Malformed("control character in note"));
+        }
+        let split = msg
+            .rfind("\n\n")
+            .ok_or(NoteError::Malformed("no blank line before signatures"))?;
+        let (text, sigs) = (&msg[..split + 1], &msg[split + 2..]);
+        if !sigs.ends_with('\n') {
+            return Err(NoteError::Malformed("signature block must end with a newline"));
+        }
+        let mut signatures = Vec::new();
+        for line in sigs[..sigs.len() - 1].split('\n') {
+            if signatures.len() == MAX_SIGNATURES {
+                return Err(NoteError::Malformed("too many signatures"));
+            }
+            let line = line
+                .strip_prefix(SIG_PREFIX)
+                .ok_or(NoteError::Malformed("signature line must start with '— '"))?;
+            let (name, b64) = line
+                .split_once(' ')
+                .ok_or(NoteError::Malformed("signature line without a space"))?;
+            if !is_valid_key_name(name) {
+                return Err(NoteError::BadKeyName(name.to_string()));
+            }
+            let raw = B64
+                .decode(b64)
+                .map_err(|_| NoteError::Malformed("signature is not base64"))?;
+            if raw.len() < 5 {
+                return Err(NoteError::Malformed("signature too short"));
+            }
+            signatures.push(NoteSignature {
+                name: name.to_string(),
+                id: u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]),
+                sig: raw[4..].to_vec(),
+            });
+        }
+        Ok(Note {
+            text: text.to_string(),
+            signatures,
+        })
+    }
+
+    /// Parses a note and checks its signatures against `known`: every
+    /// signature by a known key must verify, and at least one must exist.
+    /// Signatures by unknown keys are ignored. Returns the note and the
+    /// names of the keys that verified it.
+    pub fn open(msg: &[u8], known: &[NoteVerifier]) -> Result<(Note, Vec<String>), NoteError> {
+        let note = Note::parse(msg)?;
+        let mut verified: Vec<String> = Vec::new();
+        for s in &note.signatures {
+            let Some(v) = known.iter().find(|v| v.name == s.name && v.id == s.id) else {
+                continue;
+            };
+            if !v.verify(note.text.as_bytes(), &s.sig) {
+                return Err(NoteError::InvalidSignature {
+                    name: s.name.clone(),
+                });
+            }
+            if !verified.contains(&s.name) {
+                verified.push(s.name.clone());
+            }
+        }
+        if verified.is_empty() {
+            return Err(NoteError::NoKnownSignature);
+        }
+        Ok((note, verified))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_then_open_round_trips() {
+        let s = NoteSigner::from_seed("example.com/log", [7; 32]).unwrap();
+        let msg = s.sign("hello\nworld\n").unwrap();
+        let (note, names) = Note::open(msg.as_bytes(), &[s.verifier()]).unwrap();
+        assert_eq!(note.text, "hello\nworld\n");
+        assert_eq!(names, vec!["example.com/log".to_string()]);
+        let v = NoteVerifier::parse(&s.verifier().to_vkey()).unwrap();
+        assert_eq!(v, s.verifier());
+        let back = NoteSigner::parse(&s.to_private_key_string()).unwrap();
+        assert_eq!(back.verifier(), s.verifier());
+    }
+
+    #[test]
+    fn tampered_text_fails_and_unknown_key_is_not_enough() {
+        let s = NoteSigner::from_seed("a", [1; 32]).unwrap();
+        let other = NoteSigner::from_seed("b", [2; 32]).unwrap();
+        let msg = s.sign("x\n").unwrap().replacen("x\n", "y\n", 1);
+        assert!(matches!(
+            Note::open(msg.as_bytes(), &[s.verifier()]),
+            Err(NoteError::InvalidSignature { .. })
+        ));
+        let msg = s.sign("x\n").unwrap();
+        assert_eq!(
+            Note::open(msg.as_bytes(), &[other.verifier()]),
+            Err(NoteError::NoKnownSignature)
+        );
+    }
+
+    #[test]
+    fn bad_names_and_text_are_refused() {
+        assert!(NoteSigner::from_seed("has space", [1; 32]).is_err());
+        assert!(NoteSigner::from_seed("has+plus", [1; 32]).is_err());
+        let s = NoteSigner::from_seed("a", [1; 32]).unwrap();
+        assert!(s.sign("no newline").is_err());
+        assert!(s.sign("a\n\nb\n").is_err());
+        assert!(s.sign("tab\there\n").is_err());
+    }
+}

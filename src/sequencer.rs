@@ -1,0 +1,263 @@
+//! The sequencer: one thread that batches submissions (by count and by
+//! delay), deduplicates them, assigns indices, and commits the entries,
+//! the changed tiles and a newly signed checkpoint in one fsync'd write.
+//! Only then does it answer each submission, with its index and an
+//! inclusion proof against that checkpoint.
+//!
+//! The queue in front of it is bounded: when full, submissions are
+//! refused at once ([`SubmitError::Overloaded`]) instead of piling up.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+use crate::checkpoint::Checkpoint;
+use crate::log::{Log, LogHead};
+use crate::merkle::{leaf_hash, Hash, Prover};
+use crate::store::{Commit, Store};
+use crate::tiles::{append_leaves, Overlay, TileNodes};
+
+/// Batching limits.
+#[derive(Clone, Debug)]
+pub struct SequencerConfig {
+    /// Most submissions in one batch.
+    pub max_batch_size: usize,
+    /// Longest a batch waits for more submissions after its first.
+    pub max_batch_delay: Duration,
+    /// Most submissions waiting for the sequencer.
+    pub max_pending: usize,
+}
+
+/// A sequenced, durable entry and the proof of it.
+#[derive(Debug)]
+pub struct Appended {
+    /// Index of the entry in the log.
+    pub index: u64,
+    /// Leaf hash of the entry.
+    pub leaf_hash: Hash,
+    /// Inclusion proof against `head`.
+    pub proof: Vec<Hash>,
+    /// The checkpoint that covers the entry.
+    pub head: Arc<LogHead>,
+    /// Whether the entry was already in the log.
+    pub duplicate: bool,
+}
+
+/// Why a submission was not sequenced.
+#[derive(Debug, Error, Clone)]
+pub enum SubmitError {
+    #[error("the sequencer queue is full; retry later")]
+    Overloaded,
+    #[error("the sequencer has stopped after a storage failure; the server needs a restart")]
+    Stopped,
+    #[error("storage failure while sequencing: {0}")]
+    Storage(String),
+}
+
+struct Submission {
+    entry: Vec<u8>,
+    leaf: Hash,
+    arrived: Instant,
+    reply: oneshot::Sender<Result<Appended, SubmitError>>,
+}
+
+/// Submits entries to the sequencer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct SequencerHandle {
+    tx: SyncSender<Submission>,
+    log: Arc<Log>,
+    failed: Arc<AtomicBool>,
+}
+
+/// Starts the sequencer thread for `log`. It runs until every handle is
+/// dropped (after draining the queue) or storage fails.
+pub fn start(log: Arc<Log>, config: SequencerConfig) -> (SequencerHandle, JoinHandle<()>) {
+    let (tx, rx) = mpsc::sync_channel(config.max_pending);
+    let failed = Arc::new(AtomicBool::new(false));
+    let handle = SequencerHandle {
+        tx,
+        log: log.clone(),
+        failed: failed.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("sequencer".into())
+        .spawn(move || run(&log, &config, &rx, &failed))
+        .expect("spawning the sequencer thread");
+    (handle, thread)
+}
+
+impl SequencerHandle {
+    /// Sequences `entry`; resolves once it is durable and covered by a
+    /// signed checkpoint.
+    pub async fn submit(&self, entry: Vec<u8>) -> Result<Appended, SubmitError> {
+        if self.failed.load(Relaxed) {
+            return Err(SubmitError::Stopped);
+        }
+        let (reply, answer) = oneshot::channel();
+        let sub = Submission {
+            leaf: leaf_hash(&entry),
+            entry,
+            arrived: Instant::now(),
+            reply,
+        };
+        match self.tx.try_send(sub) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.log.metrics.overloaded.fetch_add(1, Relaxed);
+                return Err(SubmitError::Overloaded);
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(SubmitError::Stopped),
+        }
+        answer.await.unwrap_or(Err(SubmitError::Stopped))
+    }
+}
+
+fn run(log: &Log, config: &SequencerConfig, rx: &mpsc::Receiver<Submission>, failed: &AtomicBool) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + config.max_batch_delay;
+        while batch.len() < config.max_batch_size {
+            // Take what is already queued, then wait out the delay.
+            match rx.try_recv() {
+                Ok(s) => {
+                    batch.push(s);
+                    continue;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            match rx.recv_timeout(deadline - now) {
+                Ok(s) => batch.push(s),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        if let Err(e) = integrate(log, batch) {
+            // Storage may now hold more than we know: stop rather than
+            // risk signing a checkpoint inconsistent with what is on disk.
+            eprintln!("gatelog: sequencer stopped: {e}");
+            failed.store(true, Relaxed);
+            for s in rx.try_iter() {
+                let _ = s.reply.send(Err(SubmitError::Stopped));
+            }
+            return;
+        }
+    }
+}
+
+/// Sequences one batch and answers every submission in it. An error means
+/// storage failed; every submission of the batch has been answered with it.
+fn integrate(log: &Log, batch: Vec<Submission>) -> Result<(), SubmitError> {
+    let result = sequence(log, &batch);
+    let m = &log.metrics;
+    match result {
+        Ok((head, indices, mut prover)) => {
+            for (s, (index, duplicate)) in batch.into_iter().zip(indices) {
+                let proof = match prover.inclusion(index, head.size) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = s.reply.send(Err(SubmitError::Storage(e.to_string())));
+                        continue;
+                    }
+                };
+                m.integration_latency.observe_duration(s.arrived.elapsed());
+                let _ = s.reply.send(Ok(Appended {
+                    index,
+                    leaf_hash: s.leaf,
+                    proof,
+                    head: head.clone(),
+                    duplicate,
+                }));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            for s in batch {
+                let _ = s.reply.send(Err(e.clone()));
+            }
+            Err(e)
+        }
+    }
+}
+
+type BatchProver<'a> = Prover<TileNodes<Overlay<&'a Store>>>;
+
+/// Assigns indices and commits the batch. Returns the new head, each
+/// submission's (index, duplicate) and a prover over the committed tree.
+fn sequence<'a>(
+    log: &'a Log,
+    batch: &[Submission],
+) -> Result<(Arc<LogHead>, Vec<(u64, bool)>, BatchProver<'a>), SubmitError> {
+    let storage = |e: &dyn std::fmt::Display| SubmitError::Storage(e.to_string());
+    let store = log.store();
+    let head = log.head();
+    let mut fresh: Vec<(u64, Hash, &[u8])> = Vec::new();
+    let mut in_batch: HashMap<Hash, u64> = HashMap::new();
+    let mut indices = Vec::with_capacity(batch.len());
+    for s in batch {
+        if let Some(&i) = in_batch.get(&s.leaf) {
+            indices.push((i, true));
+        } else if let Some(i) = store.index_of(&s.leaf).map_err(|e| storage(&e))? {
+            indices.push((i, true));
+        } else {
+            let i = head.size + fresh.len() as u64;
+            in_batch.insert(s.leaf, i);
+            fresh.push((i, s.leaf, &s.entry));
+            indices.push((i, false));
+        }
+    }
+    let m = &log.metrics;
+    m.duplicates
+        .fetch_add((batch.len() - fresh.len()) as u64, Relaxed);
+    let leaves: Vec<Hash> = fresh.iter().map(|f| f.1).collect();
+    let changed = if leaves.is_empty() {
+        HashMap::new()
+    } else {
+        append_leaves(store, head.size, &leaves).map_err(|e| storage(&e))?
+    };
+    let mut prover = Prover::new(TileNodes::new(Overlay {
+        changed,
+        base: store,
+    }));
+    if fresh.is_empty() {
+        return Ok((head, indices, prover));
+    }
+    let size = head.size + fresh.len() as u64;
+    let root = prover.root(size).map_err(|e| storage(&e))?;
+    let checkpoint = Checkpoint {
+        origin: log.origin().to_string(),
+        size,
+        root,
+        extensions: vec![],
+    }
+    .sign(log.signer())
+    .map_err(|e| storage(&e))?;
+    let started = Instant::now();
+    store
+        .commit(&Commit {
+            entries: &fresh,
+            tiles: &prover.source().reader().changed,
+            checkpoint: &checkpoint,
+        })
+        .map_err(|e| storage(&e))?;
+    m.commit_latency.observe_duration(started.elapsed());
+    m.batches.fetch_add(1, Relaxed);
+    m.batch_size.observe(batch.len() as f64);
+    m.appends.fetch_add(fresh.len() as u64, Relaxed);
+    let new_head = Arc::new(LogHead {
+        size,
+        root,
+        checkpoint: checkpoint.into(),
+    });
+    log.set_head(new_head.clone());
+    Ok((new_head, indices, prover))
+}

@@ -1,0 +1,85 @@
+//! API errors and the one place that maps errors to HTTP statuses.
+//! Every error answers with JSON `{"error": {"code", "message"}}`.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+
+use crate::log::ReadError;
+use crate::sequencer::SubmitError;
+use crate::tiles::TilePathError;
+
+/// An error answer: status, machine-readable code, human message.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 for a query parameter.
+    pub fn bad_param(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_parameter", message)
+    }
+
+    /// The JSON response.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let body = serde_json::json!({
+            "error": { "code": self.code, "message": self.message }
+        });
+        let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+        *r.status_mut() = self.status;
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        let (status, code) = match &e {
+            ReadError::BeyondTree { .. } => (StatusCode::BAD_REQUEST, "tree_size_too_large"),
+            ReadError::IndexOutOfRange { .. } => (StatusCode::BAD_REQUEST, "index_out_of_range"),
+            ReadError::BadOldSize { .. } => (StatusCode::BAD_REQUEST, "bad_old_size"),
+            ReadError::EmptyTree => (StatusCode::BAD_REQUEST, "empty_tree"),
+            ReadError::LeafNotFound { .. } => (StatusCode::NOT_FOUND, "leaf_not_found"),
+            ReadError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        let (status, code) = match &e {
+            SubmitError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            SubmitError::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "sequencer_stopped"),
+            SubmitError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<TilePathError> for ApiError {
+    fn from(e: TilePathError) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_tile_path", e.to_string())
+    }
+}

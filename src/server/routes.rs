@@ -1,0 +1,331 @@
+//! Request routing, decoding and encoding. The logic lives in
+//! [`crate::log::Log`] and [`crate::sequencer`]; each `serve_*` here only
+//! turns HTTP into a call and the result into HTTP.
+
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE as B64URL};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
+
+use super::{ApiError, App, EntryFormat};
+use crate::merkle::Hash;
+use crate::tiles::{TileKind, TilePath};
+use crate::tlog_proof::TlogProof;
+
+type HttpResponse = Response<Full<Bytes>>;
+type Result<T> = std::result::Result<T, ApiError>;
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const SHORT_LIVED: &str = "public, max-age=1";
+
+/// Answers one request; errors become JSON error responses.
+pub async fn handle(app: &App, req: Request<Incoming>) -> HttpResponse {
+    let response = route(app, req)
+        .await
+        .unwrap_or_else(ApiError::into_response);
+    app.log.metrics.count_response(response.status().as_u16());
+    response
+}
+
+async fn route(app: &App, req: Request<Incoming>) -> Result<HttpResponse> {
+    let path = req.uri().path();
+    let allowed = match path {
+        "/v1/entries" => "POST",
+        "/v1/log" | "/checkpoint" | "/v1/proof/inclusion" | "/v1/proof/consistency" | "/metrics" => "GET",
+        p if p.starts_with("/tile/") => "GET",
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no such endpoint: {path}"),
+            ))
+        }
+    };
+    if req.method().as_str() != allowed {
+        let mut r = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{path} accepts {allowed} only"),
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allowed));
+        return Ok(r);
+    }
+    let query = req.uri().query().unwrap_or("").to_string();
+    match path {
+        "/v1/entries" => serve_add_entry(app, req).await,
+        "/v1/log" => Ok(serve_log_info(app)),
+        "/checkpoint" => Ok(serve_checkpoint(app)),
+        "/v1/proof/inclusion" => serve_inclusion(app, &query),
+        "/v1/proof/consistency" => serve_consistency(app, &query),
+        "/metrics" => Ok(bytes_response(
+            app.log.metrics.render().into(),
+            "text/plain; version=0.0.4; charset=utf-8",
+            "no-store",
+        )),
+        tile => {
+            let rest = tile.strip_prefix("/tile/").expect("routed on prefix");
+            serve_tile(app, rest)
+        }
+    }
+}
+
+fn bytes_response(body: Bytes, content_type: &'static str, cache: &'static str) -> HttpResponse {
+    let mut r = Response::new(Full::new(body));
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    r
+}
+
+fn json_response(value: serde_json::Value) -> HttpResponse {
+    bytes_response(value.to_string().into(), "application/json", "no-store")
+}
+
+fn b64_list(hashes: &[Hash]) -> Vec<String> {
+    hashes.iter().map(|h| B64.encode(h)).collect()
+}
+
+fn serve_log_info(app: &App) -> HttpResponse {
+    json_response(json!({
+        "origin": app.log.origin(),
+        "verifier_key": app.log.verifier().to_vkey(),
+        "tree_size": app.log.head().size,
+    }))
+}
+
+fn serve_checkpoint(app: &App) -> HttpResponse {
+    let text = app.log.head().checkpoint.to_string();
+    bytes_response(text.into(), "text/plain; charset=utf-8", SHORT_LIVED)
+}
+
+async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpResponse> {
+    let limit = app.config.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let body = Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("reading body: {e}"))
+            }
+        })?
+        .to_bytes();
+    let entry = decode_entry(app, body)?;
+    let appended = app.sequencer.submit(entry).await?;
+    let bundle = TlogProof {
+        extra: None,
+        index: appended.index,
+        proof: appended.proof,
+        checkpoint: appended.head.checkpoint.to_string(),
+    };
+    Ok(json_response(json!({
+        "index": appended.index,
+        "leaf_hash": B64.encode(appended.leaf_hash),
+        "checkpoint": &*appended.head.checkpoint,
+        "proof": bundle.encode(),
+        "duplicate": appended.duplicate,
+    })))
+}
+
+/// Turns a request body into the entry to log, per the entry format.
+fn decode_entry(app: &App, body: Bytes) -> Result<Vec<u8>> {
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "empty_entry",
+            "the request body is empty; an entry needs at least one byte",
+        ));
+    }
+    match app.config.entries {
+        EntryFormat::Opaque => {}
+        EntryFormat::Gatelog => {
+            return Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "entry_format_unavailable",
+                "gatelog workflow entries are not accepted by this build; run with --entries opaque",
+            ))
+        }
+    }
+    let max = app.config.max_entry_bytes;
+    if body.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "entry_too_large",
+            format!("entry is {} bytes, the limit is {max}", body.len()),
+        ));
+    }
+    Ok(body.to_vec())
+}
+
+fn serve_tile(app: &App, rest: &str) -> Result<HttpResponse> {
+    let tile = TilePath::parse(rest)?;
+    let data = match tile.kind {
+        TileKind::Hashes { level } => app.log.hash_tile(level, tile.index, tile.width)?,
+        TileKind::Entries => app.log.entry_bundle(tile.index, tile.width)?,
+    };
+    match data {
+        Some(bytes) => Ok(bytes_response(bytes.into(), "application/octet-stream", IMMUTABLE)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "tile_not_found",
+            format!("{tile} is not in the current tree of size {}", app.log.head().size),
+        )),
+    }
+}
+
+/// Query parameters, percent-decoded. '+' is kept as '+', so base64
+/// values work whether or not the client escaped them.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: &str, allowed: &[&str]) -> Result<Query> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for part in raw.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            let (k, v) = (percent_decode(k)?, percent_decode(v)?);
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::bad_param(format!(
+                    "unknown parameter {k:?}; this endpoint takes {}",
+                    allowed.join(", ")
+                )));
+            }
+            if pairs.iter().any(|(pk, _)| *pk == k) {
+                return Err(ApiError::bad_param(format!("parameter {k:?} given twice")));
+            }
+            pairs.push((k, v));
+        }
+        Ok(Query(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn u64(&self, name: &str) -> Result<Option<u64>> {
+        let Some(v) = self.get(name) else {
+            return Ok(None);
+        };
+        let canonical = !v.is_empty()
+            && v.bytes().all(|b| b.is_ascii_digit())
+            && (v == "0" || !v.starts_with('0'));
+        canonical
+            .then(|| v.parse().ok())
+            .flatten()
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_param(format!("{name} must be a decimal integer, got {v:?}")))
+    }
+
+    fn required_u64(&self, name: &str) -> Result<u64> {
+        self.u64(name)?
+            .ok_or_else(|| ApiError::bad_param(format!("missing required parameter {name}")))
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String> {
+    let bad = || ApiError::bad_param("malformed percent-encoding in query");
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).ok_or_else(bad)?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+/// A leaf hash given as standard or URL-safe base64, or as hex.
+fn parse_leaf_hash(v: &str) -> Result<Hash> {
+    let decoded = if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        (0..32)
+            .map(|i| u8::from_str_radix(&v[2 * i..2 * i + 2], 16).ok())
+            .collect::<Option<Vec<u8>>>()
+    } else {
+        B64.decode(v).or_else(|_| B64URL.decode(v)).ok()
+    };
+    decoded
+        .and_then(|d| Hash::try_from(d).ok())
+        .ok_or_else(|| ApiError::bad_param("leaf_hash must be a SHA-256 hash in base64 or hex"))
+}
+
+fn serve_inclusion(app: &App, raw: &str) -> Result<HttpResponse> {
+    let q = Query::parse(raw, &["index", "leaf_hash", "tree_size"])?;
+    let tree_size = q.u64("tree_size")?;
+    let index = match (q.u64("index")?, q.get("leaf_hash")) {
+        (Some(i), None) => i,
+        (None, Some(h)) => app.log.find_leaf(&parse_leaf_hash(h)?, tree_size)?,
+        _ => return Err(ApiError::bad_param("give exactly one of index and leaf_hash")),
+    };
+    let (size, hashes) = app.log.inclusion_proof(index, tree_size)?;
+    Ok(json_response(json!({
+        "index": index,
+        "tree_size": size,
+        "hashes": b64_list(&hashes),
+    })))
+}
+
+fn serve_consistency(app: &App, raw: &str) -> Result<HttpResponse> {
+    let q = Query::parse(raw, &["old_size", "tree_size"])?;
+    let old = q.required_u64("old_size")?;
+    let (size, hashes) = app.log.consistency_proof(old, q.u64("tree_size")?)?;
+    Ok(json_response(json!({
+        "old_size": old,
+        "tree_size": size,
+        "hashes": b64_list(&hashes),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing_is_strict() {
+        let q = Query::parse("index=5&tree_size=10", &["index", "tree_size"]).unwrap();
+        assert_eq!(q.u64("index").unwrap(), Some(5));
+        assert!(Query::parse("index=1&index=2", &["index"]).is_err());
+        assert!(Query::parse("bogus=1", &["index"]).is_err());
+        let q = Query::parse("index=05", &["index"]).unwrap();
+        assert!(q.u64("index").is_err());
+        let q = Query::parse("index=-1", &["index"]).unwrap();
+        assert!(q.u64("index").is_err());
+        assert!(Query::parse("index=%zz", &["index"]).is_err());
+    }
+
+    #[test]
+    fn leaf_hashes_parse_in_every_spelling() {
+        let h = [0xfbu8; 32];
+        let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(parse_leaf_hash(&B64.encode(h)).unwrap(), h);
+        assert_eq!(parse_leaf_hash(&B64URL.encode(h)).unwrap(), h);
+        assert_eq!(parse_leaf_hash(&hex).unwrap(), h);
+        assert!(parse_leaf_hash("AAAA").is_err());
+    }
+}

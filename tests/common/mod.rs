@@ -1,0 +1,185 @@
+//! Shared test helpers: the conformance vectors' location, a real server
+//! process, and a minimal HTTP/1.1 client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The shared conformance vectors: `$GATELOG_VECTORS`, else
+/// `../shared/vectors` beside the repository. None (with a message) when
+/// missing outside CI; a failure when missing under CI=true.
+pub fn vectors_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("GATELOG_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("conformance vectors missing at {} (set GATELOG_VECTORS)", dir.display());
+    }
+    eprintln!(
+        "SKIPPED: conformance vectors not found at {}; set GATELOG_VECTORS to run these tests",
+        dir.display()
+    );
+    None
+}
+
+/// A response: status, headers (lower-case names), body.
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("UTF-8 body")
+    }
+
+    /// The `error.code` of a JSON error body.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or("").to_string()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io::Result<HttpResponse> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
+/// GET that must succeed with 200.
+pub fn get_ok(addr: SocketAddr, path: &str) -> HttpResponse {
+    let r = http(addr, "GET", path, b"").expect("GET");
+    assert_eq!(r.status, 200, "GET {path}: {}", String::from_utf8_lossy(&r.body));
+    r
+}
+
+/// The real `gatelog serve` binary, on a free port.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub vkey: String,
+}
+
+impl Server {
+    /// Starts `gatelog serve --data-dir DIR --listen 127.0.0.1:0 ARGS...`
+    /// and waits until it listens.
+    pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gatelog"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting gatelog");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut addr, mut vkey) = (None, None);
+        while addr.is_none() {
+            let line = match lines.next() {
+                Some(Ok(l)) => l,
+                _ => panic!("gatelog exited before listening: {:?}", child.wait()),
+            };
+            if let Some(a) = line.strip_prefix("gatelog: listening on http://") {
+                addr = Some(a.parse().expect("address"));
+            }
+            if let Some(k) = line.strip_prefix("gatelog: verifier key ") {
+                vkey = Some(k.to_string());
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            addr: addr.unwrap(),
+            vkey: vkey.expect("verifier key line"),
+        }
+    }
+
+    /// kill -9, and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Appends `entry`, which must succeed; returns the JSON answer.
+    pub fn append(&self, entry: &[u8]) -> serde_json::Value {
+        let r = http(self.addr, "POST", "/v1/entries", entry).expect("POST");
+        assert_eq!(r.status, 200, "append: {}", String::from_utf8_lossy(&r.body));
+        r.json()
+    }
+
+    pub fn tree_size(&self) -> u64 {
+        get_ok(self.addr, "/v1/log").json()["tree_size"].as_u64().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Standard base64 decode that must succeed.
+pub fn b64(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).expect("base64")
+}
+
+/// A JSON array of base64 hashes.
+pub fn hash_list(v: &serde_json::Value) -> Vec<[u8; 32]> {
+    v.as_array()
+        .expect("array of hashes")
+        .iter()
+        .map(|h| b64(h.as_str().unwrap()).try_into().expect("32-byte hash"))
+        .collect()
+}
