@@ -73,6 +73,10 @@ impl Store {
         let mut table = BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&table);
+        // Most dedup lookups miss and most of them are answered by the
+        // memtable: a memtable bloom filter spares the skiplist walk.
+        opts.set_memtable_whole_key_filtering(true);
+        opts.set_memtable_prefix_bloom_ratio(0.1);
         let db = DB::open(&opts, dir)?;
         Ok(Store { db })
     }
