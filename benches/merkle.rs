@@ -19,7 +19,9 @@ impl TileReader for MemTiles {
 }
 
 fn leaves(from: u64, n: u64) -> Vec<Hash> {
-    (from..from + n).map(|i| leaf_hash(&i.to_le_bytes())).collect()
+    (from..from + n)
+        .map(|i| leaf_hash(&i.to_le_bytes()))
+        .collect()
 }
 
 const TREE: u64 = 1 << 20;
@@ -35,9 +37,13 @@ fn hashing(c: &mut Criterion) {
     let entry = [7u8; 256];
     let mut g = c.benchmark_group("hash");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("leaf_256B", |b| b.iter(|| leaf_hash(std::hint::black_box(&entry))));
+    g.bench_function("leaf_256B", |b| {
+        b.iter(|| leaf_hash(std::hint::black_box(&entry)))
+    });
     let (l, r) = (leaf_hash(b"l"), leaf_hash(b"r"));
-    g.bench_function("node", |b| b.iter(|| node_hash(std::hint::black_box(&l), &r)));
+    g.bench_function("node", |b| {
+        b.iter(|| node_hash(std::hint::black_box(&l), &r))
+    });
     g.finish();
 }
 
@@ -63,13 +69,17 @@ fn proofs(c: &mut Criterion) {
     g.bench_function("inclusion_1M_fresh", |b| {
         b.iter(|| {
             i = (i + 7919) % TREE;
-            Prover::new(TileNodes::new(&tiles)).inclusion(i, TREE - 3).unwrap()
+            Prover::new(TileNodes::new(&tiles))
+                .inclusion(i, TREE - 3)
+                .unwrap()
         })
     });
     g.bench_function("consistency_1M_fresh", |b| {
         b.iter(|| {
             i = (i + 7919) % (TREE - 4) + 1;
-            Prover::new(TileNodes::new(&tiles)).consistency(i, TREE - 3).unwrap()
+            Prover::new(TileNodes::new(&tiles))
+                .consistency(i, TREE - 3)
+                .unwrap()
         })
     });
     // What the sequencer does after a commit: proofs for a whole batch.

@@ -38,7 +38,12 @@ pub enum CheckpointError {
 impl Checkpoint {
     /// The note text of this checkpoint.
     pub fn to_text(&self) -> String {
-        let mut t = format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root));
+        let mut t = format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        );
         for e in &self.extensions {
             t.push_str(e);
             t.push('\n');
@@ -62,10 +67,13 @@ impl Checkpoint {
         let size_ok = !size_line.is_empty()
             && size_line.bytes().all(|b| b.is_ascii_digit())
             && (size_line == "0" || !size_line.starts_with('0'));
-        let size: u64 = size_ok
-            .then(|| size_line.parse().ok())
-            .flatten()
-            .ok_or(CheckpointError::Malformed("tree size must be a decimal without leading zeros"))?;
+        let size: u64 =
+            size_ok
+                .then(|| size_line.parse().ok())
+                .flatten()
+                .ok_or(CheckpointError::Malformed(
+                    "tree size must be a decimal without leading zeros",
+                ))?;
         let root_line = lines
             .next()
             .ok_or(CheckpointError::Malformed("missing root hash"))?;
@@ -73,7 +81,9 @@ impl Checkpoint {
             .decode(root_line)
             .ok()
             .and_then(|r| r.try_into().ok())
-            .ok_or(CheckpointError::Malformed("root hash must be 32 bytes of base64"))?;
+            .ok_or(CheckpointError::Malformed(
+                "root hash must be 32 bytes of base64",
+            ))?;
         let extensions: Vec<String> = lines.map(str::to_string).collect();
         if extensions.iter().any(String::is_empty) {
             return Err(CheckpointError::Malformed("empty extension line"));
@@ -136,9 +146,15 @@ mod tests {
             extensions: vec![],
         };
         let signed = cp.sign(&s).unwrap();
-        assert_eq!(Checkpoint::open(signed.as_bytes(), &s.verifier()).unwrap(), cp);
+        assert_eq!(
+            Checkpoint::open(signed.as_bytes(), &s.verifier()).unwrap(),
+            cp
+        );
         let other = NoteSigner::from_seed("other.example/log", [3; 32]).unwrap();
-        let wrong = Checkpoint { origin: "evil".into(), ..cp };
+        let wrong = Checkpoint {
+            origin: "evil".into(),
+            ..cp
+        };
         let signed = other.sign(&wrong.to_text()).unwrap();
         assert!(Checkpoint::open(signed.as_bytes(), &other.verifier()).is_err());
     }

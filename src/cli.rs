@@ -127,7 +127,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
         let head = log.head();
-        println!("gatelog: log {} with {} entries in {}", log.origin(), head.size, args.data_dir.display());
+        println!(
+            "gatelog: log {} with {} entries in {}",
+            log.origin(),
+            head.size,
+            args.data_dir.display()
+        );
         println!("gatelog: verifier key {}", log.verifier().to_vkey());
         println!("gatelog: listening on http://{addr}");
         server::serve(listener, app, shutdown_signal()).await?;

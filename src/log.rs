@@ -118,7 +118,10 @@ fn load_or_create_key(dir: &Path, origin: Option<&str>) -> Result<NoteSigner, Op
                 path: path.clone(),
                 source,
             })?;
-            let mode = fs::metadata(&path).map_err(io_err(&path))?.permissions().mode();
+            let mode = fs::metadata(&path)
+                .map_err(io_err(&path))?
+                .permissions()
+                .mode();
             if mode & 0o077 != 0 {
                 fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
                     .map_err(io_err(&path))?;
@@ -172,7 +175,9 @@ impl Log {
         let head = match store.checkpoint()? {
             Some(text) => {
                 let cp = Checkpoint::open(text.as_bytes(), &verifier).map_err(|e| {
-                    OpenError::Corrupt(format!("stored checkpoint does not verify with the log key: {e}"))
+                    OpenError::Corrupt(format!(
+                        "stored checkpoint does not verify with the log key: {e}"
+                    ))
                 })?;
                 LogHead {
                     size: cp.size,
@@ -216,7 +221,9 @@ impl Log {
         };
         log.check_storage()?;
         let size = log.head().size;
-        log.metrics.tree_size.store(size, std::sync::atomic::Ordering::Relaxed);
+        log.metrics
+            .tree_size
+            .store(size, std::sync::atomic::Ordering::Relaxed);
         Ok(log)
     }
 
@@ -293,7 +300,11 @@ impl Log {
     }
 
     /// Inclusion proof for `index` in the tree of `size` (default: current).
-    pub fn inclusion_proof(&self, index: u64, size: Option<u64>) -> Result<(u64, Vec<Hash>), ReadError> {
+    pub fn inclusion_proof(
+        &self,
+        index: u64,
+        size: Option<u64>,
+    ) -> Result<(u64, Vec<Hash>), ReadError> {
         let size = self.checked_size(size)?;
         if index >= size {
             return Err(ReadError::IndexOutOfRange { index, size });
@@ -312,7 +323,11 @@ impl Log {
     }
 
     /// Consistency proof from `old` to `size` (default: current).
-    pub fn consistency_proof(&self, old: u64, size: Option<u64>) -> Result<(u64, Vec<Hash>), ReadError> {
+    pub fn consistency_proof(
+        &self,
+        old: u64,
+        size: Option<u64>,
+    ) -> Result<(u64, Vec<Hash>), ReadError> {
         let size = self.checked_size(size)?;
         if old == 0 || old > size {
             return Err(ReadError::BadOldSize { old, size });
@@ -323,7 +338,12 @@ impl Log {
 
     /// Hash tile `index` at `level`, `width` hashes wide, if the current
     /// tree has it.
-    pub fn hash_tile(&self, level: u8, index: u64, width: u64) -> Result<Option<Vec<u8>>, ReadError> {
+    pub fn hash_tile(
+        &self,
+        level: u8,
+        index: u64,
+        width: u64,
+    ) -> Result<Option<Vec<u8>>, ReadError> {
         if tiles::tile_width(level, index, self.head().size) < width {
             return Ok(None);
         }

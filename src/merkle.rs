@@ -258,7 +258,10 @@ impl<S: NodeSource> Prover<S> {
     /// leaves (RFC 6962 §2.1.2). Empty when `old` is 0 or equals `new`.
     /// Requires `old <= new`.
     pub fn consistency(&mut self, old: u64, new: u64) -> Result<Vec<Hash>, S::Error> {
-        assert!(old <= new, "consistency proof with old size beyond new size");
+        assert!(
+            old <= new,
+            "consistency proof with old size beyond new size"
+        );
         let mut path = Vec::with_capacity(64);
         if old == 0 || old == new {
             return Ok(path);

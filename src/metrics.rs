@@ -108,20 +108,40 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let counters = [
-            ("gatelog_appends_total", "New entries made durable.", &self.appends),
-            ("gatelog_duplicates_total", "Submissions answered with an existing index.", &self.duplicates),
-            ("gatelog_overloaded_total", "Submissions refused with 503 because the queue was full.", &self.overloaded),
+            (
+                "gatelog_appends_total",
+                "New entries made durable.",
+                &self.appends,
+            ),
+            (
+                "gatelog_duplicates_total",
+                "Submissions answered with an existing index.",
+                &self.duplicates,
+            ),
+            (
+                "gatelog_overloaded_total",
+                "Submissions refused with 503 because the queue was full.",
+                &self.overloaded,
+            ),
             ("gatelog_batches_total", "Batches committed.", &self.batches),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
         }
         let _ = writeln!(
             out,
             "# HELP gatelog_tree_size Leaves in the tree.\n# TYPE gatelog_tree_size gauge\ngatelog_tree_size {}",
             self.tree_size.load(Relaxed)
         );
-        self.batch_size.render(&mut out, "gatelog_batch_size", "Submissions per sequenced batch.");
+        self.batch_size.render(
+            &mut out,
+            "gatelog_batch_size",
+            "Submissions per sequenced batch.",
+        );
         self.integration_latency.render(
             &mut out,
             "gatelog_integration_latency_seconds",
@@ -137,7 +157,11 @@ impl Metrics {
             "# HELP gatelog_http_responses_total HTTP responses by status class.\n# TYPE gatelog_http_responses_total counter"
         );
         for (class, c) in self.responses.iter().enumerate().skip(1) {
-            let _ = writeln!(out, "gatelog_http_responses_total{{class=\"{class}xx\"}} {}", c.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "gatelog_http_responses_total{{class=\"{class}xx\"}} {}",
+                c.load(Relaxed)
+            );
         }
         out
     }

@@ -48,6 +48,34 @@ pub fn key_id(name: &str, alg: u8, public_key: &[u8]) -> u32 {
     u32::from_be_bytes([d[0], d[1], d[2], d[3]])
 }
 
+/// Splits `<name>+<key ID hex>+<base64(0x01 || 32 bytes)>`, the shape of
+/// both verifier keys and (after "PRIVATE+KEY+") private keys.
+fn parse_key_string(s: &str) -> Result<(&str, u32, [u8; 32]), NoteError> {
+    let mut parts = s.splitn(3, '+');
+    let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(NoteError::MalformedKey("want <name>+<key ID>+<key>"));
+    };
+    if !is_valid_key_name(name) {
+        return Err(NoteError::BadKeyName(name.to_string()));
+    }
+    let id = (id_hex.len() == 8)
+        .then(|| u32::from_str_radix(id_hex, 16).ok())
+        .flatten()
+        .ok_or(NoteError::MalformedKey("key ID must be 8 hex digits"))?;
+    let raw = B64
+        .decode(key_b64)
+        .map_err(|_| NoteError::MalformedKey("key is not base64"))?;
+    match raw.split_first() {
+        Some((&ALG_ED25519, key)) if key.len() == 32 => {
+            Ok((name, id, key.try_into().expect("32 bytes")))
+        }
+        _ => Err(NoteError::MalformedKey(
+            "not an Ed25519 key (0x01 || 32 bytes)",
+        )),
+    }
+}
+
 /// A key that verifies Ed25519 note signatures.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NoteVerifier {
@@ -59,29 +87,11 @@ pub struct NoteVerifier {
 impl NoteVerifier {
     /// Parses a verifier key string `<name>+<key ID hex>+<base64(0x01 || key)>`.
     pub fn parse(vkey: &str) -> Result<Self, NoteError> {
-        let mut parts = vkey.splitn(3, '+');
-        let (name, id_hex, key_b64) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(n), Some(i), Some(k)) => (n, i, k),
-            _ => return Err(NoteError::MalformedKey("want <name>+<id>+<key>")),
-        };
-        if !is_valid_key_name(name) {
-            return Err(NoteError::BadKeyName(name.to_string()));
-        }
-        if id_hex.len() != 8 {
-            return Err(NoteError::MalformedKey("key ID must be 8 hex digits"));
-        }
-        let id = u32::from_str_radix(id_hex, 16)
-            .map_err(|_| NoteError::MalformedKey("key ID must be 8 hex digits"))?;
-        let raw = B64
-            .decode(key_b64)
-            .map_err(|_| NoteError::MalformedKey("key is not base64"))?;
-        if raw.len() != 33 || raw[0] != ALG_ED25519 {
-            return Err(NoteError::MalformedKey("not an Ed25519 key (0x01 || 32 bytes)"));
-        }
-        if key_id(name, ALG_ED25519, &raw[1..]) != id {
+        let (name, id, key) = parse_key_string(vkey)?;
+        if key_id(name, ALG_ED25519, &key) != id {
             return Err(NoteError::MalformedKey("key ID does not match the key"));
         }
-        let key = VerifyingKey::from_bytes(raw[1..].try_into().expect("33-byte key"))
+        let key = VerifyingKey::from_bytes(&key)
             .map_err(|_| NoteError::MalformedKey("not a valid Ed25519 point"))?;
         Ok(NoteVerifier {
             name: name.to_string(),
@@ -144,20 +154,12 @@ impl NoteSigner {
         let rest = skey
             .trim_end()
             .strip_prefix("PRIVATE+KEY+")
-            .ok_or(NoteError::MalformedKey("private key must start PRIVATE+KEY+"))?;
-        let mut parts = rest.splitn(3, '+');
-        let (name, id_hex, key_b64) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(n), Some(i), Some(k)) => (n, i, k),
-            _ => return Err(NoteError::MalformedKey("want PRIVATE+KEY+<name>+<id>+<key>")),
-        };
-        let raw = B64
-            .decode(key_b64)
-            .map_err(|_| NoteError::MalformedKey("key is not base64"))?;
-        if raw.len() != 33 || raw[0] != ALG_ED25519 {
-            return Err(NoteError::MalformedKey("not an Ed25519 seed (0x01 || 32 bytes)"));
-        }
-        let signer = Self::from_seed(name, raw[1..].try_into().expect("33-byte key"))?;
-        if format!("{:08x}", signer.id) != id_hex {
+            .ok_or(NoteError::MalformedKey(
+                "private key must start PRIVATE+KEY+",
+            ))?;
+        let (name, id, seed) = parse_key_string(rest)?;
+        let signer = Self::from_seed(name, seed)?;
+        if signer.id != id {
             return Err(NoteError::MalformedKey("key ID does not match the key"));
         }
         Ok(signer)
@@ -167,7 +169,12 @@ impl NoteSigner {
     pub fn to_private_key_string(&self) -> String {
         let mut raw = vec![ALG_ED25519];
         raw.extend_from_slice(self.key.as_bytes());
-        format!("PRIVATE+KEY+{}+{:08x}+{}", self.name, self.id, B64.encode(raw))
+        format!(
+            "PRIVATE+KEY+{}+{:08x}+{}",
+            self.name,
+            self.id,
+            B64.encode(raw)
+        )
     }
 
     /// The key name.
@@ -244,7 +251,9 @@ impl Note {
             .ok_or(NoteError::Malformed("no blank line before signatures"))?;
         let (text, sigs) = (&msg[..split + 1], &msg[split + 2..]);
         if !sigs.ends_with('\n') {
-            return Err(NoteError::Malformed("signature block must end with a newline"));
+            return Err(NoteError::Malformed(
+                "signature block must end with a newline",
+            ));
         }
         let mut signatures = Vec::new();
         for line in sigs[..sigs.len() - 1].split('\n') {

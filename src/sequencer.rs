@@ -160,7 +160,11 @@ fn integrate(log: &Log, batch: Vec<Submission>) -> Result<(), SubmitError> {
     let result = sequence(log, &batch);
     let m = &log.metrics;
     match result {
-        Ok((head, indices, mut prover)) => {
+        Ok(Sequenced {
+            head,
+            indices,
+            mut prover,
+        }) => {
             for (s, (index, duplicate)) in batch.into_iter().zip(indices) {
                 let proof = match prover.inclusion(index, head.size) {
                     Ok(p) => p,
@@ -189,14 +193,18 @@ fn integrate(log: &Log, batch: Vec<Submission>) -> Result<(), SubmitError> {
     }
 }
 
-type BatchProver<'a> = Prover<TileNodes<Overlay<&'a Store>>>;
+/// A committed batch.
+struct Sequenced<'a> {
+    /// The head covering the batch.
+    head: Arc<LogHead>,
+    /// Each submission's (index, duplicate), in batch order.
+    indices: Vec<(u64, bool)>,
+    /// Proofs over the committed tree; it remembers the batch's tiles.
+    prover: Prover<TileNodes<Overlay<&'a Store>>>,
+}
 
-/// Assigns indices and commits the batch. Returns the new head, each
-/// submission's (index, duplicate) and a prover over the committed tree.
-fn sequence<'a>(
-    log: &'a Log,
-    batch: &[Submission],
-) -> Result<(Arc<LogHead>, Vec<(u64, bool)>, BatchProver<'a>), SubmitError> {
+/// Assigns indices and commits the batch.
+fn sequence<'a>(log: &'a Log, batch: &[Submission]) -> Result<Sequenced<'a>, SubmitError> {
     let storage = |e: &dyn std::fmt::Display| SubmitError::Storage(e.to_string());
     let store = log.store();
     let head = log.head();
@@ -229,7 +237,11 @@ fn sequence<'a>(
         base: store,
     }));
     if fresh.is_empty() {
-        return Ok((head, indices, prover));
+        return Ok(Sequenced {
+            head,
+            indices,
+            prover,
+        });
     }
     let size = head.size + fresh.len() as u64;
     let root = prover.root(size).map_err(|e| storage(&e))?;
@@ -259,5 +271,9 @@ fn sequence<'a>(
         checkpoint: checkpoint.into(),
     });
     log.set_head(new_head.clone());
-    Ok((new_head, indices, prover))
+    Ok(Sequenced {
+        head: new_head,
+        indices,
+        prover,
+    })
 }

@@ -12,7 +12,7 @@ use rocksdb::{BlockBasedOptions, Direction, IteratorMode, Options, WriteBatch, W
 use thiserror::Error;
 
 use crate::merkle::Hash;
-use crate::tiles::TileReader;
+use crate::tiles::{TileReader, TileSet};
 
 const KEY_CHECKPOINT: &[u8] = b"c";
 const PREFIX_ENTRY: u8 = b'e';
@@ -38,7 +38,7 @@ pub struct Commit<'a> {
     /// New entries: (index, leaf hash, bytes).
     pub entries: &'a [(u64, Hash, &'a [u8])],
     /// Every tile that changed, with its whole new content.
-    pub tiles: &'a std::collections::HashMap<(u8, u64), Arc<Vec<u8>>>,
+    pub tiles: &'a TileSet,
     /// The signed checkpoint covering the entries.
     pub checkpoint: &'a str,
 }

@@ -52,7 +52,12 @@ impl TilePath {
     pub fn parse(rest: &str) -> Result<TilePath, TilePathError> {
         let (kind, index_path) = match rest.split_once('/') {
             Some(("entries", r)) => (TileKind::Entries, r),
-            Some((l, r)) => (TileKind::Hashes { level: parse_level(l)? }, r),
+            Some((l, r)) => (
+                TileKind::Hashes {
+                    level: parse_level(l)?,
+                },
+                r,
+            ),
             None => return Err(TilePathError("want <level>/<index> or entries/<index>")),
         };
         let (index_path, width) = match index_path.split_once(".p/") {
@@ -101,7 +106,9 @@ fn parse_level(s: &str) -> Result<u8, TilePathError> {
 fn parse_width(s: &str) -> Result<u64, TilePathError> {
     parse_decimal(s)
         .filter(|w| (1..TILE_WIDTH).contains(w))
-        .ok_or(TilePathError("partial width must be a decimal from 1 to 255"))
+        .ok_or(TilePathError(
+            "partial width must be a decimal from 1 to 255",
+        ))
 }
 
 /// Formats a tile index in 3-digit groups: 1234067 -> "x001/x234/067".
@@ -117,7 +124,8 @@ pub fn format_index(mut n: u64) -> String {
 }
 
 fn parse_index(s: &str) -> Result<u64, TilePathError> {
-    const BAD: TilePathError = TilePathError("index must be 3-digit groups, all but the last prefixed with x");
+    const BAD: TilePathError =
+        TilePathError("index must be 3-digit groups, all but the last prefixed with x");
     let groups: Vec<&str> = s.split('/').collect();
     // 7 groups of 3 digits hold every u64.
     if groups.len() > 7 {
@@ -134,7 +142,10 @@ fn parse_index(s: &str) -> Result<u64, TilePathError> {
             return Err(BAD);
         }
         let d: u64 = digits.parse().map_err(|_| BAD)?;
-        n = n.checked_mul(1000).and_then(|n| n.checked_add(d)).ok_or(BAD)?;
+        n = n
+            .checked_mul(1000)
+            .and_then(|n| n.checked_add(d))
+            .ok_or(BAD)?;
     }
     // Leading zero groups ("x000/001") would give one tile two paths.
     if groups.len() > 1 && groups[0] == "x000" {
@@ -201,6 +212,9 @@ pub fn decode_bundle(mut data: &[u8]) -> Result<Vec<&[u8]>, TilePathError> {
     Ok(out)
 }
 
+/// Tile contents keyed by (level, index).
+pub type TileSet = HashMap<(u8, u64), Arc<Vec<u8>>>;
+
 /// Errors from reading tiles.
 #[derive(Debug, Error)]
 pub enum TileError<E> {
@@ -238,7 +252,7 @@ impl<R: TileReader + ?Sized> TileReader for &R {
 /// tree after a batch, before (and while) it is committed.
 pub struct Overlay<R> {
     /// Tiles changed by the batch, keyed by (level, index).
-    pub changed: HashMap<(u8, u64), Arc<Vec<u8>>>,
+    pub changed: TileSet,
     /// Everything else.
     pub base: R,
 }
@@ -309,7 +323,9 @@ impl<R: TileReader> NodeSource for TileNodes<R> {
         if count == 1 {
             return Ok(hash_at(&tile, offset));
         }
-        let hashes: Vec<Hash> = (offset..offset + count).map(|i| hash_at(&tile, i)).collect();
+        let hashes: Vec<Hash> = (offset..offset + count)
+            .map(|i| hash_at(&tile, i))
+            .collect();
         Ok(complete_root(&hashes))
     }
 }
@@ -322,8 +338,8 @@ pub fn append_leaves<R: TileReader>(
     reader: &R,
     old_size: u64,
     leaves: &[Hash],
-) -> Result<HashMap<(u8, u64), Arc<Vec<u8>>>, TileError<R::Error>> {
-    let mut changed = HashMap::new();
+) -> Result<TileSet, TileError<R::Error>> {
+    let mut changed = TileSet::new();
     let mut incoming: Vec<Hash> = leaves.to_vec();
     let mut first = old_size; // position of incoming[0] within its level
     let mut level: u8 = 0;
@@ -382,8 +398,19 @@ mod tests {
         assert_eq!((p.index, p.width), (1067, 12));
         assert_eq!(p.to_string(), "tile/entries/x001/067.p/12");
         for bad in [
-            "0/67", "0/x067", "0/000.p/0", "0/000.p/256", "0/000.p/07", "64/000", "01/000",
-            "0/x000/001", "0/1000", "x/000", "0", "0/000/", "0/abc",
+            "0/67",
+            "0/x067",
+            "0/000.p/0",
+            "0/000.p/256",
+            "0/000.p/07",
+            "64/000",
+            "01/000",
+            "0/x000/001",
+            "0/1000",
+            "x/000",
+            "0",
+            "0/000/",
+            "0/abc",
         ] {
             assert!(TilePath::parse(bad).is_err(), "{bad} should be rejected");
         }
@@ -412,15 +439,21 @@ mod tests {
 
     #[test]
     fn appending_in_uneven_batches_gives_the_reference_root() {
-        let leaves: Vec<Hash> = (0..70_000u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let leaves: Vec<Hash> = (0..70_000u32)
+            .map(|i| leaf_hash(&i.to_be_bytes()))
+            .collect();
         let mut store = MapReader(HashMap::new());
         let mut size = 0usize;
         for batch in [1usize, 254, 1, 300, 65_000, 4_444] {
             let changed = append_leaves(&store, size as u64, &leaves[size..size + batch]).unwrap();
             store.0.extend(changed);
             size += batch;
-            let got = Prover::new(TileNodes::new(&store)).root(size as u64).unwrap();
-            let want = Prover::new(LeafHashes(&leaves[..size])).root(size as u64).unwrap();
+            let got = Prover::new(TileNodes::new(&store))
+                .root(size as u64)
+                .unwrap();
+            let want = Prover::new(LeafHashes(&leaves[..size]))
+                .root(size as u64)
+                .unwrap();
             assert_eq!(got, want, "root after {size} leaves");
         }
         for (&(level, index), tile) in &store.0 {

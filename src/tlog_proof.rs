@@ -59,12 +59,14 @@ impl TlogProof {
 
     /// Parses a bundle without verifying it.
     pub fn parse(text: &str) -> Result<TlogProof, TlogProofError> {
-        let (head, checkpoint) = text
-            .split_once("\n\n")
-            .ok_or(TlogProofError::Malformed("no blank line before the checkpoint"))?;
+        let (head, checkpoint) = text.split_once("\n\n").ok_or(TlogProofError::Malformed(
+            "no blank line before the checkpoint",
+        ))?;
         let mut lines = head.split('\n').peekable();
         if lines.next() != Some(HEADER) {
-            return Err(TlogProofError::Malformed("first line must be c2sp.org/tlog-proof@v1"));
+            return Err(TlogProofError::Malformed(
+                "first line must be c2sp.org/tlog-proof@v1",
+            ));
         }
         let extra = match lines.peek().and_then(|l| l.strip_prefix("extra ")) {
             Some(b64) => {
@@ -84,7 +86,9 @@ impl TlogProof {
             || !index_str.bytes().all(|b| b.is_ascii_digit())
             || (index_str.len() > 1 && index_str.starts_with('0'))
         {
-            return Err(TlogProofError::Malformed("index must be a decimal without leading zeros"));
+            return Err(TlogProofError::Malformed(
+                "index must be a decimal without leading zeros",
+            ));
         }
         let index = index_str
             .parse()
@@ -94,7 +98,9 @@ impl TlogProof {
                 B64.decode(l)
                     .ok()
                     .and_then(|h| Hash::try_from(h).ok())
-                    .ok_or(TlogProofError::Malformed("proof line is not a base64 SHA-256 hash"))
+                    .ok_or(TlogProofError::Malformed(
+                        "proof line is not a base64 SHA-256 hash",
+                    ))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(TlogProof {

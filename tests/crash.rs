@@ -34,19 +34,29 @@ fn xorshift(state: &mut u64) -> u64 {
 }
 
 fn check_log(server: &Server, verifier: &NoteVerifier, acked: &Acked) {
-    let head = Checkpoint::open(get_ok(server.addr, "/checkpoint").text().as_bytes(), verifier)
-        .expect("checkpoint after restart verifies");
+    let head = Checkpoint::open(
+        get_ok(server.addr, "/checkpoint").text().as_bytes(),
+        verifier,
+    )
+    .expect("checkpoint after restart verifies");
     // Every acknowledged entry is at its index.
     let mut bundles: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
     for (entry, index) in &acked.entries {
-        assert!(*index < head.size, "acknowledged index {index} lost: tree size is {}", head.size);
+        assert!(
+            *index < head.size,
+            "acknowledged index {index} lost: tree size is {}",
+            head.size
+        );
         let tile = index / 256;
         let bundle = bundles.entry(tile).or_insert_with(|| {
             let width = (head.size - tile * 256).min(256);
             let path = if width == 256 {
                 format!("/tile/entries/{}", gatelog::tiles::format_index(tile))
             } else {
-                format!("/tile/entries/{}.p/{width}", gatelog::tiles::format_index(tile))
+                format!(
+                    "/tile/entries/{}.p/{width}",
+                    gatelog::tiles::format_index(tile)
+                )
             };
             decode_bundle(&get_ok(server.addr, &path).body)
                 .unwrap()
@@ -54,22 +64,41 @@ fn check_log(server: &Server, verifier: &NoteVerifier, acked: &Acked) {
                 .map(<[u8]>::to_vec)
                 .collect()
         });
-        assert_eq!(&bundle[(index % 256) as usize], entry, "entry at index {index} differs");
+        assert_eq!(
+            &bundle[(index % 256) as usize],
+            entry,
+            "entry at index {index} differs"
+        );
     }
     // Every checkpoint seen is consistent with the current one.
     let mut seen: Vec<&String> = acked.checkpoints.iter().collect();
     seen.sort();
     seen.dedup();
     for text in seen {
-        let old = Checkpoint::open(text.as_bytes(), verifier).expect("acknowledged checkpoint verifies");
-        assert!(old.size <= head.size, "tree shrank from {} to {}", old.size, head.size);
+        let old =
+            Checkpoint::open(text.as_bytes(), verifier).expect("acknowledged checkpoint verifies");
+        assert!(
+            old.size <= head.size,
+            "tree shrank from {} to {}",
+            old.size,
+            head.size
+        );
         let r = get_ok(
             server.addr,
-            &format!("/v1/proof/consistency?old_size={}&tree_size={}", old.size, head.size),
+            &format!(
+                "/v1/proof/consistency?old_size={}&tree_size={}",
+                old.size, head.size
+            ),
         );
         let proof = hash_list(&r.json()["hashes"]);
-        verify_consistency(old.size, head.size, &proof, &old.root, &head.root)
-            .unwrap_or_else(|e| panic!("checkpoint of size {} is not consistent with {}: {e}", old.size, head.size));
+        verify_consistency(old.size, head.size, &proof, &old.root, &head.root).unwrap_or_else(
+            |e| {
+                panic!(
+                    "checkpoint of size {} is not consistent with {}: {e}",
+                    old.size, head.size
+                )
+            },
+        );
     }
 }
 
@@ -108,7 +137,8 @@ fn kill_9_loses_no_acknowledged_entry() {
                                 let v = r.json();
                                 let mut a = acked.lock().unwrap();
                                 a.entries.push((entry, v["index"].as_u64().unwrap()));
-                                a.checkpoints.push(v["checkpoint"].as_str().unwrap().to_string());
+                                a.checkpoints
+                                    .push(v["checkpoint"].as_str().unwrap().to_string());
                             }
                             Ok(r) => panic!("append answered {}: {}", r.status, r.text()),
                             // The server died mid-request: not acknowledged.
@@ -126,10 +156,17 @@ fn kill_9_loses_no_acknowledged_entry() {
             c.join().unwrap();
         }
         let a = acked.lock().unwrap();
-        eprintln!("round {round}: killed after {wait} ms, {} acknowledged so far", a.entries.len());
+        eprintln!(
+            "round {round}: killed after {wait} ms, {} acknowledged so far",
+            a.entries.len()
+        );
     }
     let server = Server::start(dir.path(), &[]);
     let a = acked.lock().unwrap();
-    assert!(a.entries.len() > 100, "too few appends to test anything: {}", a.entries.len());
+    assert!(
+        a.entries.len() > 100,
+        "too few appends to test anything: {}",
+        a.entries.len()
+    );
     check_log(&server, verifier.as_ref().unwrap(), &a);
 }

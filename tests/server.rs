@@ -85,7 +85,9 @@ fn appends_and_proofs_verify_with_independent_implementations() {
     assert_eq!(info["tree_size"], 0);
 
     // Enough entries for a full level-0 tile, a partial one, and a level-1 tile.
-    let entries: Vec<Vec<u8>> = (0..600u32).map(|i| format!("entry {i}").into_bytes()).collect();
+    let entries: Vec<Vec<u8>> = (0..600u32)
+        .map(|i| format!("entry {i}").into_bytes())
+        .collect();
     let mut sizes_seen = Vec::new();
     let threads: Vec<_> = entries
         .chunks(150)
@@ -100,8 +102,12 @@ fn appends_and_proofs_verify_with_independent_implementations() {
                     assert_eq!(r.status, 200, "{}", r.text());
                     let v = r.json();
                     let index = v["index"].as_u64().unwrap();
-                    assert_eq!(b64(v["leaf_hash"].as_str().unwrap()), record_hash(&e).0.to_vec());
-                    let (origin, size, root) = open_checkpoint(v["checkpoint"].as_str().unwrap(), &vkey);
+                    assert_eq!(
+                        b64(v["leaf_hash"].as_str().unwrap()),
+                        record_hash(&e).0.to_vec()
+                    );
+                    let (origin, size, root) =
+                        open_checkpoint(v["checkpoint"].as_str().unwrap(), &vkey);
                     assert_eq!(origin, "test.example/log");
                     assert!(index < size);
                     // The tlog-proof bundle: header, index, hashes, blank, checkpoint.
@@ -111,8 +117,10 @@ fn appends_and_proofs_verify_with_independent_implementations() {
                     let mut lines = head.lines();
                     assert_eq!(lines.next(), Some("c2sp.org/tlog-proof@v1"));
                     assert_eq!(lines.next(), Some(format!("index {index}").as_str()));
-                    let proof: Vec<TlHash> = lines.map(|l| tl(b64(l).try_into().unwrap())).collect();
-                    check_record(&proof, size, root, index, record_hash(&e)).expect("tlog_tiles accepts the inclusion proof");
+                    let proof: Vec<TlHash> =
+                        lines.map(|l| tl(b64(l).try_into().unwrap())).collect();
+                    check_record(&proof, size, root, index, record_hash(&e))
+                        .expect("tlog_tiles accepts the inclusion proof");
                     seen.push((index, e, size));
                 }
                 seen
@@ -126,7 +134,10 @@ fn appends_and_proofs_verify_with_independent_implementations() {
             sizes_seen.push(size);
         }
     }
-    assert_eq!(by_index.keys().copied().collect::<Vec<_>>(), (0..600).collect::<Vec<_>>());
+    assert_eq!(
+        by_index.keys().copied().collect::<Vec<_>>(),
+        (0..600).collect::<Vec<_>>()
+    );
 
     let cp = get_ok(server.addr, "/checkpoint");
     assert_eq!(cp.header("content-type"), Some("text/plain; charset=utf-8"));
@@ -141,7 +152,11 @@ fn appends_and_proofs_verify_with_independent_implementations() {
 
     // Our proof endpoints agree with tlog_tiles' proofs from our tiles.
     for index in [0u64, 1, 255, 256, 511, 599] {
-        let ours = get_ok(server.addr, &format!("/v1/proof/inclusion?index={index}&tree_size={size}")).json();
+        let ours = get_ok(
+            server.addr,
+            &format!("/v1/proof/inclusion?index={index}&tree_size={size}"),
+        )
+        .json();
         let ours: Vec<TlHash> = hash_list(&ours["hashes"]).into_iter().map(tl).collect();
         assert_eq!(ours, prove_record(size, index, &trusted).unwrap());
         let leaf = trusted.read_hashes(&[stored_hash_index(0, index)]).unwrap()[0];
@@ -154,9 +169,14 @@ fn appends_and_proofs_verify_with_independent_implementations() {
     }
     for &old in sizes_seen.iter().take(40) {
         let old_root = tree_hash(old, &RawHashes(&tiles, old)).unwrap();
-        let r = get_ok(server.addr, &format!("/v1/proof/consistency?old_size={old}&tree_size={size}")).json();
+        let r = get_ok(
+            server.addr,
+            &format!("/v1/proof/consistency?old_size={old}&tree_size={size}"),
+        )
+        .json();
         let proof: Vec<TlHash> = hash_list(&r["hashes"]).into_iter().map(tl).collect();
-        check_tree(&proof, size, root, old, old_root).expect("tlog_tiles accepts the consistency proof");
+        check_tree(&proof, size, root, old, old_root)
+            .expect("tlog_tiles accepts the consistency proof");
     }
 
     // Entry bundles hold the entries whose hashes are the level-0 tiles.
@@ -204,10 +224,15 @@ fn resubmitting_returns_the_existing_index() {
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let addr = server.addr;
-            std::thread::spawn(move || http(addr, "POST", "/v1/entries", b"gamma").unwrap().json()["index"].as_u64().unwrap())
+            std::thread::spawn(move || {
+                http(addr, "POST", "/v1/entries", b"gamma").unwrap().json()["index"]
+                    .as_u64()
+                    .unwrap()
+            })
         })
         .collect();
-    let indices: std::collections::HashSet<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let indices: std::collections::HashSet<u64> =
+        threads.into_iter().map(|t| t.join().unwrap()).collect();
     assert_eq!(indices.len(), 1);
     assert_eq!(server.tree_size(), 3);
 }
@@ -215,7 +240,10 @@ fn resubmitting_returns_the_existing_index() {
 #[test]
 fn bad_input_gets_its_status_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--max-body-bytes", "1000", "--max-entry-bytes", "500"]);
+    let server = Server::start(
+        dir.path(),
+        &["--max-body-bytes", "1000", "--max-entry-bytes", "500"],
+    );
     for i in 0..3u8 {
         server.append(&[i; 10]);
     }
@@ -238,32 +266,126 @@ fn bad_input_gets_its_status_and_changes_nothing() {
         ("GET", "/tile/0/001.p/1", b"", 404, "tile_not_found"),
         ("GET", "/tile/1/000.p/1", b"", 404, "tile_not_found"),
         ("GET", "/tile/entries/000", b"", 404, "tile_not_found"),
-        ("GET", "/v1/proof/inclusion?index=abc&tree_size=3", b"", 400, "bad_parameter"),
-        ("GET", "/v1/proof/inclusion?index=-1", b"", 400, "bad_parameter"),
-        ("GET", "/v1/proof/inclusion?index=0&tree_size=4", b"", 400, "tree_size_too_large"),
-        ("GET", "/v1/proof/inclusion?index=3&tree_size=3", b"", 400, "index_out_of_range"),
-        ("GET", "/v1/proof/inclusion?index=0&tree_size=0", b"", 400, "empty_tree"),
-        ("GET", "/v1/proof/inclusion?tree_size=3", b"", 400, "bad_parameter"),
-        ("GET", "/v1/proof/inclusion?index=0&bogus=1", b"", 400, "bad_parameter"),
-        ("GET", "/v1/proof/inclusion?leaf_hash=zz", b"", 400, "bad_parameter"),
-        ("GET", "/v1/proof/inclusion?leaf_hash=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%3D", b"", 404, "leaf_not_found"),
-        ("GET", "/v1/proof/consistency?old_size=2&tree_size=9", b"", 400, "tree_size_too_large"),
-        ("GET", "/v1/proof/consistency?old_size=3&tree_size=2", b"", 400, "bad_old_size"),
-        ("GET", "/v1/proof/consistency?old_size=0&tree_size=2", b"", 400, "bad_old_size"),
-        ("GET", "/v1/proof/consistency?tree_size=2", b"", 400, "bad_parameter"),
+        (
+            "GET",
+            "/v1/proof/inclusion?index=abc&tree_size=3",
+            b"",
+            400,
+            "bad_parameter",
+        ),
+        (
+            "GET",
+            "/v1/proof/inclusion?index=-1",
+            b"",
+            400,
+            "bad_parameter",
+        ),
+        (
+            "GET",
+            "/v1/proof/inclusion?index=0&tree_size=4",
+            b"",
+            400,
+            "tree_size_too_large",
+        ),
+        (
+            "GET",
+            "/v1/proof/inclusion?index=3&tree_size=3",
+            b"",
+            400,
+            "index_out_of_range",
+        ),
+        (
+            "GET",
+            "/v1/proof/inclusion?index=0&tree_size=0",
+            b"",
+            400,
+            "empty_tree",
+        ),
+        (
+            "GET",
+            "/v1/proof/inclusion?tree_size=3",
+            b"",
+            400,
+            "bad_parameter",
+        ),
+        (
+            "GET",
+            "/v1/proof/inclusion?index=0&bogus=1",
+            b"",
+            400,
+            "bad_parameter",
+        ),
+        (
+            "GET",
+            "/v1/proof/inclusion?leaf_hash=zz",
+            b"",
+            400,
+            "bad_parameter",
+        ),
+        (
+            "GET",
+            "/v1/proof/inclusion?leaf_hash=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%3D",
+            b"",
+            404,
+            "leaf_not_found",
+        ),
+        (
+            "GET",
+            "/v1/proof/consistency?old_size=2&tree_size=9",
+            b"",
+            400,
+            "tree_size_too_large",
+        ),
+        (
+            "GET",
+            "/v1/proof/consistency?old_size=3&tree_size=2",
+            b"",
+            400,
+            "bad_old_size",
+        ),
+        (
+            "GET",
+            "/v1/proof/consistency?old_size=0&tree_size=2",
+            b"",
+            400,
+            "bad_old_size",
+        ),
+        (
+            "GET",
+            "/v1/proof/consistency?tree_size=2",
+            b"",
+            400,
+            "bad_parameter",
+        ),
     ];
     for &(method, path, body, status, code) in cases {
         let r = http(server.addr, method, path, body).unwrap();
-        assert_eq!(r.status, status, "{method} {path}: {}", String::from_utf8_lossy(&r.body));
-        assert_eq!(r.header("content-type"), Some("application/json"), "{method} {path}");
+        assert_eq!(
+            r.status,
+            status,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json"),
+            "{method} {path}"
+        );
         assert_eq!(r.error_code(), code, "{method} {path}");
         assert!(!r.json()["error"]["message"].as_str().unwrap().is_empty());
-        assert_eq!(get_ok(server.addr, "/checkpoint").text(), before, "{method} {path} changed the log");
+        assert_eq!(
+            get_ok(server.addr, "/checkpoint").text(),
+            before,
+            "{method} {path} changed the log"
+        );
     }
     assert_eq!(server.tree_size(), 3);
     // The partial tiles of the current tree do exist.
     assert_eq!(get_ok(server.addr, "/tile/0/000.p/3").body.len(), 96);
-    assert_eq!(get_ok(server.addr, "/tile/entries/000.p/3").body.len(), 3 * 12);
+    assert_eq!(
+        get_ok(server.addr, "/tile/entries/000.p/3").body.len(),
+        3 * 12
+    );
 }
 
 #[test]
@@ -277,7 +399,10 @@ fn restart_keeps_the_key_and_every_entry() {
     let cp_before = get_ok(server.addr, "/checkpoint").text();
     server.kill9();
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.path().join("log.key")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dir.path().join("log.key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 
     let server = Server::start(dir.path(), &[]);
@@ -291,7 +416,14 @@ fn restart_keeps_the_key_and_every_entry() {
 
     // Another origin for the same data directory is refused.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatelog"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--origin", "other.example/log", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--origin",
+            "other.example/log",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();

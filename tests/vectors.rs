@@ -41,7 +41,9 @@ fn proof(v: &serde_json::Value) -> Option<Vec<Hash>> {
 }
 
 fn run_cases(kind: &str, check: impl Fn(&serde_json::Value) -> bool) -> usize {
-    let Some(dir) = common::vectors_dir() else { return 0 };
+    let Some(dir) = common::vectors_dir() else {
+        return 0;
+    };
     let mut files = Vec::new();
     json_files(&dir.join("rfc6962-merkle").join(kind), &mut files);
     assert!(!files.is_empty(), "no {kind} vectors found");
@@ -54,17 +56,27 @@ fn run_cases(kind: &str, check: impl Fn(&serde_json::Value) -> bool) -> usize {
             failures.push(format!("{} (wantErr {want_err})", f.display()));
         }
     }
-    assert!(failures.is_empty(), "{} {kind} vectors failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} {kind} vectors failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     files.len()
 }
 
 #[test]
 fn rfc6962_inclusion_vectors() {
     let n = run_cases("inclusion", |v| {
-        let (Some(leaf), Some(root), Some(proof)) = (hash(&v["leafHash"]), hash(&v["root"]), proof(&v["proof"])) else {
+        let (Some(leaf), Some(root), Some(proof)) =
+            (hash(&v["leafHash"]), hash(&v["root"]), proof(&v["proof"]))
+        else {
             return false;
         };
-        let (index, size) = (v["leafIdx"].as_u64().unwrap(), v["treeSize"].as_u64().unwrap());
+        let (index, size) = (
+            v["leafIdx"].as_u64().unwrap(),
+            v["treeSize"].as_u64().unwrap(),
+        );
         verify_inclusion(index, size, &leaf, &proof, &root).is_ok()
     });
     eprintln!("{n} inclusion vectors checked");
@@ -73,7 +85,9 @@ fn rfc6962_inclusion_vectors() {
 #[test]
 fn rfc6962_consistency_vectors() {
     let n = run_cases("consistency", |v| {
-        let (Some(root1), Some(root2), Some(proof)) = (bytes(&v["root1"]), bytes(&v["root2"]), proof(&v["proof"])) else {
+        let (Some(root1), Some(root2), Some(proof)) =
+            (bytes(&v["root1"]), bytes(&v["root2"]), proof(&v["proof"]))
+        else {
             return false;
         };
         let (s1, s2) = (v["size1"].as_u64().unwrap(), v["size2"].as_u64().unwrap());
@@ -84,13 +98,16 @@ fn rfc6962_consistency_vectors() {
 
 #[test]
 fn signed_note_example_verifies_and_every_changed_byte_fails() {
-    let Some(dir) = common::vectors_dir() else { return };
+    let Some(dir) = common::vectors_dir() else {
+        return;
+    };
     let note = std::fs::read(dir.join("signed-note/example.note")).unwrap();
     let vkey = std::fs::read_to_string(dir.join("signed-note/example.vkey")).unwrap();
     let verifier = NoteVerifier::parse(vkey.trim()).expect("example verifier key");
     assert_eq!(verifier.key_id(), 0x530d903a);
     assert_eq!(verifier.to_vkey(), vkey.trim());
-    let (opened, names) = Note::open(&note, std::slice::from_ref(&verifier)).expect("example note verifies");
+    let (opened, names) =
+        Note::open(&note, std::slice::from_ref(&verifier)).expect("example note verifies");
     assert_eq!(opened.text, "This is an example message.\n");
     assert_eq!(names, vec!["example.com/foo".to_string()]);
     // Every byte: text, dash, key name, key ID, signature, newlines.
@@ -107,9 +124,14 @@ fn signed_note_example_verifies_and_every_changed_byte_fails() {
     for i in 0..vkey.len() {
         let mut bad = vkey.as_bytes().to_vec();
         bad[i] ^= 0x01;
-        let Ok(bad) = String::from_utf8(bad) else { continue };
+        let Ok(bad) = String::from_utf8(bad) else {
+            continue;
+        };
         if let Ok(v) = NoteVerifier::parse(&bad) {
-            assert!(Note::open(&note, &[v]).is_err(), "changed key {bad} verified the note");
+            assert!(
+                Note::open(&note, &[v]).is_err(),
+                "changed key {bad} verified the note"
+            );
         }
     }
 }

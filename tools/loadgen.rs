@@ -55,7 +55,9 @@ struct Tally {
 }
 
 async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
     stream.set_nodelay(true)?;
     let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
@@ -105,7 +107,9 @@ fn check_answer(body: &[u8], entry: &[u8], log: &NoteVerifier) -> anyhow::Result
     let v: serde_json::Value = serde_json::from_slice(body)?;
     let bundle = TlogProof::parse(v["proof"].as_str().context("no proof")?)?;
     let cp = bundle.verify(&leaf_hash(entry), log)?;
-    if Some(bundle.index) != v["index"].as_u64() || v["checkpoint"].as_str() != Some(bundle.checkpoint.as_str()) {
+    if Some(bundle.index) != v["index"].as_u64()
+        || v["checkpoint"].as_str() != Some(bundle.checkpoint.as_str())
+    {
         bail!("index or checkpoint in the answer disagree with the proof bundle");
     }
     if bundle.index >= cp.size {
@@ -145,7 +149,14 @@ async fn client(
         }
         let e = entry(id, seq, opts.entry_bytes);
         seq += 1;
-        match request(&mut sender, Method::POST, "/v1/entries", Bytes::from(e.clone())).await {
+        match request(
+            &mut sender,
+            Method::POST,
+            "/v1/entries",
+            Bytes::from(e.clone()),
+        )
+        .await
+        {
             Ok((200, body)) => {
                 latencies.push(due.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 let n = tally.ok.fetch_add(1, Relaxed);
@@ -190,13 +201,19 @@ async fn main() -> anyhow::Result<()> {
         bail!("GET /v1/log answered {status}");
     }
     let info: serde_json::Value = serde_json::from_slice(&body)?;
-    let vkey = info["verifier_key"].as_str().context("no verifier_key in /v1/log")?;
+    let vkey = info["verifier_key"]
+        .as_str()
+        .context("no verifier_key in /v1/log")?;
     let log = Arc::new(NoteVerifier::parse(vkey)?);
     let size_before = info["tree_size"].as_u64().unwrap_or(0);
     println!(
         "gatelog-loadgen: {} clients, {}, {} s, {}-byte entries, log {} at size {size_before}",
         opts.clients,
-        if opts.rate == 0 { "max rate".to_string() } else { format!("{} appends/s", opts.rate) },
+        if opts.rate == 0 {
+            "max rate".to_string()
+        } else {
+            format!("{} appends/s", opts.rate)
+        },
         opts.duration,
         opts.entry_bytes,
         log.name()
@@ -215,7 +232,10 @@ async fn main() -> anyhow::Result<()> {
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     let ok = tally.ok.load(Relaxed);
     println!("appends ok: {ok}, errors: {}", tally.errors.load(Relaxed));
-    println!("throughput: {:.0} appends/s over {elapsed:.1} s", ok as f64 / elapsed);
+    println!(
+        "throughput: {:.0} appends/s over {elapsed:.1} s",
+        ok as f64 / elapsed
+    );
     if !latencies.is_empty() {
         println!(
             "integration latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -225,7 +245,11 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let failed = tally.verify_failed.load(Relaxed);
-    println!("proofs verified: {} (1 in {}), failed: {failed}", tally.verified.load(Relaxed), opts.verify_every);
+    println!(
+        "proofs verified: {} (1 in {}), failed: {failed}",
+        tally.verified.load(Relaxed),
+        opts.verify_every
+    );
     if failed > 0 {
         bail!("{failed} proofs did not verify");
     }

@@ -35,7 +35,11 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<HttpResponse> {
     let path = req.uri().path();
     let allowed = match path {
         "/v1/entries" => "POST",
-        "/v1/log" | "/checkpoint" | "/v1/proof/inclusion" | "/v1/proof/consistency" | "/metrics" => "GET",
+        "/v1/log"
+        | "/checkpoint"
+        | "/v1/proof/inclusion"
+        | "/v1/proof/consistency"
+        | "/metrics" => "GET",
         p if p.starts_with("/tile/") => "GET",
         _ => {
             return Err(ApiError::new(
@@ -128,7 +132,11 @@ async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpRespon
             if e.is::<http_body_util::LengthLimitError>() {
                 too_large()
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("reading body: {e}"))
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    format!("reading body: {e}"),
+                )
             }
         })?
         .to_bytes();
@@ -172,13 +180,11 @@ fn decode_entry(app: &App, body: Bytes) -> Result<Vec<u8>> {
     }
     match app.config.entries {
         EntryFormat::Opaque => {}
-        EntryFormat::Gatelog => {
-            return Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "entry_format_unavailable",
-                "gatelog workflow entries are not accepted by this build; run with --entries opaque",
-            ))
-        }
+        EntryFormat::Gatelog => return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "entry_format_unavailable",
+            "gatelog workflow entries are not accepted by this build; run with --entries opaque",
+        )),
     }
     let max = app.config.max_entry_bytes;
     if body.len() > max {
@@ -198,11 +204,18 @@ fn serve_tile(app: &App, rest: &str) -> Result<HttpResponse> {
         TileKind::Entries => app.log.entry_bundle(tile.index, tile.width)?,
     };
     match data {
-        Some(bytes) => Ok(bytes_response(bytes.into(), "application/octet-stream", IMMUTABLE)),
+        Some(bytes) => Ok(bytes_response(
+            bytes.into(),
+            "application/octet-stream",
+            IMMUTABLE,
+        )),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "tile_not_found",
-            format!("{tile} is not in the current tree of size {}", app.log.head().size),
+            format!(
+                "{tile} is not in the current tree of size {}",
+                app.log.head().size
+            ),
         )),
     }
 }
@@ -232,7 +245,10 @@ impl Query {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn u64(&self, name: &str) -> Result<Option<u64>> {
@@ -246,7 +262,9 @@ impl Query {
             .then(|| v.parse().ok())
             .flatten()
             .map(Some)
-            .ok_or_else(|| ApiError::bad_param(format!("{name} must be a decimal integer, got {v:?}")))
+            .ok_or_else(|| {
+                ApiError::bad_param(format!("{name} must be a decimal integer, got {v:?}"))
+            })
     }
 
     fn required_u64(&self, name: &str) -> Result<u64> {
@@ -293,7 +311,11 @@ fn serve_inclusion(app: &App, raw: &str) -> Result<HttpResponse> {
     let index = match (q.u64("index")?, q.get("leaf_hash")) {
         (Some(i), None) => i,
         (None, Some(h)) => app.log.find_leaf(&parse_leaf_hash(h)?, tree_size)?,
-        _ => return Err(ApiError::bad_param("give exactly one of index and leaf_hash")),
+        _ => {
+            return Err(ApiError::bad_param(
+                "give exactly one of index and leaf_hash",
+            ))
+        }
     };
     let (size, hashes) = app.log.inclusion_proof(index, tree_size)?;
     Ok(json_response(json!({

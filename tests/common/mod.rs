@@ -19,7 +19,10 @@ pub fn vectors_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("conformance vectors missing at {} (set GATELOG_VECTORS)", dir.display());
+        panic!(
+            "conformance vectors missing at {} (set GATELOG_VECTORS)",
+            dir.display()
+        );
     }
     eprintln!(
         "SKIPPED: conformance vectors not found at {}; set GATELOG_VECTORS to run these tests",
@@ -45,7 +48,10 @@ impl HttpResponse {
 
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
 
@@ -55,12 +61,20 @@ impl HttpResponse {
 
     /// The `error.code` of a JSON error body.
     pub fn error_code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or("").to_string()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 }
 
 /// One HTTP/1.1 request on a fresh connection.
-pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io::Result<HttpResponse> {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let head = format!(
@@ -96,7 +110,12 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io:
 /// GET that must succeed with 200.
 pub fn get_ok(addr: SocketAddr, path: &str) -> HttpResponse {
     let r = http(addr, "GET", path, b"").expect("GET");
-    assert_eq!(r.status, 200, "GET {path}: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        200,
+        "GET {path}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     r
 }
 
@@ -154,12 +173,19 @@ impl Server {
     /// Appends `entry`, which must succeed; returns the JSON answer.
     pub fn append(&self, entry: &[u8]) -> serde_json::Value {
         let r = http(self.addr, "POST", "/v1/entries", entry).expect("POST");
-        assert_eq!(r.status, 200, "append: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "append: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         r.json()
     }
 
     pub fn tree_size(&self) -> u64 {
-        get_ok(self.addr, "/v1/log").json()["tree_size"].as_u64().unwrap()
+        get_ok(self.addr, "/v1/log").json()["tree_size"]
+            .as_u64()
+            .unwrap()
     }
 }
 
@@ -172,7 +198,9 @@ impl Drop for Server {
 /// Standard base64 decode that must succeed.
 pub fn b64(s: &str) -> Vec<u8> {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(s).expect("base64")
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .expect("base64")
 }
 
 /// A JSON array of base64 hashes.
