@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gatelog::log::Log;
 use gatelog::sequencer::{self, SequencerConfig};
-use gatelog::server::{self, App, EntryFormat, ServerConfig};
+use gatelog::server::{self, App, ServerConfig};
 
 /// gatelog: a transparency log for access changes.
 ///
@@ -67,11 +67,14 @@ struct ServeArgs {
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_batch_size: u64,
     /// Longest a batch waits for more entries after its first, in milliseconds.
-    #[arg(long, default_value_t = 2, value_name = "MS")]
+    #[arg(long, default_value_t = 2, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=10_000))]
     max_batch_delay_ms: u64,
     /// Most submissions waiting to be sequenced; beyond it, appends get 503.
-    #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
     max_pending: u64,
+    /// Most entry bytes waiting to be sequenced; beyond it, appends get 503.
+    #[arg(long, default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(65536..=1 << 40))]
+    max_pending_bytes: u64,
     /// Largest request body, in bytes; larger bodies get 413.
     #[arg(long, default_value_t = 65535, value_parser = clap::value_parser!(u64).range(1..=16 << 20))]
     max_body_bytes: u64,
@@ -79,8 +82,11 @@ struct ServeArgs {
     #[arg(long, default_value_t = 65535, value_parser = clap::value_parser!(u64).range(1..=65535))]
     max_entry_bytes: u64,
     /// Most concurrent connections; more wait to be accepted.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     max_connections: u64,
+    /// Seconds a client may take to send a request's headers, and its body.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    read_timeout_secs: u64,
 }
 
 /// Runs the parsed command.
@@ -105,6 +111,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_batch_size: args.max_batch_size as usize,
             max_batch_delay: Duration::from_millis(args.max_batch_delay_ms),
             max_pending: args.max_pending as usize,
+            max_pending_bytes: args.max_pending_bytes as usize,
         },
     );
     let app = Arc::new(App {
@@ -114,14 +121,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_body_bytes: args.max_body_bytes as usize,
             max_entry_bytes: args.max_entry_bytes as usize,
             max_connections: args.max_connections as usize,
-            entries: EntryFormat::Opaque,
+            read_timeout: Duration::from_secs(args.read_timeout_secs),
         },
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    // The sequencer ends only on shutdown or a storage failure; in the
+    // latter case the server stops too, so a supervisor restarts it and the
+    // restart re-checks storage.
+    let mut sequencer_ended = runtime.spawn_blocking(move || sequencer_thread.join());
+    let failure = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
@@ -135,15 +146,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         println!("gatelog: verifier key {}", log.verifier().to_vkey());
         println!("gatelog: listening on http://{addr}");
-        server::serve(listener, app, shutdown_signal()).await?;
-        println!("gatelog: shutting down");
-        anyhow::Ok(())
+        tokio::select! {
+            served = server::serve(listener, app, shutdown_signal()) => {
+                served?;
+                println!("gatelog: shutting down");
+                anyhow::Ok(None)
+            }
+            ended = &mut sequencer_ended => Ok(Some(match ended {
+                Ok(Ok(Err(e))) => anyhow::anyhow!("sequencer stopped: {e}"),
+                _ => anyhow::anyhow!("sequencer stopped unexpectedly"),
+            })),
+        }
     })?;
     // Dropping the runtime drops every connection and with them the last
     // sequencer handles; the sequencer then drains its queue and exits.
     runtime.shutdown_timeout(Duration::from_secs(5));
-    let _ = sequencer_thread.join();
-    Ok(())
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 async fn shutdown_signal() {

@@ -10,6 +10,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rand_core::{OsRng, RngCore};
@@ -52,6 +53,10 @@ pub enum OpenError {
     BadOrigin(String),
     #[error("--origin {flag:?} differs from the origin {existing:?} this data directory was created with; drop --origin or use another --data-dir")]
     OriginMismatch { flag: String, existing: String },
+    #[error("{path} is missing but the database exists: restore the log's key (a new key would start a second history)")]
+    MissingKey { path: PathBuf },
+    #[error("no database at {dir} but the log's key exists: restore the database, or move the key away to start a new log")]
+    MissingDatabase { dir: PathBuf },
     #[error("opening storage: {0}")]
     Store(#[from] StoreError),
     #[error("refusing to serve, storage is corrupt: {0}")]
@@ -71,6 +76,8 @@ pub enum ReadError {
     EmptyTree,
     #[error("no entry with this leaf hash in the tree of size {size}")]
     LeafNotFound { size: u64 },
+    #[error("entries {start}..{end} are missing from storage")]
+    MissingEntries { start: u64, end: u64 },
     #[error(transparent)]
     Storage(#[from] TileError<StoreError>),
 }
@@ -87,6 +94,8 @@ pub struct Log {
     signer: NoteSigner,
     verifier: NoteVerifier,
     head: RwLock<Arc<LogHead>>,
+    /// Whether a sequencer owns the write side.
+    writer_claimed: AtomicBool,
     /// Server metrics.
     pub metrics: Metrics,
 }
@@ -108,77 +117,110 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
     }
 }
 
-/// Loads the log's key from `dir`, or generates one named `origin` there
-/// (mode 0600) on first start.
-fn load_or_create_key(dir: &Path, origin: Option<&str>) -> Result<NoteSigner, OpenError> {
-    let path = dir.join(KEY_FILE);
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let signer = NoteSigner::parse(&text).map_err(|source| OpenError::BadKey {
-                path: path.clone(),
-                source,
-            })?;
-            let mode = fs::metadata(&path)
-                .map_err(io_err(&path))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
-                    .map_err(io_err(&path))?;
-            }
-            if let Some(o) = origin {
-                if o != signer.name() {
-                    return Err(OpenError::OriginMismatch {
-                        flag: o.to_string(),
-                        existing: signer.name().to_string(),
-                    });
-                }
-            }
-            Ok(signer)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let origin = origin.map(str::to_string).unwrap_or_else(default_origin);
-            let mut seed = [0u8; 32];
-            OsRng.fill_bytes(&mut seed);
-            let signer = NoteSigner::from_seed(&origin, seed)
-                .map_err(|_| OpenError::BadOrigin(origin.clone()))?;
-            let tmp = dir.join(format!("{KEY_FILE}.tmp"));
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io_err(&tmp))?;
-            f.write_all(signer.to_private_key_string().as_bytes())
-                .and_then(|_| f.write_all(b"\n"))
-                .and_then(|_| f.sync_all())
-                .map_err(io_err(&tmp))?;
-            fs::rename(&tmp, &path).map_err(io_err(&path))?;
-            fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(dir))?;
-            Ok(signer)
-        }
-        Err(e) => Err(io_err(&path)(e)),
+fn read_signer(path: &Path) -> Result<NoteSigner, OpenError> {
+    let text = fs::read_to_string(path).map_err(io_err(path))?;
+    NoteSigner::parse(&text).map_err(|source| OpenError::BadKey {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes a new key to `path` with mode 0600 and fsyncs it.
+fn write_new_key(path: &Path, signer: &NoteSigner) -> Result<(), OpenError> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path))?;
+    f.write_all(signer.to_private_key_string().as_bytes())
+        .and_then(|_| f.write_all(b"\n"))
+        .and_then(|_| f.sync_all())
+        .map_err(io_err(path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), OpenError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn check_origin(signer: &NoteSigner, origin: Option<&str>) -> Result<(), OpenError> {
+    match origin {
+        Some(o) if o != signer.name() => Err(OpenError::OriginMismatch {
+            flag: o.to_string(),
+            existing: signer.name().to_string(),
+        }),
+        _ => Ok(()),
     }
+}
+
+fn verify_head(text: &str, verifier: &NoteVerifier) -> Result<Checkpoint, OpenError> {
+    Checkpoint::open(text.as_bytes(), verifier).map_err(|e| {
+        OpenError::Corrupt(format!(
+            "stored checkpoint does not verify with the log key: {e}"
+        ))
+    })
 }
 
 impl Log {
     /// Opens the log in `data_dir`, creating it (and its key) if new.
     /// `origin`, when given, must match an existing log's origin.
+    ///
+    /// The key and the database belong together: a key without its
+    /// database (or the reverse) is refused, since starting afresh would
+    /// sign a second, inconsistent history under the same key. A first
+    /// start writes the key to `log.key.tmp`, the empty-tree checkpoint to
+    /// the database, then renames the key into place; a start interrupted
+    /// in between is completed by the next one.
     pub fn open(data_dir: &Path, origin: Option<&str>) -> Result<Log, OpenError> {
         fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
-        let signer = load_or_create_key(data_dir, origin)?;
+        let key_path = data_dir.join(KEY_FILE);
+        let tmp_path = data_dir.join(format!("{KEY_FILE}.tmp"));
+        let db_path = data_dir.join(DB_DIR);
+        let key_exists = key_path.exists();
+        if key_exists && !db_path.join("CURRENT").exists() {
+            return Err(OpenError::MissingDatabase { dir: db_path });
+        }
+        // Opening the database takes its lock, so two servers cannot race
+        // through a first start.
+        let store = Store::open(&db_path, !key_exists)?;
+        let stored = store.checkpoint()?;
+        let signer = if key_exists {
+            let signer = read_signer(&key_path)?;
+            let mode = fs::metadata(&key_path)
+                .map_err(io_err(&key_path))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600))
+                    .map_err(io_err(&key_path))?;
+            }
+            signer
+        } else if let Some(text) = &stored {
+            // Only an interrupted first start may have a database and no
+            // key: its checkpoint is of the empty tree, by log.key.tmp.
+            let resumed = read_signer(&tmp_path).ok().filter(|s| {
+                Checkpoint::open(text.as_bytes(), &s.verifier()).is_ok_and(|cp| cp.size == 0)
+            });
+            resumed.ok_or(OpenError::MissingKey {
+                path: key_path.clone(),
+            })?
+        } else {
+            let origin = origin.map(str::to_string).unwrap_or_else(default_origin);
+            let mut seed = [0u8; 32];
+            OsRng.fill_bytes(&mut seed);
+            let signer = NoteSigner::from_seed(&origin, seed)
+                .map_err(|_| OpenError::BadOrigin(origin.clone()))?;
+            write_new_key(&tmp_path, &signer)?;
+            signer
+        };
+        check_origin(&signer, origin)?;
         let verifier = signer.verifier();
-        let store = Store::open(&data_dir.join(DB_DIR))?;
-        let head = match store.checkpoint()? {
+        let head = match stored {
             Some(text) => {
-                let cp = Checkpoint::open(text.as_bytes(), &verifier).map_err(|e| {
-                    OpenError::Corrupt(format!(
-                        "stored checkpoint does not verify with the log key: {e}"
-                    ))
-                })?;
+                let cp = verify_head(&text, &verifier)?;
                 LogHead {
                     size: cp.size,
                     root: cp.root,
@@ -195,7 +237,7 @@ impl Log {
                 };
                 let text = cp.sign(&signer).map_err(|e| match e {
                     CheckpointError::Note(n) => OpenError::BadKey {
-                        path: data_dir.join(KEY_FILE),
+                        path: key_path.clone(),
                         source: n,
                     },
                     other => OpenError::Corrupt(other.to_string()),
@@ -212,18 +254,21 @@ impl Log {
                 }
             }
         };
+        if !key_exists {
+            fs::rename(&tmp_path, &key_path).map_err(io_err(&key_path))?;
+            sync_dir(data_dir)?;
+        }
         let log = Log {
             store,
             signer,
             verifier,
             head: RwLock::new(Arc::new(head)),
+            writer_claimed: AtomicBool::new(false),
             metrics: Metrics::default(),
         };
         log.check_storage()?;
         let size = log.head().size;
-        log.metrics
-            .tree_size
-            .store(size, std::sync::atomic::Ordering::Relaxed);
+        log.metrics.tree_size.store(size, Ordering::Relaxed);
         Ok(log)
     }
 
@@ -261,12 +306,16 @@ impl Log {
         self.head.read().expect("head lock poisoned").clone()
     }
 
+    /// Claims the write side; true only for the first caller. Two writers
+    /// would assign the same indices and sign diverging checkpoints.
+    pub(crate) fn claim_writer(&self) -> bool {
+        !self.writer_claimed.swap(true, Ordering::SeqCst)
+    }
+
     /// Publishes a new committed state. Only the sequencer calls this,
     /// after the state is durable.
     pub(crate) fn set_head(&self, head: Arc<LogHead>) {
-        self.metrics
-            .tree_size
-            .store(head.size, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.tree_size.store(head.size, Ordering::Relaxed);
         *self.head.write().expect("head lock poisoned") = head;
     }
 
@@ -367,12 +416,11 @@ impl Log {
         }
         let entries = self.store.entries(index * TILE_WIDTH, width)?;
         if (entries.len() as u64) < width {
-            return Err(ReadError::Storage(TileError::Missing {
-                level: 0,
-                index,
-                have: entries.len() as u64,
-                need: width,
-            }));
+            let start = index * TILE_WIDTH;
+            return Err(ReadError::MissingEntries {
+                start: start + entries.len() as u64,
+                end: start + width,
+            });
         }
         Ok(Some(encode_bundle(entries.iter().map(Vec::as_slice))))
     }

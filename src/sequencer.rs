@@ -8,7 +8,7 @@
 //! refused at once ([`SubmitError::Overloaded`]) instead of piling up.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -32,6 +32,9 @@ pub struct SequencerConfig {
     pub max_batch_delay: Duration,
     /// Most submissions waiting for the sequencer.
     pub max_pending: usize,
+    /// Most entry bytes waiting for the sequencer (queued or in the
+    /// batch being committed).
+    pub max_pending_bytes: usize,
 }
 
 /// A sequenced, durable entry and the proof of it.
@@ -45,7 +48,8 @@ pub struct Appended {
     pub proof: Vec<Hash>,
     /// The checkpoint that covers the entry.
     pub head: Arc<LogHead>,
-    /// Whether the entry was already in the log.
+    /// Whether the entry was already in the log, or came earlier in the
+    /// same batch; only the first submission of an entry is not.
     pub duplicate: bool,
 }
 
@@ -54,7 +58,7 @@ pub struct Appended {
 pub enum SubmitError {
     #[error("the sequencer queue is full; retry later")]
     Overloaded,
-    #[error("the sequencer has stopped after a storage failure; the server needs a restart")]
+    #[error("the sequencer has stopped (shutdown or storage failure)")]
     Stopped,
     #[error("storage failure while sequencing: {0}")]
     Storage(String),
@@ -72,22 +76,29 @@ struct Submission {
 pub struct SequencerHandle {
     tx: SyncSender<Submission>,
     log: Arc<Log>,
-    failed: Arc<AtomicBool>,
+    pending_bytes: Arc<AtomicUsize>,
+    max_pending_bytes: usize,
 }
 
 /// Starts the sequencer thread for `log`. It runs until every handle is
-/// dropped (after draining the queue) or storage fails.
-pub fn start(log: Arc<Log>, config: SequencerConfig) -> (SequencerHandle, JoinHandle<()>) {
+/// dropped (after draining the queue) or storage fails, which its result
+/// reports. A log has one sequencer: a second `start` panics.
+pub fn start(
+    log: Arc<Log>,
+    config: SequencerConfig,
+) -> (SequencerHandle, JoinHandle<Result<(), SubmitError>>) {
+    assert!(log.claim_writer(), "a log has exactly one sequencer");
     let (tx, rx) = mpsc::sync_channel(config.max_pending);
-    let failed = Arc::new(AtomicBool::new(false));
+    let pending_bytes = Arc::new(AtomicUsize::new(0));
     let handle = SequencerHandle {
         tx,
         log: log.clone(),
-        failed: failed.clone(),
+        pending_bytes: pending_bytes.clone(),
+        max_pending_bytes: config.max_pending_bytes,
     };
     let thread = std::thread::Builder::new()
         .name("sequencer".into())
-        .spawn(move || run(&log, &config, &rx, &failed))
+        .spawn(move || run(&log, &config, &rx, &pending_bytes))
         .expect("spawning the sequencer thread");
     (handle, thread)
 }
@@ -96,8 +107,12 @@ impl SequencerHandle {
     /// Sequences `entry`; resolves once it is durable and covered by a
     /// signed checkpoint.
     pub async fn submit(&self, entry: Vec<u8>) -> Result<Appended, SubmitError> {
-        if self.failed.load(Relaxed) {
-            return Err(SubmitError::Stopped);
+        let len = entry.len();
+        let queued = self.pending_bytes.fetch_add(len, Relaxed) + len;
+        if queued > self.max_pending_bytes {
+            self.pending_bytes.fetch_sub(len, Relaxed);
+            self.log.metrics.overloaded.fetch_add(1, Relaxed);
+            return Err(SubmitError::Overloaded);
         }
         let (reply, answer) = oneshot::channel();
         let sub = Submission {
@@ -106,19 +121,25 @@ impl SequencerHandle {
             arrived: Instant::now(),
             reply,
         };
-        match self.tx.try_send(sub) {
-            Ok(()) => {}
+        let refused = match self.tx.try_send(sub) {
+            Ok(()) => return answer.await.unwrap_or(Err(SubmitError::Stopped)),
             Err(TrySendError::Full(_)) => {
                 self.log.metrics.overloaded.fetch_add(1, Relaxed);
-                return Err(SubmitError::Overloaded);
+                SubmitError::Overloaded
             }
-            Err(TrySendError::Disconnected(_)) => return Err(SubmitError::Stopped),
-        }
-        answer.await.unwrap_or(Err(SubmitError::Stopped))
+            Err(TrySendError::Disconnected(_)) => SubmitError::Stopped,
+        };
+        self.pending_bytes.fetch_sub(len, Relaxed);
+        Err(refused)
     }
 }
 
-fn run(log: &Log, config: &SequencerConfig, rx: &mpsc::Receiver<Submission>, failed: &AtomicBool) {
+fn run(
+    log: &Log,
+    config: &SequencerConfig,
+    rx: &mpsc::Receiver<Submission>,
+    pending_bytes: &AtomicUsize,
+) -> Result<(), SubmitError> {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         let deadline = Instant::now() + config.max_batch_delay;
@@ -141,17 +162,19 @@ fn run(log: &Log, config: &SequencerConfig, rx: &mpsc::Receiver<Submission>, fai
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
-        if let Err(e) = integrate(log, batch) {
+        let bytes: usize = batch.iter().map(|s| s.entry.len()).sum();
+        let result = integrate(log, batch);
+        pending_bytes.fetch_sub(bytes, Relaxed);
+        if let Err(e) = result {
             // Storage may now hold more than we know: stop rather than
             // risk signing a checkpoint inconsistent with what is on disk.
-            eprintln!("gatelog: sequencer stopped: {e}");
-            failed.store(true, Relaxed);
             for s in rx.try_iter() {
                 let _ = s.reply.send(Err(SubmitError::Stopped));
             }
-            return;
+            return Err(e);
         }
     }
+    Ok(())
 }
 
 /// Sequences one batch and answers every submission in it. An error means

@@ -63,10 +63,10 @@ fn tile_key(level: u8, index: u64) -> [u8; 10] {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `dir`.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    /// Opens the database in `dir`, creating it only if `create`.
+    pub fn open(dir: &Path, create: bool) -> Result<Store, StoreError> {
         let mut opts = Options::default();
-        opts.create_if_missing(true);
+        opts.create_if_missing(create);
         opts.set_max_background_jobs(2);
         // Leaf-hash lookups (dedup) are point reads of random keys: a
         // bloom filter keeps misses off the disk.
@@ -135,15 +135,6 @@ impl Store {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo)?;
-        Ok(())
-    }
-
-    /// Overwrites one tile. Only for tests that simulate corruption.
-    #[doc(hidden)]
-    pub fn put_tile_for_test(&self, level: u8, index: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.put_opt(tile_key(level, index), bytes, &wo)?;
         Ok(())
     }
 }

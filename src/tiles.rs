@@ -18,6 +18,8 @@ pub const TILE_HEIGHT: u32 = 8;
 pub const TILE_WIDTH: u64 = 256;
 /// Bytes of one hash in a tile.
 pub const HASH_SIZE: usize = 32;
+/// Largest entry an entry bundle can hold (its lengths are u16).
+pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
 /// Highest tile level the path syntax allows.
 pub const MAX_LEVEL: u8 = 63;
 
@@ -195,16 +197,21 @@ pub fn encode_bundle<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8>
     out
 }
 
+/// Why an entry bundle could not be decoded.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("malformed entry bundle: {0}")]
+pub struct BundleError(pub &'static str);
+
 /// Decodes an entry bundle into its entries.
-pub fn decode_bundle(mut data: &[u8]) -> Result<Vec<&[u8]>, TilePathError> {
+pub fn decode_bundle(mut data: &[u8]) -> Result<Vec<&[u8]>, BundleError> {
     let mut out = Vec::new();
     while !data.is_empty() {
         if data.len() < 2 {
-            return Err(TilePathError("truncated entry length"));
+            return Err(BundleError("truncated entry length"));
         }
         let len = u16::from_be_bytes([data[0], data[1]]) as usize;
         if data.len() < 2 + len {
-            return Err(TilePathError("truncated entry"));
+            return Err(BundleError("truncated entry"));
         }
         out.push(&data[2..2 + len]);
         data = &data[2 + len..];

@@ -136,3 +136,35 @@ proptest! {
         }
     }
 }
+
+/// Trees past 65,536 leaves use level-2 tiles (nodes of height 16 and up):
+/// a few sizes around that boundary, against the reference.
+#[test]
+fn level_two_tiles_give_the_reference_proofs() {
+    let leaves: Vec<Hash> = (0..200_003u32)
+        .map(|i| leaf_hash(&i.to_le_bytes()))
+        .collect();
+    let tiles = build(&leaves, &[65_535, 65_536, 65_537, 70_000, 131_072]);
+    let mut prover = Prover::new(TileNodes::new(&tiles));
+    for n in [65_535usize, 65_536, 65_537, 70_000, 131_072, 200_003] {
+        let d = &leaves[..n];
+        assert_eq!(prover.root(n as u64).unwrap(), mth(d), "root of {n}");
+        for m in [0, 1, 255, 256, 65_534, n / 2, n - 1] {
+            assert_eq!(
+                prover.inclusion(m as u64, n as u64).unwrap(),
+                path(m, d),
+                "inclusion {m} in {n}"
+            );
+        }
+        for old in [1, 256, 65_535, 65_536, n - 1]
+            .into_iter()
+            .filter(|&o| o <= n)
+        {
+            assert_eq!(
+                prover.consistency(old as u64, n as u64).unwrap(),
+                subproof(old, d, true),
+                "consistency {old} -> {n}"
+            );
+        }
+    }
+}

@@ -242,7 +242,14 @@ fn bad_input_gets_its_status_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
         dir.path(),
-        &["--max-body-bytes", "1000", "--max-entry-bytes", "500"],
+        &[
+            "--max-body-bytes",
+            "1000",
+            "--max-entry-bytes",
+            "500",
+            "--read-timeout-secs",
+            "1",
+        ],
     );
     for i in 0..3u8 {
         server.append(&[i; 10]);
@@ -374,12 +381,34 @@ fn bad_input_gets_its_status_and_changes_nothing() {
         assert_eq!(r.error_code(), code, "{method} {path}");
         assert!(!r.json()["error"]["message"].as_str().unwrap().is_empty());
         assert_eq!(
+            r.header("cache-control"),
+            Some("no-store"),
+            "{method} {path}"
+        );
+        assert_eq!(
             get_ok(server.addr, "/checkpoint").text(),
             before,
             "{method} {path} changed the log"
         );
     }
+    // A body that stops arriving is cut off after --read-timeout-secs.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+        s.write_all(
+            b"POST /v1/entries HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b",
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("body_timeout"));
+    }
     assert_eq!(server.tree_size(), 3);
+    // HEAD is answered like GET, without a body.
+    let head = http(server.addr, "HEAD", "/checkpoint", b"").unwrap();
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
     // The partial tiles of the current tree do exist.
     assert_eq!(get_ok(server.addr, "/tile/0/000.p/3").body.len(), 96);
     assert_eq!(
@@ -440,11 +469,13 @@ fn corrupt_storage_is_refused_with_a_clear_error() {
     }
     server.kill9();
     {
-        let store = gatelog::store::Store::open(&dir.path().join("db")).unwrap();
-        use gatelog::tiles::TileReader;
-        let mut tile = store.read_tile(0, 0).unwrap().unwrap().to_vec();
+        // The store's key for hash tile (level 0, index 0): 't', level, index.
+        let db = rocksdb::DB::open_default(dir.path().join("db")).unwrap();
+        let key = [b't', 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut tile = db.get(key).unwrap().expect("tile 0/0 stored");
+        assert_eq!(tile.len(), 20 * 32);
         tile[40] ^= 0xff;
-        store.put_tile_for_test(0, 0, &tile).unwrap();
+        db.put(key, tile).unwrap();
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatelog"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -454,4 +485,36 @@ fn corrupt_storage_is_refused_with_a_clear_error() {
     assert!(!out.status.success(), "served a corrupt log");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("storage is corrupt"), "{stderr}");
+}
+
+fn serve_fails(dir: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatelog"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "gatelog started");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn a_key_without_its_database_or_the_reverse_is_refused() {
+    // Starting afresh with either half would sign a second history.
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    server.append(b"one");
+    server.kill9();
+    let db = dir.path().join("db");
+    let moved = dir.path().join("db.moved");
+    std::fs::rename(&db, &moved).unwrap();
+    assert!(serve_fails(dir.path()).contains("no database"));
+    assert!(!db.exists(), "a refused start must not create a database");
+    std::fs::rename(&moved, &db).unwrap();
+    let key = dir.path().join("log.key");
+    std::fs::rename(&key, dir.path().join("log.key.moved")).unwrap();
+    assert!(serve_fails(dir.path()).contains("log.key is missing"));
+    assert!(!key.exists(), "a refused start must not create a key");
+    std::fs::rename(dir.path().join("log.key.moved"), &key).unwrap();
+    let server = Server::start(dir.path(), &[]);
+    assert_eq!(server.tree_size(), 1);
 }

@@ -174,11 +174,22 @@ async fn client(
                 if tally.errors.fetch_add(1, Relaxed) < 5 {
                     eprintln!("HTTP {status}: {}", String::from_utf8_lossy(&body));
                 }
+                // Back off on overload rather than measure a retry storm.
+                if status == 503 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
             Err(err) => {
                 tally.errors.fetch_add(1, Relaxed);
                 eprintln!("client {id}: {err:#}; reconnecting");
-                sender = connect(opts.addr).await?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                match connect(opts.addr).await {
+                    Ok(s) => sender = s,
+                    Err(e) => {
+                        eprintln!("client {id}: {e:#}; giving up");
+                        break;
+                    }
+                }
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
 use crate::log::ReadError;
@@ -45,6 +45,10 @@ impl ApiError {
         *r.status_mut() = self.status;
         r.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        // A tile that is missing now may exist in a second: no cache may
+        // keep an error.
+        r.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             r.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -61,7 +65,9 @@ impl From<ReadError> for ApiError {
             ReadError::BadOldSize { .. } => (StatusCode::BAD_REQUEST, "bad_old_size"),
             ReadError::EmptyTree => (StatusCode::BAD_REQUEST, "empty_tree"),
             ReadError::LeafNotFound { .. } => (StatusCode::NOT_FOUND, "leaf_not_found"),
-            ReadError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
+            ReadError::Storage(_) | ReadError::MissingEntries { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "storage_error")
+            }
         };
         ApiError::new(status, code, e.to_string())
     }

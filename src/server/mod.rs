@@ -9,10 +9,11 @@ mod routes;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -21,26 +22,17 @@ pub use error::ApiError;
 use crate::log::Log;
 use crate::sequencer::SequencerHandle;
 
-/// How entries are interpreted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EntryFormat {
-    /// Any bytes are an entry: a generic transparency log.
-    Opaque,
-    /// gatelog's signed workflow entries.
-    Gatelog,
-}
-
 /// Limits of the HTTP layer.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// Largest request body accepted.
     pub max_body_bytes: usize,
-    /// Largest entry accepted (at most 65535: entry bundles use u16 lengths).
+    /// Largest entry accepted; never more than [`crate::tiles::MAX_ENTRY_BYTES`].
     pub max_entry_bytes: usize,
     /// Most concurrent connections; further ones wait to be accepted.
     pub max_connections: usize,
-    /// How entries are interpreted.
-    pub entries: EntryFormat,
+    /// Longest wait for a request's headers, and for its body.
+    pub read_timeout: Duration,
 }
 
 /// Everything a request handler needs.
@@ -72,7 +64,7 @@ pub async fn serve(
                 // Out of file descriptors and the like: keep serving.
                 Err(e) => {
                     eprintln!("gatelog: accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
@@ -80,12 +72,15 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let app_timeout = app.config.read_timeout;
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let app = app.clone();
                 async move { Ok::<_, std::convert::Infallible>(routes::handle(&app, req).await) }
             });
             let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(app_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
             drop(permit);

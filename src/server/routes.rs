@@ -8,12 +8,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
-use super::{ApiError, App, EntryFormat};
+use std::sync::Arc;
+
+use super::{ApiError, App};
 use crate::merkle::Hash;
-use crate::tiles::{TileKind, TilePath};
+use crate::tiles::{TileKind, TilePath, MAX_ENTRY_BYTES};
 use crate::tlog_proof::TlogProof;
 
 type HttpResponse = Response<Full<Bytes>>;
@@ -23,7 +25,7 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const SHORT_LIVED: &str = "public, max-age=1";
 
 /// Answers one request; errors become JSON error responses.
-pub async fn handle(app: &App, req: Request<Incoming>) -> HttpResponse {
+pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> HttpResponse {
     let response = route(app, req)
         .await
         .unwrap_or_else(ApiError::into_response);
@@ -31,7 +33,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> HttpResponse {
     response
 }
 
-async fn route(app: &App, req: Request<Incoming>) -> Result<HttpResponse> {
+async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
     let path = req.uri().path();
     let allowed = match path {
         "/v1/entries" => "POST",
@@ -39,8 +41,8 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<HttpResponse> {
         | "/checkpoint"
         | "/v1/proof/inclusion"
         | "/v1/proof/consistency"
-        | "/metrics" => "GET",
-        p if p.starts_with("/tile/") => "GET",
+        | "/metrics" => "GET, HEAD",
+        p if p.starts_with("/tile/") => "GET, HEAD",
         _ => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -49,7 +51,14 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<HttpResponse> {
             ))
         }
     };
-    if req.method().as_str() != allowed {
+    // hyper sends no body in answer to HEAD, so HEAD is served as GET.
+    let method = req.method();
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    if !allowed.split(", ").any(|m| m == method) {
         let mut r = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -60,23 +69,45 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<HttpResponse> {
             .insert(ALLOW, HeaderValue::from_static(allowed));
         return Ok(r);
     }
+    let path = path.to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    match path {
+    match path.as_str() {
         "/v1/entries" => serve_add_entry(app, req).await,
         "/v1/log" => Ok(serve_log_info(app)),
         "/checkpoint" => Ok(serve_checkpoint(app)),
-        "/v1/proof/inclusion" => serve_inclusion(app, &query),
-        "/v1/proof/consistency" => serve_consistency(app, &query),
         "/metrics" => Ok(bytes_response(
             app.log.metrics.render().into(),
             "text/plain; version=0.0.4; charset=utf-8",
             "no-store",
         )),
-        tile => {
-            let rest = tile.strip_prefix("/tile/").expect("routed on prefix");
-            serve_tile(app, rest)
+        // Proofs and tiles read RocksDB, which may wait on the disk: keep
+        // that off the threads that drive every connection.
+        "/v1/proof/inclusion" => blocking(app, move |app| serve_inclusion(app, &query)).await,
+        "/v1/proof/consistency" => blocking(app, move |app| serve_consistency(app, &query)).await,
+        _ => {
+            blocking(app, move |app| {
+                serve_tile(app, path.strip_prefix("/tile/").expect("routed on prefix"))
+            })
+            .await
         }
     }
+}
+
+/// Runs a handler that does blocking reads on the blocking thread pool.
+async fn blocking<F>(app: &Arc<App>, f: F) -> Result<HttpResponse>
+where
+    F: FnOnce(&App) -> Result<HttpResponse> + Send + 'static,
+{
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || f(&app))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                e.to_string(),
+            )
+        })?
 }
 
 fn bytes_response(body: Bytes, content_type: &'static str, cache: &'static str) -> HttpResponse {
@@ -125,9 +156,17 @@ async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpRespon
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let body = Limited::new(req.into_body(), limit)
-        .collect()
+    let read = Limited::new(req.into_body(), limit).collect();
+    let timeout = app.config.read_timeout;
+    let body = tokio::time::timeout(timeout, read)
         .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the request body did not arrive within {timeout:?}"),
+            )
+        })?
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 too_large()
@@ -169,7 +208,7 @@ async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpRespon
     Ok(bytes_response(body.into(), "application/json", "no-store"))
 }
 
-/// Turns a request body into the entry to log, per the entry format.
+/// Turns a request body into the entry to log.
 fn decode_entry(app: &App, body: Bytes) -> Result<Vec<u8>> {
     if body.is_empty() {
         return Err(ApiError::new(
@@ -178,15 +217,7 @@ fn decode_entry(app: &App, body: Bytes) -> Result<Vec<u8>> {
             "the request body is empty; an entry needs at least one byte",
         ));
     }
-    match app.config.entries {
-        EntryFormat::Opaque => {}
-        EntryFormat::Gatelog => return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "entry_format_unavailable",
-            "gatelog workflow entries are not accepted by this build; run with --entries opaque",
-        )),
-    }
-    let max = app.config.max_entry_bytes;
+    let max = app.config.max_entry_bytes.min(MAX_ENTRY_BYTES);
     if body.len() > max {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
