@@ -26,9 +26,9 @@ fn leaves(from: u64, n: u64) -> Vec<Hash> {
 
 const TREE: u64 = 1 << 20;
 
-fn tree() -> MemTiles {
+fn tree(size: u64) -> MemTiles {
     let mut t = MemTiles::default();
-    let changed = append_leaves(&t, 0, &leaves(0, TREE)).unwrap();
+    let changed = append_leaves(&t, 0, &leaves(0, size)).unwrap();
     t.0.extend(changed);
     t
 }
@@ -48,13 +48,13 @@ fn hashing(c: &mut Criterion) {
 }
 
 fn tile_updates(c: &mut Criterion) {
-    let base = tree();
+    // End mid-tile so the partial tile is read and rewritten.
+    let start = TREE - 100;
+    let base = tree(start);
     let mut g = c.benchmark_group("append_leaves");
     for batch in [1u64, 256, 4096] {
-        let new = leaves(TREE, batch);
+        let new = leaves(start, batch);
         g.throughput(Throughput::Elements(batch));
-        // Start mid-tile so the partial tile is read and rewritten.
-        let start = TREE - 100;
         g.bench_function(format!("batch_{batch}_onto_1M"), |b| {
             b.iter(|| append_leaves(&base, start, std::hint::black_box(&new)).unwrap())
         });
@@ -63,7 +63,7 @@ fn tile_updates(c: &mut Criterion) {
 }
 
 fn proofs(c: &mut Criterion) {
-    let tiles = tree();
+    let tiles = tree(TREE);
     let mut g = c.benchmark_group("proof_from_tiles");
     let mut i = 0u64;
     g.bench_function("inclusion_1M_fresh", |b| {
