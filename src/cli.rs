@@ -8,8 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gatelog::log::Log;
+use gatelog::note::NoteVerifier;
 use gatelog::sequencer::{self, SequencerConfig};
+use gatelog::server::witness::{self as witness_routes, WitnessApp};
 use gatelog::server::{self, App, ServerConfig};
+use gatelog::witness::Witness;
 
 /// gatelog: a transparency log for access changes.
 ///
@@ -37,6 +40,42 @@ enum Command {
     ///   curl http://127.0.0.1:8080/checkpoint
     ///   curl 'http://127.0.0.1:8080/v1/proof/inclusion?index=0'
     Serve(ServeArgs),
+    /// Run a C2SP tlog-witness for one or more logs.
+    ///
+    /// The witness cosigns a log's checkpoint (POST /add-checkpoint) only
+    /// if it is consistent with the last one it cosigned for that log, and
+    /// records the new one durably before answering. Its Ed25519 key is
+    /// generated on first start (DATA_DIR/witness.key, mode 0600) and its
+    /// verifier key (type 0x04, tlog-cosignature) is printed and served at
+    /// GET /v1/witness.
+    ///
+    /// Try it:
+    ///   gatelog witness --log "$(curl -s http://127.0.0.1:8080/v1/log | jq -r .verifier_key)"
+    Witness(WitnessArgs),
+}
+
+#[derive(Args, Debug)]
+struct WitnessArgs {
+    /// Where the witness keeps its key and its record of each log.
+    #[arg(long, default_value = "./gatelog-witness", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// The witness's name (its key name). Default for a new witness:
+    /// "<hostname>/witness"; an existing witness keeps its name.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Verifier key of a log to witness, "<origin>+<key id>+<key>";
+    /// repeat for several logs (or several keys of one log).
+    #[arg(long = "log", value_name = "VKEY", required = true)]
+    logs: Vec<String>,
+    /// Most concurrent connections; more wait to be accepted.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    max_connections: u64,
+    /// Seconds a client may take to send a request's headers, and its body.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    read_timeout_secs: u64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -93,7 +132,51 @@ struct ServeArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Witness(args) => witness(args),
     }
+}
+
+fn witness(args: WitnessArgs) -> anyhow::Result<()> {
+    let logs = args
+        .logs
+        .iter()
+        .map(|v| NoteVerifier::parse(v).with_context(|| format!("--log {v:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let witness = Witness::open(&args.data_dir, args.name.as_deref(), logs)
+        .with_context(|| format!("opening the witness in {}", args.data_dir.display()))?;
+    let read_timeout = Duration::from_secs(args.read_timeout_secs);
+    let app = Arc::new(WitnessApp {
+        witness,
+        read_timeout,
+    });
+    let limits = server::HttpLimits {
+        max_connections: args.max_connections as usize,
+        read_timeout,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        println!(
+            "gatelog: witness {} for {} log key(s)",
+            app.witness.verifier().name(),
+            args.logs.len()
+        );
+        println!("gatelog: verifier key {}", app.witness.verifier().to_vkey());
+        println!("gatelog: listening on http://{addr}");
+        let handler = move |req| {
+            let app = app.clone();
+            async move { witness_routes::handle(&app, req).await }
+        };
+        server::serve_http(listener, limits, handler, shutdown_signal()).await?;
+        println!("gatelog: shutting down");
+        anyhow::Ok(())
+    })
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

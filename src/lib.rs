@@ -2,18 +2,23 @@
 //!
 //! The verifying side (always built): RFC 6962 Merkle maths ([`merkle`]),
 //! C2SP signed notes ([`note`]), checkpoints ([`checkpoint`]), tiles
-//! ([`tiles`]) and proof bundles ([`tlog_proof`]). None of it does I/O.
+//! ([`tiles`]), proof bundles ([`tlog_proof`]) and witness cosignatures
+//! ([`cosignature`]). None of it does I/O.
 //!
 //! The serving side (feature `server`, on by default): RocksDB storage
 //! ([`store`]), the opened log and its reads ([`log`]), the sequencer
-//! ([`sequencer`]), the HTTP server ([`server`]) and [`metrics`].
+//! ([`sequencer`]), the HTTP servers ([`server`]), [`metrics`], and the
+//! witness ([`witness`]).
 
 pub mod checkpoint;
+pub mod cosignature;
 pub mod merkle;
 pub mod note;
 pub mod tiles;
 pub mod tlog_proof;
 
+#[cfg(feature = "server")]
+pub mod keyfile;
 #[cfg(feature = "server")]
 pub mod log;
 #[cfg(feature = "server")]
@@ -24,3 +29,5 @@ pub mod sequencer;
 pub mod server;
 #[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
+pub mod witness;

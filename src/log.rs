@@ -7,8 +7,6 @@
 //! root. A log that fails either check is not served.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -17,6 +15,7 @@ use rand_core::{OsRng, RngCore};
 use thiserror::Error;
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::keyfile;
 use crate::merkle::{leaf_hash, Hash, Prover};
 use crate::metrics::Metrics;
 use crate::note::{NoteError, NoteSigner, NoteVerifier};
@@ -102,12 +101,7 @@ pub struct Log {
 
 /// A default origin for a new log: "<hostname>/gatelog".
 pub fn default_origin() -> String {
-    let host = fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| crate::note::is_valid_key_name(h))
-        .unwrap_or_else(|| "localhost".to_string());
-    format!("{host}/gatelog")
+    format!("{}/gatelog", keyfile::host_name())
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
@@ -118,32 +112,11 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
 }
 
 fn read_signer(path: &Path) -> Result<NoteSigner, OpenError> {
-    let text = fs::read_to_string(path).map_err(io_err(path))?;
+    let text = keyfile::read_secret(path).map_err(io_err(path))?;
     NoteSigner::parse(&text).map_err(|source| OpenError::BadKey {
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// Writes a new key to `path` with mode 0600 and fsyncs it.
-fn write_new_key(path: &Path, signer: &NoteSigner) -> Result<(), OpenError> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_err(path))?;
-    f.write_all(signer.to_private_key_string().as_bytes())
-        .and_then(|_| f.write_all(b"\n"))
-        .and_then(|_| f.sync_all())
-        .map_err(io_err(path))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), OpenError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
 }
 
 fn check_origin(signer: &NoteSigner, origin: Option<&str>) -> Result<(), OpenError> {
@@ -188,16 +161,7 @@ impl Log {
         let store = Store::open(&db_path, !key_exists)?;
         let stored = store.checkpoint()?;
         let signer = if key_exists {
-            let signer = read_signer(&key_path)?;
-            let mode = fs::metadata(&key_path)
-                .map_err(io_err(&key_path))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600))
-                    .map_err(io_err(&key_path))?;
-            }
-            signer
+            read_signer(&key_path)?
         } else if let Some(text) = &stored {
             // Only an interrupted first start may have a database and no
             // key: its checkpoint is of the empty tree, by log.key.tmp.
@@ -213,7 +177,8 @@ impl Log {
             OsRng.fill_bytes(&mut seed);
             let signer = NoteSigner::from_seed(&origin, seed)
                 .map_err(|_| OpenError::BadOrigin(origin.clone()))?;
-            write_new_key(&tmp_path, &signer)?;
+            keyfile::write_secret(&tmp_path, &signer.to_private_key_string())
+                .map_err(io_err(&tmp_path))?;
             signer
         };
         check_origin(&signer, origin)?;
@@ -256,7 +221,7 @@ impl Log {
         };
         if !key_exists {
             fs::rename(&tmp_path, &key_path).map_err(io_err(&key_path))?;
-            sync_dir(data_dir)?;
+            keyfile::sync_dir(data_dir).map_err(io_err(data_dir))?;
         }
         let log = Log {
             store,

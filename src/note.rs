@@ -50,7 +50,7 @@ pub fn key_id(name: &str, alg: u8, public_key: &[u8]) -> u32 {
 
 /// Splits `<name>+<key ID hex>+<base64(0x01 || 32 bytes)>`, the shape of
 /// both verifier keys and (after "PRIVATE+KEY+") private keys.
-fn parse_key_string(s: &str) -> Result<(&str, u32, [u8; 32]), NoteError> {
+pub(crate) fn parse_key_string(s: &str, alg: u8) -> Result<(&str, u32, [u8; 32]), NoteError> {
     let mut parts = s.splitn(3, '+');
     let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
     else {
@@ -67,13 +67,20 @@ fn parse_key_string(s: &str) -> Result<(&str, u32, [u8; 32]), NoteError> {
         .decode(key_b64)
         .map_err(|_| NoteError::MalformedKey("key is not base64"))?;
     match raw.split_first() {
-        Some((&ALG_ED25519, key)) if key.len() == 32 => {
+        Some((&a, key)) if a == alg && key.len() == 32 => {
             Ok((name, id, key.try_into().expect("32 bytes")))
         }
         _ => Err(NoteError::MalformedKey(
-            "not an Ed25519 key (0x01 || 32 bytes)",
+            "wrong key type or length (want type byte || 32 bytes)",
         )),
     }
+}
+
+/// Formats `<name>+<key ID hex>+<base64(alg || key)>`.
+pub(crate) fn key_string(name: &str, id: u32, alg: u8, key: &[u8]) -> String {
+    let mut raw = vec![alg];
+    raw.extend_from_slice(key);
+    format!("{name}+{id:08x}+{}", B64.encode(raw))
 }
 
 /// A key that verifies Ed25519 note signatures.
@@ -87,7 +94,7 @@ pub struct NoteVerifier {
 impl NoteVerifier {
     /// Parses a verifier key string `<name>+<key ID hex>+<base64(0x01 || key)>`.
     pub fn parse(vkey: &str) -> Result<Self, NoteError> {
-        let (name, id, key) = parse_key_string(vkey)?;
+        let (name, id, key) = parse_key_string(vkey, ALG_ED25519)?;
         if key_id(name, ALG_ED25519, &key) != id {
             return Err(NoteError::MalformedKey("key ID does not match the key"));
         }
@@ -112,9 +119,7 @@ impl NoteVerifier {
 
     /// The verifier key string.
     pub fn to_vkey(&self) -> String {
-        let mut raw = vec![ALG_ED25519];
-        raw.extend_from_slice(self.key.as_bytes());
-        format!("{}+{:08x}+{}", self.name, self.id, B64.encode(raw))
+        key_string(&self.name, self.id, ALG_ED25519, self.key.as_bytes())
     }
 
     /// Whether `sig` is this key's signature over `text`.
@@ -157,7 +162,7 @@ impl NoteSigner {
             .ok_or(NoteError::MalformedKey(
                 "private key must start PRIVATE+KEY+",
             ))?;
-        let (name, id, seed) = parse_key_string(rest)?;
+        let (name, id, seed) = parse_key_string(rest, ALG_ED25519)?;
         let signer = Self::from_seed(name, seed)?;
         if signer.id != id {
             return Err(NoteError::MalformedKey("key ID does not match the key"));
@@ -167,14 +172,8 @@ impl NoteSigner {
 
     /// The private key string (secret: store with mode 0600).
     pub fn to_private_key_string(&self) -> String {
-        let mut raw = vec![ALG_ED25519];
-        raw.extend_from_slice(self.key.as_bytes());
-        format!(
-            "PRIVATE+KEY+{}+{:08x}+{}",
-            self.name,
-            self.id,
-            B64.encode(raw)
-        )
+        let key = key_string(&self.name, self.id, ALG_ED25519, self.key.as_bytes());
+        format!("PRIVATE+KEY+{key}")
     }
 
     /// The key name.

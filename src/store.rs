@@ -145,3 +145,40 @@ impl TileReader for Store {
         Ok(self.db.get(tile_key(level, index))?.map(Arc::new))
     }
 }
+
+/// A witness's record of the latest checkpoint it cosigned for each log.
+/// Contract: when [`WitnessDb::set_latest`] returns Ok, the record is on
+/// disk (WAL fsync'd).
+pub struct WitnessDb {
+    db: DB,
+}
+
+impl WitnessDb {
+    /// Opens (creating if needed) the witness database in `dir`.
+    pub fn open(dir: &Path) -> Result<WitnessDb, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        Ok(WitnessDb {
+            db: DB::open(&opts, dir)?,
+        })
+    }
+
+    /// The latest checkpoint cosigned for `origin`, verbatim.
+    pub fn latest(&self, origin: &str) -> Result<Option<String>, StoreError> {
+        match self.db.get(origin.as_bytes())? {
+            None => Ok(None),
+            Some(v) => String::from_utf8(v)
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt(format!("record for {origin} is not UTF-8"))),
+        }
+    }
+
+    /// Durably records `checkpoint` as the latest cosigned for `origin`.
+    pub fn set_latest(&self, origin: &str, checkpoint: &str) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_opt(origin.as_bytes(), checkpoint.as_bytes(), &wo)?;
+        Ok(())
+    }
+}

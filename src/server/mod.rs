@@ -1,18 +1,24 @@
-//! The HTTP server: the write API (`POST /v1/entries`), the C2SP
-//! tlog-tiles read API, proofs and metrics.
+//! The HTTP servers: the log's write API (`POST /v1/entries`), its C2SP
+//! tlog-tiles read API, proofs and metrics; and the witness's C2SP
+//! tlog-witness API.
 //!
 //! The only module that imports hyper's server. It takes a bound listener
 //! and a shutdown future, so tests can bind port 0.
 
 mod error;
 mod routes;
+pub mod witness;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -45,13 +51,44 @@ pub struct App {
     pub config: ServerConfig,
 }
 
-/// Serves HTTP/1.1 on `listener` until `shutdown` resolves.
+/// Serves the log's HTTP API on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let permits = Arc::new(Semaphore::new(app.config.max_connections));
+    let limits = HttpLimits {
+        max_connections: app.config.max_connections,
+        read_timeout: app.config.read_timeout,
+    };
+    let handler = move |req| {
+        let app = app.clone();
+        async move { routes::handle(&app, req).await }
+    };
+    serve_http(listener, limits, handler, shutdown).await
+}
+
+/// Connection limits shared by every gatelog HTTP service.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Most concurrent connections; further ones wait to be accepted.
+    pub max_connections: usize,
+    /// Longest wait for a request's headers.
+    pub read_timeout: Duration,
+}
+
+/// Serves HTTP/1.1 on `listener` with `handler` until `shutdown` resolves.
+pub async fn serve_http<H, F>(
+    listener: TcpListener,
+    limits: HttpLimits,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -71,16 +108,15 @@ pub async fn serve(
             _ = &mut shutdown => return Ok(()),
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let app_timeout = app.config.read_timeout;
+        let handler = handler.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(routes::handle(&app, req).await) }
+                let response = handler(req);
+                async move { Ok::<_, std::convert::Infallible>(response.await) }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(app_timeout)
+                .header_read_timeout(limits.read_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
             drop(permit);

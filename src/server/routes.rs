@@ -12,13 +12,14 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{ApiError, App};
 use crate::merkle::Hash;
 use crate::tiles::{TileKind, TilePath, MAX_ENTRY_BYTES};
 use crate::tlog_proof::TlogProof;
 
-type HttpResponse = Response<Full<Bytes>>;
+pub(super) type HttpResponse = Response<Full<Bytes>>;
 type Result<T> = std::result::Result<T, ApiError>;
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -110,7 +111,11 @@ where
         })?
 }
 
-fn bytes_response(body: Bytes, content_type: &'static str, cache: &'static str) -> HttpResponse {
+pub(super) fn bytes_response(
+    body: Bytes,
+    content_type: &'static str,
+    cache: &'static str,
+) -> HttpResponse {
     let mut r = Response::new(Full::new(body));
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -118,7 +123,7 @@ fn bytes_response(body: Bytes, content_type: &'static str, cache: &'static str) 
     r
 }
 
-fn json_response(value: serde_json::Value) -> HttpResponse {
+pub(super) fn json_response(value: serde_json::Value) -> HttpResponse {
     bytes_response(value.to_string().into(), "application/json", "no-store")
 }
 
@@ -139,8 +144,12 @@ fn serve_checkpoint(app: &App) -> HttpResponse {
     bytes_response(text.into(), "text/plain; charset=utf-8", SHORT_LIVED)
 }
 
-async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpResponse> {
-    let limit = app.config.max_body_bytes;
+/// Reads a request body of at most `limit` bytes within `timeout`.
+pub(super) async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -157,28 +166,29 @@ async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpRespon
         return Err(too_large());
     }
     let read = Limited::new(req.into_body(), limit).collect();
-    let timeout = app.config.read_timeout;
-    let body = tokio::time::timeout(timeout, read)
-        .await
-        .map_err(|_| {
+    let collected = tokio::time::timeout(timeout, read).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body did not arrive within {timeout:?}"),
+        )
+    })?;
+    let body = collected.map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            too_large()
+        } else {
             ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!("the request body did not arrive within {timeout:?}"),
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("reading body: {e}"),
             )
-        })?
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_body",
-                    format!("reading body: {e}"),
-                )
-            }
-        })?
-        .to_bytes();
+        }
+    })?;
+    Ok(body.to_bytes())
+}
+
+async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpResponse> {
+    let body = read_body(req, app.config.max_body_bytes, app.config.read_timeout).await?;
     let entry = decode_entry(app, body)?;
     let appended = app.sequencer.submit(entry).await?;
     let bundle = TlogProof {

@@ -130,8 +130,14 @@ impl Server {
     /// Starts `gatelog serve --data-dir DIR --listen 127.0.0.1:0 ARGS...`
     /// and waits until it listens.
     pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        Self::start_command("serve", data_dir, args)
+    }
+
+    /// Starts `gatelog SUBCOMMAND --data-dir DIR --listen 127.0.0.1:0 ARGS...`
+    /// and waits until it listens.
+    pub fn start_command(subcommand: &str, data_dir: &Path, args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gatelog"))
-            .arg("serve")
+            .arg(subcommand)
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", "127.0.0.1:0"])
