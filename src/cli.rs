@@ -13,6 +13,7 @@ use gatelog::sequencer::{self, SequencerConfig};
 use gatelog::server::witness::{self as witness_routes, WitnessApp};
 use gatelog::server::{self, App, ServerConfig};
 use gatelog::witness::Witness;
+use gatelog::witnessing::{WitnessConfig, Witnessing};
 
 /// gatelog: a transparency log for access changes.
 ///
@@ -126,6 +127,19 @@ struct ServeArgs {
     /// Seconds a client may take to send a request's headers, and its body.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     read_timeout_secs: u64,
+    /// A witness to ask for cosignatures after each checkpoint, as
+    /// NAME=URL+VKEY (e.g. w1=http://127.0.0.1:8081+<its verifier key>);
+    /// repeatable. /checkpoint then carries the cosignatures gathered.
+    #[arg(long = "witness", value_name = "NAME=URL+VKEY")]
+    witnesses: Vec<String>,
+    /// Cosignatures an append waits for before it is answered (0: do not
+    /// wait). /checkpoint then serves the latest checkpoint with a quorum.
+    #[arg(long, default_value_t = 0)]
+    witness_quorum: usize,
+    /// Longest a round waits for a witness, and an append for the quorum,
+    /// in milliseconds.
+    #[arg(long, default_value_t = 2000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    witness_timeout_ms: u64,
 }
 
 /// Runs the parsed command.
@@ -185,6 +199,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "--entries gatelog (signed workflow entries) is not in this build yet; use --entries opaque"
         );
     }
+    let witnesses = args
+        .witnesses
+        .iter()
+        .map(|w| WitnessConfig::parse(w).map_err(|e| anyhow::anyhow!("--witness {w:?}: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.witness_quorum > witnesses.len() {
+        anyhow::bail!(
+            "--witness-quorum {} needs at least that many --witness (got {})",
+            args.witness_quorum,
+            witnesses.len()
+        );
+    }
+    let witness_timeout = Duration::from_millis(args.witness_timeout_ms);
     let log = Log::open(&args.data_dir, args.origin.as_deref())
         .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
     let log = Arc::new(log);
@@ -197,20 +224,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_pending_bytes: args.max_pending_bytes as usize,
         },
     );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let witnessing = (!witnesses.is_empty()).then(|| {
+        let _in_runtime = runtime.enter();
+        Witnessing::start(log.clone(), witnesses, args.witness_quorum, witness_timeout)
+    });
     let app = Arc::new(App {
         log: log.clone(),
         sequencer: handle,
+        witnessing,
         config: ServerConfig {
             max_body_bytes: args.max_body_bytes as usize,
             max_entry_bytes: args.max_entry_bytes as usize,
             max_connections: args.max_connections as usize,
             read_timeout: Duration::from_secs(args.read_timeout_secs),
+            witness_timeout,
         },
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     // The sequencer ends only on shutdown or a storage failure; in the
     // latter case the server stops too, so a supervisor restarts it and the
     // restart re-checks storage.

@@ -7,8 +7,9 @@
 //!
 //! The serving side (feature `server`, on by default): RocksDB storage
 //! ([`store`]), the opened log and its reads ([`log`]), the sequencer
-//! ([`sequencer`]), the HTTP servers ([`server`]), [`metrics`], and the
-//! witness ([`witness`]).
+//! ([`sequencer`]), the HTTP servers ([`server`]), [`metrics`], the
+//! witness ([`witness`]) and the log's rounds of asking witnesses to
+//! cosign ([`witnessing`]).
 
 pub mod checkpoint;
 pub mod cosignature;
@@ -31,3 +32,5 @@ pub mod server;
 pub mod store;
 #[cfg(feature = "server")]
 pub mod witness;
+#[cfg(feature = "server")]
+pub mod witnessing;

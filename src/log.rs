@@ -9,10 +9,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use rand_core::{OsRng, RngCore};
 use thiserror::Error;
+use tokio::sync::watch;
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::keyfile;
@@ -92,7 +93,9 @@ pub struct Log {
     store: Store,
     signer: NoteSigner,
     verifier: NoteVerifier,
-    head: RwLock<Arc<LogHead>>,
+    /// The latest committed state; a watch channel so that tasks (the
+    /// witness round) can wait for the next one.
+    head: watch::Sender<Arc<LogHead>>,
     /// Whether a sequencer owns the write side.
     writer_claimed: AtomicBool,
     /// Server metrics.
@@ -227,7 +230,7 @@ impl Log {
             store,
             signer,
             verifier,
-            head: RwLock::new(Arc::new(head)),
+            head: watch::Sender::new(Arc::new(head)),
             writer_claimed: AtomicBool::new(false),
             metrics: Metrics::default(),
         };
@@ -268,7 +271,12 @@ impl Log {
 
     /// The latest committed state.
     pub fn head(&self) -> Arc<LogHead> {
-        self.head.read().expect("head lock poisoned").clone()
+        self.head.borrow().clone()
+    }
+
+    /// A receiver that sees every new committed state.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<LogHead>> {
+        self.head.subscribe()
     }
 
     /// Claims the write side; true only for the first caller. Two writers
@@ -281,7 +289,7 @@ impl Log {
     /// after the state is durable.
     pub(crate) fn set_head(&self, head: Arc<LogHead>) {
         self.metrics.tree_size.store(head.size, Ordering::Relaxed);
-        *self.head.write().expect("head lock poisoned") = head;
+        self.head.send_replace(head);
     }
 
     /// The log's origin (its key name).

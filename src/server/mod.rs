@@ -27,6 +27,7 @@ pub use error::ApiError;
 
 use crate::log::Log;
 use crate::sequencer::SequencerHandle;
+use crate::witnessing::Witnessing;
 
 /// Limits of the HTTP layer.
 #[derive(Clone, Debug)]
@@ -39,6 +40,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Longest wait for a request's headers, and for its body.
     pub read_timeout: Duration,
+    /// Longest an append waits for the witness quorum.
+    pub witness_timeout: Duration,
 }
 
 /// Everything a request handler needs.
@@ -47,6 +50,8 @@ pub struct App {
     pub log: Arc<Log>,
     /// Where appends go.
     pub sequencer: SequencerHandle,
+    /// Cosignatures gathered from witnesses, if any are configured.
+    pub witnessing: Option<Arc<Witnessing>>,
     /// Limits.
     pub config: ServerConfig,
 }

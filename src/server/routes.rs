@@ -76,11 +76,17 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
         "/v1/entries" => serve_add_entry(app, req).await,
         "/v1/log" => Ok(serve_log_info(app)),
         "/checkpoint" => Ok(serve_checkpoint(app)),
-        "/metrics" => Ok(bytes_response(
-            app.log.metrics.render().into(),
-            "text/plain; version=0.0.4; charset=utf-8",
-            "no-store",
-        )),
+        "/metrics" => {
+            let mut text = app.log.metrics.render();
+            if let Some(w) = &app.witnessing {
+                w.render_metrics(&mut text);
+            }
+            Ok(bytes_response(
+                text.into(),
+                "text/plain; version=0.0.4; charset=utf-8",
+                "no-store",
+            ))
+        }
         // Proofs and tiles read RocksDB, which may wait on the disk: keep
         // that off the threads that drive every connection.
         "/v1/proof/inclusion" => blocking(app, move |app| serve_inclusion(app, &query)).await,
@@ -140,7 +146,13 @@ fn serve_log_info(app: &App) -> HttpResponse {
 }
 
 fn serve_checkpoint(app: &App) -> HttpResponse {
-    let text = app.log.head().checkpoint.to_string();
+    // With witnesses, the checkpoint they cosigned (the latest that
+    // reached the quorum, when one is set) and their cosignatures.
+    let cosigned = app.witnessing.as_ref().and_then(|w| w.served());
+    let text = match cosigned {
+        Some(c) => c.note(),
+        None => app.log.head().checkpoint.to_string(),
+    };
     bytes_response(text.into(), "text/plain; charset=utf-8", SHORT_LIVED)
 }
 
@@ -191,11 +203,41 @@ async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpRespon
     let body = read_body(req, app.config.max_body_bytes, app.config.read_timeout).await?;
     let entry = decode_entry(app, body)?;
     let appended = app.sequencer.submit(entry).await?;
+    let (proof, checkpoint) = match app.witnessing.as_ref().filter(|w| w.quorum() > 0) {
+        None => (appended.proof, appended.head.checkpoint.to_string()),
+        Some(w) => {
+            let index = appended.index;
+            let timeout = app.config.witness_timeout;
+            let cosigned = w.wait_for_quorum(index, timeout).await.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "witness_quorum_timeout",
+                    format!(
+                        "entry {index} is durable in the log, but {} witnesses did not cosign a checkpoint covering it within {timeout:?}; retry for its proof",
+                        w.quorum()
+                    ),
+                )
+            })?;
+            let log = app.log.clone();
+            let size = cosigned.head.size;
+            let (_, proof) =
+                tokio::task::spawn_blocking(move || log.inclusion_proof(index, Some(size)))
+                    .await
+                    .map_err(|e| {
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal_error",
+                            e.to_string(),
+                        )
+                    })??;
+            (proof, cosigned.note())
+        }
+    };
     let bundle = TlogProof {
         extra: None,
         index: appended.index,
-        proof: appended.proof,
-        checkpoint: appended.head.checkpoint.to_string(),
+        proof,
+        checkpoint,
     };
     // A struct, not json!(): this is the hot path, and a Value tree costs
     // an allocation per field.
@@ -210,7 +252,7 @@ async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpRespon
     let body = serde_json::to_vec(&Answer {
         index: appended.index,
         leaf_hash: B64.encode(appended.leaf_hash),
-        checkpoint: &appended.head.checkpoint,
+        checkpoint: &bundle.checkpoint,
         proof: bundle.encode(),
         duplicate: appended.duplicate,
     })

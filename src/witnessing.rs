@@ -1,0 +1,366 @@
+//! The log's side of C2SP tlog-witness: after each new checkpoint, one
+//! round asks every configured witness to cosign it (with a consistency
+//! proof from the size that witness last cosigned, learning that size from
+//! a 409 when it does not know it), and publishes the checkpoint with the
+//! cosignatures gathered. A witness that is down or slow costs a round at
+//! most `timeout`; it never stalls the log.
+//!
+//! One round covers one checkpoint for all witnesses, so their
+//! cosignatures land on the same checkpoint and can form a quorum.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::cosignature::{AddCheckpoint, CosignatureVerifier};
+use crate::log::{Log, LogHead};
+use crate::note::Note;
+
+/// One witness the log asks: its name, where it listens, its key.
+#[derive(Clone, Debug)]
+pub struct WitnessConfig {
+    /// The name used in metrics and messages.
+    pub name: String,
+    /// The witness's submission prefix, e.g. http://127.0.0.1:8081.
+    pub url: Uri,
+    /// The witness's cosignature verifier key.
+    pub key: CosignatureVerifier,
+}
+
+impl WitnessConfig {
+    /// Parses `NAME=URL+VKEY`, e.g.
+    /// `w1=http://127.0.0.1:8081+witness.example/w1+1234abcd+BASE64`.
+    pub fn parse(spec: &str) -> Result<WitnessConfig, String> {
+        let (name, rest) = spec.split_once('=').ok_or("want NAME=URL+VKEY")?;
+        let (url, vkey) = rest.split_once('+').ok_or("want NAME=URL+VKEY")?;
+        let url: Uri = url.parse().map_err(|e| format!("bad URL {url:?}: {e}"))?;
+        if url.scheme_str() != Some("http") || url.authority().is_none() {
+            return Err(format!("URL {url} must be http://HOST:PORT[/prefix]"));
+        }
+        let key = CosignatureVerifier::parse(vkey).map_err(|e| format!("bad witness key: {e}"))?;
+        Ok(WitnessConfig {
+            name: name.to_string(),
+            url,
+            key,
+        })
+    }
+}
+
+/// A checkpoint and the cosignature lines gathered for it.
+#[derive(Debug)]
+pub struct CosignedHead {
+    /// The log's checkpoint.
+    pub head: Arc<LogHead>,
+    /// Verified cosignature lines, each ending in "\n".
+    pub cosignatures: Vec<String>,
+}
+
+impl CosignedHead {
+    /// The signed note: the log's signature, then the cosignatures.
+    pub fn note(&self) -> String {
+        let mut n = self.head.checkpoint.to_string();
+        for c in &self.cosignatures {
+            n.push_str(c);
+        }
+        n
+    }
+}
+
+/// Per-witness counters for `/metrics`.
+#[derive(Default)]
+struct WitnessStats {
+    cosigned_size: AtomicU64,
+    up: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// The witness rounds' published results.
+pub struct Witnessing {
+    quorum: usize,
+    names: Vec<String>,
+    stats: Vec<WitnessStats>,
+    latest: watch::Sender<Arc<CosignedHead>>,
+    quorate: watch::Sender<Option<Arc<CosignedHead>>>,
+}
+
+impl Witnessing {
+    /// Starts the witness rounds for `log` on the current tokio runtime.
+    pub fn start(
+        log: Arc<Log>,
+        witnesses: Vec<WitnessConfig>,
+        quorum: usize,
+        timeout: Duration,
+    ) -> Arc<Self> {
+        let head = log.head();
+        let shared = Arc::new(Witnessing {
+            quorum,
+            names: witnesses.iter().map(|w| w.name.clone()).collect(),
+            stats: witnesses.iter().map(|_| WitnessStats::default()).collect(),
+            latest: watch::Sender::new(Arc::new(CosignedHead {
+                head,
+                cosignatures: vec![],
+            })),
+            quorate: watch::Sender::new(None),
+        });
+        let clients = witnesses.into_iter().map(WitnessClient::new).collect();
+        tokio::spawn(rounds(log, clients, shared.clone(), timeout));
+        shared
+    }
+
+    /// The checkpoint to serve at `/checkpoint`: with a quorum, the latest
+    /// that reached it; otherwise the latest round's.
+    pub fn served(&self) -> Option<Arc<CosignedHead>> {
+        if self.quorum > 0 {
+            self.quorate.borrow().clone()
+        } else {
+            Some(self.latest.borrow().clone())
+        }
+    }
+
+    /// How many cosignatures a writer waits for.
+    pub fn quorum(&self) -> usize {
+        self.quorum
+    }
+
+    /// Waits until a checkpoint covering `index` has the quorum; None
+    /// after `timeout`.
+    pub async fn wait_for_quorum(
+        &self,
+        index: u64,
+        timeout: Duration,
+    ) -> Option<Arc<CosignedHead>> {
+        let mut rx = self.quorate.subscribe();
+        let covered = async move {
+            rx.wait_for(|q| q.as_ref().is_some_and(|c| c.head.size > index))
+                .await
+                .ok()
+                .and_then(|q| q.clone())
+        };
+        tokio::time::timeout(timeout, covered).await.ok().flatten()
+    }
+
+    /// Per-witness metrics in Prometheus text.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# HELP gatelog_witness_up Whether the witness answered the last round.\n# TYPE gatelog_witness_up gauge");
+        for (n, s) in self.names.iter().zip(&self.stats) {
+            let _ = writeln!(
+                out,
+                "gatelog_witness_up{{witness=\"{n}\"}} {}",
+                s.up.load(Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# HELP gatelog_witness_cosigned_size Tree size the witness last cosigned.\n# TYPE gatelog_witness_cosigned_size gauge");
+        for (n, s) in self.names.iter().zip(&self.stats) {
+            let _ = writeln!(
+                out,
+                "gatelog_witness_cosigned_size{{witness=\"{n}\"}} {}",
+                s.cosigned_size.load(Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# HELP gatelog_witness_failures_total Rounds the witness did not cosign.\n# TYPE gatelog_witness_failures_total counter");
+        for (n, s) in self.names.iter().zip(&self.stats) {
+            let _ = writeln!(
+                out,
+                "gatelog_witness_failures_total{{witness=\"{n}\"}} {}",
+                s.failures.load(Relaxed)
+            );
+        }
+    }
+}
+
+async fn rounds(
+    log: Arc<Log>,
+    mut clients: Vec<WitnessClient>,
+    shared: Arc<Witnessing>,
+    timeout: Duration,
+) {
+    let mut heads = log.subscribe();
+    let mut done = 0u64;
+    loop {
+        let head = heads.borrow_and_update().clone();
+        if head.size == 0 || head.size == done {
+            if heads.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let mut round = JoinSet::new();
+        for (i, mut c) in clients.drain(..).enumerate() {
+            let (log, head) = (log.clone(), head.clone());
+            round.spawn(async move {
+                let r = tokio::time::timeout(timeout, c.cosign(&log, &head)).await;
+                (
+                    i,
+                    c,
+                    r.unwrap_or_else(|_| Err(format!("no answer within {timeout:?}"))),
+                )
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(joined) = round.join_next().await {
+            let Ok(a) = joined else { continue };
+            answers.push(a);
+        }
+        answers.sort_by_key(|(i, _, _)| *i);
+        let mut cosignatures = Vec::new();
+        for (i, c, r) in answers {
+            let stats = &shared.stats[i];
+            match r {
+                Ok(line) => {
+                    cosignatures.push(line);
+                    stats.up.store(1, Relaxed);
+                    stats.cosigned_size.store(head.size, Relaxed);
+                }
+                Err(e) => {
+                    eprintln!("gatelog: witness {}: {e}", c.config.name);
+                    stats.up.store(0, Relaxed);
+                    stats.failures.fetch_add(1, Relaxed);
+                }
+            }
+            clients.push(c);
+        }
+        let cosigned = Arc::new(CosignedHead {
+            head: head.clone(),
+            cosignatures,
+        });
+        if shared.quorum > 0 && cosigned.cosignatures.len() >= shared.quorum {
+            shared.quorate.send_replace(Some(cosigned.clone()));
+        }
+        shared.latest.send_replace(cosigned);
+        done = head.size;
+    }
+}
+
+/// A keep-alive connection to one witness and what it last cosigned.
+struct WitnessClient {
+    config: WitnessConfig,
+    sender: Option<SendRequest<Full<Bytes>>>,
+    /// The size this witness last cosigned, once learnt.
+    known_size: Option<u64>,
+}
+
+impl WitnessClient {
+    fn new(config: WitnessConfig) -> Self {
+        WitnessClient {
+            config,
+            sender: None,
+            known_size: None,
+        }
+    }
+
+    /// Asks for a cosignature of `head`, learning the witness's size from
+    /// a 409 if needed; returns the verified cosignature line.
+    async fn cosign(&mut self, log: &Arc<Log>, head: &Arc<LogHead>) -> Result<String, String> {
+        for _ in 0..3 {
+            let old = self.known_size.unwrap_or(0);
+            if old > head.size {
+                return Err(format!(
+                    "it cosigned size {old}, larger than the log's {}",
+                    head.size
+                ));
+            }
+            let proof = if old == 0 || old == head.size {
+                vec![]
+            } else {
+                let (log, size) = (log.clone(), head.size);
+                tokio::task::spawn_blocking(move || log.consistency_proof(old, Some(size)))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("consistency proof {old}..{size}: {e}"))?
+                    .1
+            };
+            let body = AddCheckpoint {
+                old_size: old,
+                proof,
+                checkpoint: head.checkpoint.to_string(),
+            }
+            .encode();
+            let (status, answer) = self.post(body).await?;
+            let answer = String::from_utf8_lossy(&answer).to_string();
+            match status {
+                200 => {
+                    self.known_size = Some(head.size);
+                    return self.verified_line(head, &answer);
+                }
+                409 => {
+                    let size = answer
+                        .trim_end()
+                        .parse()
+                        .map_err(|_| format!("409 without a size: {answer:?}"))?;
+                    self.known_size = Some(size);
+                }
+                s => return Err(format!("HTTP {s}: {}", answer.trim_end())),
+            }
+        }
+        Err("the witness's size kept changing".into())
+    }
+
+    fn verified_line(&self, head: &LogHead, answer: &str) -> Result<String, String> {
+        let note = Note::parse(format!("{}{answer}", head.checkpoint).as_bytes())
+            .map_err(|e| format!("unreadable cosignature: {e}"))?;
+        let key = &self.config.key;
+        let sig = note
+            .signatures
+            .iter()
+            .find(|s| key.verify(&note.text, s).is_some())
+            .ok_or("no valid cosignature by its key in the answer")?;
+        let line = answer
+            .lines()
+            .find(|l| l.starts_with(&format!("\u{2014} {} ", sig.name)))
+            .ok_or("cosignature line not found")?;
+        Ok(format!("{line}\n"))
+    }
+
+    async fn post(&mut self, body: String) -> Result<(u16, Bytes), String> {
+        let authority = self
+            .config
+            .url
+            .authority()
+            .expect("checked at parse")
+            .clone();
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            let stream = TcpStream::connect(authority.as_str())
+                .await
+                .map_err(|e| format!("connecting to {authority}: {e}"))?;
+            let _ = stream.set_nodelay(true);
+            let (sender, conn) = http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            self.sender = Some(sender);
+        }
+        let sender = self.sender.as_mut().expect("connected above");
+        let path = format!(
+            "{}/add-checkpoint",
+            self.config.url.path().trim_end_matches('/')
+        );
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("host", authority.as_str())
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let result = async {
+            sender.ready().await?;
+            let resp = sender.send_request(req).await?;
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, body))
+        }
+        .await;
+        result.map_err(|e| {
+            self.sender = None;
+            format!("request to {authority}: {e}")
+        })
+    }
+}
