@@ -2,18 +2,22 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use gatelog::equivocation::Equivocation;
 use gatelog::log::Log;
+use gatelog::monitor::{Monitor, MonitorConfig, MonitorError};
 use gatelog::note::NoteVerifier;
 use gatelog::sequencer::{self, SequencerConfig};
 use gatelog::server::witness::{self as witness_routes, WitnessApp};
 use gatelog::server::{self, App, ServerConfig};
 use gatelog::witness::Witness;
 use gatelog::witnessing::{WitnessConfig, Witnessing};
+use hyper::Uri;
 
 /// gatelog: a transparency log for access changes.
 ///
@@ -53,6 +57,59 @@ enum Command {
     /// Try it:
     ///   gatelog witness --log "$(curl -s http://127.0.0.1:8080/v1/log | jq -r .verifier_key)"
     Witness(WitnessArgs),
+    /// Follow a log, check every checkpoint, gossip with peer monitors.
+    ///
+    /// Polls the log's /checkpoint and each peer's /v1/monitor/checkpoint,
+    /// and checks each against the latest checkpoint it accepted (kept in
+    /// DATA_DIR): same size must mean same root, and a bigger or smaller
+    /// one needs a valid consistency proof from the log. Serves its latest
+    /// at GET /v1/monitor/checkpoint. On a split view it writes the
+    /// evidence to DATA_DIR/equivocation-<time>.txt, runs --alert-command
+    /// (with GATELOG_EQUIVOCATION set to that file) and exits with status 3.
+    Monitor(MonitorArgs),
+    /// Check evidence offline.
+    #[command(subcommand)]
+    Verify(VerifyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum VerifyCommand {
+    /// Check a split-view evidence file written by `gatelog monitor`.
+    ///
+    /// Exit 0: both checkpoints are signed by the key and cannot both be
+    /// true. Exit 1: they are not proven inconsistent (or not signed).
+    Equivocation {
+        /// The log's verifier key.
+        #[arg(long, value_name = "VKEY")]
+        vkey: String,
+        /// The evidence file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct MonitorArgs {
+    /// The log's URL, e.g. http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL")]
+    log: String,
+    /// The log's verifier key.
+    #[arg(long, value_name = "VKEY")]
+    vkey: String,
+    /// A peer monitor's URL; repeatable.
+    #[arg(long = "peer", value_name = "URL")]
+    peers: Vec<String>,
+    /// Where the latest accepted checkpoint and any evidence go.
+    #[arg(long, default_value = "./gatelog-monitor", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Where to serve the latest checkpoint to peers.
+    #[arg(long, default_value = "127.0.0.1:8082", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Milliseconds between polls.
+    #[arg(long, default_value_t = 1000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    poll_ms: u64,
+    /// Shell command to run on a split view.
+    #[arg(long, value_name = "CMD")]
+    alert_command: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -142,11 +199,116 @@ struct ServeArgs {
     witness_timeout_ms: u64,
 }
 
-/// Runs the parsed command.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the parsed command; the process's exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Witness(args) => witness(args),
+        Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
+        Command::Witness(args) => witness(args).map(|()| ExitCode::SUCCESS),
+        Command::Monitor(args) => monitor(args),
+        Command::Verify(VerifyCommand::Equivocation { vkey, file }) => {
+            verify_equivocation(&vkey, &file)
+        }
+    }
+}
+
+fn parse_url(url: &str) -> anyhow::Result<Uri> {
+    let uri: Uri = url.parse().with_context(|| format!("bad URL {url:?}"))?;
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        anyhow::bail!("URL {url:?} must be http://HOST:PORT[/prefix]");
+    }
+    Ok(uri)
+}
+
+fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
+    let config = MonitorConfig {
+        log: parse_url(&args.log)?,
+        key: NoteVerifier::parse(&args.vkey).with_context(|| format!("--vkey {:?}", args.vkey))?,
+        peers: args
+            .peers
+            .iter()
+            .map(|p| parse_url(p))
+            .collect::<anyhow::Result<_>>()?,
+        data_dir: args.data_dir.clone(),
+        poll: Duration::from_millis(args.poll_ms),
+    };
+    let monitor = Arc::new(Monitor::open(config)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let stopped = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        println!(
+            "gatelog: monitor of {} with {} peer(s)",
+            args.log,
+            args.peers.len()
+        );
+        println!("gatelog: listening on http://{}", listener.local_addr()?);
+        let served = monitor.clone();
+        let handler = move |req: hyper::Request<hyper::body::Incoming>| {
+            let served = served.clone();
+            async move { server::monitor::handle(&served, req) }
+        };
+        let limits = server::HttpLimits {
+            max_connections: 256,
+            read_timeout: Duration::from_secs(30),
+        };
+        let mut serving = tokio::spawn(server::serve_http(
+            listener,
+            limits,
+            handler,
+            shutdown_signal(),
+        ));
+        tokio::select! {
+            r = &mut serving => { r??; anyhow::Ok(None) }
+            e = monitor.clone().run() => {
+                alert(&e, args.alert_command.as_deref());
+                // Keep serving a little: peers may not have seen the view
+                // that split from theirs yet.
+                tokio::time::sleep(Duration::from_millis(2 * args.poll_ms)).await;
+                Ok(Some(e))
+            }
+        }
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let Some(e) = stopped else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    match e {
+        MonitorError::SplitView { .. } => Ok(ExitCode::from(3)),
+        other => Err(other.into()),
+    }
+}
+
+/// Reports a monitor's stop loudly and runs the alert command.
+fn alert(e: &MonitorError, command: Option<&str>) {
+    eprintln!("gatelog: ALERT: {e}");
+    if let (MonitorError::SplitView { path, .. }, Some(cmd)) = (e, command) {
+        let status = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .env("GATELOG_EQUIVOCATION", path)
+            .status();
+        if let Err(err) = status {
+            eprintln!("gatelog: --alert-command failed to start: {err}");
+        }
+    }
+}
+
+fn verify_equivocation(vkey: &str, file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let key = NoteVerifier::parse(vkey).with_context(|| format!("--vkey {vkey:?}"))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    match Equivocation::parse(&text).and_then(|e| e.verify(&key)) {
+        Ok(verdict) => {
+            println!("split view proven: {verdict:?}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("not proven: {e}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

@@ -2,17 +2,19 @@
 //!
 //! The verifying side (always built): RFC 6962 Merkle maths ([`merkle`]),
 //! C2SP signed notes ([`note`]), checkpoints ([`checkpoint`]), tiles
-//! ([`tiles`]), proof bundles ([`tlog_proof`]) and witness cosignatures
-//! ([`cosignature`]). None of it does I/O.
+//! ([`tiles`]), proof bundles ([`tlog_proof`]), witness cosignatures
+//! ([`cosignature`]) and split-view evidence ([`equivocation`]). None of
+//! it does I/O.
 //!
 //! The serving side (feature `server`, on by default): RocksDB storage
 //! ([`store`]), the opened log and its reads ([`log`]), the sequencer
 //! ([`sequencer`]), the HTTP servers ([`server`]), [`metrics`], the
 //! witness ([`witness`]) and the log's rounds of asking witnesses to
-//! cosign ([`witnessing`]).
+//! cosign ([`witnessing`]), and the gossiping [`monitor`].
 
 pub mod checkpoint;
 pub mod cosignature;
+pub mod equivocation;
 pub mod merkle;
 pub mod note;
 pub mod tiles;
@@ -24,6 +26,8 @@ pub mod keyfile;
 pub mod log;
 #[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "server")]
+pub mod monitor;
 #[cfg(feature = "server")]
 pub mod sequencer;
 #[cfg(feature = "server")]

@@ -130,10 +130,30 @@ pub fn verify_consistency(
         .map_err(|_| ProofError::BadHashLength(root2.len()))?;
     // When size1 is a power of two, the old root is itself a node of the
     // new tree and the proof omits it.
-    let mut path: Vec<&Hash> = Vec::with_capacity(proof.len() + 1);
-    if size1.is_power_of_two() {
-        path.push(root1);
+    let seed = size1.is_power_of_two().then_some(root1);
+    let (fr, sr) = consistency_roots(size1, size2, proof, seed)?;
+    if &fr != root1 || &sr != root2 {
+        return Err(ProofError::RootMismatch);
     }
+    Ok(())
+}
+
+/// The (old, new) roots a consistency proof from `size1` to `size2`
+/// (0 < size1 < size2) leads to. `old_root` must be given exactly when
+/// `size1` is a power of two, since the proof then omits it; otherwise the
+/// old root is derived from the proof alone, which is what makes a proof
+/// evidence of which old tree a new tree extends.
+pub fn consistency_roots(
+    size1: u64,
+    size2: u64,
+    proof: &[Hash],
+    old_root: Option<&Hash>,
+) -> Result<(Hash, Hash), ProofError> {
+    if size1 == 0 || size1 >= size2 || old_root.is_some() != size1.is_power_of_two() {
+        return Err(ProofError::WrongLength);
+    }
+    let mut path: Vec<&Hash> = Vec::with_capacity(proof.len() + 1);
+    path.extend(old_root);
     path.extend(proof.iter());
     let (first, rest) = path.split_first().ok_or(ProofError::WrongLength)?;
     let (mut f, mut s) = (size1 - 1, size2 - 1);
@@ -162,10 +182,7 @@ pub fn verify_consistency(
     if s != 0 {
         return Err(ProofError::WrongLength);
     }
-    if &fr != root1 || &sr != root2 {
-        return Err(ProofError::RootMismatch);
-    }
-    Ok(())
+    Ok((fr, sr))
 }
 
 /// Where proof generation reads hashes of complete subtrees.

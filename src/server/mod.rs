@@ -6,6 +6,7 @@
 //! and a shutdown future, so tests can bind port 0.
 
 mod error;
+pub mod monitor;
 mod routes;
 pub mod witness;
 

@@ -1,0 +1,164 @@
+//! Split views caught: two real gatelog servers share one log key and
+//! diverge; two gossiping monitors, each shown one view, both report the
+//! split view within two poll intervals, exit with status 3, and write
+//! evidence that `gatelog verify equivocation` accepts offline. A monitor
+//! of a log that only grows keeps running.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{get_ok, Server};
+use gatelog::checkpoint::Checkpoint;
+use gatelog::note::NoteVerifier;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(server: &mut Server, within: Duration) -> Option<i32> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn evidence_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("equivocation-")
+        })
+        .collect()
+}
+
+#[test]
+fn gossiping_monitors_catch_a_forked_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (tmp.path().join("log-a"), tmp.path().join("log-b"));
+    let mut first = Server::start(&dir_a, &["--origin", "fork.example/log"]);
+    let vkey = first.vkey.clone();
+    for e in ["common 1", "common 2", "common 3"] {
+        first.append(e.as_bytes());
+    }
+    first.kill9();
+    // The same key and history in two places: a log operator's fork.
+    copy_dir(&dir_a, &dir_b);
+    let (log_a, log_b) = (Server::start(&dir_a, &[]), Server::start(&dir_b, &[]));
+    assert_eq!(log_a.vkey, log_b.vkey);
+    for i in 0..2 {
+        log_a.append(format!("only in view A {i}").as_bytes());
+        log_b.append(format!("only in view B {i}").as_bytes());
+    }
+
+    let (port_a, port_b) = (free_port(), free_port());
+    let monitor = |log: &Server, dir: &str, port: u16, peer: u16, alert: &str| {
+        let (listen, peer) = (
+            format!("127.0.0.1:{port}"),
+            format!("http://127.0.0.1:{peer}"),
+        );
+        let log_url = format!("http://{}", log.addr);
+        let args = [
+            "--log",
+            &log_url,
+            "--vkey",
+            &vkey,
+            "--peer",
+            &peer,
+            "--listen",
+            &listen,
+            "--poll-ms",
+            "200",
+            "--alert-command",
+            alert,
+        ];
+        Server::start_command("monitor", &tmp.path().join(dir), &args)
+    };
+    let alerted = tmp.path().join("alerted");
+    let touch = format!("cp \"$GATELOG_EQUIVOCATION\" {}", alerted.display());
+    let mut mon_a = monitor(&log_a, "mon-a", port_a, port_b, &touch);
+    let mut mon_b = monitor(&log_b, "mon-b", port_b, port_a, "true");
+    // An honest follower of view A alone sees nothing wrong as it grows.
+    let honest_url = format!("http://{}", log_a.addr);
+    let mut honest = Server::start_command(
+        "monitor",
+        &tmp.path().join("mon-honest"),
+        &["--log", &honest_url, "--vkey", &vkey, "--poll-ms", "100"],
+    );
+
+    // Two poll intervals (plus start-up slack) to catch it.
+    assert_eq!(
+        wait_exit(&mut mon_a, Duration::from_millis(2 * 200 + 1500)),
+        Some(3),
+        "monitor A did not report"
+    );
+    assert_eq!(
+        wait_exit(&mut mon_b, Duration::from_millis(2 * 200 + 1500)),
+        Some(3),
+        "monitor B did not report"
+    );
+    assert!(alerted.exists(), "the alert command did not run");
+    for dir in ["mon-a", "mon-b"] {
+        let files = evidence_files(&tmp.path().join(dir));
+        assert_eq!(files.len(), 1, "{dir}: {files:?}");
+        let out = Command::new(env!("CARGO_BIN_EXE_gatelog"))
+            .args(["verify", "equivocation", "--vkey", &vkey])
+            .arg(&files[0])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // The same evidence is not accepted under another key.
+        let other = "other.example/log+0b4b0e8e+AQ==";
+        let out = Command::new(env!("CARGO_BIN_EXE_gatelog"))
+            .args(["verify", "equivocation", "--vkey", other])
+            .arg(&files[0])
+            .output()
+            .unwrap();
+        assert_ne!(out.status.code(), Some(0));
+    }
+
+    for i in 0..5 {
+        log_a.append(format!("more in view A {i}").as_bytes());
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        honest.child.try_wait().unwrap(),
+        None,
+        "the honest monitor stopped"
+    );
+    let key = NoteVerifier::parse(&vkey).unwrap();
+    let latest = std::fs::read_to_string(tmp.path().join("mon-honest/latest.checkpoint")).unwrap();
+    let seen = Checkpoint::open(latest.as_bytes(), &key).unwrap();
+    let served =
+        Checkpoint::open(get_ok(log_a.addr, "/checkpoint").text().as_bytes(), &key).unwrap();
+    assert_eq!(seen, served);
+    honest.kill9();
+}
