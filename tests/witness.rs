@@ -193,3 +193,59 @@ fn witness_cosigns_only_consistent_checkpoints_and_keeps_its_record() {
         &witness,
     );
 }
+
+#[test]
+fn racing_updates_get_one_cosignature_and_it_survives_kill_9() {
+    // Eight clients race from the same old size with different new sizes:
+    // checking the old size and recording the new checkpoint is one step,
+    // so exactly one is cosigned (the rest get 409), and that one is what
+    // the witness remembers after kill -9.
+    let dir = tempfile::tempdir().unwrap();
+    let log = Tree::new(0, NoteSigner::from_seed(ORIGIN, [1; 32]).unwrap());
+    let vkey = log.key.verifier().to_vkey();
+    let mut w = Server::start_command("witness", dir.path(), &["--log", &vkey]);
+    assert_eq!(add(&w, 0, vec![], log.checkpoint(10)).status, 200);
+    let addr = w.addr;
+    let statuses: Vec<(u64, u16)> = std::thread::scope(|s| {
+        let racers: Vec<_> = (11..19u64)
+            .map(|size| {
+                let body = AddCheckpoint {
+                    old_size: 10,
+                    proof: log.proof(10, size),
+                    checkpoint: log.checkpoint(size),
+                }
+                .encode();
+                s.spawn(move || {
+                    (
+                        size,
+                        http(addr, "POST", "/add-checkpoint", body.as_bytes())
+                            .unwrap()
+                            .status,
+                    )
+                })
+            })
+            .collect();
+        racers.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<u64> = statuses
+        .iter()
+        .filter(|(_, s)| *s == 200)
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(winners.len(), 1, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|&(_, s)| s == 200 || s == 409),
+        "{statuses:?}"
+    );
+    let won = winners[0];
+    w.kill9();
+    let w = Server::start_command("witness", dir.path(), &["--log", &vkey]);
+    assert_conflict(&add(&w, 10, log.proof(10, 20), log.checkpoint(20)), won);
+    let cp = log.checkpoint(30);
+    let verifier = CosignatureVerifier::parse(&w.vkey).unwrap();
+    assert_cosigned(
+        &add(&w, won, log.proof(won, 30), cp.clone()),
+        &cp,
+        &verifier,
+    );
+}
