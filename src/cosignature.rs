@@ -54,6 +54,11 @@ impl CosignatureVerifier {
         &self.name
     }
 
+    /// The raw Ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
     /// The verifier key string.
     pub fn to_vkey(&self) -> String {
         key_string(&self.name, self.id, ALG_COSIGNATURE_V1, self.key.as_bytes())

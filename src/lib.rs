@@ -3,8 +3,8 @@
 //! The verifying side (always built): RFC 6962 Merkle maths ([`merkle`]),
 //! C2SP signed notes ([`note`]), checkpoints ([`checkpoint`]), tiles
 //! ([`tiles`]), proof bundles ([`tlog_proof`]), witness cosignatures
-//! ([`cosignature`]) and split-view evidence ([`equivocation`]). None of
-//! it does I/O.
+//! ([`cosignature`]), trust policies ([`policy`]) and split-view evidence
+//! ([`equivocation`]). None of it does I/O.
 //!
 //! The serving side (feature `server`, on by default): RocksDB storage
 //! ([`store`]), the opened log and its reads ([`log`]), the sequencer
@@ -17,6 +17,7 @@ pub mod cosignature;
 pub mod equivocation;
 pub mod merkle;
 pub mod note;
+pub mod policy;
 pub mod tiles;
 pub mod tlog_proof;
 

@@ -117,6 +117,11 @@ impl NoteVerifier {
         self.id
     }
 
+    /// The raw Ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
     /// The verifier key string.
     pub fn to_vkey(&self) -> String {
         key_string(&self.name, self.id, ALG_ED25519, self.key.as_bytes())
