@@ -21,9 +21,11 @@ use hyper::Uri;
 
 /// gatelog: a transparency log for access changes.
 ///
-/// Appends entries to an RFC 6962 Merkle tree in RocksDB, signs C2SP
-/// checkpoints with Ed25519, and serves the C2SP tlog-tiles read API with
-/// inclusion and consistency proofs.
+/// `serve` appends entries to an RFC 6962 Merkle tree in RocksDB, signs
+/// C2SP checkpoints with Ed25519, and serves the C2SP tlog-tiles read API
+/// with inclusion and consistency proofs. `witness` cosigns a log's
+/// checkpoints (C2SP tlog-witness); `monitor` follows a log and gossips to
+/// catch split views; `verify` checks evidence offline.
 #[derive(Parser, Debug)]
 #[command(name = "gatelog", version, propagate_version = true)]
 pub struct Cli {
@@ -78,6 +80,7 @@ enum VerifyCommand {
     ///
     /// Exit 0: both checkpoints are signed by the key and cannot both be
     /// true. Exit 1: they are not proven inconsistent (or not signed).
+    /// Exit 2: the key or the file cannot be used.
     Equivocation {
         /// The log's verifier key.
         #[arg(long, value_name = "VKEY")]
@@ -296,10 +299,20 @@ fn alert(e: &MonitorError, command: Option<&str>) {
     }
 }
 
+/// Exit 0: proven; 1: not proven; 2: the key or the file is unusable.
 fn verify_equivocation(vkey: &str, file: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let key = NoteVerifier::parse(vkey).with_context(|| format!("--vkey {vkey:?}"))?;
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let usage = |message: String| {
+        eprintln!("gatelog: error: {message}");
+        Ok(ExitCode::from(2))
+    };
+    let key = match NoteVerifier::parse(vkey) {
+        Ok(k) => k,
+        Err(e) => return usage(format!("--vkey {vkey:?}: {e}")),
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return usage(format!("reading {}: {e}", file.display())),
+    };
     match Equivocation::parse(&text).and_then(|e| e.verify(&key)) {
         Ok(verdict) => {
             println!("split view proven: {verdict:?}");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{get_ok, Server};
 use gatelog::checkpoint::Checkpoint;
-use gatelog::note::NoteVerifier;
+use gatelog::note::{NoteSigner, NoteVerifier};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -142,7 +142,27 @@ fn gossiping_monitors_catch_a_forked_log() {
             .arg(&files[0])
             .output()
             .unwrap();
-        assert_ne!(out.status.code(), Some(0));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "a malformed key is a usage error"
+        );
+        // Under another key of the same name, the evidence proves nothing.
+        let another = NoteSigner::from_seed("fork.example/log", [9; 32])
+            .unwrap()
+            .verifier()
+            .to_vkey();
+        let out = Command::new(env!("CARGO_BIN_EXE_gatelog"))
+            .args(["verify", "equivocation", "--vkey", &another])
+            .arg(&files[0])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 
     for i in 0..5 {
