@@ -196,8 +196,8 @@ struct ServeArgs {
     /// wait). /checkpoint then serves the latest checkpoint with a quorum.
     #[arg(long, default_value_t = 0)]
     witness_quorum: usize,
-    /// Longest a round waits for a witness, and an append for the quorum,
-    /// in milliseconds.
+    /// Longest a round waits for a witness, in milliseconds; an append
+    /// waits up to twice this for the quorum, then gets 503.
     #[arg(long, default_value_t = 2000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=600_000))]
     witness_timeout_ms: u64,
 }
@@ -216,7 +216,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn parse_url(url: &str) -> anyhow::Result<Uri> {
     let uri: Uri = url.parse().with_context(|| format!("bad URL {url:?}"))?;
-    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+    if uri.scheme_str() != Some("http") || uri.port_u16().is_none() {
         anyhow::bail!("URL {url:?} must be http://HOST:PORT[/prefix]");
     }
     Ok(uri)
@@ -270,7 +270,7 @@ fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 alert(&e, args.alert_command.as_deref());
                 // Keep serving a little: peers may not have seen the view
                 // that split from theirs yet.
-                tokio::time::sleep(Duration::from_millis(2 * args.poll_ms)).await;
+                tokio::time::sleep(Duration::from_millis(2 * args.poll_ms).min(Duration::from_secs(10))).await;
                 Ok(Some(e))
             }
         }
@@ -379,6 +379,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .iter()
         .map(|w| WitnessConfig::parse(w).map_err(|e| anyhow::anyhow!("--witness {w:?}: {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    for (i, w) in witnesses.iter().enumerate() {
+        // One key is one cosigner (the Ed25519 cosignature does not commit
+        // to a name): counting it twice would fake a quorum.
+        if witnesses[..i]
+            .iter()
+            .any(|o| o.name == w.name || o.key.public_key() == w.key.public_key())
+        {
+            anyhow::bail!(
+                "--witness {:?} repeats the name or key of another --witness",
+                w.name
+            );
+        }
+    }
     if args.witness_quorum > witnesses.len() {
         anyhow::bail!(
             "--witness-quorum {} needs at least that many --witness (got {})",

@@ -5,6 +5,7 @@
 //! proof from the log) are a split view: the monitor writes the evidence
 //! ([`crate::equivocation`]) and stops.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use thiserror::Error;
@@ -23,6 +24,13 @@ use crate::equivocation::Equivocation;
 use crate::keyfile;
 use crate::merkle::{verify_consistency, Hash};
 use crate::note::NoteVerifier;
+
+/// Largest answer read from a log or a peer.
+const MAX_BODY_BYTES: usize = 1 << 20;
+/// Polls in a row a log may fail to prove consistency between two
+/// checkpoints it signed before that counts as a split view: one failure
+/// may be an outage, a log that never answers may be hiding a fork.
+pub const MAX_PROOF_FAILURES: u32 = 3;
 
 /// File holding the latest checkpoint the monitor accepted.
 pub const LATEST_FILE: &str = "latest.checkpoint";
@@ -60,6 +68,8 @@ pub enum MonitorError {
 pub struct Monitor {
     config: MonitorConfig,
     latest: Mutex<Option<(String, Checkpoint)>>,
+    /// Consecutive polls without a consistency proof, per (old, new) size.
+    proof_failures: Mutex<HashMap<(u64, u64), u32>>,
 }
 
 /// GET `path` under `base`; the status and body.
@@ -80,8 +90,7 @@ pub async fn http_get(base: &Uri, path: &str, timeout: Duration) -> Result<(u16,
             .map_err(|e| e.to_string())?;
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
+        let body = Limited::new(resp.into_body(), MAX_BODY_BYTES)
             .collect()
             .await
             .map_err(|e| e.to_string())?
@@ -118,6 +127,7 @@ impl Monitor {
         Ok(Monitor {
             config,
             latest: Mutex::new(latest),
+            proof_failures: Mutex::new(HashMap::new()),
         })
     }
 
@@ -132,22 +142,37 @@ impl Monitor {
 
     /// Polls the log and every peer until a split view is found.
     pub async fn run(self: Arc<Self>) -> MonitorError {
-        let timeout = self.config.poll.max(Duration::from_secs(2));
+        // A slow peer must not hold up the others.
+        let timeout = self
+            .config
+            .poll
+            .clamp(Duration::from_secs(1), Duration::from_secs(5));
         loop {
-            let mut seen = Vec::new();
-            match http_get(&self.config.log, "/checkpoint", timeout).await {
-                Ok((200, body)) => seen.push((format!("log {}", self.config.log), body)),
-                Ok((s, _)) => eprintln!("gatelog monitor: log answered {s} for /checkpoint"),
-                Err(e) => eprintln!("gatelog monitor: log: {e}"),
+            let mut fetches = tokio::task::JoinSet::new();
+            let log = self.config.log.clone();
+            fetches.spawn(async move {
+                let r = http_get(&log, "/checkpoint", timeout).await;
+                (format!("log {log}"), r)
+            });
+            for peer in self.config.peers.clone() {
+                fetches.spawn(async move {
+                    let r = http_get(&peer, "/v1/monitor/checkpoint", timeout).await;
+                    (format!("peer {peer}"), r)
+                });
             }
-            for peer in &self.config.peers {
-                match http_get(peer, "/v1/monitor/checkpoint", timeout).await {
-                    Ok((200, body)) => seen.push((format!("peer {peer}"), body)),
-                    Ok((404, _)) => {}
-                    Ok((s, _)) => eprintln!("gatelog monitor: peer {peer} answered {s}"),
-                    Err(e) => eprintln!("gatelog monitor: peer {peer}: {e}"),
+            let mut seen = Vec::new();
+            while let Some(Ok((source, result))) = fetches.join_next().await {
+                match result {
+                    Ok((200, body)) => seen.push((source, body)),
+                    // A peer that has accepted nothing yet.
+                    Ok((404, _)) if source.starts_with("peer") => {}
+                    Ok((s, _)) => eprintln!("gatelog monitor: {source} answered {s}"),
+                    Err(e) => eprintln!("gatelog monitor: {source}: {e}"),
                 }
             }
+            // Our own log's view first: what we serve to peers must be
+            // the view our log shows, or a fork could go unseen by them.
+            seen.sort_by_key(|(source, _)| !source.starts_with("log"));
             for (source, body) in seen {
                 if let Err(e) = self
                     .observe(&String::from_utf8_lossy(&body), &source, timeout)
@@ -192,35 +217,71 @@ impl Monitor {
         } else {
             (&old, &new)
         };
+        if small.size == 0 {
+            // Every tree extends the empty one: nothing to prove.
+            return if new.size > old.size {
+                self.accept(note, new)
+            } else {
+                Ok(())
+            };
+        }
         let path = format!(
             "/v1/proof/consistency?old_size={}&tree_size={}",
             small.size, large.size
         );
-        let proof = match http_get(&self.config.log, &path, timeout).await {
-            Ok((200, body)) => parse_hashes(&body),
+        let served = match http_get(&self.config.log, &path, timeout).await {
+            Ok((200, body)) => parse_hashes(&body).map_err(|e| format!("unreadable proof: {e}")),
             Ok((status, body)) => Err(format!(
                 "the log answered {status}: {}",
                 String::from_utf8_lossy(&body)
             )),
-            Err(e) => {
-                // Unreachable is not evidence; try again next poll.
-                eprintln!("gatelog monitor: consistency proof: {e}");
-                return Ok(());
+            Err(e) => Err(e),
+        };
+        let pair = (small.size, large.size);
+        let proof = match served {
+            Ok(p) => {
+                self.proof_failures
+                    .lock()
+                    .expect("monitor state")
+                    .remove(&pair);
+                p
+            }
+            Err(why) => {
+                // No proof this time. Not evidence yet; a log that keeps
+                // withholding it is treated as hiding a fork.
+                let failures = {
+                    let mut f = self.proof_failures.lock().expect("monitor state");
+                    let n = f.entry(pair).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                eprintln!(
+                    "gatelog monitor: no consistency proof {} -> {} ({failures}/{MAX_PROOF_FAILURES}): {why}",
+                    pair.0, pair.1
+                );
+                if failures < MAX_PROOF_FAILURES {
+                    return Ok(());
+                }
+                return Err(self.split_view(
+                    &old_note,
+                    note,
+                    vec![],
+                    format!(
+                        "{source}: the log did not prove {} -> {} in {failures} polls: {why}",
+                        pair.0, pair.1
+                    ),
+                ));
             }
         };
-        let checked = proof.as_ref().map_err(Clone::clone).and_then(|p| {
-            verify_consistency(small.size, large.size, p, &small.root, &large.root)
-                .map_err(|e| e.to_string())
-        });
-        match checked {
+        match verify_consistency(small.size, large.size, &proof, &small.root, &large.root) {
             Ok(()) if new.size > old.size => self.accept(note, new),
             Ok(()) => Ok(()),
             Err(why) => Err(self.split_view(
                 &old_note,
                 note,
-                proof.unwrap_or_default(),
+                proof,
                 format!(
-                    "{source}: no valid consistency proof from {} to {}: {why}",
+                    "{source}: the log's consistency proof from {} to {} fails: {why}",
                     small.size, large.size
                 ),
             )),
@@ -255,14 +316,34 @@ impl Monitor {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let path = self.config.data_dir.join(format!("equivocation-{now}.txt"));
-        if let Err(e) = std::fs::write(&path, evidence.encode()) {
+        let dir = &self.config.data_dir;
+        let path = (0..)
+            .map(|n| match n {
+                0 => dir.join(format!("equivocation-{now}.txt")),
+                n => dir.join(format!("equivocation-{now}-{n}.txt")),
+            })
+            .find(|p| !p.exists())
+            .expect("some name is free");
+        // Durable before anyone is alerted to it.
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::write(&tmp, evidence.encode())
+            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .and_then(|()| keyfile::sync_dir(dir));
+        if let Err(e) = written {
             eprintln!(
                 "gatelog monitor: could not write evidence to {}: {e}",
                 path.display()
             );
         }
-        MonitorError::SplitView { reason, path }
+        let provable = match evidence.verify(&self.config.key) {
+            Ok(v) => format!("offline-checkable ({v:?})"),
+            Err(e) => format!("not offline-checkable: {e}"),
+        };
+        MonitorError::SplitView {
+            reason: format!("{reason}; evidence {provable}"),
+            path,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use crate::checkpoint::Checkpoint;
 use crate::cosignature::CosignatureVerifier;
 use crate::note::{Note, NoteVerifier};
 
-/// Most logs, witnesses and groups a policy may define (each).
+/// Most logs, witnesses and groups a policy may define, together.
 pub const MAX_ENTRIES: usize = 256;
 
 #[derive(Debug)]
@@ -64,7 +64,7 @@ impl Policy {
             if words.is_empty() || words[0].starts_with('#') {
                 continue;
             }
-            if p.logs.len() + p.nodes.len() >= 2 * MAX_ENTRIES {
+            if p.logs.len() + p.nodes.len() >= MAX_ENTRIES {
                 return Err(err("too many definitions"));
             }
             let find = |p: &Policy, name: &str| p.nodes.iter().position(|(n, _)| n == name);
@@ -105,10 +105,12 @@ impl Policy {
                     let k = match words[2] {
                         "all" => n,
                         "any" => 1,
-                        k => k
-                            .parse::<usize>()
-                            .ok()
-                            .filter(|k| (1..=n).contains(k) && !words[2].starts_with('0'))
+                        k => Some(k)
+                            .filter(|k| {
+                                k.bytes().all(|b| b.is_ascii_digit()) && !k.starts_with('0')
+                            })
+                            .and_then(|k| k.parse::<usize>().ok())
+                            .filter(|k| (1..=n).contains(k))
                             .ok_or_else(|| err("threshold must be all, any or 1..=members"))?,
                     };
                     p.nodes
@@ -226,6 +228,7 @@ mod tests {
             "log x\nquorum none\n",
             "group G 1 nobody\nquorum none\n",
             "quorum none\nquorum none\n",
+            "witness A x\ngroup G +1 A\nquorum G\n",
             "",
         ] {
             assert!(Policy::parse(bad).is_err(), "{bad:?}");

@@ -12,8 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
@@ -24,6 +26,11 @@ use tokio::task::JoinSet;
 use crate::cosignature::{AddCheckpoint, CosignatureVerifier};
 use crate::log::{Log, LogHead};
 use crate::note::Note;
+
+/// Largest answer read from a witness.
+const MAX_ANSWER_BYTES: usize = 64 << 10;
+/// Pause before asking again after a round some witness did not cosign.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// One witness the log asks: its name, where it listens, its key.
 #[derive(Clone, Debug)]
@@ -43,7 +50,7 @@ impl WitnessConfig {
         let (name, rest) = spec.split_once('=').ok_or("want NAME=URL+VKEY")?;
         let (url, vkey) = rest.split_once('+').ok_or("want NAME=URL+VKEY")?;
         let url: Uri = url.parse().map_err(|e| format!("bad URL {url:?}: {e}"))?;
-        if url.scheme_str() != Some("http") || url.authority().is_none() {
+        if url.scheme_str() != Some("http") || url.port_u16().is_none() {
             return Err(format!("URL {url} must be http://HOST:PORT[/prefix]"));
         }
         let key = CosignatureVerifier::parse(vkey).map_err(|e| format!("bad witness key: {e}"))?;
@@ -87,6 +94,7 @@ struct WitnessStats {
 pub struct Witnessing {
     quorum: usize,
     names: Vec<String>,
+    configs: Vec<WitnessConfig>,
     stats: Vec<WitnessStats>,
     latest: watch::Sender<Arc<CosignedHead>>,
     quorate: watch::Sender<Option<Arc<CosignedHead>>>,
@@ -104,6 +112,7 @@ impl Witnessing {
         let shared = Arc::new(Witnessing {
             quorum,
             names: witnesses.iter().map(|w| w.name.clone()).collect(),
+            configs: witnesses.clone(),
             stats: witnesses.iter().map(|_| WitnessStats::default()).collect(),
             latest: watch::Sender::new(Arc::new(CosignedHead {
                 head,
@@ -111,7 +120,11 @@ impl Witnessing {
             })),
             quorate: watch::Sender::new(None),
         });
-        let clients = witnesses.into_iter().map(WitnessClient::new).collect();
+        let clients = witnesses
+            .iter()
+            .enumerate()
+            .map(|(i, w)| WitnessClient::new(i, w.clone()))
+            .collect();
         tokio::spawn(rounds(log, clients, shared.clone(), timeout));
         shared
     }
@@ -185,6 +198,8 @@ async fn rounds(
     timeout: Duration,
 ) {
     let mut heads = log.subscribe();
+    // The size every witness has cosigned; a round that missed a witness
+    // is tried again after a pause even if the log is quiet.
     let mut done = 0u64;
     loop {
         let head = heads.borrow_and_update().clone();
@@ -195,54 +210,76 @@ async fn rounds(
             continue;
         }
         let mut round = JoinSet::new();
-        for (i, mut c) in clients.drain(..).enumerate() {
+        for mut c in clients.drain(..) {
             let (log, head) = (log.clone(), head.clone());
             round.spawn(async move {
                 let r = tokio::time::timeout(timeout, c.cosign(&log, &head)).await;
                 (
-                    i,
                     c,
                     r.unwrap_or_else(|_| Err(format!("no answer within {timeout:?}"))),
                 )
             });
         }
-        let mut answers = Vec::new();
-        while let Some(joined) = round.join_next().await {
-            let Ok(a) = joined else { continue };
-            answers.push(a);
-        }
-        answers.sort_by_key(|(i, _, _)| *i);
         let mut cosignatures = Vec::new();
-        for (i, c, r) in answers {
-            let stats = &shared.stats[i];
-            match r {
+        let mut published_quorum = false;
+        while let Some(joined) = round.join_next().await {
+            let Ok((c, result)) = joined else { continue };
+            let stats = &shared.stats[c.index];
+            match result {
                 Ok(line) => {
                     cosignatures.push(line);
-                    stats.up.store(1, Relaxed);
+                    if stats.up.swap(1, Relaxed) == 0 {
+                        eprintln!("gatelog: witness {} is cosigning", c.config.name);
+                    }
                     stats.cosigned_size.store(head.size, Relaxed);
                 }
                 Err(e) => {
-                    eprintln!("gatelog: witness {}: {e}", c.config.name);
-                    stats.up.store(0, Relaxed);
+                    if stats.up.swap(0, Relaxed) == 1 || stats.failures.load(Relaxed) == 0 {
+                        eprintln!("gatelog: witness {}: {e}", c.config.name);
+                    }
                     stats.failures.fetch_add(1, Relaxed);
                 }
             }
             clients.push(c);
+            // Answer waiting writers as soon as the quorum is in, not when
+            // the slowest witness gives up.
+            if !published_quorum && shared.quorum > 0 && cosignatures.len() >= shared.quorum {
+                published_quorum = true;
+                shared.quorate.send_replace(Some(Arc::new(CosignedHead {
+                    head: head.clone(),
+                    cosignatures: cosignatures.clone(),
+                })));
+            }
         }
+        // A client whose task panicked is rebuilt, so no witness is lost.
+        for (index, config) in shared.configs.iter().enumerate() {
+            if !clients.iter().any(|c| c.index == index) {
+                clients.push(WitnessClient::new(index, config.clone()));
+            }
+        }
+        clients.sort_by_key(|c| c.index);
+        let complete = cosignatures.len() == clients.len();
         let cosigned = Arc::new(CosignedHead {
             head: head.clone(),
             cosignatures,
         });
-        if shared.quorum > 0 && cosigned.cosignatures.len() >= shared.quorum {
+        if published_quorum {
             shared.quorate.send_replace(Some(cosigned.clone()));
         }
         shared.latest.send_replace(cosigned);
-        done = head.size;
+        if complete {
+            done = head.size;
+        } else {
+            // Pause before asking again, unless the log moves on first.
+            let _ = tokio::time::timeout(RETRY_PAUSE, heads.changed()).await;
+        }
     }
 }
 
 /// A keep-alive connection to one witness and what it last cosigned.
 struct WitnessClient {
+    /// Position in the configuration (and in the metrics).
+    index: usize,
     config: WitnessConfig,
     sender: Option<SendRequest<Full<Bytes>>>,
     /// The size this witness last cosigned, once learnt.
@@ -250,8 +287,9 @@ struct WitnessClient {
 }
 
 impl WitnessClient {
-    fn new(config: WitnessConfig) -> Self {
+    fn new(index: usize, config: WitnessConfig) -> Self {
         WitnessClient {
+            index,
             config,
             sender: None,
             known_size: None,
@@ -314,11 +352,11 @@ impl WitnessClient {
             .iter()
             .find(|s| key.verify(&note.text, s).is_some())
             .ok_or("no valid cosignature by its key in the answer")?;
-        let line = answer
-            .lines()
-            .find(|l| l.starts_with(&format!("\u{2014} {} ", sig.name)))
-            .ok_or("cosignature line not found")?;
-        Ok(format!("{line}\n"))
+        // Rebuilt from the signature that verified, so the line published
+        // is exactly the one checked.
+        let mut raw = sig.id.to_be_bytes().to_vec();
+        raw.extend_from_slice(&sig.sig);
+        Ok(format!("\u{2014} {} {}\n", sig.name, B64.encode(raw)))
     }
 
     async fn post(&mut self, body: String) -> Result<(u16, Bytes), String> {
@@ -354,8 +392,11 @@ impl WitnessClient {
             sender.ready().await?;
             let resp = sender.send_request(req).await?;
             let status = resp.status().as_u16();
-            let body = resp.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>((status, body))
+            let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await?
+                .to_bytes();
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
         }
         .await;
         result.map_err(|e| {

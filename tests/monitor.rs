@@ -182,3 +182,30 @@ fn gossiping_monitors_catch_a_forked_log() {
     assert_eq!(seen, served);
     honest.kill9();
 }
+
+#[test]
+fn a_monitor_of_a_new_log_follows_it_from_the_empty_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Server::start(&tmp.path().join("log"), &[]);
+    let url = format!("http://{}", log.addr);
+    let mut mon = Server::start_command(
+        "monitor",
+        &tmp.path().join("mon"),
+        &["--log", &url, "--vkey", &log.vkey, "--poll-ms", "50"],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    for i in 0..5u8 {
+        log.append(&[i]);
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        mon.child.try_wait().unwrap(),
+        None,
+        "the monitor stopped on an honest log"
+    );
+    let key = NoteVerifier::parse(&log.vkey).unwrap();
+    let latest = std::fs::read_to_string(tmp.path().join("mon/latest.checkpoint")).unwrap();
+    assert_eq!(Checkpoint::open(latest.as_bytes(), &key).unwrap().size, 5);
+    mon.kill9();
+}

@@ -29,7 +29,7 @@ fn check_policy(note: &str, policy: &Policy) -> (Checkpoint, Vec<String>) {
 }
 
 #[test]
-fn appends_wait_for_the_witness_quorum_and_survive_a_dead_witness() {
+fn appends_wait_for_the_witness_quorum_and_survive_a_hung_witness() {
     let log_dir = tempfile::tempdir().unwrap();
     // First start creates the log's key; witnesses need its verifier key.
     let mut first = Server::start(log_dir.path(), &["--origin", "witnessed.example/log"]);
@@ -53,7 +53,7 @@ fn appends_wait_for_the_witness_quorum_and_survive_a_dead_witness() {
         .map(|(i, w)| format!("w{i}=http://{}+{}", w.addr, w.vkey))
         .collect();
     let start_log = || {
-        let mut args = vec!["--witness-quorum", "2", "--witness-timeout-ms", "700"];
+        let mut args = vec!["--witness-quorum", "2", "--witness-timeout-ms", "500"];
         for s in &specs {
             args.extend(["--witness", s.as_str()]);
         }
@@ -73,16 +73,26 @@ fn appends_wait_for_the_witness_quorum_and_survive_a_dead_witness() {
     for i in 0..10u32 {
         let (cp, names) = append_checked(&log, format!("first {i}").as_bytes());
         assert!(cp.size > i as u64);
-        assert_eq!(names.len(), 3, "all three witnesses are up");
+        assert!(names.len() >= 2);
     }
 
-    // One witness dies mid-run: appends go on with the other two.
-    witnesses[2].kill9();
+    // Once a round is complete, /checkpoint carries all three.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (_, names) = check_policy(&get_ok(log.addr, "/checkpoint").text(), &policy);
+    assert_eq!(names, vec!["w0", "w1", "w2"]);
+
+    // One witness hangs mid-run (stopped, not dead: connections open but
+    // nothing answers): appends go on with the other two.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &witnesses[2].child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let (addr, log_key, policy) = (log.addr, log_key.clone(), policy.clone());
             std::thread::spawn(move || {
-                for i in 0..10u32 {
+                for i in 0..4u32 {
                     let entry = format!("second {t} {i}").into_bytes();
                     let r = http(addr, "POST", "/v1/entries", &entry).unwrap();
                     assert_eq!(r.status, 200, "{}", r.text());
@@ -97,7 +107,7 @@ fn appends_wait_for_the_witness_quorum_and_survive_a_dead_witness() {
         t.join().unwrap();
     }
     let (cp, names) = check_policy(&get_ok(log.addr, "/checkpoint").text(), &policy);
-    assert_eq!(cp.size, 50);
+    assert_eq!(cp.size, 26);
     assert_eq!(names, vec!["w0", "w1"]);
     let metrics = get_ok(log.addr, "/metrics").text();
     assert!(
@@ -105,7 +115,7 @@ fn appends_wait_for_the_witness_quorum_and_survive_a_dead_witness() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("gatelog_witness_cosigned_size{witness=\"w0\"} 50"),
+        metrics.contains("gatelog_witness_cosigned_size{witness=\"w0\"} 26"),
         "{metrics}"
     );
 
@@ -114,12 +124,12 @@ fn appends_wait_for_the_witness_quorum_and_survive_a_dead_witness() {
     log.kill9();
     let log = start_log();
     let (cp, _) = append_checked(&log, b"after restart");
-    assert_eq!(cp.size, 51);
+    assert_eq!(cp.size, 27);
 
     // Below the quorum an append is durable but answered 503.
     witnesses[1].kill9();
     let r = http(log.addr, "POST", "/v1/entries", b"no quorum").unwrap();
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.error_code(), "witness_quorum_timeout");
-    assert_eq!(log.tree_size(), 52, "the entry itself was logged");
+    assert_eq!(log.tree_size(), 28, "the entry itself was logged");
 }

@@ -68,7 +68,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 10)]
     duration: u64,
     /// Verify one cosignature in this many.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     verify_every: u64,
 }
 
@@ -144,7 +144,7 @@ async fn drive(
         match status {
             200 => {
                 latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                if latencies.len() as u64 % args.verify_every == 1 {
+                if (latencies.len() as u64 - 1) % args.verify_every == 0 {
                     let note = Note::parse(format!("{text}\n{answer}").as_bytes())?;
                     if !note
                         .signatures

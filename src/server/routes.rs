@@ -207,7 +207,9 @@ async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpRespon
         None => (appended.proof, appended.head.checkpoint.to_string()),
         Some(w) => {
             let index = appended.index;
-            let timeout = app.config.witness_timeout;
+            // The entry may have just missed a round: allow for the rest
+            // of that one and the whole next one.
+            let timeout = 2 * app.config.witness_timeout;
             let cosigned = w.wait_for_quorum(index, timeout).await.ok_or_else(|| {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
