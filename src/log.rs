@@ -6,10 +6,11 @@
 //! signature by the log's key, and the stored tiles must reproduce its
 //! root. A log that fails either check is not served.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rand_core::{OsRng, RngCore};
 use thiserror::Error;
@@ -22,6 +23,9 @@ use crate::metrics::Metrics;
 use crate::note::{NoteError, NoteSigner, NoteVerifier};
 use crate::store::{Commit, Store, StoreError};
 use crate::tiles::{self, encode_bundle, TileError, TileNodes, TileReader, HASH_SIZE, TILE_WIDTH};
+
+/// Most subtree roots kept between proof requests (about 60 bytes each).
+pub const PROOF_MEMO_ENTRIES: usize = 1 << 18;
 
 /// Name of the private key file inside the data directory.
 pub const KEY_FILE: &str = "log.key";
@@ -96,6 +100,9 @@ pub struct Log {
     /// The latest committed state; a watch channel so that tasks (the
     /// witness round) can wait for the next one.
     head: watch::Sender<Arc<LogHead>>,
+    /// Subtree roots from earlier proofs, shared by every proof request
+    /// (see [`Prover::with_memo`]); bounded by [`PROOF_MEMO_ENTRIES`].
+    proof_memo: Mutex<HashMap<(u64, u64), Hash>>,
     /// Whether a sequencer owns the write side.
     writer_claimed: AtomicBool,
     /// Server metrics.
@@ -232,6 +239,7 @@ impl Log {
             verifier,
             head: watch::Sender::new(Arc::new(head)),
             writer_claimed: AtomicBool::new(false),
+            proof_memo: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
         };
         log.check_storage()?;
@@ -310,6 +318,23 @@ impl Log {
         &self.store
     }
 
+    /// Runs `f` with a prover over the stored tiles that reuses the shared
+    /// memo. Concurrent callers each get a memo (one may start empty).
+    fn with_prover<T>(
+        &self,
+        f: impl FnOnce(&mut Prover<TileNodes<&Store>>) -> Result<T, TileError<StoreError>>,
+    ) -> Result<T, TileError<StoreError>> {
+        let memo = std::mem::take(&mut *self.proof_memo.lock().expect("memo lock"));
+        let mut prover = Prover::with_memo(TileNodes::new(&self.store), memo);
+        let result = f(&mut prover);
+        let mut memo = prover.into_memo();
+        if memo.len() > PROOF_MEMO_ENTRIES {
+            memo.clear();
+        }
+        *self.proof_memo.lock().expect("memo lock") = memo;
+        result
+    }
+
     fn checked_size(&self, size: Option<u64>) -> Result<u64, ReadError> {
         let current = self.head().size;
         match size {
@@ -331,7 +356,7 @@ impl Log {
         if index >= size {
             return Err(ReadError::IndexOutOfRange { index, size });
         }
-        let proof = Prover::new(TileNodes::new(&self.store)).inclusion(index, size)?;
+        let proof = self.with_prover(|p| p.inclusion(index, size))?;
         Ok((size, proof))
     }
 
@@ -354,7 +379,7 @@ impl Log {
         if old == 0 || old > size {
             return Err(ReadError::BadOldSize { old, size });
         }
-        let proof = Prover::new(TileNodes::new(&self.store)).consistency(old, size)?;
+        let proof = self.with_prover(|p| p.consistency(old, size))?;
         Ok((size, proof))
     }
 

@@ -217,6 +217,18 @@ impl<S: NodeSource> Prover<S> {
         }
     }
 
+    /// A prover that starts from subtree roots computed before. Valid
+    /// across tree sizes: in an append-only log the root of
+    /// `D[start .. start+size]` never changes.
+    pub fn with_memo(source: S, memo: HashMap<(u64, u64), Hash>) -> Self {
+        Prover { source, memo }
+    }
+
+    /// The subtree roots computed so far, for reuse.
+    pub fn into_memo(self) -> HashMap<(u64, u64), Hash> {
+        self.memo
+    }
+
     /// The underlying source.
     pub fn source(&self) -> &S {
         &self.source
