@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 
 use crate::cosignature::{AddCheckpoint, CosignatureVerifier};
 use crate::log::{Log, LogHead};
+use crate::metrics::{Histogram, LATENCY_BOUNDS};
 use crate::note::Note;
 
 /// Largest answer read from a witness.
@@ -93,6 +94,12 @@ struct WitnessStats {
 /// The witness rounds' published results.
 pub struct Witnessing {
     quorum: usize,
+    /// Time from a round's start to its quorum.
+    quorum_latency: Histogram,
+    /// Time a whole round takes (its slowest witness).
+    round_latency: Histogram,
+    /// Time a writer waits for the quorum after its entry is sequenced.
+    wait_latency: Histogram,
     names: Vec<String>,
     configs: Vec<WitnessConfig>,
     stats: Vec<WitnessStats>,
@@ -113,6 +120,9 @@ impl Witnessing {
             quorum,
             names: witnesses.iter().map(|w| w.name.clone()).collect(),
             configs: witnesses.clone(),
+            quorum_latency: Histogram::new(LATENCY_BOUNDS),
+            round_latency: Histogram::new(LATENCY_BOUNDS),
+            wait_latency: Histogram::new(LATENCY_BOUNDS),
             stats: witnesses.iter().map(|_| WitnessStats::default()).collect(),
             latest: watch::Sender::new(Arc::new(CosignedHead {
                 head,
@@ -151,6 +161,7 @@ impl Witnessing {
         index: u64,
         timeout: Duration,
     ) -> Option<Arc<CosignedHead>> {
+        let started = std::time::Instant::now();
         let mut rx = self.quorate.subscribe();
         let covered = async move {
             rx.wait_for(|q| q.as_ref().is_some_and(|c| c.head.size > index))
@@ -158,12 +169,29 @@ impl Witnessing {
                 .ok()
                 .and_then(|q| q.clone())
         };
-        tokio::time::timeout(timeout, covered).await.ok().flatten()
+        let quorate = tokio::time::timeout(timeout, covered).await.ok().flatten();
+        self.wait_latency.observe_duration(started.elapsed());
+        quorate
     }
 
     /// Per-witness metrics in Prometheus text.
     pub fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write;
+        self.quorum_latency.render(
+            out,
+            "gatelog_witness_quorum_seconds",
+            "From a round's start to its quorum.",
+        );
+        self.round_latency.render(
+            out,
+            "gatelog_witness_round_seconds",
+            "How long a whole witness round takes.",
+        );
+        self.wait_latency.render(
+            out,
+            "gatelog_witness_wait_seconds",
+            "How long a writer waits for the quorum after its entry is sequenced.",
+        );
         let _ = writeln!(out, "# HELP gatelog_witness_up Whether the witness answered the last round.\n# TYPE gatelog_witness_up gauge");
         for (n, s) in self.names.iter().zip(&self.stats) {
             let _ = writeln!(
@@ -209,6 +237,7 @@ async fn rounds(
             }
             continue;
         }
+        let started = std::time::Instant::now();
         let mut round = JoinSet::new();
         for mut c in clients.drain(..) {
             let (log, head) = (log.clone(), head.clone());
@@ -245,6 +274,7 @@ async fn rounds(
             // the slowest witness gives up.
             if !published_quorum && shared.quorum > 0 && cosignatures.len() >= shared.quorum {
                 published_quorum = true;
+                shared.quorum_latency.observe_duration(started.elapsed());
                 shared.quorate.send_replace(Some(Arc::new(CosignedHead {
                     head: head.clone(),
                     cosignatures: cosignatures.clone(),
@@ -258,6 +288,7 @@ async fn rounds(
             }
         }
         clients.sort_by_key(|c| c.index);
+        shared.round_latency.observe_duration(started.elapsed());
         let complete = cosignatures.len() == clients.len();
         let cosigned = Arc::new(CosignedHead {
             head: head.clone(),
