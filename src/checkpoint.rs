@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use thiserror::Error;
 
+use crate::decimal::parse_decimal;
 use crate::merkle::Hash;
 use crate::note::{Note, NoteError, NoteSigner, NoteVerifier};
 
@@ -64,16 +65,9 @@ impl Checkpoint {
         let size_line = lines
             .next()
             .ok_or(CheckpointError::Malformed("missing tree size"))?;
-        let size_ok = !size_line.is_empty()
-            && size_line.bytes().all(|b| b.is_ascii_digit())
-            && (size_line == "0" || !size_line.starts_with('0'));
-        let size: u64 =
-            size_ok
-                .then(|| size_line.parse().ok())
-                .flatten()
-                .ok_or(CheckpointError::Malformed(
-                    "tree size must be a decimal without leading zeros",
-                ))?;
+        let size = parse_decimal(size_line).ok_or(CheckpointError::Malformed(
+            "tree size must be a decimal without leading zeros",
+        ))?;
         let root_line = lines
             .next()
             .ok_or(CheckpointError::Malformed("missing root hash"))?;

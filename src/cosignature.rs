@@ -7,12 +7,13 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use thiserror::Error;
 
+use crate::decimal::parse_decimal;
 use crate::merkle::Hash;
 use crate::note::{
-    is_valid_key_name, key_id, key_string, parse_key_string, NoteError, NoteSignature,
+    key_id, key_string, parse_key_string, NamedSigningKey, NoteError, NoteSignature,
 };
 
 /// Key type byte of Ed25519 cosignatures (cosignature/v1).
@@ -81,73 +82,44 @@ impl CosignatureVerifier {
 }
 
 /// A witness's signing key.
-pub struct CosignatureSigner {
-    name: String,
-    id: u32,
-    key: SigningKey,
-}
+pub struct CosignatureSigner(NamedSigningKey);
 
 impl CosignatureSigner {
     /// A cosigner named `name` with this 32-byte Ed25519 seed.
     pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, NoteError> {
-        if !is_valid_key_name(name) {
-            return Err(NoteError::BadKeyName(name.to_string()));
-        }
-        let key = SigningKey::from_bytes(&seed);
-        let id = key_id(name, ALG_COSIGNATURE_V1, key.verifying_key().as_bytes());
-        Ok(CosignatureSigner {
-            name: name.to_string(),
-            id,
-            key,
-        })
+        NamedSigningKey::from_seed(name, seed, ALG_COSIGNATURE_V1).map(CosignatureSigner)
     }
 
     /// Parses `PRIVATE+KEY+<name>+<id hex>+<base64(0x04 || seed)>`.
     pub fn parse(skey: &str) -> Result<Self, NoteError> {
-        let rest = skey
-            .trim_end()
-            .strip_prefix("PRIVATE+KEY+")
-            .ok_or(NoteError::MalformedKey(
-                "private key must start PRIVATE+KEY+",
-            ))?;
-        let (name, id, seed) = parse_key_string(rest, ALG_COSIGNATURE_V1)?;
-        let signer = Self::from_seed(name, seed)?;
-        if signer.id != id {
-            return Err(NoteError::MalformedKey("key ID does not match the key"));
-        }
-        Ok(signer)
+        NamedSigningKey::parse(skey, ALG_COSIGNATURE_V1).map(CosignatureSigner)
     }
 
     /// The private key string (secret: store with mode 0600).
     pub fn to_private_key_string(&self) -> String {
-        let key = key_string(&self.name, self.id, ALG_COSIGNATURE_V1, self.key.as_bytes());
-        format!("PRIVATE+KEY+{key}")
+        self.0.private_key_string(ALG_COSIGNATURE_V1)
     }
 
     /// The witness's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     /// The matching verifier.
     pub fn verifier(&self) -> CosignatureVerifier {
         CosignatureVerifier {
-            name: self.name.clone(),
-            id: self.id,
-            key: self.key.verifying_key(),
+            name: self.0.name.clone(),
+            id: self.0.id,
+            key: self.0.key.verifying_key(),
         }
     }
 
     /// The cosignature line ("— name base64(id || timestamp || sig)\n")
     /// over `checkpoint_text` at `timestamp` (POSIX seconds).
     pub fn cosign(&self, checkpoint_text: &str, timestamp: u64) -> String {
-        let sig = self
-            .key
-            .sign(signed_message(checkpoint_text, timestamp).as_bytes());
-        let mut raw = self.id.to_be_bytes().to_vec();
-        raw.extend_from_slice(&timestamp.to_be_bytes());
-        raw.extend_from_slice(&sig.to_bytes());
-        format!("\u{2014} {} {}\n", self.name, B64.encode(raw))
+        let message = signed_message(checkpoint_text, timestamp);
+        self.0
+            .signature_line(&timestamp.to_be_bytes(), message.as_bytes())
     }
 }
 
@@ -191,15 +163,9 @@ impl AddCheckpoint {
             .next()
             .and_then(|l| l.strip_prefix("old "))
             .ok_or(AddCheckpointError("first line must be \"old <size>\""))?;
-        let canonical = !old.is_empty()
-            && old.bytes().all(|b| b.is_ascii_digit())
-            && (old == "0" || !old.starts_with('0'));
-        let old_size = canonical
-            .then(|| old.parse().ok())
-            .flatten()
-            .ok_or(AddCheckpointError(
-                "old size must be a decimal without leading zeros",
-            ))?;
+        let old_size = parse_decimal(old).ok_or(AddCheckpointError(
+            "old size must be a decimal without leading zeros",
+        ))?;
         let proof = lines
             .map(|l| {
                 B64.decode(l)

@@ -14,6 +14,7 @@
 
 pub mod checkpoint;
 pub mod cosignature;
+pub mod decimal;
 pub mod equivocation;
 pub mod merkle;
 pub mod note;

@@ -136,71 +136,99 @@ impl NoteVerifier {
     }
 }
 
-/// A key that signs notes with Ed25519.
-pub struct NoteSigner {
-    name: String,
-    id: u32,
-    key: SigningKey,
+/// An Ed25519 signing key with its name and key ID: what note signers
+/// and witness cosigners share (they differ in key type and message).
+pub(crate) struct NamedSigningKey {
+    pub(crate) name: String,
+    pub(crate) id: u32,
+    pub(crate) key: SigningKey,
 }
 
-impl NoteSigner {
-    /// A signer named `name` with the given 32-byte Ed25519 seed.
-    pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, NoteError> {
+impl NamedSigningKey {
+    /// A key named `name` of type `alg` with this 32-byte seed.
+    pub(crate) fn from_seed(name: &str, seed: [u8; 32], alg: u8) -> Result<Self, NoteError> {
         if !is_valid_key_name(name) {
             return Err(NoteError::BadKeyName(name.to_string()));
         }
         let key = SigningKey::from_bytes(&seed);
-        let id = key_id(name, ALG_ED25519, key.verifying_key().as_bytes());
-        Ok(NoteSigner {
+        let id = key_id(name, alg, key.verifying_key().as_bytes());
+        Ok(NamedSigningKey {
             name: name.to_string(),
             id,
             key,
         })
     }
 
-    /// Parses a private key string `PRIVATE+KEY+<name>+<id hex>+<base64(0x01 || seed)>`
-    /// (the format of Go's `note.GenerateKey`).
-    pub fn parse(skey: &str) -> Result<Self, NoteError> {
+    /// Parses `PRIVATE+KEY+<name>+<id hex>+<base64(alg || seed)>` (the
+    /// format of Go's `note.GenerateKey`).
+    pub(crate) fn parse(skey: &str, alg: u8) -> Result<Self, NoteError> {
         let rest = skey
             .trim_end()
             .strip_prefix("PRIVATE+KEY+")
             .ok_or(NoteError::MalformedKey(
                 "private key must start PRIVATE+KEY+",
             ))?;
-        let (name, id, seed) = parse_key_string(rest, ALG_ED25519)?;
-        let signer = Self::from_seed(name, seed)?;
-        if signer.id != id {
+        let (name, id, seed) = parse_key_string(rest, alg)?;
+        let key = Self::from_seed(name, seed, alg)?;
+        if key.id != id {
             return Err(NoteError::MalformedKey("key ID does not match the key"));
         }
-        Ok(signer)
+        Ok(key)
+    }
+
+    /// The private key string (secret: store with mode 0600).
+    pub(crate) fn private_key_string(&self, alg: u8) -> String {
+        let key = key_string(&self.name, self.id, alg, self.key.as_bytes());
+        format!("PRIVATE+KEY+{key}")
+    }
+
+    /// A signature line: "— name base64(id || prefix || sig(message))\n".
+    pub(crate) fn signature_line(&self, prefix: &[u8], message: &[u8]) -> String {
+        let sig = self.key.sign(message);
+        let mut raw = self.id.to_be_bytes().to_vec();
+        raw.extend_from_slice(prefix);
+        raw.extend_from_slice(&sig.to_bytes());
+        format!("{SIG_PREFIX}{} {}\n", self.name, B64.encode(raw))
+    }
+}
+
+/// A key that signs notes with Ed25519.
+pub struct NoteSigner(NamedSigningKey);
+
+impl NoteSigner {
+    /// A signer named `name` with the given 32-byte Ed25519 seed.
+    pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, NoteError> {
+        NamedSigningKey::from_seed(name, seed, ALG_ED25519).map(NoteSigner)
+    }
+
+    /// Parses a private key string `PRIVATE+KEY+<name>+<id hex>+<base64(0x01 || seed)>`
+    /// (the format of Go's `note.GenerateKey`).
+    pub fn parse(skey: &str) -> Result<Self, NoteError> {
+        NamedSigningKey::parse(skey, ALG_ED25519).map(NoteSigner)
     }
 
     /// The private key string (secret: store with mode 0600).
     pub fn to_private_key_string(&self) -> String {
-        let key = key_string(&self.name, self.id, ALG_ED25519, self.key.as_bytes());
-        format!("PRIVATE+KEY+{key}")
+        self.0.private_key_string(ALG_ED25519)
     }
 
     /// The key name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     /// The matching verifier.
     pub fn verifier(&self) -> NoteVerifier {
         NoteVerifier {
-            name: self.name.clone(),
-            id: self.id,
-            key: self.key.verifying_key(),
+            name: self.0.name.clone(),
+            id: self.0.id,
+            key: self.0.key.verifying_key(),
         }
     }
 
     /// The signature line ("— name base64(id || sig)\n") over `text`.
     pub fn signature_line(&self, text: &str) -> String {
-        let sig = self.key.sign(text.as_bytes());
-        let mut raw = self.id.to_be_bytes().to_vec();
-        raw.extend_from_slice(&sig.to_bytes());
-        format!("{SIG_PREFIX}{} {}\n", self.name, B64.encode(raw))
+        self.0.signature_line(&[], text.as_bytes())
     }
 
     /// Signs `text` (which must be valid note text) into a signed note.

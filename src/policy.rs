@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use crate::checkpoint::Checkpoint;
 use crate::cosignature::CosignatureVerifier;
+use crate::decimal::parse_decimal;
 use crate::note::{Note, NoteVerifier};
 
 /// Most logs, witnesses and groups a policy may define, together.
@@ -105,11 +106,8 @@ impl Policy {
                     let k = match words[2] {
                         "all" => n,
                         "any" => 1,
-                        k => Some(k)
-                            .filter(|k| {
-                                k.bytes().all(|b| b.is_ascii_digit()) && !k.starts_with('0')
-                            })
-                            .and_then(|k| k.parse::<usize>().ok())
+                        k => parse_decimal(k)
+                            .map(|k| k as usize)
                             .filter(|k| (1..=n).contains(k))
                             .ok_or_else(|| err("threshold must be all, any or 1..=members"))?,
                     };

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::decimal::parse_decimal;
 use crate::merkle::{complete_root, Hash, NodeSource};
 
 /// Levels of the Merkle tree a tile spans.
@@ -88,14 +89,6 @@ impl fmt::Display for TilePath {
         }
         Ok(())
     }
-}
-
-fn parse_decimal(s: &str) -> Option<u64> {
-    let canonical = !s.is_empty()
-        && s.len() <= 20
-        && s.bytes().all(|b| b.is_ascii_digit())
-        && (s == "0" || !s.starts_with('0'));
-    canonical.then(|| s.parse().ok()).flatten()
 }
 
 fn parse_level(s: &str) -> Result<u8, TilePathError> {

@@ -7,6 +7,7 @@ use base64::Engine;
 use thiserror::Error;
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::decimal::parse_decimal;
 use crate::merkle::{verify_inclusion, Hash, ProofError};
 use crate::note::NoteVerifier;
 
@@ -82,17 +83,9 @@ impl TlogProof {
             .next()
             .and_then(|l| l.strip_prefix("index "))
             .ok_or(TlogProofError::Malformed("missing index line"))?;
-        if index_str.is_empty()
-            || !index_str.bytes().all(|b| b.is_ascii_digit())
-            || (index_str.len() > 1 && index_str.starts_with('0'))
-        {
-            return Err(TlogProofError::Malformed(
-                "index must be a decimal without leading zeros",
-            ));
-        }
-        let index = index_str
-            .parse()
-            .map_err(|_| TlogProofError::Malformed("index out of range"))?;
+        let index = parse_decimal(index_str).ok_or(TlogProofError::Malformed(
+            "index must be a decimal without leading zeros",
+        ))?;
         let proof = lines
             .map(|l| {
                 B64.decode(l)

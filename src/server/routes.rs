@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{ApiError, App};
+use crate::decimal::parse_decimal;
 use crate::merkle::Hash;
 use crate::tiles::{TileKind, TilePath, MAX_ENTRY_BYTES};
 use crate::tlog_proof::TlogProof;
@@ -106,15 +107,20 @@ where
     F: FnOnce(&App) -> Result<HttpResponse> + Send + 'static,
 {
     let app = app.clone();
-    tokio::task::spawn_blocking(move || f(&app))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                e.to_string(),
-            )
-        })?
+    run_blocking(move || f(&app)).await?
+}
+
+/// Runs `f` on the blocking pool; a panic in it becomes a 500.
+pub(super) async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            e.to_string(),
+        )
+    })
 }
 
 pub(super) fn bytes_response(
@@ -222,16 +228,7 @@ async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpRespon
             })?;
             let log = app.log.clone();
             let size = cosigned.head.size;
-            let (_, proof) =
-                tokio::task::spawn_blocking(move || log.inclusion_proof(index, Some(size)))
-                    .await
-                    .map_err(|e| {
-                        ApiError::new(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "internal_error",
-                            e.to_string(),
-                        )
-                    })??;
+            let (_, proof) = run_blocking(move || log.inclusion_proof(index, Some(size))).await??;
             (proof, cosigned.note())
         }
     };
@@ -340,16 +337,9 @@ impl Query {
         let Some(v) = self.get(name) else {
             return Ok(None);
         };
-        let canonical = !v.is_empty()
-            && v.bytes().all(|b| b.is_ascii_digit())
-            && (v == "0" || !v.starts_with('0'));
-        canonical
-            .then(|| v.parse().ok())
-            .flatten()
-            .map(Some)
-            .ok_or_else(|| {
-                ApiError::bad_param(format!("{name} must be a decimal integer, got {v:?}"))
-            })
+        parse_decimal(v).map(Some).ok_or_else(|| {
+            ApiError::bad_param(format!("{name} must be a decimal integer, got {v:?}"))
+        })
     }
 
     fn required_u64(&self, name: &str) -> Result<u64> {

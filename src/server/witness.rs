@@ -10,7 +10,7 @@ use hyper::header::{HeaderValue, ALLOW};
 use hyper::{Method, Request, StatusCode};
 use serde_json::json;
 
-use super::routes::{bytes_response, json_response, read_body, HttpResponse};
+use super::routes::{bytes_response, json_response, read_body, run_blocking, HttpResponse};
 use super::ApiError;
 use crate::witness::{Witness, WitnessError};
 
@@ -90,15 +90,7 @@ async fn route(app: &Arc<WitnessApp>, req: Request<Incoming>) -> Result<HttpResp
         .as_secs();
     // Checking and recording is a read, a verify and an fsync'd write.
     let app = app.clone();
-    let answer = tokio::task::spawn_blocking(move || app.witness.add_checkpoint(&body, now))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                e.to_string(),
-            )
-        })?;
+    let answer = run_blocking(move || app.witness.add_checkpoint(&body, now)).await?;
     match answer {
         Ok(cosignatures) => Ok(bytes_response(
             Bytes::from(cosignatures),
