@@ -118,7 +118,16 @@ impl Witnessing {
         let head = log.head();
         let shared = Arc::new(Witnessing {
             quorum,
-            names: witnesses.iter().map(|w| w.name.clone()).collect(),
+            // Prometheus label values escape '\\', '"' and newlines.
+            names: witnesses
+                .iter()
+                .map(|w| {
+                    w.name
+                        .replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                        .replace('\n', "\\n")
+                })
+                .collect(),
             configs: witnesses.clone(),
             quorum_latency: Histogram::new(LATENCY_BOUNDS),
             round_latency: Histogram::new(LATENCY_BOUNDS),
