@@ -5,13 +5,11 @@
 //!
 //! Pure: no I/O. The ML-DSA-44 type is out of scope.
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use thiserror::Error;
 
 use crate::decimal::parse_decimal;
-use crate::merkle::Hash;
+use crate::merkle::{hash_from_base64, push_base64_lines, Hash};
 use crate::note::{
     key_id, key_string, parse_key_string, NamedSigningKey, NoteError, NoteSignature,
 };
@@ -143,10 +141,7 @@ impl AddCheckpoint {
     /// Encodes the request body.
     pub fn encode(&self) -> String {
         let mut out = format!("old {}\n", self.old_size);
-        for h in &self.proof {
-            out.push_str(&B64.encode(h));
-            out.push('\n');
-        }
+        push_base64_lines(&mut out, &self.proof);
         out.push('\n');
         out.push_str(&self.checkpoint);
         out
@@ -168,12 +163,9 @@ impl AddCheckpoint {
         ))?;
         let proof = lines
             .map(|l| {
-                B64.decode(l)
-                    .ok()
-                    .and_then(|h| Hash::try_from(h).ok())
-                    .ok_or(AddCheckpointError(
-                        "proof line is not a base64 SHA-256 hash",
-                    ))
+                hash_from_base64(l).ok_or(AddCheckpointError(
+                    "proof line is not a base64 SHA-256 hash",
+                ))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if proof.len() > MAX_PROOF_LINES {

@@ -19,12 +19,10 @@
 //! <signed note>
 //! ```
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use thiserror::Error;
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
-use crate::merkle::{consistency_roots, Hash};
+use crate::merkle::{consistency_roots, hash_from_base64, push_base64_lines, Hash};
 use crate::note::NoteVerifier;
 
 const HEADER: &str = "gatelog-equivocation v1\n";
@@ -72,10 +70,7 @@ impl Equivocation {
     pub fn encode(&self) -> String {
         let mut out = String::from(HEADER);
         out.push_str(&format!("proof {}\n", self.proof.len()));
-        for h in &self.proof {
-            out.push_str(&B64.encode(h));
-            out.push('\n');
-        }
+        push_base64_lines(&mut out, &self.proof);
         for note in [&self.a, &self.b] {
             out.push_str(&format!("checkpoint {}\n{note}", note.len()));
         }
@@ -100,10 +95,7 @@ impl Equivocation {
             .ok_or(bad("want \"proof <n>\""))?;
         let mut proof = Vec::with_capacity(n);
         for _ in 0..n {
-            let h = B64
-                .decode(line(&mut rest)?)
-                .ok()
-                .and_then(|h| Hash::try_from(h).ok())
+            let h = hash_from_base64(&line(&mut rest)?)
                 .ok_or(bad("proof line is not a base64 hash"))?;
             proof.push(h);
         }

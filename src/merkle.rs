@@ -13,6 +13,22 @@ use thiserror::Error;
 /// A SHA-256 hash: a leaf hash, an interior node hash or a tree root.
 pub type Hash = [u8; 32];
 
+/// A hash written in standard base64, as every C2SP text format does.
+pub fn hash_from_base64(s: &str) -> Option<Hash> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
+    Hash::try_from(bytes).ok()
+}
+
+/// Appends each hash in standard base64 on its own line.
+pub fn push_base64_lines(out: &mut String, hashes: &[Hash]) {
+    use base64::Engine;
+    for h in hashes {
+        base64::engine::general_purpose::STANDARD.encode_string(h, out);
+        out.push('\n');
+    }
+}
+
 /// Root of the empty tree: SHA-256 of the empty string.
 pub fn empty_root() -> Hash {
     Sha256::digest([]).into()

@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::decimal::parse_decimal;
-use crate::merkle::{verify_inclusion, Hash, ProofError};
+use crate::merkle::{hash_from_base64, push_base64_lines, verify_inclusion, Hash, ProofError};
 use crate::note::NoteVerifier;
 
 const HEADER: &str = "c2sp.org/tlog-proof@v1";
@@ -49,10 +49,7 @@ impl TlogProof {
             out.push('\n');
         }
         out.push_str(&format!("index {}\n", self.index));
-        for h in &self.proof {
-            out.push_str(&B64.encode(h));
-            out.push('\n');
-        }
+        push_base64_lines(&mut out, &self.proof);
         out.push('\n');
         out.push_str(&self.checkpoint);
         out
@@ -88,12 +85,9 @@ impl TlogProof {
         ))?;
         let proof = lines
             .map(|l| {
-                B64.decode(l)
-                    .ok()
-                    .and_then(|h| Hash::try_from(h).ok())
-                    .ok_or(TlogProofError::Malformed(
-                        "proof line is not a base64 SHA-256 hash",
-                    ))
+                hash_from_base64(l).ok_or(TlogProofError::Malformed(
+                    "proof line is not a base64 SHA-256 hash",
+                ))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(TlogProof {

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
 use crate::log::ReadError;
@@ -29,6 +29,19 @@ impl ApiError {
             code,
             message: message.into(),
         }
+    }
+
+    /// 405 naming the methods `path` accepts, with an Allow header.
+    pub fn method_not_allowed(path: &str, allowed: &'static str) -> Response<Full<Bytes>> {
+        let mut r = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{path} accepts {allowed} only"),
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allowed));
+        r
     }
 
     /// 400 for a query parameter.

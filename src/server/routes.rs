@@ -7,7 +7,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
@@ -61,15 +61,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
         method.as_str()
     };
     if !allowed.split(", ").any(|m| m == method) {
-        let mut r = ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{path} accepts {allowed} only"),
-        )
-        .into_response();
-        r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static(allowed));
-        return Ok(r);
+        return Ok(ApiError::method_not_allowed(path, allowed));
     }
     let path = path.to_string();
     let query = req.uri().query().unwrap_or("").to_string();

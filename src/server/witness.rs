@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW};
 use hyper::{Method, Request, StatusCode};
 use serde_json::json;
 
@@ -67,15 +66,7 @@ async fn route(app: &Arc<WitnessApp>, req: Request<Incoming>) -> Result<HttpResp
         }
     };
     if method.as_str() != allowed && !(method == Method::HEAD && allowed == "GET") {
-        let mut r = ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{path} accepts {allowed} only"),
-        )
-        .into_response();
-        r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static(allowed));
-        return Ok(r);
+        return Ok(ApiError::method_not_allowed(&path, allowed));
     }
     if allowed == "GET" {
         let v = app.witness.verifier();
