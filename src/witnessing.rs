@@ -201,29 +201,36 @@ impl Witnessing {
             "gatelog_witness_wait_seconds",
             "How long a writer waits for the quorum after its entry is sequenced.",
         );
-        let _ = writeln!(out, "# HELP gatelog_witness_up Whether the witness answered the last round.\n# TYPE gatelog_witness_up gauge");
-        for (n, s) in self.names.iter().zip(&self.stats) {
-            let _ = writeln!(
-                out,
-                "gatelog_witness_up{{witness=\"{n}\"}} {}",
-                s.up.load(Relaxed)
-            );
-        }
-        let _ = writeln!(out, "# HELP gatelog_witness_cosigned_size Tree size the witness last cosigned.\n# TYPE gatelog_witness_cosigned_size gauge");
-        for (n, s) in self.names.iter().zip(&self.stats) {
-            let _ = writeln!(
-                out,
-                "gatelog_witness_cosigned_size{{witness=\"{n}\"}} {}",
-                s.cosigned_size.load(Relaxed)
-            );
-        }
-        let _ = writeln!(out, "# HELP gatelog_witness_failures_total Rounds the witness did not cosign.\n# TYPE gatelog_witness_failures_total counter");
-        for (n, s) in self.names.iter().zip(&self.stats) {
-            let _ = writeln!(
-                out,
-                "gatelog_witness_failures_total{{witness=\"{n}\"}} {}",
-                s.failures.load(Relaxed)
-            );
+        type Field = fn(&WitnessStats) -> &AtomicU64;
+        let per_witness: [(&str, &str, &str, Field); 3] = [
+            (
+                "gatelog_witness_up",
+                "Whether the witness answered the last round.",
+                "gauge",
+                |s| &s.up,
+            ),
+            (
+                "gatelog_witness_cosigned_size",
+                "Tree size the witness last cosigned.",
+                "gauge",
+                |s| &s.cosigned_size,
+            ),
+            (
+                "gatelog_witness_failures_total",
+                "Rounds the witness did not cosign.",
+                "counter",
+                |s| &s.failures,
+            ),
+        ];
+        for (metric, help, kind, value) in per_witness {
+            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+            for (n, s) in self.names.iter().zip(&self.stats) {
+                let _ = writeln!(
+                    out,
+                    "{metric}{{witness=\"{n}\"}} {}",
+                    value(s).load(Relaxed)
+                );
+            }
         }
     }
 }

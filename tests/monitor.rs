@@ -42,6 +42,17 @@ fn wait_exit(server: &mut Server, within: Duration) -> Option<i32> {
     None
 }
 
+/// Exit code of `gatelog verify equivocation --vkey VKEY FILE`.
+fn verify_equivocation(vkey: &str, file: &std::path::Path) -> Option<i32> {
+    let out = Command::new(env!("CARGO_BIN_EXE_gatelog"))
+        .args(["verify", "equivocation", "--vkey", vkey])
+        .arg(file)
+        .output()
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    out.status.code()
+}
+
 fn evidence_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -124,45 +135,18 @@ fn gossiping_monitors_catch_a_forked_log() {
     for dir in ["mon-a", "mon-b"] {
         let files = evidence_files(&tmp.path().join(dir));
         assert_eq!(files.len(), 1, "{dir}: {files:?}");
-        let out = Command::new(env!("CARGO_BIN_EXE_gatelog"))
-            .args(["verify", "equivocation", "--vkey", &vkey])
-            .arg(&files[0])
-            .output()
-            .unwrap();
+        assert_eq!(verify_equivocation(&vkey, &files[0]), Some(0));
+        // A malformed key is a usage error.
         assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        // The same evidence is not accepted under another key.
-        let other = "other.example/log+0b4b0e8e+AQ==";
-        let out = Command::new(env!("CARGO_BIN_EXE_gatelog"))
-            .args(["verify", "equivocation", "--vkey", other])
-            .arg(&files[0])
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "a malformed key is a usage error"
+            verify_equivocation("other.example/log+0b4b0e8e+AQ==", &files[0]),
+            Some(2)
         );
         // Under another key of the same name, the evidence proves nothing.
         let another = NoteSigner::from_seed("fork.example/log", [9; 32])
             .unwrap()
             .verifier()
             .to_vkey();
-        let out = Command::new(env!("CARGO_BIN_EXE_gatelog"))
-            .args(["verify", "equivocation", "--vkey", &another])
-            .arg(&files[0])
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        assert_eq!(verify_equivocation(&another, &files[0]), Some(1));
     }
 
     for i in 0..5 {
