@@ -218,9 +218,17 @@ async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpRespon
                     ),
                 )
             })?;
-            let log = app.log.clone();
+            // The sequencer's proof stands if the witnesses cosigned the
+            // batch's own checkpoint; a later one needs its own proof.
             let size = cosigned.head.size;
-            let (_, proof) = run_blocking(move || log.inclusion_proof(index, Some(size))).await??;
+            let proof = if size == appended.head.size {
+                appended.proof
+            } else {
+                let log = app.log.clone();
+                run_blocking(move || log.inclusion_proof(index, Some(size)))
+                    .await??
+                    .1
+            };
             (proof, cosigned.note())
         }
     };
