@@ -1,17 +1,22 @@
 //! Command-line interface: flags into configuration, then one library call.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use base64::Engine;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use gatelog::cedar::CedarEngine;
+use gatelog::entry;
 use gatelog::equivocation::Equivocation;
+use gatelog::gatekeeper::Gatekeeper;
+use gatelog::keyfile;
 use gatelog::log::Log;
 use gatelog::monitor::{Monitor, MonitorConfig, MonitorError};
-use gatelog::note::NoteVerifier;
+use gatelog::note::{NoteSigner, NoteVerifier};
 use gatelog::sequencer::{self, SequencerConfig};
 use gatelog::server::witness::{self as witness_routes, WitnessApp};
 use gatelog::server::{self, App, ServerConfig};
@@ -72,6 +77,55 @@ enum Command {
     /// Check evidence offline.
     #[command(subcommand)]
     Verify(VerifyCommand),
+    /// Make an actor's Ed25519 key pair.
+    ///
+    /// Writes the private key to FILE (mode 0600) and the public
+    /// (verifier) key to FILE.pub, and prints the base64 public key an
+    /// admin puts in the actor's identityRegistration.
+    ///
+    /// Try it:
+    ///   gatelog keygen --id alice --out alice.key
+    ///   gatelog serve --admin-key admin.key.pub
+    Keygen(KeygenArgs),
+    /// Sign a statement (proto3 JSON) and submit it to a log.
+    ///
+    /// Prints the log's answer (index, checkpoint, proof) and saves the
+    /// tlog-proof bundle. A refusal prints the log's reasons (for a gate
+    /// refusal, every broken rule) and exits 1. If the statement has no
+    /// issuedAt, the current time is used.
+    ///
+    /// Try it:
+    ///   gatelog submit --log http://127.0.0.1:8080 --key alice.key examples/access-request.json
+    Submit(SubmitArgs),
+}
+
+#[derive(Args, Debug)]
+struct KeygenArgs {
+    /// The actor id the key belongs to (no spaces or '+').
+    #[arg(long, value_name = "ACTOR")]
+    id: String,
+    /// Where to write the private key; the public key goes to FILE.pub.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct SubmitArgs {
+    /// The log's URL, e.g. http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL")]
+    log: String,
+    /// The signer's private key file (from `gatelog keygen`).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// Where to save the tlog-proof bundle (default: STATEMENT with the
+    /// extension .tlog-proof).
+    #[arg(long, value_name = "FILE")]
+    proof_out: Option<PathBuf>,
+    /// Seconds to wait for the log's answer.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout_secs: u64,
+    /// The statement, in proto3 JSON ("-" reads standard input).
+    statement: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,7 +197,7 @@ struct WitnessArgs {
 enum Entries {
     /// Any bytes are an entry (a generic transparency log).
     Opaque,
-    /// gatelog's signed workflow entries (not in this build yet).
+    /// gatelog's signed workflow entries, checked by the gate.
     Gatelog,
 }
 
@@ -161,8 +215,18 @@ struct ServeArgs {
     #[arg(long, value_name = "NAME")]
     origin: Option<String>,
     /// How request bodies are interpreted.
-    #[arg(long, value_enum, default_value_t = Entries::Opaque)]
+    #[arg(long, value_enum, default_value_t = Entries::Gatelog)]
     entries: Entries,
+    /// A bootstrap admin's public key file (FILE.pub from `gatelog
+    /// keygen`); repeatable. Admins register identities and publish
+    /// policy. Default: DATA_DIR/admin.key.pub, generated (with its
+    /// private key DATA_DIR/admin.key, id "admin") if missing.
+    #[arg(long = "admin-key", value_name = "FILE")]
+    admin_keys: Vec<PathBuf>,
+    /// How far in the future a statement's issuedAt may be, and how far
+    /// in the past an executionIntent's or breakGlass's, in seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    max_clock_skew_secs: u64,
     /// Most entries sequenced in one batch (one fsync, one checkpoint).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_batch_size: u64,
@@ -211,6 +275,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(VerifyCommand::Equivocation { vkey, file }) => {
             verify_equivocation(&vkey, &file)
         }
+        Command::Keygen(args) => keygen(&args).map(|()| ExitCode::SUCCESS),
+        Command::Submit(args) => submit(&args),
     }
 }
 
@@ -368,11 +434,168 @@ fn witness(args: WitnessArgs) -> anyhow::Result<()> {
     })
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if let Entries::Gatelog = args.entries {
+/// A new key pair for `id`.
+fn new_actor_key(id: &str) -> anyhow::Result<NoteSigner> {
+    use rand_core::{OsRng, RngCore};
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    NoteSigner::from_seed(id, seed).map_err(|e| anyhow::anyhow!("--id {id:?}: {e}"))
+}
+
+/// FILE.pub beside FILE.
+fn pub_path(key: &Path) -> PathBuf {
+    let mut p = key.as_os_str().to_owned();
+    p.push(".pub");
+    PathBuf::from(p)
+}
+
+/// Writes `key` to `out` (0600) and its verifier key to `out`.pub.
+fn write_key_pair(key: &NoteSigner, out: &Path) -> anyhow::Result<()> {
+    keyfile::write_secret(out, &key.to_private_key_string())
+        .with_context(|| format!("writing {}", out.display()))?;
+    let public = pub_path(out);
+    std::fs::write(&public, format!("{}\n", key.verifier().to_vkey()))
+        .with_context(|| format!("writing {}", public.display()))?;
+    Ok(())
+}
+
+fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
+    for path in [args.out.clone(), pub_path(&args.out)] {
+        if path.exists() {
+            anyhow::bail!(
+                "{} exists; keygen never overwrites a key: choose another --out or remove it",
+                path.display()
+            );
+        }
+    }
+    let key = new_actor_key(&args.id)?;
+    write_key_pair(&key, &args.out)?;
+    let public = key.verifier().public_key();
+    println!("private key: {} (mode 0600)", args.out.display());
+    println!("public key:  {}", pub_path(&args.out).display());
+    println!("key id:      {:08x}", key.key_id());
+    println!(
+        "publicKey for an identityRegistration: {}",
+        base64::engine::general_purpose::STANDARD.encode(public)
+    );
+    Ok(())
+}
+
+/// Reads a private key file written by `keygen`.
+fn read_private_key(path: &Path) -> anyhow::Result<NoteSigner> {
+    let text = keyfile::read_secret(path).with_context(|| format!("reading {}", path.display()))?;
+    NoteSigner::parse(text.trim()).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a gatelog private key ({e}); make one with `gatelog keygen`",
+            path.display()
+        )
+    })
+}
+
+/// Reads a public key file (FILE.pub) written by `keygen`.
+fn read_public_key(path: &Path) -> anyhow::Result<NoteVerifier> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if text.starts_with("PRIVATE+KEY+") {
         anyhow::bail!(
-            "--entries gatelog (signed workflow entries) is not in this build yet; use --entries opaque"
+            "{} is a private key; pass the public one ({})",
+            path.display(),
+            pub_path(path).display()
         );
+    }
+    NoteVerifier::parse(text.trim())
+        .map_err(|e| anyhow::anyhow!("{}: not a gatelog public key: {e}", path.display()))
+}
+
+/// The bootstrap admins: the --admin-key files, or DATA_DIR/admin.key.pub
+/// (generated on first start).
+fn admin_keys(args: &ServeArgs) -> anyhow::Result<Vec<NoteVerifier>> {
+    if !args.admin_keys.is_empty() {
+        let keys = args
+            .admin_keys
+            .iter()
+            .map(|p| read_public_key(p).with_context(|| "--admin-key".to_string()))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for (i, k) in keys.iter().enumerate() {
+            if keys[..i].iter().any(|o| o.name() == k.name()) {
+                anyhow::bail!("two --admin-key files name the admin {:?}", k.name());
+            }
+        }
+        return Ok(keys);
+    }
+    let private = args.data_dir.join("admin.key");
+    let public = pub_path(&private);
+    if !public.exists() {
+        let key = new_actor_key("admin")?;
+        write_key_pair(&key, &private)?;
+        println!(
+            "gatelog: generated the bootstrap admin key {} (id admin); sign admin statements with it",
+            private.display()
+        );
+    }
+    Ok(vec![read_public_key(&public)?])
+}
+
+fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
+    use gatelog::entry::{self, statement_from_json, timestamp};
+    use prost::Message;
+    let log = parse_url(&args.log)?;
+    let key = read_private_key(&args.key)?;
+    let json = if args.statement.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(&args.statement)
+            .with_context(|| format!("reading {}", args.statement.display()))?
+    };
+    let mut statement = statement_from_json(&json)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.statement.display()))?;
+    if statement.issued_at.is_none() {
+        statement.issued_at = Some(timestamp(gatelog::gatekeeper::now_ms()));
+    }
+    let signed = entry::sign(&key, &statement).encode_to_vec();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let (status, body) = runtime
+        .block_on(gatelog::client::http_request(
+            hyper::Method::POST,
+            &log,
+            "/v1/entries",
+            signed.into(),
+            timeout,
+        ))
+        .map_err(|e| anyhow::anyhow!("submitting to {}: {e}", args.log))?;
+    let answer: serde_json::Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let pretty = serde_json::to_string_pretty(&answer).unwrap_or_default();
+    if status != 200 {
+        eprintln!("gatelog: the log refused the statement (HTTP {status}):");
+        eprintln!("{pretty}");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{pretty}");
+    let proof_out = args.proof_out.clone().unwrap_or_else(|| {
+        if args.statement.as_os_str() == "-" {
+            PathBuf::from("statement.tlog-proof")
+        } else {
+            args.statement.with_extension("tlog-proof")
+        }
+    });
+    let proof = answer["proof"].as_str().unwrap_or_default();
+    std::fs::write(&proof_out, proof)
+        .with_context(|| format!("writing {}", proof_out.display()))?;
+    eprintln!(
+        "gatelog: tlog-proof bundle saved to {}",
+        proof_out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if matches!(args.entries, Entries::Opaque) && !args.admin_keys.is_empty() {
+        anyhow::bail!("--admin-key needs --entries gatelog: an opaque log has no identities");
     }
     let witnesses = args
         .witnesses
@@ -403,6 +626,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let log = Log::open(&args.data_dir, args.origin.as_deref())
         .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
     let log = Arc::new(log);
+    let (gate, admission) = match args.entries {
+        Entries::Opaque => (None, None),
+        Entries::Gatelog => {
+            let admins = admin_keys(&args)?;
+            let keeper = Gatekeeper::open(&log, admins, Box::new(CedarEngine::default()))
+                .context("rebuilding the gate's state from the log")?;
+            let skew = args.max_clock_skew_secs as i64 * 1000;
+            let gate = server::Gate {
+                state: keeper.state(),
+                limits: entry::Limits {
+                    max_future_ms: skew,
+                    max_backdate_ms: skew,
+                },
+            };
+            (
+                Some(gate),
+                Some(Box::new(keeper) as Box<dyn sequencer::Admission>),
+            )
+        }
+    };
     let (handle, sequencer_thread) = sequencer::start(
         log.clone(),
         SequencerConfig {
@@ -411,6 +654,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_pending: args.max_pending as usize,
             max_pending_bytes: args.max_pending_bytes as usize,
         },
+        admission,
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -431,6 +675,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             read_timeout: Duration::from_secs(args.read_timeout_secs),
             witness_timeout,
         },
+        gate,
     });
     // The sequencer ends only on shutdown or a storage failure; in the
     // latter case the server stops too, so a supervisor restarts it and the

@@ -12,16 +12,24 @@
 //! witness ([`witness`]) and the log's rounds of asking witnesses to
 //! cosign ([`witnessing`]), and the gossiping [`monitor`].
 
+#[cfg(feature = "cedar")]
+pub mod cedar;
 pub mod checkpoint;
 pub mod cosignature;
 pub mod decimal;
+pub mod entry;
 pub mod equivocation;
+pub mod gate;
 pub mod merkle;
 pub mod note;
 pub mod policy;
 pub mod tiles;
 pub mod tlog_proof;
 
+#[cfg(feature = "server")]
+pub mod client;
+#[cfg(feature = "server")]
+pub mod gatekeeper;
 #[cfg(feature = "server")]
 pub mod keyfile;
 #[cfg(feature = "server")]

@@ -12,21 +12,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::{Request, Uri};
-use hyper_util::rt::TokioIo;
+use hyper::Uri;
 use thiserror::Error;
-use tokio::net::TcpStream;
 
 use crate::checkpoint::Checkpoint;
+use crate::client::http_get;
 use crate::equivocation::Equivocation;
 use crate::keyfile;
 use crate::merkle::{verify_consistency, Hash};
 use crate::note::NoteVerifier;
 
 /// Largest answer read from a log or a peer.
-const MAX_BODY_BYTES: usize = 1 << 20;
 /// Polls in a row a log may fail to prove consistency between two
 /// checkpoints it signed before that counts as a split view: one failure
 /// may be an outage, a log that never answers may be hiding a fork.
@@ -70,36 +66,6 @@ pub struct Monitor {
     latest: Mutex<Option<(String, Checkpoint)>>,
     /// Consecutive polls without a consistency proof, per (old, new) size.
     proof_failures: Mutex<HashMap<(u64, u64), u32>>,
-}
-
-/// GET `path` under `base`; the status and body.
-pub async fn http_get(base: &Uri, path: &str, timeout: Duration) -> Result<(u16, Bytes), String> {
-    let authority = base.authority().ok_or("URL without host")?.clone();
-    let uri = format!("{}{path}", base.path().trim_end_matches('/'));
-    let fetch = async {
-        let stream = TcpStream::connect(authority.as_str())
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let req = Request::get(uri)
-            .header("host", authority.as_str())
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((status, body))
-    };
-    tokio::time::timeout(timeout, fetch)
-        .await
-        .map_err(|_| format!("no answer from {authority} within {timeout:?}"))?
 }
 
 impl Monitor {

@@ -226,6 +226,17 @@ impl NoteSigner {
         }
     }
 
+    /// The key ID (see [`key_id`]).
+    pub fn key_id(&self) -> u32 {
+        self.0.id
+    }
+
+    /// A bare Ed25519 signature over `message`, for signing that is not a
+    /// note (e.g. log entries).
+    pub fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
+        self.0.key.sign(message).to_bytes()
+    }
+
     /// The signature line ("— name base64(id || sig)\n") over `text`.
     pub fn signature_line(&self, text: &str) -> String {
         self.0.signature_line(&[], text.as_bytes())

@@ -4,6 +4,10 @@
 //! Only then does it answer each submission, with its index and an
 //! inclusion proof against that checkpoint.
 //!
+//! An [`Admission`] (the gate, for gatelog entries) decides in log order
+//! what each new submission becomes: appended, replaced by the log's
+//! record of a refusal, or rejected without logging anything.
+//!
 //! The queue in front of it is bounded: when full, submissions are
 //! refused at once ([`SubmitError::Overloaded`]) instead of piling up.
 
@@ -18,6 +22,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::checkpoint::Checkpoint;
+use crate::gate::{Refusal, Rejection};
 use crate::log::{Log, LogHead};
 use crate::merkle::{leaf_hash, Hash, Prover};
 use crate::store::{Commit, Store};
@@ -51,6 +56,29 @@ pub struct Appended {
     /// Whether the entry was already in the log, or came earlier in the
     /// same batch; only the first submission of an entry is not.
     pub duplicate: bool,
+    /// Set when the gate refused the submission: it was not appended, and
+    /// `index`, `leaf_hash` and `proof` are those of the log's record of
+    /// the refusal.
+    pub refusal: Option<Refusal>,
+}
+
+/// What a new submission becomes.
+#[derive(Debug)]
+pub enum Admit {
+    /// Append it.
+    Append,
+    /// Append `record` (the log's own entry) in its place.
+    Record { record: Vec<u8>, refusal: Refusal },
+    /// Append nothing.
+    Reject(Rejection),
+}
+
+/// Decides what new submissions become, in log order. Runs on the
+/// sequencer thread, so it may keep state without locks of its own.
+pub trait Admission: Send + 'static {
+    /// One answer per entry; `first` is the index the first `Append` or
+    /// `Record` gets, and each takes the next.
+    fn admit(&mut self, first: u64, entries: &[&[u8]]) -> Vec<Admit>;
 }
 
 /// Why a submission was not sequenced.
@@ -62,6 +90,8 @@ pub enum SubmitError {
     Stopped,
     #[error("storage failure while sequencing: {0}")]
     Storage(String),
+    #[error("{}", .0.message)]
+    Rejected(Rejection),
 }
 
 struct Submission {
@@ -86,6 +116,7 @@ pub struct SequencerHandle {
 pub fn start(
     log: Arc<Log>,
     config: SequencerConfig,
+    mut admission: Option<Box<dyn Admission>>,
 ) -> (SequencerHandle, JoinHandle<Result<(), SubmitError>>) {
     assert!(log.claim_writer(), "a log has exactly one sequencer");
     let (tx, rx) = mpsc::sync_channel(config.max_pending);
@@ -98,7 +129,7 @@ pub fn start(
     };
     let thread = std::thread::Builder::new()
         .name("sequencer".into())
-        .spawn(move || run(&log, &config, &rx, &pending_bytes))
+        .spawn(move || run(&log, &config, &rx, &pending_bytes, admission.as_deref_mut()))
         .expect("spawning the sequencer thread");
     (handle, thread)
 }
@@ -139,6 +170,7 @@ fn run(
     config: &SequencerConfig,
     rx: &mpsc::Receiver<Submission>,
     pending_bytes: &AtomicUsize,
+    mut admission: Option<&mut dyn Admission>,
 ) -> Result<(), SubmitError> {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -163,7 +195,7 @@ fn run(
             }
         }
         let bytes: usize = batch.iter().map(|s| s.entry.len()).sum();
-        let result = integrate(log, batch);
+        let result = integrate(log, batch, admission.as_deref_mut());
         pending_bytes.fetch_sub(bytes, Relaxed);
         if let Err(e) = result {
             // Storage may now hold more than we know: stop rather than
@@ -179,31 +211,35 @@ fn run(
 
 /// Sequences one batch and answers every submission in it. An error means
 /// storage failed; every submission of the batch has been answered with it.
-fn integrate(log: &Log, batch: Vec<Submission>) -> Result<(), SubmitError> {
-    let result = sequence(log, &batch);
+fn integrate(
+    log: &Log,
+    batch: Vec<Submission>,
+    admission: Option<&mut dyn Admission>,
+) -> Result<(), SubmitError> {
+    let result = sequence(log, &batch, admission);
     let m = &log.metrics;
     match result {
         Ok(Sequenced {
             head,
-            indices,
+            outcomes,
             mut prover,
         }) => {
-            for (s, (index, duplicate)) in batch.into_iter().zip(indices) {
-                let proof = match prover.inclusion(index, head.size) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = s.reply.send(Err(SubmitError::Storage(e.to_string())));
-                        continue;
-                    }
-                };
+            for (s, outcome) in batch.into_iter().zip(outcomes) {
+                let answer = outcome.map_err(SubmitError::Rejected).and_then(|o| {
+                    let proof = prover
+                        .inclusion(o.index, head.size)
+                        .map_err(|e| SubmitError::Storage(e.to_string()))?;
+                    Ok(Appended {
+                        index: o.index,
+                        leaf_hash: o.leaf,
+                        proof,
+                        head: head.clone(),
+                        duplicate: o.duplicate,
+                        refusal: o.refusal,
+                    })
+                });
                 m.integration_latency.observe_duration(s.arrived.elapsed());
-                let _ = s.reply.send(Ok(Appended {
-                    index,
-                    leaf_hash: s.leaf,
-                    proof,
-                    head: head.clone(),
-                    duplicate,
-                }));
+                let _ = s.reply.send(answer);
             }
             Ok(())
         }
@@ -216,39 +252,102 @@ fn integrate(log: &Log, batch: Vec<Submission>) -> Result<(), SubmitError> {
     }
 }
 
+/// Where one submission of a committed batch ended up.
+struct Outcome {
+    index: u64,
+    leaf: Hash,
+    duplicate: bool,
+    refusal: Option<Refusal>,
+}
+
 /// A committed batch.
 struct Sequenced<'a> {
     /// The head covering the batch.
     head: Arc<LogHead>,
-    /// Each submission's (index, duplicate), in batch order.
-    indices: Vec<(u64, bool)>,
+    /// Each submission's outcome, in batch order.
+    outcomes: Vec<Result<Outcome, Rejection>>,
     /// Proofs over the committed tree; it remembers the batch's tiles.
     prover: Prover<TileNodes<Overlay<&'a Store>>>,
 }
 
 /// Assigns indices and commits the batch.
-fn sequence<'a>(log: &'a Log, batch: &[Submission]) -> Result<Sequenced<'a>, SubmitError> {
+fn sequence<'a>(
+    log: &'a Log,
+    batch: &[Submission],
+    admission: Option<&mut dyn Admission>,
+) -> Result<Sequenced<'a>, SubmitError> {
     let storage = |e: &dyn std::fmt::Display| SubmitError::Storage(e.to_string());
     let store = log.store();
     let head = log.head();
-    let mut fresh: Vec<(u64, Hash, &[u8])> = Vec::new();
-    let mut in_batch: HashMap<Hash, u64> = HashMap::new();
-    let mut indices = Vec::with_capacity(batch.len());
+    // Each submission is either already stored, or the first or a repeat
+    // of a new entry (by its position in `new`).
+    enum Seen {
+        Stored(u64),
+        New(usize),
+    }
+    let mut new: Vec<&Submission> = Vec::new();
+    let mut in_batch: HashMap<Hash, usize> = HashMap::new();
+    let mut seen = Vec::with_capacity(batch.len());
     for s in batch {
-        if let Some(&i) = in_batch.get(&s.leaf) {
-            indices.push((i, true));
+        if let Some(&k) = in_batch.get(&s.leaf) {
+            seen.push((Seen::New(k), true));
         } else if let Some(i) = store.index_of(&s.leaf).map_err(|e| storage(&e))? {
-            indices.push((i, true));
+            seen.push((Seen::Stored(i), true));
         } else {
-            let i = head.size + fresh.len() as u64;
-            in_batch.insert(s.leaf, i);
-            fresh.push((i, s.leaf, &s.entry));
-            indices.push((i, false));
+            in_batch.insert(s.leaf, new.len());
+            seen.push((Seen::New(new.len()), false));
+            new.push(s);
         }
     }
+    let admits = match admission {
+        Some(a) if !new.is_empty() => {
+            let entries: Vec<&[u8]> = new.iter().map(|s| s.entry.as_slice()).collect();
+            let admits = a.admit(head.size, &entries);
+            assert_eq!(admits.len(), new.len(), "one answer per entry");
+            admits
+        }
+        _ => new.iter().map(|_| Admit::Append).collect(),
+    };
+    // What each new entry became, and the leaves to append.
+    let mut placed: Vec<std::result::Result<(u64, Hash, Option<Refusal>), Rejection>> =
+        Vec::with_capacity(new.len());
+    let mut fresh: Vec<(u64, Hash, &[u8])> = Vec::with_capacity(new.len());
+    for (s, admit) in new.iter().zip(&admits) {
+        let index = head.size + fresh.len() as u64;
+        match admit {
+            Admit::Append => {
+                fresh.push((index, s.leaf, &s.entry));
+                placed.push(Ok((index, s.leaf, None)));
+            }
+            Admit::Record { record, refusal } => {
+                let leaf = leaf_hash(record);
+                fresh.push((index, leaf, record));
+                placed.push(Ok((index, leaf, Some(refusal.clone()))));
+            }
+            Admit::Reject(r) => placed.push(Err(r.clone())),
+        }
+    }
+    let outcomes = seen
+        .into_iter()
+        .zip(batch)
+        .map(|((at, duplicate), s)| match at {
+            Seen::Stored(index) => Ok(Outcome {
+                index,
+                leaf: s.leaf,
+                duplicate,
+                refusal: None,
+            }),
+            Seen::New(k) => placed[k].clone().map(|(index, leaf, refusal)| Outcome {
+                index,
+                leaf,
+                duplicate,
+                refusal,
+            }),
+        })
+        .collect();
     let m = &log.metrics;
     m.duplicates
-        .fetch_add((batch.len() - fresh.len()) as u64, Relaxed);
+        .fetch_add((batch.len() - new.len()) as u64, Relaxed);
     let leaves: Vec<Hash> = fresh.iter().map(|f| f.1).collect();
     let changed = if leaves.is_empty() {
         HashMap::new()
@@ -262,7 +361,7 @@ fn sequence<'a>(log: &'a Log, batch: &[Submission]) -> Result<Sequenced<'a>, Sub
     if fresh.is_empty() {
         return Ok(Sequenced {
             head,
-            indices,
+            outcomes,
             prover,
         });
     }
@@ -296,7 +395,7 @@ fn sequence<'a>(log: &'a Log, batch: &[Submission]) -> Result<Sequenced<'a>, Sub
     log.set_head(new_head.clone());
     Ok(Sequenced {
         head: new_head,
-        indices,
+        outcomes,
         prover,
     })
 }

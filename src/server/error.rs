@@ -1,5 +1,7 @@
 //! API errors and the one place that maps errors to HTTP statuses.
-//! Every error answers with JSON `{"error": {"code", "message"}}`.
+//! Every error answers with JSON `{"error": {"code", "message"}}`, plus
+//! `field` when one field is at fault and any details (e.g. the rules a
+//! refused intent broke).
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -19,6 +21,10 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong, for a person.
     pub message: String,
+    /// The request field at fault, as a proto3 JSON path.
+    pub field: Option<String>,
+    /// More members of the error object.
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -28,7 +34,21 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            field: None,
+            details: serde_json::Map::new(),
         }
+    }
+
+    /// The same error, naming the field at fault.
+    pub fn at(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// The same error with one more member in its JSON object.
+    pub fn with(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.details.insert(key.to_string(), value);
+        self
     }
 
     /// 405 naming the methods `path` accepts, with an Allow header.
@@ -51,9 +71,13 @@ impl ApiError {
 
     /// The JSON response.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let body = serde_json::json!({
-            "error": { "code": self.code, "message": self.message }
-        });
+        let mut error = self.details;
+        error.insert("code".into(), self.code.into());
+        error.insert("message".into(), self.message.into());
+        if let Some(field) = self.field {
+            error.insert("field".into(), field.into());
+        }
+        let body = serde_json::json!({ "error": error });
         let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
         *r.status_mut() = self.status;
         r.headers_mut()
@@ -92,6 +116,14 @@ impl From<SubmitError> for ApiError {
             SubmitError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             SubmitError::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "sequencer_stopped"),
             SubmitError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
+            SubmitError::Rejected(r) => {
+                let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+                let e = ApiError::new(status, r.code, r.message.clone());
+                return match &r.field {
+                    Some(f) => e.at(f.clone()),
+                    None => e,
+                };
+            }
         };
         ApiError::new(status, code, e.to_string())
     }

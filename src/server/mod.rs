@@ -5,6 +5,7 @@
 //! The only module that imports hyper's server. It takes a bound listener
 //! and a shutdown future, so tests can bind port 0.
 
+mod chains;
 mod error;
 pub mod monitor;
 mod routes;
@@ -55,6 +56,16 @@ pub struct App {
     pub witnessing: Option<Arc<Witnessing>>,
     /// Limits.
     pub config: ServerConfig,
+    /// The gate, when the log holds gatelog entries (`--entries gatelog`).
+    pub gate: Option<Gate>,
+}
+
+/// What the HTTP layer needs of the gate.
+pub struct Gate {
+    /// The gate state, read for chains and obligations.
+    pub state: crate::gatekeeper::SharedState,
+    /// Stateless limits checked before an entry queues.
+    pub limits: crate::entry::Limits,
 }
 
 /// Serves the log's HTTP API on `listener` until `shutdown` resolves.

@@ -14,13 +14,15 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ApiError, App};
+use super::{chains, ApiError, App, Gate};
 use crate::decimal::parse_decimal;
+use crate::entry::{validate, DecodedEntry};
+use crate::gatekeeper::{now_ms, SharedState};
 use crate::merkle::Hash;
 use crate::tiles::{TileKind, TilePath, MAX_ENTRY_BYTES};
 use crate::tlog_proof::TlogProof;
 
-pub(super) type HttpResponse = Response<Full<Bytes>>;
+pub(crate) type HttpResponse = Response<Full<Bytes>>;
 type Result<T> = std::result::Result<T, ApiError>;
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -45,6 +47,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
         | "/v1/proof/consistency"
         | "/metrics" => "GET, HEAD",
         p if p.starts_with("/tile/") => "GET, HEAD",
+        "/v1/obligations" => "GET, HEAD",
+        p if p.starts_with("/v1/chains/") => "GET, HEAD",
         _ => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -84,6 +88,11 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
         // that off the threads that drive every connection.
         "/v1/proof/inclusion" => blocking(app, move |app| serve_inclusion(app, &query)).await,
         "/v1/proof/consistency" => blocking(app, move |app| serve_consistency(app, &query)).await,
+        "/v1/obligations" => chains::serve_obligations(gate(app)?),
+        p if p.starts_with("/v1/chains/") => {
+            let id = percent_decode(p.strip_prefix("/v1/chains/").expect("routed on prefix"))?;
+            blocking(app, move |app| chains::serve_chain(app, gate(app)?, &id)).await
+        }
         _ => {
             blocking(app, move |app| {
                 serve_tile(app, path.strip_prefix("/tile/").expect("routed on prefix"))
@@ -197,9 +206,33 @@ pub(super) async fn read_body(
     Ok(body.to_bytes())
 }
 
+/// The gate state, or 404 when the log holds opaque entries.
+fn gate(app: &App) -> Result<&SharedState> {
+    app.gate.as_ref().map(|g| &g.state).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_a_gatelog",
+            "this log is serving opaque entries (--entries opaque): it has no chains",
+        )
+    })
+}
+
+/// Stateless checks of a gatelog entry, before it queues for the gate.
+fn check_entry(gate: &Gate, entry: &[u8]) -> Result<()> {
+    let decoded = DecodedEntry::decode(entry).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed_entry", e.message).at(e.field)
+    })?;
+    validate(&decoded, now_ms(), &gate.limits).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_entry", e.message).at(e.field)
+    })
+}
+
 async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpResponse> {
     let body = read_body(req, app.config.max_body_bytes, app.config.read_timeout).await?;
     let entry = decode_entry(app, body)?;
+    if let Some(gate) = &app.gate {
+        check_entry(gate, &entry)?;
+    }
     let appended = app.sequencer.submit(entry).await?;
     let (proof, checkpoint) = match app.witnessing.as_ref().filter(|w| w.quorum() > 0) {
         None => (appended.proof, appended.head.checkpoint.to_string()),
@@ -238,6 +271,37 @@ async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpRespon
         proof,
         checkpoint,
     };
+    if let Some(refusal) = &appended.refusal {
+        let violations: Vec<serde_json::Value> = refusal
+            .violations
+            .iter()
+            .map(|v| json!({"rule": v.rule, "code": v.code, "message": v.message}))
+            .collect();
+        let rules: Vec<String> = refusal
+            .violations
+            .iter()
+            .map(|v| format!("rule {} ({})", v.rule, v.code))
+            .collect();
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "gate_refused",
+            format!("the gate refused this entry: {}", rules.join(", ")),
+        )
+        .with("violations", violations.into())
+        .with(
+            "policy",
+            serde_json::to_value(&refusal.policy).unwrap_or_default(),
+        )
+        .with(
+            "refusalRecord",
+            json!({
+                "index": appended.index,
+                "leaf_hash": B64.encode(appended.leaf_hash),
+                "checkpoint": bundle.checkpoint,
+                "proof": bundle.encode(),
+            }),
+        ));
+    }
     // A struct, not json!(): this is the hot path, and a Value tree costs
     // an allocation per field.
     #[derive(serde::Serialize)]
@@ -348,7 +412,7 @@ impl Query {
     }
 }
 
-fn percent_decode(s: &str) -> Result<String> {
+pub(super) fn percent_decode(s: &str) -> Result<String> {
     let bad = || ApiError::bad_param("malformed percent-encoding in query");
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());

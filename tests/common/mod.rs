@@ -127,9 +127,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `gatelog serve --data-dir DIR --listen 127.0.0.1:0 ARGS...`
-    /// and waits until it listens.
+    /// Starts `gatelog serve --data-dir DIR --listen 127.0.0.1:0
+    /// --entries opaque ARGS...` (a generic log) and waits until it listens.
     pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        let mut all = vec!["--entries", "opaque"];
+        all.extend_from_slice(args);
+        Self::start_command("serve", data_dir, &all)
+    }
+
+    /// Starts `gatelog serve` on gatelog entries (the default) with ARGS.
+    pub fn start_gatelog(data_dir: &Path, args: &[&str]) -> Server {
         Self::start_command("serve", data_dir, args)
     }
 

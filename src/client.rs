@@ -1,0 +1,56 @@
+//! A minimal HTTP/1.1 client for talking to gatelog services (a log, a
+//! peer monitor): one request per connection, bounded answer, timeout.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// The largest answer read.
+const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Sends `method path` under `base` with `body`; the status and body.
+pub async fn http_request(
+    method: Method,
+    base: &Uri,
+    path: &str,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<(u16, Bytes), String> {
+    let authority = base.authority().ok_or("URL without host")?.clone();
+    let uri = format!("{}{path}", base.path().trim_end_matches('/'));
+    let fetch = async {
+        let stream = TcpStream::connect(authority.as_str())
+            .await
+            .map_err(|e| format!("connecting to {authority}: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", authority.as_str())
+            .body(Full::new(body))
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = Limited::new(resp.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body))
+    };
+    tokio::time::timeout(timeout, fetch)
+        .await
+        .map_err(|_| format!("no answer from {authority} within {timeout:?}"))?
+}
+
+/// GET `path` under `base`; the status and body.
+pub async fn http_get(base: &Uri, path: &str, timeout: Duration) -> Result<(u16, Bytes), String> {
+    http_request(Method::GET, base, path, Bytes::new(), timeout).await
+}

@@ -1,0 +1,213 @@
+//! The gate at append time: the sequencer's [`Admission`] for gatelog
+//! entries. It rebuilds the [`GateState`] from the log on start, checks a
+//! batch's signatures in one batch verification, runs the gate on each
+//! entry in log order, and writes the log's signed `gateRefusal` record
+//! for each refused intent.
+//!
+//! The state is shared (read-only) with the HTTP handlers that serve
+//! chains and obligations.
+
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use prost::Message;
+use thiserror::Error;
+
+use crate::entry::proto::{Actor, GateRefusal};
+use crate::entry::{self, timestamp, Body, DecodedEntry, Statement};
+use crate::gate::{self, GateState, PolicyEngine, Refusal, Rejection, Verdict};
+use crate::log::Log;
+use crate::note::{NoteSigner, NoteVerifier};
+use crate::sequencer::{Admission, Admit};
+use crate::store::StoreError;
+
+/// Why the gate's state could not be rebuilt from the log.
+#[derive(Debug, Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    #[error("entry {index} is not a gatelog SignedEntry ({reason}); this log holds other entries: serve it with --entries opaque")]
+    NotAnEntry { index: u64, reason: String },
+}
+
+/// The current time in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The gate state behind a lock: the sequencer writes, readers read.
+pub type SharedState = Arc<RwLock<GateState>>;
+
+/// The sequencer's admission for gatelog entries.
+pub struct Gatekeeper {
+    state: SharedState,
+    engine: Box<dyn PolicyEngine + Send>,
+    /// The log's key, for its refusal records.
+    signer: NoteSigner,
+}
+
+impl Gatekeeper {
+    /// Replays every entry of `log` into a fresh state that trusts
+    /// `admins`.
+    pub fn open(
+        log: &Log,
+        admins: Vec<NoteVerifier>,
+        engine: Box<dyn PolicyEngine + Send>,
+    ) -> Result<Self, ReplayError> {
+        let signer = NoteSigner::parse(&log.signer().to_private_key_string())
+            .expect("the log's own key parses");
+        let mut state = GateState::new(log.verifier().clone(), admins);
+        let size = log.head().size;
+        const CHUNK: u64 = 4096;
+        let mut start = 0;
+        while start < size {
+            let count = CHUNK.min(size - start);
+            for (k, leaf) in log.store().entries(start, count)?.iter().enumerate() {
+                let index = start + k as u64;
+                let decoded = DecodedEntry::decode(leaf).map_err(|e| ReplayError::NotAnEntry {
+                    index,
+                    reason: e.to_string(),
+                })?;
+                state.apply(index, &decoded);
+            }
+            start += count;
+        }
+        Ok(Gatekeeper {
+            state: Arc::new(RwLock::new(state)),
+            engine,
+            signer,
+        })
+    }
+
+    /// The state, for readers.
+    pub fn state(&self) -> SharedState {
+        self.state.clone()
+    }
+
+    /// The log's signed record of a refused entry, to sit at `index`.
+    fn refusal_record(&self, index: u64, refused: &[u8], d: &DecodedEntry, r: &Refusal) -> Vec<u8> {
+        let statement = Statement {
+            actor: Some(Actor {
+                id: self.signer.name().to_string(),
+                ..Default::default()
+            }),
+            chain_id: d.statement.chain_id.clone(),
+            issued_at: Some(timestamp(now_ms())),
+            body: Some(Body::GateRefusal(GateRefusal {
+                refused_entry: refused.to_vec(),
+                violations: r.violations.clone(),
+                policy: r.policy.clone(),
+                index,
+            })),
+            ..Default::default()
+        };
+        entry::sign(&self.signer, &statement).encode_to_vec()
+    }
+}
+
+/// Checks every signature whose key is known: one batch verification,
+/// falling back to one by one to find the bad ones.
+fn verify_signatures(entries: &[Option<(&DecodedEntry, VerifyingKey)>]) -> Vec<bool> {
+    let parsed: Vec<Option<(Vec<u8>, Signature, VerifyingKey)>> = entries
+        .iter()
+        .map(|e| {
+            let (d, key) = e.as_ref()?;
+            let sig = Signature::from_slice(&d.signed.signature).ok()?;
+            Some((d.signed_message(), sig, *key))
+        })
+        .collect();
+    let present: Vec<&(Vec<u8>, Signature, VerifyingKey)> = parsed.iter().flatten().collect();
+    let messages: Vec<&[u8]> = present.iter().map(|p| p.0.as_slice()).collect();
+    let signatures: Vec<Signature> = present.iter().map(|p| p.1).collect();
+    let keys: Vec<VerifyingKey> = present.iter().map(|p| p.2).collect();
+    let all_good = ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
+    entries
+        .iter()
+        .zip(&parsed)
+        .map(|(e, p)| match (e, p) {
+            (Some(_), Some(_)) if all_good => true,
+            (Some((d, key)), Some(_)) => {
+                entry::verify(key, &d.signed.statement, &d.signed.signature)
+            }
+            _ => false,
+        })
+        .collect()
+}
+
+impl Admission for Gatekeeper {
+    fn admit(&mut self, first: u64, entries: &[&[u8]]) -> Vec<Admit> {
+        let decoded: Vec<Result<DecodedEntry, Rejection>> = entries
+            .iter()
+            .map(|e| {
+                DecodedEntry::decode(e)
+                    .map_err(|e| Rejection::new(400, "malformed_entry", e.message).at(e.field))
+            })
+            .collect();
+        let mut state = self.state.write().expect("gate state lock");
+        let keyed: Vec<Option<(&DecodedEntry, VerifyingKey)>> = decoded
+            .iter()
+            .map(|d| {
+                let d = d.as_ref().ok()?;
+                Some((d, state.signing_key(d).ok()?))
+            })
+            .collect();
+        let verified = verify_signatures(&keyed);
+        let mut next = first;
+        let mut out = Vec::with_capacity(entries.len());
+        for (k, d) in decoded.iter().enumerate() {
+            let d = match d {
+                Ok(d) => d,
+                Err(r) => {
+                    out.push(Admit::Reject(r.clone()));
+                    continue;
+                }
+            };
+            // An earlier entry of this batch may have registered, rotated
+            // or revoked the key: ask again, and verify alone if it changed.
+            let key = match state.signing_key(d) {
+                Ok(key) => key,
+                Err(r) => {
+                    out.push(Admit::Reject(r));
+                    continue;
+                }
+            };
+            let good = match keyed[k] {
+                Some((_, batch_key)) if batch_key == key => verified[k],
+                _ => entry::verify(&key, &d.signed.statement, &d.signed.signature),
+            };
+            if !good {
+                out.push(Admit::Reject(
+                    Rejection::new(
+                        401,
+                        "bad_signature",
+                        format!(
+                            "the signature does not verify with key {:08x} of {}",
+                            d.signed.key_id, d.signed.signer_id
+                        ),
+                    )
+                    .at("signedEntry.signature"),
+                ));
+                continue;
+            }
+            match gate::check(&state, next, d, self.engine.as_mut()) {
+                Err(r) => out.push(Admit::Reject(r)),
+                Ok(Verdict::Admit) => {
+                    state.apply(next, d);
+                    next += 1;
+                    out.push(Admit::Append);
+                }
+                Ok(Verdict::Refuse(refusal)) => {
+                    let record = self.refusal_record(next, entries[k], d, &refusal);
+                    let recorded = DecodedEntry::decode(&record).expect("our own record decodes");
+                    state.apply(next, &recorded);
+                    next += 1;
+                    out.push(Admit::Record { record, refusal });
+                }
+            }
+        }
+        out
+    }
+}

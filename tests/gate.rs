@@ -1,0 +1,972 @@
+//! The access-change workflow end to end over HTTP against the real
+//! binary: identities, every gate rule with a passing and a failing case,
+//! refusal records, break-glass reviews, chains, bad input, restart.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use common::{get_ok, hash_list, http, HttpResponse, Server};
+use gatelog::checkpoint::Checkpoint;
+use gatelog::entry;
+use gatelog::entry::build::{self, delta, human, link, nhi, target};
+use gatelog::entry::proto::{Actor, EntitlementDelta, EntryRef, PolicyRef, Statement};
+use gatelog::merkle::verify_inclusion;
+use gatelog::note::{NoteSigner, NoteVerifier};
+use prost::Message;
+
+const MINUTE: i64 = 60_000;
+
+fn now() -> i64 {
+    gatelog::gatekeeper::now_ms()
+}
+
+/// A running gatelog and the cast registered in it.
+struct Log {
+    server: Server,
+    _dir: tempfile::TempDir,
+    admin: (Actor, NoteSigner),
+    keys: HashMap<String, (Actor, NoteSigner)>,
+}
+
+/// An appended entry: where it is.
+#[derive(Clone)]
+struct At {
+    index: u64,
+    leaf: Vec<u8>,
+}
+
+impl At {
+    fn link(&self) -> EntryRef {
+        link(self.index, &self.leaf)
+    }
+}
+
+fn admin_key(dir: &Path) -> NoteSigner {
+    let text = std::fs::read_to_string(dir.join("admin.key")).expect("server wrote admin.key");
+    NoteSigner::parse(text.trim()).unwrap()
+}
+
+impl Log {
+    fn start() -> Log {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start_gatelog(dir.path(), &[]);
+        let admin = (human("admin"), admin_key(dir.path()));
+        let mut log = Log {
+            server,
+            _dir: dir,
+            admin,
+            keys: HashMap::new(),
+        };
+        log.register(human("alice"));
+        log.register(human("bob"));
+        log.register(human("carol"));
+        log.register(nhi("deployer", "spiffe://corp.example/ns/ci/sa/deployer"));
+        log.register(build::assistant(
+            "copilot",
+            "spiffe://corp.example/ns/ai/sa/copilot",
+            "gpt-x-2026-06",
+            "access-advisor-7",
+        ));
+        log
+    }
+
+    fn post(&self, key: &NoteSigner, st: &Statement) -> HttpResponse {
+        let leaf = entry::sign(key, st).encode_to_vec();
+        http(self.server.addr, "POST", "/v1/entries", &leaf).expect("POST")
+    }
+
+    /// Submits as `who`; must be appended.
+    fn ok(&self, who: &str, st: &Statement) -> At {
+        let key = self.key(who);
+        let r = self.post(key, st);
+        assert_eq!(r.status, 200, "{who}: {}", String::from_utf8_lossy(&r.body));
+        let j = r.json();
+        At {
+            index: j["index"].as_u64().unwrap(),
+            leaf: common::b64(j["leaf_hash"].as_str().unwrap()),
+        }
+    }
+
+    /// Submits as `who`; must be refused by the gate (403, logged). The
+    /// codes of the violations.
+    fn refused(&self, who: &str, st: &Statement) -> Vec<(u64, String)> {
+        let before = self.server.tree_size();
+        let r = self.post(self.key(who), st);
+        assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+        let e = &r.json()["error"];
+        assert_eq!(e["code"], "gate_refused", "{e}");
+        // The refusal itself is in the log, right after what was there.
+        assert_eq!(e["refusalRecord"]["index"].as_u64(), Some(before));
+        assert_eq!(self.server.tree_size(), before + 1);
+        e["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["rule"].as_u64().unwrap(),
+                    v["code"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Submits as `who`; must be rejected with `status` and `code`, and
+    /// change nothing.
+    fn rejected(
+        &self,
+        key: &NoteSigner,
+        st: &Statement,
+        status: u16,
+        code: &str,
+    ) -> serde_json::Value {
+        let before = self.server.tree_size();
+        let r = self.post(key, st);
+        assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.error_code(), code, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            self.server.tree_size(),
+            before,
+            "a rejected entry changed the log"
+        );
+        r.json()["error"].clone()
+    }
+
+    fn key(&self, who: &str) -> &NoteSigner {
+        if who == "admin" {
+            return &self.admin.1;
+        }
+        &self.keys[who].1
+    }
+
+    fn actor(&self, who: &str) -> &Actor {
+        if who == "admin" {
+            return &self.admin.0;
+        }
+        &self.keys[who].0
+    }
+
+    fn register(&mut self, actor: Actor) -> At {
+        let key = NoteSigner::from_seed(&actor.id, rand_seed()).unwrap();
+        let st = build::register(&self.admin.0, &actor, key.verifier().public_key(), now());
+        let at = self.ok("admin", &st);
+        self.keys.insert(actor.id.clone(), (actor, key));
+        at
+    }
+
+    fn chain(&self, id: &str) -> serde_json::Value {
+        get_ok(self.server.addr, &format!("/v1/chains/{id}")).json()
+    }
+
+    /// alice requests `d` on github in `chain`; bob approves it.
+    fn approved(&self, chain: &str, d: &EntitlementDelta) -> (At, At) {
+        let t = now();
+        let req = self.ok(
+            "alice",
+            &build::request(self.actor("alice"), chain, tgt(), d.clone(), t),
+        );
+        let dec = self.ok(
+            "bob",
+            &build::approve(
+                self.actor("bob"),
+                chain,
+                vec![req.link()],
+                d.clone(),
+                t + 30 * MINUTE,
+                t,
+            ),
+        );
+        (req, dec)
+    }
+
+    fn intent(
+        &self,
+        who: &str,
+        chain: &str,
+        links: Vec<EntryRef>,
+        d: &EntitlementDelta,
+    ) -> Statement {
+        build::intent(self.actor(who), chain, links, d.clone(), None, now())
+    }
+}
+
+fn rand_seed() -> [u8; 32] {
+    use rand_core::RngCore;
+    let mut seed = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut seed);
+    seed
+}
+
+fn tgt() -> entry::proto::Target {
+    target("github", "corp/payments", "alice")
+}
+
+fn write() -> EntitlementDelta {
+    delta(&["read"], &["write"], &[])
+}
+
+fn admin_rights() -> EntitlementDelta {
+    let mut d = delta(&["read"], &["admin"], &[]);
+    d.privileged = true;
+    d
+}
+
+fn codes(v: &[(u64, String)]) -> Vec<&str> {
+    v.iter().map(|(_, c)| c.as_str()).collect()
+}
+
+#[test]
+fn an_approved_chain_executes_and_reads_back_with_proofs() {
+    let log = Log::start();
+    let d = write();
+    let rec_target = log.ok(
+        "alice",
+        &build::request(log.actor("alice"), "CHG-1", tgt(), d.clone(), now()),
+    );
+    let rec = log.ok(
+        "copilot",
+        &build::recommend(
+            log.actor("copilot"),
+            "CHG-1",
+            vec![rec_target.link()],
+            d.clone(),
+            [9; 32],
+            now(),
+        ),
+    );
+    assert_eq!(log.chain("CHG-1")["status"], "recommended");
+    let dec = log.ok(
+        "bob",
+        &build::approve(
+            log.actor("bob"),
+            "CHG-1",
+            vec![rec_target.link()],
+            d.clone(),
+            now() + MINUTE,
+            now(),
+        ),
+    );
+    assert_eq!(log.chain("CHG-1")["status"], "approved");
+    let int = log.ok(
+        "deployer",
+        &log.intent("deployer", "CHG-1", vec![rec_target.link(), dec.link()], &d),
+    );
+    log.ok(
+        "deployer",
+        &build::outcome(
+            log.actor("deployer"),
+            "CHG-1",
+            vec![int.link()],
+            vec!["read".into(), "write".into()],
+            "gh-123",
+            now(),
+        ),
+    );
+    let chain = log.chain("CHG-1");
+    assert_eq!(chain["status"], "executed");
+    let entries = chain["entries"].as_array().unwrap();
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "accessRequest",
+            "recommendation",
+            "decision",
+            "executionIntent",
+            "executionOutcome"
+        ]
+    );
+    assert_eq!(entries[1]["index"], rec.index.to_string());
+    // Each entry's proof verifies against the chain's signed checkpoint.
+    let log_key = NoteVerifier::parse(&log.server.vkey).unwrap();
+    let cp = Checkpoint::open(chain["checkpoint"].as_str().unwrap().as_bytes(), &log_key).unwrap();
+    for e in entries {
+        let index: u64 = e["index"].as_str().unwrap().parse().unwrap();
+        let leaf: [u8; 32] = common::b64(e["leafHash"].as_str().unwrap())
+            .try_into()
+            .unwrap();
+        verify_inclusion(
+            index,
+            cp.size,
+            &leaf,
+            &hash_list(&e["inclusionProof"]),
+            &cp.root,
+        )
+        .unwrap();
+    }
+    // Decoded to the canonical JSON form.
+    let st = &entries[3]["entry"]["statement"];
+    assert_eq!(st["actor"]["kind"], "NHI");
+    assert_eq!(
+        st["actor"]["workload"]["spiffeId"],
+        "spiffe://corp.example/ns/ci/sa/deployer"
+    );
+    assert_eq!(
+        entries[1]["entry"]["statement"]["actor"]["modelId"],
+        "gpt-x-2026-06"
+    );
+    assert!(chain["obligation"].is_null());
+    assert_eq!(
+        http(log.server.addr, "GET", "/v1/chains/NOPE", b"")
+            .unwrap()
+            .status,
+        404
+    );
+}
+
+#[test]
+fn rule_1_the_chain_must_link_request_and_approval() {
+    let log = Log::start();
+    let d = write();
+    let (req, dec) = log.approved("C1", &d);
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "C1", vec![dec.link()], &d),
+    );
+    assert!(codes(&v).contains(&"request_not_linked"), "{v:?}");
+    assert!(v.iter().all(|(rule, _)| *rule == 1), "{v:?}");
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "C1", vec![req.link()], &d),
+    );
+    assert_eq!(codes(&v), ["no_approval"]);
+    log.ok(
+        "deployer",
+        &log.intent("deployer", "C1", vec![req.link(), dec.link()], &d),
+    );
+    // The refusals are in the chain, decoded, with the refused entry.
+    let chain = log.chain("C1");
+    let refusal = chain["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "gateRefusal")
+        .expect("refusal in the chain");
+    assert_eq!(
+        refusal["entry"]["refused"]["statement"]["actor"]["id"],
+        "deployer"
+    );
+    assert_eq!(
+        refusal["entry"]["signerId"],
+        log.server.vkey.split('+').next().unwrap()
+    );
+    assert_eq!(chain["status"], "executed");
+}
+
+#[test]
+fn rule_2_distinct_actors_and_no_assistant_approves() {
+    let log = Log::start();
+    let d = write();
+    // Self-approval.
+    let t = now();
+    let req = log.ok(
+        "alice",
+        &build::request(log.actor("alice"), "C2", tgt(), d.clone(), t),
+    );
+    let selfie = log.ok(
+        "alice",
+        &build::approve(
+            log.actor("alice"),
+            "C2",
+            vec![req.link()],
+            d.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "C2", vec![req.link(), selfie.link()], &d),
+    );
+    assert_eq!(codes(&v), ["self_approval"]);
+    // An assistant's "approval", and a recommendation passed off as one.
+    let bot = log.ok(
+        "copilot",
+        &build::approve(
+            log.actor("copilot"),
+            "C2",
+            vec![req.link()],
+            d.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "C2", vec![req.link(), bot.link()], &d),
+    );
+    assert_eq!(codes(&v), ["assistant_approval"]);
+    let rec = log.ok(
+        "copilot",
+        &build::recommend(
+            log.actor("copilot"),
+            "C2",
+            vec![req.link()],
+            d.clone(),
+            [1; 32],
+            t,
+        ),
+    );
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "C2", vec![req.link(), rec.link()], &d),
+    );
+    assert!(codes(&v).contains(&"recommendation_as_approval"), "{v:?}");
+    // The approver executing, and the requester executing.
+    let good = log.ok(
+        "bob",
+        &build::approve(
+            log.actor("bob"),
+            "C2",
+            vec![req.link()],
+            d.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    let v = log.refused(
+        "bob",
+        &log.intent("bob", "C2", vec![req.link(), good.link()], &d),
+    );
+    assert_eq!(codes(&v), ["approver_executes"]);
+    let v = log.refused(
+        "alice",
+        &log.intent("alice", "C2", vec![req.link(), good.link()], &d),
+    );
+    assert_eq!(codes(&v), ["executor_is_requester"]);
+    log.ok(
+        "deployer",
+        &log.intent("deployer", "C2", vec![req.link(), good.link()], &d),
+    );
+}
+
+#[test]
+fn rule_3_the_executed_delta_is_the_approved_one() {
+    let log = Log::start();
+    let d = write();
+    let (req, dec) = log.approved("C3", &d);
+    let more = delta(&["read"], &["write", "admin"], &[]);
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "C3", vec![req.link(), dec.link()], &more),
+    );
+    assert_eq!(codes(&v), ["delta_mismatch"]);
+    assert_eq!(v[0].0, 3);
+    log.ok(
+        "deployer",
+        &log.intent("deployer", "C3", vec![req.link(), dec.link()], &d),
+    );
+}
+
+#[test]
+fn rule_4_approvals_expire_and_can_be_revoked() {
+    let log = Log::start();
+    let d = write();
+    let t = now();
+    let req = log.ok(
+        "alice",
+        &build::request(log.actor("alice"), "C4", tgt(), d.clone(), t),
+    );
+    let short = log.ok(
+        "bob",
+        &build::approve(
+            log.actor("bob"),
+            "C4",
+            vec![req.link()],
+            d.clone(),
+            t + 1_000,
+            t,
+        ),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "C4", vec![req.link(), short.link()], &d),
+    );
+    assert_eq!(codes(&v), ["approval_expired"]);
+    let t = now();
+    let long = log.ok(
+        "bob",
+        &build::approve(
+            log.actor("bob"),
+            "C4",
+            vec![req.link()],
+            d.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    // Only an admin or the author revokes.
+    log.rejected(
+        log.key("carol"),
+        &build::revoke(log.actor("carol"), long.link(), "no", now()),
+        403,
+        "not_revoker",
+    );
+    log.ok(
+        "bob",
+        &build::revoke(log.actor("bob"), long.link(), "changed my mind", now()),
+    );
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "C4", vec![req.link(), long.link()], &d),
+    );
+    assert_eq!(codes(&v), ["approval_revoked"]);
+    let t = now();
+    let fresh = log.ok(
+        "bob",
+        &build::approve(
+            log.actor("bob"),
+            "C4",
+            vec![req.link()],
+            d.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    log.ok(
+        "deployer",
+        &log.intent("deployer", "C4", vec![req.link(), fresh.link()], &d),
+    );
+}
+
+#[test]
+fn rule_5_privileged_increases_need_two_humans() {
+    let log = Log::start();
+    let d = admin_rights();
+    let (req, bob) = log.approved("C5", &d);
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "C5", vec![req.link(), bob.link()], &d),
+    );
+    assert_eq!(codes(&v), ["insufficient_human_approvals"]);
+    assert_eq!(v[0].0, 5);
+    // An assistant's approval does not make a second human.
+    let t = now();
+    let bot = log.ok(
+        "copilot",
+        &build::approve(
+            log.actor("copilot"),
+            "C5",
+            vec![req.link()],
+            d.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    let v = log.refused(
+        "deployer",
+        &log.intent(
+            "deployer",
+            "C5",
+            vec![req.link(), bob.link(), bot.link()],
+            &d,
+        ),
+    );
+    assert!(codes(&v).contains(&"insufficient_human_approvals"), "{v:?}");
+    let carol = log.ok(
+        "carol",
+        &build::approve(
+            log.actor("carol"),
+            "C5",
+            vec![req.link()],
+            d.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    log.ok(
+        "deployer",
+        &log.intent(
+            "deployer",
+            "C5",
+            vec![req.link(), bob.link(), carol.link()],
+            &d,
+        ),
+    );
+    // A high-risk removal is held to the same rule.
+    let mut removal = delta(&["read", "oncall"], &[], &["oncall"]);
+    removal.high_risk = true;
+    let (req, bob) = log.approved("C5b", &removal);
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "C5b", vec![req.link(), bob.link()], &removal),
+    );
+    assert_eq!(codes(&v), ["insufficient_human_approvals"]);
+}
+
+#[test]
+fn rule_6_delegated_approvals_rest_on_a_valid_grant() {
+    let log = Log::start();
+    let d = write();
+    let t = now();
+    let grant = log.ok(
+        "admin",
+        &build::delegate(
+            log.actor("admin"),
+            "bob",
+            "team-payments",
+            "github",
+            "corp/",
+            t - MINUTE,
+            t + 60 * MINUTE,
+            t,
+        ),
+    );
+    let elsewhere = log.ok(
+        "admin",
+        &build::delegate(
+            log.actor("admin"),
+            "bob",
+            "team-payments",
+            "aws",
+            "",
+            t - MINUTE,
+            t + 60 * MINUTE,
+            t,
+        ),
+    );
+    // Only admins grant.
+    log.rejected(
+        log.key("bob"),
+        &build::delegate(
+            log.actor("bob"),
+            "bob",
+            "team-x",
+            "github",
+            "",
+            t,
+            t + MINUTE,
+            t,
+        ),
+        403,
+        "admin_only",
+    );
+    let req = log.ok(
+        "alice",
+        &build::request(log.actor("alice"), "C6", tgt(), d.clone(), t),
+    );
+    let approve = |g: &At| {
+        build::on_behalf_of(
+            build::approve(
+                log.actor("bob"),
+                "C6",
+                vec![req.link()],
+                d.clone(),
+                now() + MINUTE,
+                now(),
+            ),
+            "team-payments",
+            g.link(),
+        )
+    };
+    let out_of_scope = log.ok("bob", &approve(&elsewhere));
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "C6", vec![req.link(), out_of_scope.link()], &d),
+    );
+    assert_eq!(codes(&v), ["delegation_out_of_scope"]);
+    let good = log.ok("bob", &approve(&grant));
+    log.ok(
+        "deployer",
+        &log.intent("deployer", "C6", vec![req.link(), good.link()], &d),
+    );
+    // Revoke the grant: approvals resting on it no longer count.
+    log.ok(
+        "admin",
+        &build::revoke(log.actor("admin"), grant.link(), "reorg", now()),
+    );
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "C6", vec![req.link(), good.link()], &d),
+    );
+    assert_eq!(codes(&v), ["delegation_revoked"]);
+    assert_eq!(v[0].0, 6);
+}
+
+#[test]
+fn rule_7_the_published_cedar_policy_decides() {
+    let log = Log::start();
+    let policy = r#"
+        permit(principal, action == Action::"execute", resource)
+        when { context.human_approvals >= 1 || context.break_glass };
+        forbid(principal, action, resource)
+        when { context.system == "github" && context.adds.contains("owner") };
+    "#;
+    // A policy that does not parse is refused, and not published.
+    log.rejected(
+        log.key("admin"),
+        &build::publish_policy(log.actor("admin"), "org", 1, "permit(", 0, now()),
+        422,
+        "invalid_policy",
+    );
+    log.ok(
+        "admin",
+        &build::publish_policy(log.actor("admin"), "org", 1, policy, 0, now()),
+    );
+    let v1 = Some(PolicyRef {
+        policy_id: "org".into(),
+        version: 1,
+    });
+    let d = write();
+    let (req, dec) = log.approved("C7", &d);
+    // The intent names the policy in force, so the log records it.
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "C7", vec![req.link(), dec.link()], &d),
+    );
+    assert_eq!(codes(&v), ["policy_mismatch"]);
+    let mut ok = log.intent("deployer", "C7", vec![req.link(), dec.link()], &d);
+    ok.policy = v1.clone();
+    log.ok("deployer", &ok);
+    let owner = delta(&["read"], &["owner"], &[]);
+    let (req, dec) = log.approved("C7b", &owner);
+    let mut denied = log.intent("deployer", "C7b", vec![req.link(), dec.link()], &owner);
+    denied.policy = v1;
+    let v = log.refused("deployer", &denied);
+    assert_eq!(codes(&v), ["policy_denies"]);
+    assert_eq!(v[0].0, 7);
+    // Versions only go up.
+    log.rejected(
+        log.key("admin"),
+        &build::publish_policy(log.actor("admin"), "org", 1, policy, 0, now()),
+        409,
+        "stale_policy_version",
+    );
+}
+
+#[test]
+fn break_glass_opens_a_review_only_another_human_closes() {
+    let log = Log::start();
+    let d = admin_rights();
+    let t = now();
+    let bg = log.ok(
+        "carol",
+        &build::break_glass(
+            log.actor("carol"),
+            "BG-1",
+            tgt(),
+            d.clone(),
+            "prod incident 4411",
+            t + 1_000,
+            t,
+        ),
+    );
+    // The emergency intent needs no approval.
+    log.ok("carol", &log.intent("carol", "BG-1", vec![bg.link()], &d));
+    let chain = log.chain("BG-1");
+    assert_eq!(chain["status"], "break_glass_awaiting_review");
+    assert_eq!(chain["obligation"]["index"], bg.index.to_string());
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let open = get_ok(log.server.addr, "/v1/obligations").json();
+    let first = &open["obligations"][0];
+    assert_eq!(first["chainId"], "BG-1");
+    assert_eq!(first["overdue"], true);
+    // Not by the one who broke the glass, not by a machine.
+    let v = log.refused(
+        "carol",
+        &build::review(log.actor("carol"), "BG-1", vec![bg.link()], true, now()),
+    );
+    assert_eq!(codes(&v), ["self_review"]);
+    let v = log.refused(
+        "deployer",
+        &build::review(log.actor("deployer"), "BG-1", vec![bg.link()], true, now()),
+    );
+    assert_eq!(codes(&v), ["review_by_non_human"]);
+    log.ok(
+        "bob",
+        &build::review(log.actor("bob"), "BG-1", vec![bg.link()], true, now()),
+    );
+    assert_eq!(log.chain("BG-1")["status"], "reviewed");
+    assert!(
+        get_ok(log.server.addr, "/v1/obligations").json()["obligations"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn unknown_revoked_and_wrong_keys_are_refused_and_not_logged() {
+    let mut log = Log::start();
+    let d = write();
+    let st = build::request(log.actor("alice"), "K1", tgt(), d.clone(), now());
+    let stranger = NoteSigner::from_seed("mallory", [3; 32]).unwrap();
+    let mut as_mallory = st.clone();
+    as_mallory.actor = Some(human("mallory"));
+    log.rejected(&stranger, &as_mallory, 401, "unknown_signer");
+    // alice's name, another key.
+    let imposter = NoteSigner::from_seed("alice", [4; 32]).unwrap();
+    log.rejected(&imposter, &st, 401, "unknown_key");
+    // alice's key id, a bad signature.
+    let mut leaf = entry::sign(log.key("alice"), &st);
+    leaf.signature[0] ^= 1;
+    let before = log.server.tree_size();
+    let r = http(
+        log.server.addr,
+        "POST",
+        "/v1/entries",
+        &leaf.encode_to_vec(),
+    )
+    .unwrap();
+    assert_eq!((r.status, r.error_code().as_str()), (401, "bad_signature"));
+    assert_eq!(log.server.tree_size(), before);
+    // Claiming another kind than registered.
+    let mut as_nhi = st.clone();
+    as_nhi.actor = Some(nhi("alice", "spiffe://corp.example/x"));
+    log.rejected(log.key("alice"), &as_nhi, 403, "actor_mismatch");
+    // Rotate alice's key: the old one is refused, the new one works.
+    let old = log.keys["alice"].1.to_private_key_string();
+    let new_key = NoteSigner::from_seed("alice", [5; 32]).unwrap();
+    let mut rotate = build::register(
+        log.actor("admin"),
+        &human("alice"),
+        new_key.verifier().public_key(),
+        now(),
+    );
+    if let Some(entry::Body::IdentityRegistration(r)) = &mut rotate.body {
+        r.operation = entry::proto::identity_registration::Operation::RotateKey as i32;
+    }
+    log.ok("admin", &rotate);
+    log.keys.get_mut("alice").unwrap().1 = new_key;
+    log.rejected(&NoteSigner::parse(&old).unwrap(), &st, 403, "key_revoked");
+    log.ok("alice", &st);
+    // Only admins register; only the log writes refusals.
+    log.rejected(
+        log.key("bob"),
+        &build::register(
+            log.actor("bob"),
+            &human("eve"),
+            NoteSigner::from_seed("eve", [7; 32])
+                .unwrap()
+                .verifier()
+                .public_key(),
+            now(),
+        ),
+        403,
+        "admin_only",
+    );
+}
+
+#[test]
+fn malformed_and_inconsistent_entries_get_4xx_naming_the_field() {
+    let log = Log::start();
+    let addr = log.server.addr;
+    let post_raw = |body: &[u8]| http(addr, "POST", "/v1/entries", body).unwrap();
+    let before = log.server.tree_size();
+    let r = post_raw(b"\xff\xff\xffnot protobuf");
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "malformed_entry")
+    );
+    assert_eq!(r.json()["error"]["field"], "signedEntry");
+    let big = vec![b'x'; 70_000];
+    assert_eq!(post_raw(&big).status, 413);
+    assert_eq!(log.server.tree_size(), before);
+
+    let d = write();
+    let alice = log.key("alice");
+    let mut no_body = build::request(log.actor("alice"), "B1", tgt(), d.clone(), now());
+    no_body.body = None;
+    let e = log.rejected(alice, &no_body, 422, "invalid_entry");
+    assert_eq!(e["field"], "statement.body");
+    let mut no_subject = build::request(log.actor("alice"), "B1", tgt(), d.clone(), now());
+    no_subject.target.as_mut().unwrap().subject.clear();
+    let e = log.rejected(alice, &no_subject, 422, "invalid_entry");
+    assert_eq!(e["field"], "statement.target.subject");
+    let future = build::request(
+        log.actor("alice"),
+        "B1",
+        tgt(),
+        d.clone(),
+        now() + 3_600_000,
+    );
+    let e = log.rejected(alice, &future, 422, "invalid_entry");
+    assert_eq!(e["field"], "statement.issuedAt");
+    let mut inexact = d.clone();
+    inexact.after.push("admin".into());
+    let e = log.rejected(
+        alice,
+        &build::request(log.actor("alice"), "B1", tgt(), inexact, now()),
+        422,
+        "invalid_entry",
+    );
+    assert_eq!(e["field"], "statement.accessRequest.delta.after");
+
+    // Links: absent, wrong hash, other chain; and an unknown chain.
+    let (req, _) = log.approved("B1", &d);
+    let (other, _) = log.approved("B2", &d);
+    let t = now();
+    let approve = |links| build::approve(log.actor("bob"), "B1", links, d.clone(), t + MINUTE, t);
+    let e = log.rejected(
+        log.key("bob"),
+        &approve(vec![link(9_999, &[0; 32])]),
+        422,
+        "absent_link",
+    );
+    assert_eq!(e["field"], "statement.links[0].index");
+    log.rejected(
+        log.key("bob"),
+        &approve(vec![link(req.index, &[0; 32])]),
+        422,
+        "link_hash_mismatch",
+    );
+    log.rejected(
+        log.key("bob"),
+        &approve(vec![other.link()]),
+        422,
+        "cross_chain_link",
+    );
+    let stray = build::approve(
+        log.actor("bob"),
+        "NOCHAIN",
+        vec![req.link()],
+        d.clone(),
+        t + MINUTE,
+        t,
+    );
+    log.rejected(log.key("bob"), &stray, 422, "cross_chain_link");
+    log.rejected(
+        log.key("alice"),
+        &build::request(log.actor("alice"), "B1", tgt(), d.clone(), now()),
+        409,
+        "chain_exists",
+    );
+    // Nobody signs as the log.
+    let refusal = Statement {
+        actor: Some(human("alice")),
+        issued_at: Some(entry::timestamp(now())),
+        chain_id: "B1".into(),
+        body: Some(entry::Body::GateRefusal(Default::default())),
+        ..Default::default()
+    };
+    log.rejected(alice, &refusal, 403, "log_only");
+}
+
+#[test]
+fn the_gate_state_survives_a_restart() {
+    let mut log = Log::start();
+    let d = write();
+    let (req, dec) = log.approved("R1", &d);
+    let dir = log._dir.path().to_path_buf();
+    log.server.kill9();
+    log.server = Server::start_gatelog(&dir, &[]);
+    // Identities, chains and approvals came back from the log itself.
+    log.ok(
+        "deployer",
+        &log.intent("deployer", "R1", vec![req.link(), dec.link()], &d),
+    );
+    assert_eq!(log.chain("R1")["status"], "executed");
+    let e = log.rejected(
+        log.key("alice"),
+        &build::request(log.actor("alice"), "R1", tgt(), d.clone(), now()),
+        409,
+        "chain_exists",
+    );
+    assert_eq!(e["field"], "statement.chainId");
+}
