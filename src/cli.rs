@@ -47,10 +47,15 @@ enum Command {
     /// the empty tree. Later starts reuse both, after checking that the
     /// stored tiles reproduce the stored checkpoint.
     ///
+    /// By default (--entries gatelog) every entry is a signed workflow
+    /// statement that must pass the gate; without --admin-key the first
+    /// start also makes a bootstrap admin key, DATA_DIR/admin.key.
+    ///
     /// Try it:
-    ///   curl --data-binary 'hello' http://127.0.0.1:8080/v1/entries
+    ///   gatelog serve
+    ///   tools/demo --admin-key gatelog-data/admin.key
     ///   curl http://127.0.0.1:8080/checkpoint
-    ///   curl 'http://127.0.0.1:8080/v1/proof/inclusion?index=0'
+    ///   curl http://127.0.0.1:8080/v1/obligations
     Serve(ServeArgs),
     /// Run a C2SP tlog-witness for one or more logs.
     ///
@@ -95,7 +100,7 @@ enum Command {
     /// issuedAt, the current time is used.
     ///
     /// Try it:
-    ///   gatelog submit --log http://127.0.0.1:8080 --key alice.key examples/access-request.json
+    ///   gatelog submit --log http://127.0.0.1:8080 --key alice.key examples/07-alice-requests-write.json
     Submit(SubmitArgs),
 }
 
@@ -630,6 +635,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Entries::Opaque => (None, None),
         Entries::Gatelog => {
             let admins = admin_keys(&args)?;
+            let names: Vec<&str> = admins.iter().map(|a| a.name()).collect();
+            println!(
+                "gatelog: gatelog entries, bootstrap admin(s): {}",
+                names.join(", ")
+            );
             let keeper = Gatekeeper::open(&log, admins, Box::new(CedarEngine::default()))
                 .context("rebuilding the gate's state from the log")?;
             let skew = args.max_clock_skew_secs as i64 * 1000;

@@ -98,7 +98,7 @@ impl Log {
         let e = &r.json()["error"];
         assert_eq!(e["code"], "gate_refused", "{e}");
         // The refusal itself is in the log, right after what was there.
-        assert_eq!(e["refusalRecord"]["index"].as_u64(), Some(before));
+        assert_eq!(e["refusal_record"]["index"].as_u64(), Some(before));
         assert_eq!(self.server.tree_size(), before + 1);
         e["violations"]
             .as_array()
@@ -281,20 +281,20 @@ fn an_approved_chain_executes_and_reads_back_with_proofs() {
             "executionOutcome"
         ]
     );
-    assert_eq!(entries[1]["index"], rec.index.to_string());
+    assert_eq!(entries[1]["index"], rec.index);
     // Each entry's proof verifies against the chain's signed checkpoint.
     let log_key = NoteVerifier::parse(&log.server.vkey).unwrap();
     let cp = Checkpoint::open(chain["checkpoint"].as_str().unwrap().as_bytes(), &log_key).unwrap();
     for e in entries {
-        let index: u64 = e["index"].as_str().unwrap().parse().unwrap();
-        let leaf: [u8; 32] = common::b64(e["leafHash"].as_str().unwrap())
+        let index = e["index"].as_u64().unwrap();
+        let leaf: [u8; 32] = common::b64(e["leaf_hash"].as_str().unwrap())
             .try_into()
             .unwrap();
         verify_inclusion(
             index,
             cp.size,
             &leaf,
-            &hash_list(&e["inclusionProof"]),
+            &hash_list(&e["inclusion_proof"]),
             &cp.root,
         )
         .unwrap();
@@ -533,6 +533,17 @@ fn rule_4_approvals_expire_and_can_be_revoked() {
         "deployer",
         &log.intent("deployer", "C4", vec![req.link(), fresh.link()], &d),
     );
+    // An approval authorises one execution.
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "C4", vec![req.link(), fresh.link()], &d),
+    );
+    assert_eq!(codes(&v), ["approval_used"]);
+    assert_eq!(
+        log.chain("C4")["status"],
+        "executed",
+        "a refused retry undid the execution"
+    );
 }
 
 #[test]
@@ -677,13 +688,14 @@ fn rule_6_delegated_approvals_rest_on_a_valid_grant() {
         &log.intent("deployer", "C6", vec![req.link(), good.link()], &d),
     );
     // Revoke the grant: approvals resting on it no longer count.
+    let unused = log.ok("bob", &approve(&grant));
     log.ok(
         "admin",
         &build::revoke(log.actor("admin"), grant.link(), "reorg", now()),
     );
     let v = log.refused(
         "deployer",
-        &log.intent("deployer", "C6", vec![req.link(), good.link()], &d),
+        &log.intent("deployer", "C6", vec![req.link(), unused.link()], &d),
     );
     assert_eq!(codes(&v), ["delegation_revoked"]);
     assert_eq!(v[0].0, 6);
@@ -757,15 +769,33 @@ fn break_glass_opens_a_review_only_another_human_closes() {
             t,
         ),
     );
-    // The emergency intent needs no approval.
+    // The emergency intent needs no approval, but only the one who broke
+    // the glass executes under it, once.
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "BG-1", vec![bg.link()], &d),
+    );
+    assert_eq!(codes(&v), ["break_glass_executor"]);
     log.ok("carol", &log.intent("carol", "BG-1", vec![bg.link()], &d));
+    let v = log.refused("carol", &log.intent("carol", "BG-1", vec![bg.link()], &d));
+    assert_eq!(codes(&v), ["break_glass_used"]);
+    let bot_bg = build::break_glass(
+        log.actor("copilot"),
+        "BG-2",
+        tgt(),
+        d.clone(),
+        "x",
+        now() + MINUTE,
+        now(),
+    );
+    log.rejected(log.key("copilot"), &bot_bg, 403, "assistant_break_glass");
     let chain = log.chain("BG-1");
     assert_eq!(chain["status"], "break_glass_awaiting_review");
-    assert_eq!(chain["obligation"]["index"], bg.index.to_string());
+    assert_eq!(chain["obligation"]["index"], bg.index);
     std::thread::sleep(std::time::Duration::from_millis(1_100));
     let open = get_ok(log.server.addr, "/v1/obligations").json();
     let first = &open["obligations"][0];
-    assert_eq!(first["chainId"], "BG-1");
+    assert_eq!(first["chain_id"], "BG-1");
     assert_eq!(first["overdue"], true);
     // Not by the one who broke the glass, not by a machine.
     let v = log.refused(

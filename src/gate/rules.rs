@@ -191,11 +191,24 @@ fn intent(
                 ),
             ));
         }
-        if executor_kind == ActorKind::Assistant as i32 {
+        if executor != opener.actor_id() {
             v.push(violation(
                 2,
-                "assistant_executor",
-                "an ASSISTANT cannot break glass",
+                "break_glass_executor",
+                format!(
+                    "only {}, who broke the glass, executes under it",
+                    opener.actor_id()
+                ),
+            ));
+        }
+        if let Some(by) = state.used_by(opener.index) {
+            v.push(violation(
+                4,
+                "break_glass_used",
+                format!(
+                    "break-glass {} already authorised intent {by}",
+                    opener.index
+                ),
             ));
         }
     } else {
@@ -295,6 +308,13 @@ fn intent(
                         a.index,
                         issued - expires
                     ),
+                ));
+            }
+            if let Some(by) = state.used_by(a.index) {
+                v.push(violation(
+                    4,
+                    "approval_used",
+                    format!("decision {} already authorised intent {by}", a.index),
                 ));
             }
             if state.is_revoked(a.index) {

@@ -65,6 +65,7 @@ pub enum ChainStatus {
     Approved,
     Denied,
     Executed,
+    ExecutionFailed,
     Refused,
     BreakGlassAwaitingReview,
     Reviewed,
@@ -96,6 +97,8 @@ pub struct GateState {
     recorded: HashMap<u64, Recorded>,
     chains: HashMap<String, Chain>,
     revoked: HashSet<u64>,
+    /// Approvals and break-glasses already executed on → the intent.
+    used: HashMap<u64, u64>,
     policy: Option<Arc<PolicyPublication>>,
     obligations: BTreeMap<u64, Obligation>,
 }
@@ -114,6 +117,7 @@ impl GateState {
             recorded: HashMap::new(),
             chains: HashMap::new(),
             revoked: HashSet::new(),
+            used: HashMap::new(),
             policy: None,
             obligations: BTreeMap::new(),
         }
@@ -210,6 +214,18 @@ impl GateState {
                 403,
                 "admin_only",
                 format!("{} statements come from an admin", kind.name()),
+            ));
+        }
+        let assistant = entry
+            .statement
+            .actor
+            .as_ref()
+            .is_some_and(|a| a.kind == ActorKind::Assistant as i32);
+        if assistant && kind == Kind::BreakGlass {
+            return Err(Rejection::new(
+                403,
+                "assistant_break_glass",
+                "an ASSISTANT never breaks glass",
             ));
         }
         if let Some(Body::Revocation(r)) = &entry.statement.body {
@@ -498,6 +514,18 @@ impl GateState {
                     self.obligations.remove(&link.index);
                 }
             }
+            Some(Body::ExecutionIntent(_)) => {
+                // Each approval (or break-glass) authorises one execution.
+                for link in &st.links {
+                    let authorises = self
+                        .recorded
+                        .get(&link.index)
+                        .is_some_and(|r| matches!(r.kind(), Kind::Decision | Kind::BreakGlass));
+                    if authorises {
+                        self.used.entry(link.index).or_insert(index);
+                    }
+                }
+            }
             _ => {}
         }
         if let Some(chain) = self.chains.get_mut(&st.chain_id) {
@@ -516,6 +544,12 @@ impl GateState {
 
     pub fn is_revoked(&self, index: u64) -> bool {
         self.revoked.contains(&index)
+    }
+
+    /// The intent that already executed on approval (or break-glass)
+    /// `index`, if any.
+    pub fn used_by(&self, index: u64) -> Option<u64> {
+        self.used.get(&index).copied()
     }
 
     pub fn policy(&self) -> Option<&PolicyPublication> {
@@ -559,6 +593,12 @@ impl GateState {
                         ChainStatus::Approved
                     }
                 }
+                Some(Body::ExecutionOutcome(o))
+                    if o.result
+                        == crate::entry::proto::execution_outcome::Result::Failed as i32 =>
+                {
+                    ChainStatus::ExecutionFailed
+                }
                 Some(Body::ExecutionIntent(_)) | Some(Body::ExecutionOutcome(_)) => {
                     if self.obligations.contains_key(&chain.opener) {
                         ChainStatus::BreakGlassAwaitingReview
@@ -566,7 +606,19 @@ impl GateState {
                         ChainStatus::Executed
                     }
                 }
-                Some(Body::GateRefusal(_)) => ChainStatus::Refused,
+                // A refused attempt does not undo what already happened.
+                Some(Body::GateRefusal(_))
+                    if matches!(
+                        status,
+                        ChainStatus::Requested
+                            | ChainStatus::Recommended
+                            | ChainStatus::Approved
+                            | ChainStatus::Denied
+                            | ChainStatus::Refused
+                    ) =>
+                {
+                    ChainStatus::Refused
+                }
                 Some(Body::BreakGlass(_)) => ChainStatus::BreakGlassAwaitingReview,
                 Some(Body::Review(rv)) if rv.verdict != review::Verdict::Unspecified as i32 => {
                     ChainStatus::Reviewed

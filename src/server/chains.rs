@@ -28,10 +28,10 @@ pub(super) fn decoded_json(d: &DecodedEntry) -> Value {
 
 fn obligation_json(o: &Obligation, now: i64) -> Value {
     json!({
-        "chainId": o.chain_id,
-        "index": o.index.to_string(),
+        "chain_id": o.chain_id,
+        "index": o.index,
         "actor": o.actor,
-        "reviewDeadline": serde_json::to_value(timestamp(o.deadline_ms)).unwrap_or_default(),
+        "review_deadline": serde_json::to_value(timestamp(o.deadline_ms)).unwrap_or_default(),
         "overdue": o.deadline_ms < now,
     })
 }
@@ -97,18 +97,18 @@ pub(super) fn serve_chain(app: &App, gate: &SharedState, chain_id: &str) -> Resu
         })?;
         let (_, proof) = app.log.inclusion_proof(index, Some(head.size))?;
         entries.push(json!({
-            "index": index.to_string(),
-            "leafHash": B64.encode(decoded.leaf_hash),
+            "index": index,
+            "leaf_hash": B64.encode(decoded.leaf_hash),
             "kind": decoded.kind().name(),
             "entry": decoded_json(&decoded),
-            "inclusionProof": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+            "inclusion_proof": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
         }));
     }
     let now = now_ms();
     Ok(json_response(json!({
-        "chainId": chain_id,
+        "chain_id": chain_id,
         "status": status,
-        "treeSize": head.size.to_string(),
+        "tree_size": head.size,
         "checkpoint": head.checkpoint.to_string(),
         "obligation": obligation.map(|o| obligation_json(&o, now)),
         "entries": entries,

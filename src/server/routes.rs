@@ -293,7 +293,7 @@ async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpRespon
             serde_json::to_value(&refusal.policy).unwrap_or_default(),
         )
         .with(
-            "refusalRecord",
+            "refusal_record",
             json!({
                 "index": appended.index,
                 "leaf_hash": B64.encode(appended.leaf_hash),
