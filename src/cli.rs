@@ -640,7 +640,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 "gatelog: gatelog entries, bootstrap admin(s): {}",
                 names.join(", ")
             );
-            let keeper = Gatekeeper::open(&log, admins, Box::new(CedarEngine::default()))
+            let keeper = Gatekeeper::open(log.clone(), admins, Box::new(CedarEngine::default()))
                 .context("rebuilding the gate's state from the log")?;
             let skew = args.max_clock_skew_secs as i64 * 1000;
             let gate = server::Gate {

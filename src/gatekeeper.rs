@@ -7,15 +7,16 @@
 //! The state is shared (read-only) with the HTTP handlers that serve
 //! chains and obligations.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use prost::Message;
 use thiserror::Error;
 
 use crate::entry::proto::{Actor, GateRefusal};
-use crate::entry::{self, timestamp, Body, DecodedEntry, Statement};
+use crate::entry::{self, timestamp, Body, DecodedEntry, Kind, Statement};
 use crate::gate::{self, GateState, PolicyEngine, Refusal, Rejection, Verdict};
 use crate::log::Log;
 use crate::note::{NoteSigner, NoteVerifier};
@@ -43,6 +44,7 @@ pub type SharedState = Arc<RwLock<GateState>>;
 
 /// The sequencer's admission for gatelog entries.
 pub struct Gatekeeper {
+    log: Arc<Log>,
     state: SharedState,
     engine: Box<dyn PolicyEngine + Send>,
     /// The log's key, for its refusal records.
@@ -53,7 +55,7 @@ impl Gatekeeper {
     /// Replays every entry of `log` into a fresh state that trusts
     /// `admins`.
     pub fn open(
-        log: &Log,
+        log: Arc<Log>,
         admins: Vec<NoteVerifier>,
         engine: Box<dyn PolicyEngine + Send>,
     ) -> Result<Self, ReplayError> {
@@ -76,6 +78,7 @@ impl Gatekeeper {
             start += count;
         }
         Ok(Gatekeeper {
+            log,
             state: Arc::new(RwLock::new(state)),
             engine,
             signer,
@@ -154,7 +157,10 @@ impl Admission for Gatekeeper {
                 Some((d, state.signing_key(d).ok()?))
             })
             .collect();
+        let started = Instant::now();
         let verified = verify_signatures(&keyed);
+        let m = &self.log.metrics;
+        m.signature_check.observe_duration(started.elapsed());
         let mut next = first;
         let mut out = Vec::with_capacity(entries.len());
         for (k, d) in decoded.iter().enumerate() {
@@ -192,7 +198,12 @@ impl Admission for Gatekeeper {
                 ));
                 continue;
             }
-            match gate::check(&state, next, d, self.engine.as_mut()) {
+            let started = Instant::now();
+            let verdict = gate::check(&state, next, d, self.engine.as_mut());
+            if matches!(d.kind(), Kind::ExecutionIntent | Kind::Review) {
+                m.gate_decision.observe_duration(started.elapsed());
+            }
+            match verdict {
                 Err(r) => out.push(Admit::Reject(r)),
                 Ok(Verdict::Admit) => {
                     state.apply(next, d);
@@ -200,6 +211,7 @@ impl Admission for Gatekeeper {
                     out.push(Admit::Append);
                 }
                 Ok(Verdict::Refuse(refusal)) => {
+                    m.gate_refusals.fetch_add(1, Relaxed);
                     let record = self.refusal_record(next, entries[k], d, &refusal);
                     let recorded = DecodedEntry::decode(&record).expect("our own record decodes");
                     state.apply(next, &recorded);
@@ -208,6 +220,8 @@ impl Admission for Gatekeeper {
                 }
             }
         }
+        let rejected = out.iter().filter(|a| matches!(a, Admit::Reject(_))).count();
+        m.rejected.fetch_add(rejected as u64, Relaxed);
         out
     }
 }

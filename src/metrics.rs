@@ -59,6 +59,10 @@ impl Histogram {
 pub const LATENCY_BOUNDS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
+/// Bucket bounds, in seconds, for gate decisions (sub-millisecond).
+const GATE_BOUNDS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+];
 const BATCH_BOUNDS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0];
 
 /// Everything the server reports on `/metrics`.
@@ -79,6 +83,14 @@ pub struct Metrics {
     pub commit_latency: Histogram,
     /// Leaves in the tree.
     pub tree_size: AtomicU64,
+    /// Time the gate takes to decide one executionIntent or review.
+    pub gate_decision: Histogram,
+    /// Statements the gate refused (each recorded as a gateRefusal).
+    pub gate_refusals: AtomicU64,
+    /// Entries rejected unlogged (signature, identity, links).
+    pub rejected: AtomicU64,
+    /// Time to check one batch's signatures.
+    pub signature_check: Histogram,
     /// HTTP responses by status class (index: status / 100).
     pub responses: [AtomicU64; 6],
 }
@@ -94,6 +106,10 @@ impl Default for Metrics {
             integration_latency: Histogram::new(LATENCY_BOUNDS),
             commit_latency: Histogram::new(LATENCY_BOUNDS),
             tree_size: AtomicU64::new(0),
+            gate_decision: Histogram::new(GATE_BOUNDS),
+            gate_refusals: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            signature_check: Histogram::new(LATENCY_BOUNDS),
             responses: Default::default(),
         }
     }
@@ -127,6 +143,16 @@ impl Metrics {
                 &self.overloaded,
             ),
             ("gatelog_batches_total", "Batches committed.", &self.batches),
+            (
+                "gatelog_gate_refusals_total",
+                "Statements the gate refused, each recorded as a gateRefusal entry.",
+                &self.gate_refusals,
+            ),
+            (
+                "gatelog_rejected_total",
+                "Entries rejected without logging (signature, identity, links).",
+                &self.rejected,
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
@@ -154,6 +180,16 @@ impl Metrics {
             &mut out,
             "gatelog_commit_latency_seconds",
             "Time to write and fsync one batch.",
+        );
+        self.gate_decision.render(
+            &mut out,
+            "gatelog_gate_decision_seconds",
+            "Time the gate takes to decide one executionIntent or review (rules 1-7).",
+        );
+        self.signature_check.render(
+            &mut out,
+            "gatelog_signature_check_seconds",
+            "Time to check one batch's entry signatures (one batch verification).",
         );
         let _ = writeln!(
             out,

@@ -4,6 +4,13 @@
 //! moment a request was due to its durable, checkpointed answer), and
 //! verifies a sample of the returned tlog-proof bundles against the log's
 //! verifier key.
+//!
+//! `--workflow --admin-key FILE` drives a gatelog log (`--entries
+//! gatelog`) with signed workflow entries instead: each client registers
+//! its cast, then runs decision chains of 10 entries (request, two
+//! assistant recommendations, five human approvals of a privileged
+//! change, the execution intent through the gate, the outcome), each step
+//! linking the answers of earlier ones.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -21,6 +28,9 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+#[path = "loadgen/workflow.rs"]
+mod workflow;
 
 /// Load generator for a gatelog server.
 #[derive(Parser, Debug)]
@@ -44,11 +54,21 @@ struct Opts {
     /// Verify the proof of one response in this many (1 = all).
     #[arg(long, default_value_t = 100)]
     verify_every: u64,
+    /// Submit signed workflow chains (needs --admin-key) instead of
+    /// opaque entries.
+    #[arg(long, requires = "admin_key")]
+    workflow: bool,
+    /// The log's bootstrap admin private key, to register each client's
+    /// cast and publish the policy the intents name.
+    #[arg(long, value_name = "FILE")]
+    admin_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Default)]
 struct Tally {
     ok: AtomicU64,
+    /// Execution intents the gate admitted (workflow mode).
+    intents: AtomicU64,
     errors: AtomicU64,
     verified: AtomicU64,
     verify_failed: AtomicU64,
@@ -118,50 +138,55 @@ fn check_answer(body: &[u8], entry: &[u8], log: &NoteVerifier) -> anyhow::Result
     Ok(())
 }
 
-async fn client(
+/// One client's connection and what it has measured.
+struct Session {
     id: u64,
+    sender: SendRequest<Full<Bytes>>,
     opts: Arc<Opts>,
     log: Arc<NoteVerifier>,
     tally: Arc<Tally>,
-    start: Instant,
-) -> anyhow::Result<Vec<u32>> {
-    let mut sender = connect(opts.addr).await?;
-    let end = start + Duration::from_secs(opts.duration);
-    let mut latencies = Vec::new();
-    let mut ticker = (opts.rate > 0).then(|| {
-        let period = Duration::from_secs_f64(opts.clients as f64 / opts.rate as f64);
-        // Spread clients over one period so they do not fire together.
-        let offset = period.mul_f64(id as f64 / opts.clients as f64);
-        let mut t = tokio::time::interval_at((start + offset).into(), period);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        t
-    });
-    let mut seq = 0u64;
-    loop {
-        // Latency runs from when the request was due, so a slow answer
-        // also counts against the requests it delayed.
-        let due = match &mut ticker {
-            Some(t) => t.tick().await.into_std(),
-            None => Instant::now(),
-        };
-        if due >= end {
-            break;
-        }
-        let e = entry(id, seq, opts.entry_bytes);
-        seq += 1;
+    latencies: Vec<u32>,
+}
+
+impl Session {
+    async fn open(
+        id: u64,
+        opts: Arc<Opts>,
+        log: Arc<NoteVerifier>,
+        tally: Arc<Tally>,
+    ) -> anyhow::Result<Session> {
+        Ok(Session {
+            id,
+            sender: connect(opts.addr).await?,
+            opts,
+            log,
+            tally,
+            latencies: Vec::new(),
+        })
+    }
+
+    /// Appends `entry`, due at `due`; its JSON answer if it was appended.
+    /// Errors are counted; a broken connection is reopened.
+    async fn append(
+        &mut self,
+        entry: Vec<u8>,
+        due: Instant,
+    ) -> anyhow::Result<Option<serde_json::Value>> {
+        let tally = &self.tally;
         match request(
-            &mut sender,
+            &mut self.sender,
             Method::POST,
             "/v1/entries",
-            Bytes::from(e.clone()),
+            Bytes::from(entry.clone()),
         )
         .await
         {
             Ok((200, body)) => {
-                latencies.push(due.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                self.latencies
+                    .push(due.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 let n = tally.ok.fetch_add(1, Relaxed);
-                if n % opts.verify_every == 0 {
-                    match check_answer(&body, &e, &log) {
+                if n % self.opts.verify_every == 0 {
+                    match check_answer(&body, &entry, &self.log) {
                         Ok(()) => tally.verified.fetch_add(1, Relaxed),
                         Err(err) => {
                             eprintln!("proof check failed: {err:#}");
@@ -169,6 +194,7 @@ async fn client(
                         }
                     };
                 }
+                Ok(Some(serde_json::from_slice(&body)?))
             }
             Ok((status, body)) => {
                 if tally.errors.fetch_add(1, Relaxed) < 5 {
@@ -178,22 +204,69 @@ async fn client(
                 if status == 503 {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
+                Ok(None)
             }
             Err(err) => {
                 tally.errors.fetch_add(1, Relaxed);
-                eprintln!("client {id}: {err:#}; reconnecting");
+                eprintln!("client {}: {err:#}; reconnecting", self.id);
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                match connect(opts.addr).await {
-                    Ok(s) => sender = s,
-                    Err(e) => {
-                        eprintln!("client {id}: {e:#}; giving up");
-                        break;
-                    }
-                }
+                self.sender = connect(self.opts.addr)
+                    .await
+                    .with_context(|| format!("client {}: giving up", self.id))?;
+                Ok(None)
             }
         }
     }
-    Ok(latencies)
+}
+
+/// When each request is due: now, or on this client's share of --rate.
+struct Pacer {
+    ticker: Option<tokio::time::Interval>,
+    end: Instant,
+}
+
+impl Pacer {
+    fn new(id: u64, opts: &Opts, start: Instant) -> Pacer {
+        let ticker = (opts.rate > 0).then(|| {
+            let period = Duration::from_secs_f64(opts.clients as f64 / opts.rate as f64);
+            // Spread clients over one period so they do not fire together.
+            let offset = period.mul_f64(id as f64 / opts.clients as f64);
+            let mut t = tokio::time::interval_at((start + offset).into(), period);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            t
+        });
+        Pacer {
+            ticker,
+            end: start + Duration::from_secs(opts.duration),
+        }
+    }
+
+    /// When the next request is due, or None when the run is over.
+    /// Latency runs from then, so a slow answer also counts against the
+    /// requests it delayed.
+    async fn next(&mut self) -> Option<Instant> {
+        let due = match &mut self.ticker {
+            Some(t) => t.tick().await.into_std(),
+            None => Instant::now(),
+        };
+        (due < self.end).then_some(due)
+    }
+}
+
+async fn client(mut session: Session, start: Instant) -> anyhow::Result<Vec<u32>> {
+    let mut pacer = Pacer::new(session.id, &session.opts, start);
+    let mut seq = 0u64;
+    while let Some(due) = pacer.next().await {
+        let e = entry(session.id, seq, session.opts.entry_bytes);
+        seq += 1;
+        session.append(e, due).await?;
+    }
+    Ok(session.latencies)
+}
+
+fn b64(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).ok()
 }
 
 fn ms(micros: u32) -> f64 {
@@ -230,10 +303,37 @@ async fn main() -> anyhow::Result<()> {
         log.name()
     );
     let tally = Arc::new(Tally::default());
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..opts.clients)
-        .map(|id| tokio::spawn(client(id, opts.clone(), log.clone(), tally.clone(), start)))
-        .collect();
+    let mut sessions = Vec::new();
+    for id in 0..opts.clients {
+        sessions.push(Session::open(id, opts.clone(), log.clone(), tally.clone()).await?);
+    }
+    let start;
+    let tasks: Vec<_> = if opts.workflow {
+        let admin = workflow::admin_key(opts.admin_key.as_deref().expect("clap requires it"))?;
+        let setup = workflow::Setup::publish_policy(&mut sessions[0], &admin).await?;
+        let casts: Vec<_> = sessions
+            .into_iter()
+            .map(|s| tokio::spawn(workflow::Cast::register(s, admin.clone(), setup.clone())))
+            .collect();
+        let mut ready = Vec::new();
+        for c in casts {
+            ready.push(c.await??);
+        }
+        println!("registered {} actors", ready.len() * workflow::CAST_SIZE);
+        // Count only the measured run, not the set-up.
+        tally.ok.store(0, Relaxed);
+        start = Instant::now();
+        ready
+            .into_iter()
+            .map(|cast| tokio::spawn(cast.run(start)))
+            .collect()
+    } else {
+        start = Instant::now();
+        sessions
+            .into_iter()
+            .map(|s| tokio::spawn(client(s, start)))
+            .collect()
+    };
     let mut latencies = Vec::new();
     for t in tasks {
         latencies.extend(t.await??);
@@ -243,6 +343,12 @@ async fn main() -> anyhow::Result<()> {
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     let ok = tally.ok.load(Relaxed);
     println!("appends ok: {ok}, errors: {}", tally.errors.load(Relaxed));
+    if opts.workflow {
+        println!(
+            "execution intents admitted by the gate: {}",
+            tally.intents.load(Relaxed)
+        );
+    }
     println!(
         "throughput: {:.0} appends/s over {elapsed:.1} s",
         ok as f64 / elapsed
