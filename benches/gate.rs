@@ -1,0 +1,261 @@
+//! Criterion benches for the gate: one decision on a chain of 10 entries
+//! (rules 1-7, with and without the Cedar policy), and the sequencer's
+//! admission of a batch of signed workflow entries (one batch signature
+//! verification, the gate, the state update), without HTTP or storage.
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use gatelog::cedar::CedarEngine;
+use gatelog::entry::build::{self, delta, human, link, nhi, target};
+use gatelog::entry::proto::{Actor, EntitlementDelta, EntryRef, PolicyRef, Statement};
+use gatelog::entry::{self, DecodedEntry};
+use gatelog::gate::{self, GateState, Verdict};
+use gatelog::gatekeeper::Gatekeeper;
+use gatelog::log::Log;
+use gatelog::merkle::leaf_hash;
+use gatelog::note::NoteSigner;
+use gatelog::sequencer::{Admission, Admit};
+use prost::Message;
+
+const NOW: i64 = 1_800_000_000_000;
+const MINUTE: i64 = 60_000;
+const APPROVERS: usize = 5;
+
+struct Member {
+    actor: Actor,
+    key: NoteSigner,
+}
+
+/// A cast like the load generator's: requester, assistant, executor and
+/// five approvers, registered by `admin`.
+struct Cast {
+    admin: Member,
+    requester: Member,
+    assistant: Member,
+    executor: Member,
+    approvers: Vec<Member>,
+}
+
+fn member(actor: Actor, seed: u8) -> Member {
+    let key = NoteSigner::from_seed(&actor.id, [seed; 32]).unwrap();
+    Member { actor, key }
+}
+
+impl Cast {
+    fn new() -> Cast {
+        Cast {
+            admin: member(human("admin"), 1),
+            requester: member(human("requester"), 2),
+            assistant: member(build::assistant("assistant", "spiffe://b/ai", "m", "a"), 3),
+            executor: member(nhi("executor", "spiffe://b/ci"), 4),
+            approvers: (0..APPROVERS)
+                .map(|i| member(human(&format!("approver{i}")), 10 + i as u8))
+                .collect(),
+        }
+    }
+
+    fn everyone(&self) -> impl Iterator<Item = &Member> {
+        [&self.requester, &self.assistant, &self.executor]
+            .into_iter()
+            .chain(&self.approvers)
+    }
+}
+
+/// Signed leaves appended from `first` on; knows each one's link.
+struct Batch {
+    first: u64,
+    leaves: Vec<Vec<u8>>,
+}
+
+impl Batch {
+    fn push(&mut self, who: &Member, st: &Statement) -> EntryRef {
+        let leaf = entry::sign(&who.key, st).encode_to_vec();
+        let at = link(self.first + self.leaves.len() as u64, &leaf_hash(&leaf));
+        self.leaves.push(leaf);
+        at
+    }
+
+    /// A chain of 10: request, two recommendations, five approvals, the
+    /// intent, the outcome.
+    fn chain(&mut self, cast: &Cast, id: &str, policy: &Option<PolicyRef>) {
+        let d = privileged();
+        let tgt = target("k8s", "prod/svc", "requester");
+        let req = self.push(
+            &cast.requester,
+            &build::request(&cast.requester.actor, id, tgt, d.clone(), NOW),
+        );
+        for _ in 0..2 {
+            let st = build::recommend(
+                &cast.assistant.actor,
+                id,
+                vec![req.clone()],
+                d.clone(),
+                [1; 32],
+                NOW,
+            );
+            self.push(&cast.assistant, &st);
+        }
+        let mut links = vec![req.clone()];
+        for a in &cast.approvers {
+            let st = build::approve(
+                &a.actor,
+                id,
+                vec![req.clone()],
+                d.clone(),
+                NOW + MINUTE,
+                NOW,
+            );
+            links.push(self.push(a, &st));
+        }
+        let intent = build::intent(
+            &cast.executor.actor,
+            id,
+            links,
+            d.clone(),
+            policy.clone(),
+            NOW,
+        );
+        let executed = self.push(&cast.executor, &intent);
+        let outcome = build::outcome(&cast.executor.actor, id, vec![executed], vec![], id, NOW);
+        self.push(&cast.executor, &outcome);
+    }
+}
+
+fn privileged() -> EntitlementDelta {
+    let mut d = delta(&["read"], &["deploy"], &[]);
+    d.privileged = true;
+    d
+}
+
+const POLICY: &str = r#"permit(principal, action == Action::"execute", resource)
+    when { context.human_approvals >= 2 && !context.break_glass };"#;
+
+/// A state with the cast registered and (optionally) the policy published,
+/// plus the decoded intent of one chain of 10 and where it goes.
+fn decision_setup(with_policy: bool) -> (GateState, DecodedEntry, u64) {
+    let cast = Cast::new();
+    let log_key = NoteSigner::from_seed("log", [99; 32]).unwrap();
+    let mut state = GateState::new(log_key.verifier(), vec![cast.admin.key.verifier()]);
+    let mut setup = Batch {
+        first: 0,
+        leaves: vec![],
+    };
+    for m in cast.everyone() {
+        let st = build::register(
+            &cast.admin.actor,
+            &m.actor,
+            m.key.verifier().public_key(),
+            NOW,
+        );
+        setup.push(&cast.admin, &st);
+    }
+    let policy = with_policy.then(|| PolicyRef {
+        policy_id: "bench".into(),
+        version: 1,
+    });
+    if with_policy {
+        let st = build::publish_policy(&cast.admin.actor, "bench", 1, POLICY, 2, NOW);
+        setup.push(&cast.admin, &st);
+    }
+    setup.chain(&cast, "C", &policy);
+    let leaves = setup.leaves;
+    let intent_at = leaves.len() - 2;
+    for (i, leaf) in leaves[..intent_at].iter().enumerate() {
+        state.apply(i as u64, &DecodedEntry::decode(leaf).unwrap());
+    }
+    let intent = DecodedEntry::decode(&leaves[intent_at]).unwrap();
+    (state, intent, intent_at as u64)
+}
+
+fn decision(c: &mut Criterion) {
+    let mut g = c.benchmark_group("gate_decision_chain_of_10");
+    g.throughput(Throughput::Elements(1));
+    for with_policy in [false, true] {
+        let (state, intent, index) = decision_setup(with_policy);
+        let mut engine = CedarEngine::default();
+        assert_eq!(
+            gate::check(&state, index, &intent, &mut engine).unwrap(),
+            Verdict::Admit
+        );
+        let name = if with_policy {
+            "rules_1_to_7_cedar"
+        } else {
+            "rules_1_to_6"
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| gate::check(&state, index, &intent, &mut engine).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn admission(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::open(dir.path(), Some("bench/log")).unwrap());
+    let cast = Cast::new();
+    let mut keeper = Gatekeeper::open(
+        log,
+        vec![cast.admin.key.verifier()],
+        Box::new(CedarEngine::default()),
+    )
+    .unwrap();
+    // Register the cast and publish the policy (not measured).
+    let mut setup = Batch {
+        first: 0,
+        leaves: vec![],
+    };
+    for m in cast.everyone() {
+        let st = build::register(
+            &cast.admin.actor,
+            &m.actor,
+            m.key.verifier().public_key(),
+            NOW,
+        );
+        setup.push(&cast.admin, &st);
+    }
+    let st = build::publish_policy(&cast.admin.actor, "bench", 1, POLICY, 2, NOW);
+    setup.push(&cast.admin, &st);
+    let policy = Some(PolicyRef {
+        policy_id: "bench".into(),
+        version: 1,
+    });
+    let refs: Vec<&[u8]> = setup.leaves.iter().map(Vec::as_slice).collect();
+    assert!(keeper
+        .admit(0, &refs)
+        .iter()
+        .all(|a| matches!(a, Admit::Append)));
+    let mut next = setup.leaves.len() as u64;
+    let mut chain = 0u64;
+    const CHAINS: usize = 26; // ~256 entries, the sequencer's batches at 10k/s.
+    let mut g = c.benchmark_group("admission");
+    g.throughput(Throughput::Elements((CHAINS * 10) as u64));
+    g.sample_size(30);
+    g.bench_function("batch_of_260_workflow_entries", |b| {
+        b.iter_batched(
+            || {
+                let mut batch = Batch {
+                    first: next,
+                    leaves: vec![],
+                };
+                for _ in 0..CHAINS {
+                    chain += 1;
+                    batch.chain(&cast, &format!("B{chain}"), &policy);
+                }
+                next += batch.leaves.len() as u64;
+                batch
+            },
+            |batch| {
+                let refs: Vec<&[u8]> = batch.leaves.iter().map(Vec::as_slice).collect();
+                let admits = keeper.admit(batch.first, &refs);
+                debug_assert!(admits.iter().all(|a| matches!(a, Admit::Append)));
+                admits
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decision, admission);
+criterion_main!(benches);
