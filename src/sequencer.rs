@@ -309,8 +309,8 @@ fn sequence<'a>(
         _ => new.iter().map(|_| Admit::Append).collect(),
     };
     // What each new entry became, and the leaves to append.
-    let mut placed: Vec<std::result::Result<(u64, Hash, Option<Refusal>), Rejection>> =
-        Vec::with_capacity(new.len());
+    type Placed = std::result::Result<(u64, Hash, Option<Refusal>), Rejection>;
+    let mut placed: Vec<Placed> = Vec::with_capacity(new.len());
     let mut fresh: Vec<(u64, Hash, &[u8])> = Vec::with_capacity(new.len());
     for (s, admit) in new.iter().zip(&admits) {
         let index = head.size + fresh.len() as u64;

@@ -185,7 +185,7 @@ impl Session {
                 self.latencies
                     .push(due.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 let n = tally.ok.fetch_add(1, Relaxed);
-                if n % self.opts.verify_every == 0 {
+                if n.is_multiple_of(self.opts.verify_every) {
                     match check_answer(&body, &entry, &self.log) {
                         Ok(()) => tally.verified.fetch_add(1, Relaxed),
                         Err(err) => {

@@ -144,7 +144,7 @@ async fn drive(
         match status {
             200 => {
                 latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                if (latencies.len() as u64 - 1) % args.verify_every == 0 {
+                if (latencies.len() as u64 - 1).is_multiple_of(args.verify_every) {
                     let note = Note::parse(format!("{text}\n{answer}").as_bytes())?;
                     if !note
                         .signatures

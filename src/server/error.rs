@@ -21,10 +21,9 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong, for a person.
     pub message: String,
-    /// The request field at fault, as a proto3 JSON path.
-    pub field: Option<String>,
-    /// More members of the error object.
-    pub details: serde_json::Map<String, serde_json::Value>,
+    /// More members of the error object (e.g. `field`, the request field
+    /// at fault); boxed to keep errors small on the success path.
+    pub details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl ApiError {
@@ -34,20 +33,20 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            field: None,
-            details: serde_json::Map::new(),
+            details: None,
         }
     }
 
     /// The same error, naming the field at fault.
-    pub fn at(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
-        self
+    pub fn at(self, field: impl Into<String>) -> Self {
+        self.with("field", field.into().into())
     }
 
     /// The same error with one more member in its JSON object.
     pub fn with(mut self, key: &str, value: serde_json::Value) -> Self {
-        self.details.insert(key.to_string(), value);
+        self.details
+            .get_or_insert_with(Default::default)
+            .insert(key.to_string(), value);
         self
     }
 
@@ -71,12 +70,10 @@ impl ApiError {
 
     /// The JSON response.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let mut error = self.details;
+        let mut error = serde_json::Map::new();
         error.insert("code".into(), self.code.into());
         error.insert("message".into(), self.message.into());
-        if let Some(field) = self.field {
-            error.insert("field".into(), field.into());
-        }
+        error.extend(self.details.map(|d| *d).unwrap_or_default());
         let body = serde_json::json!({ "error": error });
         let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
         *r.status_mut() = self.status;
