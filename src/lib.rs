@@ -29,6 +29,8 @@ pub mod tlog_proof;
 #[cfg(feature = "server")]
 pub mod client;
 #[cfg(feature = "server")]
+pub mod follower;
+#[cfg(feature = "server")]
 pub mod gatekeeper;
 #[cfg(feature = "server")]
 pub mod keyfile;

@@ -349,6 +349,47 @@ impl NodeSource for LeafHashes<'_> {
     }
 }
 
+/// The right edge of a tree built leaf by leaf: the roots of its perfect
+/// subtrees, largest first. O(log n) state gives the root of every prefix,
+/// so a follower can check a log's entries against its checkpoints
+/// without keeping them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactRange {
+    size: u64,
+    peaks: Vec<Hash>,
+}
+
+impl CompactRange {
+    /// Leaves pushed so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends the leaf with hash `leaf`.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut hash = leaf;
+        let mut size = self.size;
+        // Each trailing 1 bit of the old size is a perfect subtree of the
+        // same height as the one being carried: merge them.
+        while size & 1 == 1 {
+            let left = self.peaks.pop().expect("one peak per set bit");
+            hash = node_hash(&left, &hash);
+            size >>= 1;
+        }
+        self.peaks.push(hash);
+        self.size += 1;
+    }
+
+    /// The RFC 6962 root of the leaves pushed so far.
+    pub fn root(&self) -> Hash {
+        let mut peaks = self.peaks.iter().rev();
+        let Some(last) = peaks.next() else {
+            return empty_root();
+        };
+        peaks.fold(*last, |right, left| node_hash(left, &right))
+    }
+}
+
 /// Root of a complete subtree whose leaf-level hashes are `hashes`
 /// (length a power of two), hashing pairs level by level.
 pub fn complete_root(hashes: &[Hash]) -> Hash {
@@ -365,6 +406,20 @@ pub fn complete_root(hashes: &[Hash]) -> Hash {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn compact_range_roots_match_the_prover() {
+        let leaves: Vec<Hash> = (0..70u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let mut range = CompactRange::default();
+        assert_eq!(range.root(), empty_root());
+        for (n, leaf) in leaves.iter().enumerate() {
+            range.push(*leaf);
+            let size = n as u64 + 1;
+            let expected = Prover::new(LeafHashes(&leaves)).root(size).unwrap();
+            assert_eq!(range.root(), expected, "size {size}");
+            assert_eq!(range.size(), size);
+        }
+    }
     use super::*;
 
     fn leaves(n: u64) -> Vec<Hash> {

@@ -4,8 +4,12 @@
 //! not consistent (same size and another root, or no valid consistency
 //! proof from the log) are a split view: the monitor writes the evidence
 //! ([`crate::equivocation`]) and stops.
+//!
+//! It also follows the log's entries up to the checkpoint it accepted
+//! ([`crate::follower`]) and reports break-glass reviews that are past
+//! their deadline.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,11 +22,13 @@ use thiserror::Error;
 use crate::checkpoint::Checkpoint;
 use crate::client::http_get;
 use crate::equivocation::Equivocation;
+use crate::follower::{fetch_entries, Follower};
+use crate::gate::Obligation;
+use crate::gatekeeper::now_ms;
 use crate::keyfile;
 use crate::merkle::{verify_consistency, Hash};
 use crate::note::NoteVerifier;
 
-/// Largest answer read from a log or a peer.
 /// Polls in a row a log may fail to prove consistency between two
 /// checkpoints it signed before that counts as a split view: one failure
 /// may be an outage, a log that never answers may be hiding a fork.
@@ -66,6 +72,20 @@ pub struct Monitor {
     latest: Mutex<Option<(String, Checkpoint)>>,
     /// Consecutive polls without a consistency proof, per (old, new) size.
     proof_failures: Mutex<HashMap<(u64, u64), u32>>,
+    /// The log's entries replayed up to the accepted checkpoint.
+    follower: Mutex<Follower>,
+    /// Overdue reviews already reported, by break-glass index.
+    reported: Mutex<HashSet<u64>>,
+}
+
+/// What the monitor knows of open break-glass reviews.
+pub struct ObligationReport {
+    /// Entries replayed (checked against an accepted checkpoint).
+    pub tree_size: u64,
+    /// Set when the log's entries are not gatelog entries.
+    pub not_gatelog: Option<String>,
+    /// Open reviews, earliest deadline first.
+    pub open: Vec<Obligation>,
 }
 
 impl Monitor {
@@ -90,8 +110,11 @@ impl Monitor {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => return Err(MonitorError::Io { path, source }),
         };
+        let follower = Mutex::new(Follower::new(config.key.clone()));
         Ok(Monitor {
             config,
+            follower,
+            reported: Mutex::new(HashSet::new()),
             latest: Mutex::new(latest),
             proof_failures: Mutex::new(HashMap::new()),
         })
@@ -147,7 +170,60 @@ impl Monitor {
                     return e;
                 }
             }
+            self.follow(timeout).await;
             tokio::time::sleep(self.config.poll).await;
+        }
+    }
+
+    /// Open break-glass reviews, from the entries replayed so far.
+    pub fn obligations(&self) -> ObligationReport {
+        let f = self.follower.lock().expect("follower");
+        ObligationReport {
+            tree_size: f.size(),
+            not_gatelog: f.not_gatelog().map(str::to_string),
+            open: f.obligations().into_iter().cloned().collect(),
+        }
+    }
+
+    /// Replays the log's entries up to the accepted checkpoint, then
+    /// reports each break-glass review newly past its deadline.
+    async fn follow(&self, timeout: Duration) {
+        let Some((_, cp)) = self.latest.lock().expect("monitor state").clone() else {
+            return;
+        };
+        let from = {
+            let f = self.follower.lock().expect("follower");
+            if f.not_gatelog().is_some() {
+                return;
+            }
+            f.size()
+        };
+        if from < cp.size {
+            match fetch_entries(&self.config.log, from, &cp, timeout).await {
+                Ok(entries) => {
+                    let mut f = self.follower.lock().expect("follower");
+                    if f.size() == from {
+                        if let Err(e) = f.take(&entries, &cp) {
+                            eprintln!("gatelog monitor: ALERT: {e}");
+                        }
+                    }
+                }
+                Err(e) => eprintln!("gatelog monitor: fetching entries {from}..{}: {e}", cp.size),
+            }
+        }
+        let now = now_ms();
+        let report = self.obligations();
+        let mut reported = self.reported.lock().expect("reported");
+        for o in report.open.iter().filter(|o| o.deadline_ms < now) {
+            if reported.insert(o.index) {
+                println!(
+                    "gatelog monitor: OVERDUE break-glass review: chain {} (entry {} by {}), deadline passed {} s ago",
+                    o.chain_id,
+                    o.index,
+                    o.actor,
+                    (now - o.deadline_ms) / 1000
+                );
+            }
         }
     }
 

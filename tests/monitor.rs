@@ -193,3 +193,71 @@ fn a_monitor_of_a_new_log_follows_it_from_the_empty_tree() {
     assert_eq!(Checkpoint::open(latest.as_bytes(), &key).unwrap().size, 5);
     mon.kill9();
 }
+
+#[test]
+fn a_monitor_reports_overdue_break_glass_reviews_from_the_entries() {
+    use gatelog::entry::build::{self, delta, human, target};
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Server::start_gatelog(&tmp.path().join("log"), &[]);
+    let admin_text = std::fs::read_to_string(tmp.path().join("log/admin.key")).unwrap();
+    let admin = NoteSigner::parse(admin_text.trim()).unwrap();
+    let now = gatelog::gatekeeper::now_ms;
+    let mut keys = Vec::new();
+    for (i, id) in ["carol", "bob"].into_iter().enumerate() {
+        let key = NoteSigner::from_seed(id, [i as u8 + 1; 32]).unwrap();
+        let st = build::register(
+            &human("admin"),
+            &human(id),
+            key.verifier().public_key(),
+            now(),
+        );
+        assert_eq!(log.submit(&admin, &st).status, 200);
+        keys.push(key);
+    }
+    let bg = build::break_glass(
+        &human("carol"),
+        "BG-7",
+        target("postgres", "prod/payments", "carol"),
+        delta(&[], &["superuser"], &[]),
+        "INC-7",
+        now() + 1_000,
+        now(),
+    );
+    let r = log.submit(&keys[0], &bg);
+    assert_eq!(r.status, 200);
+    let answer = r.json();
+    let bg_index = answer["index"].as_u64().unwrap();
+    let bg_leaf = common::b64(answer["leaf_hash"].as_str().unwrap());
+    let url = format!("http://{}", log.addr);
+    let mon = Server::start_command(
+        "monitor",
+        &tmp.path().join("mon"),
+        &["--log", &url, "--vkey", &log.vkey, "--poll-ms", "100"],
+    );
+    // The monitor finds the obligation in the entries, then sees it overdue.
+    let wait_for = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let report = get_ok(mon.addr, "/v1/monitor/obligations").json();
+            if pred(&report) {
+                return report;
+            }
+            assert!(Instant::now() < deadline, "monitor never saw it: {report}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let report = wait_for(&|r| r["obligations"][0]["overdue"] == true);
+    assert_eq!(report["obligations"][0]["chain_id"], "BG-7");
+    assert_eq!(report["obligations"][0]["index"], bg_index);
+    assert!(report["not_gatelog"].is_null());
+    // Another human reviews: the monitor's list empties.
+    let review = build::review(
+        &human("bob"),
+        "BG-7",
+        vec![build::link(bg_index, &bg_leaf)],
+        true,
+        now(),
+    );
+    assert_eq!(log.submit(&keys[1], &review).status, 200);
+    wait_for(&|r| r["obligations"].as_array().is_some_and(|o| o.is_empty()));
+}

@@ -26,7 +26,7 @@ pub(super) fn decoded_json(d: &DecodedEntry) -> Value {
     v
 }
 
-fn obligation_json(o: &Obligation, now: i64) -> Value {
+pub(super) fn obligation_json(o: &Obligation, now: i64) -> Value {
     json!({
         "chain_id": o.chain_id,
         "index": o.index,

@@ -1,26 +1,36 @@
 //! The monitor's HTTP API: `GET /v1/monitor/checkpoint`, the latest
-//! checkpoint it accepted, for its peers to check.
+//! checkpoint it accepted, for its peers to check; and
+//! `GET /v1/monitor/obligations`, the open break-glass reviews it found in
+//! the log's entries.
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
+use serde_json::json;
 
-use super::routes::{bytes_response, HttpResponse};
+use super::chains::obligation_json;
+use super::routes::{bytes_response, json_response, HttpResponse};
 use super::ApiError;
+use crate::gatekeeper::now_ms;
 use crate::monitor::Monitor;
 
 /// Answers one request to the monitor.
 pub fn handle(monitor: &Monitor, req: Request<Incoming>) -> HttpResponse {
-    if req.uri().path() != "/v1/monitor/checkpoint" {
+    let path = req.uri().path();
+    if path != "/v1/monitor/checkpoint" && path != "/v1/monitor/obligations" {
         return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
             .into_response();
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "GET only",
-        )
-        .into_response();
+        return ApiError::method_not_allowed(path, "GET, HEAD");
+    }
+    if path == "/v1/monitor/obligations" {
+        let report = monitor.obligations();
+        let now = now_ms();
+        return json_response(json!({
+            "tree_size": report.tree_size,
+            "not_gatelog": report.not_gatelog,
+            "obligations": report.open.iter().map(|o| obligation_json(o, now)).collect::<Vec<_>>(),
+        }));
     }
     match monitor.latest() {
         Some(note) => bytes_response(note.into(), "text/plain; charset=utf-8", "no-store"),

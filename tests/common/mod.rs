@@ -200,6 +200,17 @@ impl Server {
         r.json()
     }
 
+    /// Signs `statement` with `key` and submits it.
+    pub fn submit(
+        &self,
+        key: &gatelog::note::NoteSigner,
+        statement: &gatelog::entry::Statement,
+    ) -> HttpResponse {
+        use prost::Message;
+        let leaf = gatelog::entry::sign(key, statement).encode_to_vec();
+        http(self.addr, "POST", "/v1/entries", &leaf).expect("POST")
+    }
+
     pub fn tree_size(&self) -> u64 {
         get_ok(self.addr, "/v1/log").json()["tree_size"]
             .as_u64()
