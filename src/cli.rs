@@ -78,6 +78,10 @@ enum Command {
     /// at GET /v1/monitor/checkpoint. On a split view it writes the
     /// evidence to DATA_DIR/equivocation-<time>.txt, runs --alert-command
     /// (with GATELOG_EQUIVOCATION set to that file) and exits with status 3.
+    ///
+    /// It also replays the log's entries (checked against the accepted
+    /// checkpoint) and reports break-glass reviews past their deadline,
+    /// listing open ones at GET /v1/monitor/obligations.
     Monitor(MonitorArgs),
     /// Check evidence offline.
     #[command(subcommand)]
