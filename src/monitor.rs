@@ -221,7 +221,7 @@ impl Monitor {
                     o.chain_id,
                     o.index,
                     o.actor,
-                    (now - o.deadline_ms) / 1000
+                    now.saturating_sub(o.deadline_ms) / 1000
                 );
             }
         }

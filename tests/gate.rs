@@ -966,6 +966,32 @@ fn malformed_and_inconsistent_entries_get_4xx_naming_the_field() {
         409,
         "chain_exists",
     );
+    // A copy of a signed entry under another leaf hash (an unknown field
+    // appended to the wrapper the signature does not cover) is refused:
+    // otherwise one approval could be logged, and used, twice.
+    let approval = build::approve(
+        log.actor("bob"),
+        "B1",
+        vec![req.link()],
+        d.clone(),
+        t + MINUTE,
+        t,
+    );
+    let mut copy = entry::sign(log.key("bob"), &approval).encode_to_vec();
+    copy.extend_from_slice(&[0x78, 0x00]);
+    let r = post_raw(&copy);
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (400, "malformed_entry")
+    );
+    // Timestamps outside the protobuf range are refused, not overflowed.
+    let mut ancient = approval.clone();
+    ancient.issued_at = Some(gatelog::entry::Timestamp {
+        seconds: i64::MIN / 2,
+        nanos: 0,
+    });
+    let e = log.rejected(log.key("bob"), &ancient, 422, "invalid_entry");
+    assert_eq!(e["field"], "statement.issuedAt");
     // Nobody signs as the log.
     let refusal = Statement {
         actor: Some(human("alice")),

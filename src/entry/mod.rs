@@ -66,6 +66,15 @@ impl DecodedEntry {
     pub fn decode(leaf: &[u8]) -> Result<Self, EntryError> {
         let signed = SignedEntry::decode(leaf)
             .map_err(|e| EntryError::new("signedEntry", format!("not a SignedEntry: {e}")))?;
+        // The signature covers the statement, not this wrapper: only its
+        // one canonical encoding is an entry, so nobody can log a copy of
+        // someone's signed statement under another leaf hash.
+        if signed.encoded_len() != leaf.len() || signed.encode_to_vec() != leaf {
+            return Err(EntryError::new(
+                "signedEntry",
+                "not the canonical encoding of a SignedEntry (fields in order, no unknown fields, minimal varints)",
+            ));
+        }
         let statement = Statement::decode(signed.statement.as_slice()).map_err(|e| {
             EntryError::new("signedEntry.statement", format!("not a Statement: {e}"))
         })?;

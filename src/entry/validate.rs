@@ -68,12 +68,8 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
         "signedEntry.signerId",
         "must equal statement.actor.id",
     )?;
-    let issued = st
-        .issued_at
-        .as_ref()
-        .map(millis)
-        .ok_or_else(|| EntryError::new("statement.issuedAt", "required"))?;
-    if issued > now_ms + limits.max_future_ms {
+    let issued = time(st.issued_at.as_ref(), "statement.issuedAt")?;
+    if issued > now_ms.saturating_add(limits.max_future_ms) {
         return err(
             "statement.issuedAt",
             format!(
@@ -84,7 +80,7 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
         );
     }
     if matches!(kind, Kind::ExecutionIntent | Kind::BreakGlass)
-        && issued < now_ms - limits.max_backdate_ms
+        && issued < now_ms.saturating_sub(limits.max_backdate_ms)
     {
         return err(
             "statement.issuedAt",
@@ -217,9 +213,7 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
                     d.approved_delta.as_ref(),
                     "statement.decision.approvedDelta",
                 )?;
-                let expires = d.expires_at.as_ref().map(millis).ok_or_else(|| {
-                    EntryError::new("statement.decision.expiresAt", "required for APPROVE")
-                })?;
+                let expires = time(d.expires_at.as_ref(), "statement.decision.expiresAt")?;
                 require(
                     expires > issued,
                     "statement.decision.expiresAt",
@@ -244,9 +238,10 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
                 "statement.breakGlass.reason",
                 "required",
             )?;
-            let deadline = b.review_deadline.as_ref().map(millis).ok_or_else(|| {
-                EntryError::new("statement.breakGlass.reviewDeadline", "required")
-            })?;
+            let deadline = time(
+                b.review_deadline.as_ref(),
+                "statement.breakGlass.reviewDeadline",
+            )?;
             require(
                 deadline > issued,
                 "statement.breakGlass.reviewDeadline",
@@ -277,13 +272,8 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
                 "statement.delegationGrant.scope",
                 "names at least one system",
             )?;
-            let from = g.not_before.as_ref().map(millis).ok_or_else(|| {
-                EntryError::new("statement.delegationGrant.notBefore", "required")
-            })?;
-            let until =
-                g.not_after.as_ref().map(millis).ok_or_else(|| {
-                    EntryError::new("statement.delegationGrant.notAfter", "required")
-                })?;
+            let from = time(g.not_before.as_ref(), "statement.delegationGrant.notBefore")?;
+            let until = time(g.not_after.as_ref(), "statement.delegationGrant.notAfter")?;
             require(
                 until > from,
                 "statement.delegationGrant.notAfter",
@@ -300,6 +290,24 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
         Body::GateRefusal(_) => {}
     }
     Ok(())
+}
+
+/// Seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the range
+/// of google.protobuf.Timestamp (and of its RFC 3339 JSON form).
+const MIN_SECONDS: i64 = -62_135_596_800;
+const MAX_SECONDS: i64 = 253_402_300_799;
+
+/// A required timestamp within the protobuf range, in milliseconds.
+fn time(ts: Option<&super::Timestamp>, field: &str) -> std::result::Result<i64, EntryError> {
+    let ts = ts.ok_or_else(|| EntryError::new(field, "required"))?;
+    if !(MIN_SECONDS..=MAX_SECONDS).contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos)
+    {
+        return Err(EntryError::new(
+            field,
+            "out of range: years 0001 to 9999, nanos 0 to 999999999",
+        ));
+    }
+    Ok(millis(ts))
 }
 
 fn check_actor(actor: &Actor, field: &str) -> Result {

@@ -306,7 +306,7 @@ fn intent(
                     format!(
                         "decision {} expired {} ms before the intent",
                         a.index,
-                        issued - expires
+                        issued.saturating_sub(expires)
                     ),
                 ));
             }

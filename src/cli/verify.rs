@@ -1,0 +1,316 @@
+//! `gatelog verify ...`: offline and online checks an auditor runs.
+//! Exit 0: verified; 1: it does not verify (the reason is printed);
+//! 2: the arguments or files cannot be used.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+use gatelog::checkpoint::Checkpoint;
+use gatelog::equivocation::Equivocation;
+use gatelog::merkle::{hash_from_base64, leaf_hash, verify_consistency, Hash, Prover};
+use gatelog::note::NoteVerifier;
+use gatelog::policy::Policy;
+use gatelog::tiles::{tile_width, TileNodes, TileReader, TILE_WIDTH};
+use gatelog::tlog_proof::TlogProof;
+
+use super::{fetch, parse_url};
+
+#[derive(Subcommand, Debug)]
+pub enum VerifyCommand {
+    /// Check a signed checkpoint: its format and the log's signature.
+    ///
+    /// SOURCE is a file, or a log's URL (its /checkpoint is fetched).
+    /// Prints the origin, size, root and every signer named on it.
+    ///
+    /// Try it:
+    ///   gatelog verify checkpoint --vkey "$VKEY" http://127.0.0.1:8080
+    Checkpoint {
+        /// The log's verifier key, "<origin>+<key id>+<key>".
+        #[arg(long, value_name = "VKEY")]
+        vkey: String,
+        /// A checkpoint file, or the log's URL.
+        #[arg(value_name = "FILE|URL")]
+        source: String,
+    },
+    /// Check, offline, that an entry is in the log: the tlog-proof bundle
+    /// (from `gatelog submit` or POST /v1/entries) holds a checkpoint signed
+    /// by the log and an inclusion proof of the entry's leaf hash.
+    ///
+    /// With --policy (a C2SP tlog-policy file) the checkpoint must also
+    /// carry the witness cosignatures the policy's quorum requires.
+    ///
+    /// Try it:
+    ///   gatelog verify inclusion --vkey "$VKEY" --entry entry.bin request.tlog-proof
+    Inclusion {
+        #[arg(long, value_name = "VKEY")]
+        vkey: String,
+        /// The entry's exact bytes (for gatelog entries: the SignedEntry).
+        #[arg(long, value_name = "FILE")]
+        entry: PathBuf,
+        /// A tlog-policy the checkpoint must satisfy (witness quorum).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// The tlog-proof bundle.
+        #[arg(value_name = "PROOF")]
+        proof: PathBuf,
+    },
+    /// Check that NEW_CHECKPOINT's tree extends OLD_CHECKPOINT's: nothing
+    /// before it was rewritten. The consistency proof comes from the log
+    /// (--log URL) or is computed from a mirror's tiles (--log DIR).
+    ///
+    /// Try it:
+    ///   gatelog verify consistency --vkey "$VKEY" old.checkpoint new.checkpoint --log http://127.0.0.1:8080
+    Consistency {
+        #[arg(long, value_name = "VKEY")]
+        vkey: String,
+        #[arg(value_name = "OLD_CHECKPOINT")]
+        old: PathBuf,
+        #[arg(value_name = "NEW_CHECKPOINT")]
+        new: PathBuf,
+        /// The log's URL, or a mirror directory (`gatelog mirror`).
+        #[arg(long, value_name = "URL|DIR")]
+        log: String,
+    },
+    /// Check a split-view evidence file written by `gatelog monitor`.
+    ///
+    /// Exit 0: both checkpoints are signed by the key and cannot both be
+    /// true. Exit 1: they are not proven inconsistent (or not signed).
+    /// Exit 2: the key or the file cannot be used.
+    Equivocation {
+        /// The log's verifier key.
+        #[arg(long, value_name = "VKEY")]
+        vkey: String,
+        /// The evidence file.
+        file: PathBuf,
+    },
+}
+
+/// The outcome of a check, before it becomes an exit status.
+enum Outcome {
+    Verified(String),
+    Failed(String),
+}
+
+/// A usage problem: exit 2.
+struct Usage(String);
+
+impl<E: std::fmt::Display> From<E> for Usage {
+    fn from(e: E) -> Self {
+        Usage(e.to_string())
+    }
+}
+
+pub fn run(command: VerifyCommand) -> ExitCode {
+    let result = match command {
+        VerifyCommand::Checkpoint { vkey, source } => checkpoint(&vkey, &source),
+        VerifyCommand::Inclusion {
+            vkey,
+            entry,
+            policy,
+            proof,
+        } => inclusion(&vkey, &entry, policy.as_deref(), &proof),
+        VerifyCommand::Consistency { vkey, old, new, log } => consistency(&vkey, &old, &new, &log),
+        VerifyCommand::Equivocation { vkey, file } => equivocation(&vkey, &file),
+    };
+    match result {
+        Ok(Outcome::Verified(what)) => {
+            println!("verified: {what}");
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::Failed(why)) => {
+            println!("FAILED: {why}");
+            ExitCode::FAILURE
+        }
+        Err(Usage(message)) => {
+            eprintln!("gatelog: error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn key(vkey: &str) -> Result<NoteVerifier, Usage> {
+    NoteVerifier::parse(vkey).map_err(|e| Usage(format!("--vkey {vkey:?}: {e}")))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, Usage> {
+    std::fs::read(path).map_err(|e| Usage(format!("reading {}: {e}", path.display())))
+}
+
+fn read_text(path: &Path) -> Result<String, Usage> {
+    String::from_utf8(read(path)?).map_err(|_| Usage(format!("{} is not UTF-8 text", path.display())))
+}
+
+fn describe(cp: &Checkpoint) -> String {
+    use base64::Engine;
+    format!(
+        "{} size {} root {}",
+        cp.origin,
+        cp.size,
+        base64::engine::general_purpose::STANDARD.encode(cp.root)
+    )
+}
+
+fn checkpoint(vkey: &str, source: &str) -> Result<Outcome, Usage> {
+    let key = key(vkey)?;
+    let note = if source.starts_with("http://") {
+        let base = parse_url(source)?;
+        let (status, body) = fetch(&base, "/checkpoint", Duration::from_secs(30))?;
+        if status != 200 {
+            return Err(Usage(format!("{source}/checkpoint answered {status}")));
+        }
+        body
+    } else {
+        read(Path::new(source))?
+    };
+    let signers = match gatelog::note::Note::parse(&note) {
+        Ok(n) => n.signatures.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+        Err(e) => return Ok(Outcome::Failed(format!("{source} is not a signed note: {e}"))),
+    };
+    Ok(match Checkpoint::open(&note, &key) {
+        Ok(cp) => Outcome::Verified(format!(
+            "checkpoint {} signed by {} (signatures: {})",
+            describe(&cp),
+            key.name(),
+            signers.join(", ")
+        )),
+        Err(e) => Outcome::Failed(format!("{source}: {e}")),
+    })
+}
+
+fn inclusion(vkey: &str, entry: &Path, policy: Option<&Path>, proof: &Path) -> Result<Outcome, Usage> {
+    let key = key(vkey)?;
+    let entry = read(entry)?;
+    let bundle = match TlogProof::parse(&read_text(proof)?) {
+        Ok(b) => b,
+        Err(e) => return Ok(Outcome::Failed(format!("{}: not a tlog-proof bundle: {e}", proof.display()))),
+    };
+    let leaf = leaf_hash(&entry);
+    let mut witnessed = String::new();
+    if let Some(path) = policy {
+        let policy = Policy::parse(&read_text(path)?)
+            .map_err(|e| Usage(format!("{}: {e}", path.display())))?;
+        match policy.verify(bundle.checkpoint.as_bytes()) {
+            Ok((_, cosigners)) => witnessed = format!(", cosigned by {}", cosigners.join(", ")),
+            Err(e) => return Ok(Outcome::Failed(format!("the checkpoint does not satisfy {}: {e}", path.display()))),
+        }
+    }
+    Ok(match bundle.verify(&leaf, &key) {
+        Ok(cp) => Outcome::Verified(format!(
+            "entry {} is in checkpoint {}{witnessed}",
+            bundle.index,
+            describe(&cp)
+        )),
+        Err(e) => Outcome::Failed(format!("entry not proven at index {}: {e}", bundle.index)),
+    })
+}
+
+/// Reads tiles from a mirror directory laid out like the tlog-tiles API.
+struct DirTiles {
+    dir: PathBuf,
+    size: u64,
+}
+
+impl TileReader for DirTiles {
+    type Error = std::io::Error;
+    fn read_tile(&self, level: u8, index: u64) -> Result<Option<std::sync::Arc<Vec<u8>>>, Self::Error> {
+        let width = tile_width(level, index, self.size);
+        let path = gatelog::tiles::TilePath {
+            kind: gatelog::tiles::TileKind::Hashes { level },
+            index,
+            width,
+        };
+        // A full tile serves any size; a partial one only its own width.
+        let full = gatelog::tiles::TilePath { width: TILE_WIDTH, ..path };
+        for p in [full, path] {
+            match std::fs::read(self.dir.join(p.to_string())) {
+                Ok(data) => {
+                    let mut data = data;
+                    data.truncate(width as usize * 32);
+                    return Ok(Some(std::sync::Arc::new(data)));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn consistency(vkey: &str, old: &Path, new: &Path, log: &str) -> Result<Outcome, Usage> {
+    let key = key(vkey)?;
+    let open = |path: &Path| -> Result<Result<Checkpoint, String>, Usage> {
+        Ok(Checkpoint::open(&read(path)?, &key).map_err(|e| format!("{}: {e}", path.display())))
+    };
+    let (old_cp, new_cp) = match (open(old)?, open(new)?) {
+        (Ok(o), Ok(n)) => (o, n),
+        (Err(e), _) | (_, Err(e)) => return Ok(Outcome::Failed(e)),
+    };
+    if old_cp.size > new_cp.size {
+        return Err(Usage(format!(
+            "OLD_CHECKPOINT (size {}) is larger than NEW_CHECKPOINT (size {}); swap them",
+            old_cp.size, new_cp.size
+        )));
+    }
+    let proof: Vec<Hash> = if old_cp.size == 0 || old_cp.size == new_cp.size {
+        vec![]
+    } else if log.starts_with("http://") {
+        let base = parse_url(log)?;
+        let path = format!(
+            "/v1/proof/consistency?old_size={}&tree_size={}",
+            old_cp.size, new_cp.size
+        );
+        let (status, body) = fetch(&base, &path, Duration::from_secs(30))?;
+        if status != 200 {
+            return Ok(Outcome::Failed(format!(
+                "the log gave no consistency proof from {} to {} (HTTP {status}: {})",
+                old_cp.size,
+                new_cp.size,
+                String::from_utf8_lossy(&body).trim()
+            )));
+        }
+        let json: serde_json::Value = serde_json::from_slice(&body)?;
+        let hashes: Option<Vec<Hash>> = json["hashes"]
+            .as_array()
+            .map(|a| a.iter().map(|h| h.as_str().and_then(hash_from_base64)).collect())
+            .unwrap_or(None);
+        match hashes {
+            Some(h) => h,
+            None => return Ok(Outcome::Failed("the log's consistency proof is malformed".into())),
+        }
+    } else {
+        let reader = DirTiles {
+            dir: PathBuf::from(log),
+            size: new_cp.size,
+        };
+        let mut prover = Prover::new(TileNodes::new(reader));
+        match prover.consistency(old_cp.size, new_cp.size) {
+            Ok(p) => p,
+            Err(e) => return Ok(Outcome::Failed(format!("the mirror in {log} cannot prove it: {e}"))),
+        }
+    };
+    let verdict = verify_consistency(old_cp.size, new_cp.size, &proof, &old_cp.root, &new_cp.root);
+    Ok(if verdict.is_ok() {
+        Outcome::Verified(format!(
+            "{} extends {}",
+            describe(&new_cp),
+            describe(&old_cp)
+        ))
+    } else {
+        Outcome::Failed(format!(
+            "{} does not extend {}: history was rewritten (or the proof is wrong)",
+            describe(&new_cp),
+            describe(&old_cp)
+        ))
+    })
+}
+
+fn equivocation(vkey: &str, file: &Path) -> Result<Outcome, Usage> {
+    let key = key(vkey)?;
+    let text = read_text(file)?;
+    Ok(match Equivocation::parse(&text).and_then(|e| e.verify(&key)) {
+        Ok(verdict) => Outcome::Verified(format!("split view proven: {verdict:?}")),
+        Err(e) => Outcome::Failed(format!("not proven: {e}")),
+    })
+}
