@@ -85,13 +85,14 @@ impl Batch {
             &cast.requester,
             &build::request(&cast.requester.actor, id, tgt, d.clone(), NOW),
         );
-        for _ in 0..2 {
+        // Two distinct rationales: identical statements would be one entry.
+        for digest in [[1; 32], [2; 32]] {
             let st = build::recommend(
                 &cast.assistant.actor,
                 id,
                 vec![req.clone()],
                 d.clone(),
-                [1; 32],
+                digest,
                 NOW,
             );
             self.push(&cast.assistant, &st);

@@ -67,6 +67,8 @@ struct Opts {
 #[derive(Default)]
 struct Tally {
     ok: AtomicU64,
+    /// Answered with an existing index (the entry was already logged).
+    duplicates: AtomicU64,
     /// Execution intents the gate admitted (workflow mode).
     intents: AtomicU64,
     errors: AtomicU64,
@@ -184,6 +186,10 @@ impl Session {
             Ok((200, body)) => {
                 self.latencies
                     .push(due.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                let answer: serde_json::Value = serde_json::from_slice(&body)?;
+                if answer["duplicate"] == true {
+                    tally.duplicates.fetch_add(1, Relaxed);
+                }
                 let n = tally.ok.fetch_add(1, Relaxed);
                 if n.is_multiple_of(self.opts.verify_every) {
                     match check_answer(&body, &entry, &self.log) {
@@ -194,7 +200,7 @@ impl Session {
                         }
                     };
                 }
-                Ok(Some(serde_json::from_slice(&body)?))
+                Ok(Some(answer))
             }
             Ok((status, body)) => {
                 if tally.errors.fetch_add(1, Relaxed) < 5 {
@@ -322,6 +328,7 @@ async fn main() -> anyhow::Result<()> {
         println!("registered {} actors", ready.len() * workflow::CAST_SIZE);
         // Count only the measured run, not the set-up.
         tally.ok.store(0, Relaxed);
+        tally.duplicates.store(0, Relaxed);
         start = Instant::now();
         ready
             .into_iter()
@@ -342,7 +349,11 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     let ok = tally.ok.load(Relaxed);
-    println!("appends ok: {ok}, errors: {}", tally.errors.load(Relaxed));
+    println!(
+        "appends ok: {ok} (of which already logged: {}), errors: {}",
+        tally.duplicates.load(Relaxed),
+        tally.errors.load(Relaxed)
+    );
     if opts.workflow {
         println!(
             "execution intents admitted by the gate: {}",

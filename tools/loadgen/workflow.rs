@@ -180,7 +180,8 @@ impl Cast {
                 &self.requester,
                 build::request(&self.requester.actor, &chain, tgt, d.clone(), t)
             );
-            for _ in 0..2 {
+            // Two distinct rationales: identical statements would be one entry.
+            for digest in [[1; 32], [2; 32]] {
                 step!(
                     &self.assistant,
                     build::recommend(
@@ -188,7 +189,7 @@ impl Cast {
                         &chain,
                         vec![req.clone()],
                         d.clone(),
-                        [1; 32],
+                        digest,
                         t
                     )
                 );
