@@ -362,6 +362,14 @@ impl Log {
         Ok((size, proof))
     }
 
+    /// Inclusion proofs of the entries `start..size` in the tree of
+    /// `size`, computed together (they share most of their nodes).
+    pub fn inclusion_proofs(&self, start: u64, size: u64) -> Result<Vec<Vec<Hash>>, ReadError> {
+        let size = self.checked_size(Some(size))?;
+        let proofs = self.with_prover(|p| (start..size).map(|i| p.inclusion(i, size)).collect())?;
+        Ok(proofs)
+    }
+
     /// Index of the entry with `leaf` hash, if it is in the tree of `size`.
     pub fn find_leaf(&self, leaf: &Hash, size: Option<u64>) -> Result<u64, ReadError> {
         let size = self.checked_size(size)?;

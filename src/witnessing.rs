@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 
 use crate::cosignature::{AddCheckpoint, CosignatureVerifier};
 use crate::log::{Log, LogHead};
+use crate::merkle::Hash;
 use crate::metrics::{Histogram, LATENCY_BOUNDS};
 use crate::note::Note;
 
@@ -70,9 +71,32 @@ pub struct CosignedHead {
     pub head: Arc<LogHead>,
     /// Verified cosignature lines, each ending in "\n".
     pub cosignatures: Vec<String>,
+    /// Inclusion proofs in this checkpoint's tree for the entries
+    /// `proofs_from..head.size`, computed once for all the writers waiting
+    /// on this quorum (one at a time, each would take the proof lock).
+    pub proofs: Vec<Vec<Hash>>,
+    pub proofs_from: u64,
 }
 
+/// Most proofs computed ahead for one quorum.
+const MAX_PROOFS_AHEAD: u64 = 4096;
+
 impl CosignedHead {
+    fn new(head: Arc<LogHead>, cosignatures: Vec<String>) -> Self {
+        CosignedHead {
+            proofs_from: head.size,
+            head,
+            cosignatures,
+            proofs: vec![],
+        }
+    }
+
+    /// The inclusion proof of `index` in this checkpoint, if computed.
+    pub fn proof(&self, index: u64) -> Option<&Vec<Hash>> {
+        let k = index.checked_sub(self.proofs_from)?;
+        self.proofs.get(usize::try_from(k).ok()?)
+    }
+
     /// The signed note: the log's signature, then the cosignatures.
     pub fn note(&self) -> String {
         let mut n = self.head.checkpoint.to_string();
@@ -133,10 +157,7 @@ impl Witnessing {
             round_latency: Histogram::new(LATENCY_BOUNDS),
             wait_latency: Histogram::new(LATENCY_BOUNDS),
             stats: witnesses.iter().map(|_| WitnessStats::default()).collect(),
-            latest: watch::Sender::new(Arc::new(CosignedHead {
-                head,
-                cosignatures: vec![],
-            })),
+            latest: watch::Sender::new(Arc::new(CosignedHead::new(head, vec![]))),
             quorate: watch::Sender::new(None),
         });
         let clients = witnesses
@@ -245,6 +266,8 @@ async fn rounds(
     // The size every witness has cosigned; a round that missed a witness
     // is tried again after a pause even if the log is quiet.
     let mut done = 0u64;
+    // The size of the last checkpoint that reached the quorum.
+    let mut quorate_size = 0u64;
     loop {
         let head = heads.borrow_and_update().clone();
         if head.size == 0 || head.size == done {
@@ -291,9 +314,21 @@ async fn rounds(
             if !published_quorum && shared.quorum > 0 && cosignatures.len() >= shared.quorum {
                 published_quorum = true;
                 shared.quorum_latency.observe_duration(started.elapsed());
+                // Proofs for the writers this quorum releases, computed in
+                // one pass (each proof then costs microseconds, not a
+                // cold read of the tiles under the proof lock).
+                let from = quorate_size.max(head.size.saturating_sub(MAX_PROOFS_AHEAD));
+                let (l, size) = (log.clone(), head.size);
+                let proofs = tokio::task::spawn_blocking(move || l.inclusion_proofs(from, size))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                quorate_size = head.size;
                 shared.quorate.send_replace(Some(Arc::new(CosignedHead {
-                    head: head.clone(),
-                    cosignatures: cosignatures.clone(),
+                    proofs,
+                    proofs_from: from,
+                    ..CosignedHead::new(head.clone(), cosignatures.clone())
                 })));
             }
         }
@@ -306,12 +341,20 @@ async fn rounds(
         clients.sort_by_key(|c| c.index);
         shared.round_latency.observe_duration(started.elapsed());
         let complete = cosignatures.len() == clients.len();
-        let cosigned = Arc::new(CosignedHead {
-            head: head.clone(),
-            cosignatures,
-        });
+        let cosigned = Arc::new(CosignedHead::new(head.clone(), cosignatures));
         if published_quorum {
-            shared.quorate.send_replace(Some(cosigned.clone()));
+            // The same checkpoint with every cosignature; keep the proofs.
+            let proofs = shared
+                .quorate
+                .borrow()
+                .as_ref()
+                .map(|q| (q.proofs.clone(), q.proofs_from));
+            let (proofs, proofs_from) = proofs.unwrap_or_default();
+            shared.quorate.send_replace(Some(Arc::new(CosignedHead {
+                proofs,
+                proofs_from,
+                ..CosignedHead::new(head.clone(), cosigned.cosignatures.clone())
+            })));
         }
         shared.latest.send_replace(cosigned);
         if complete {

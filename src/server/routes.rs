@@ -256,6 +256,8 @@ async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpRespon
             let size = cosigned.head.size;
             let proof = if size == appended.head.size {
                 appended.proof
+            } else if let Some(p) = cosigned.proof(index) {
+                p.clone()
             } else {
                 let log = app.log.clone();
                 run_blocking(move || log.inclusion_proof(index, Some(size)))
