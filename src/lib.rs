@@ -26,7 +26,7 @@ pub mod policy;
 pub mod tiles;
 pub mod tlog_proof;
 
-#[cfg(feature = "server")]
+#[cfg(any(feature = "server", feature = "verifier"))]
 pub mod client;
 #[cfg(feature = "server")]
 pub mod follower;

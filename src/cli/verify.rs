@@ -111,7 +111,12 @@ pub fn run(command: VerifyCommand) -> ExitCode {
             policy,
             proof,
         } => inclusion(&vkey, &entry, policy.as_deref(), &proof),
-        VerifyCommand::Consistency { vkey, old, new, log } => consistency(&vkey, &old, &new, &log),
+        VerifyCommand::Consistency {
+            vkey,
+            old,
+            new,
+            log,
+        } => consistency(&vkey, &old, &new, &log),
         VerifyCommand::Equivocation { vkey, file } => equivocation(&vkey, &file),
     };
     match result {
@@ -139,7 +144,8 @@ fn read(path: &Path) -> Result<Vec<u8>, Usage> {
 }
 
 fn read_text(path: &Path) -> Result<String, Usage> {
-    String::from_utf8(read(path)?).map_err(|_| Usage(format!("{} is not UTF-8 text", path.display())))
+    String::from_utf8(read(path)?)
+        .map_err(|_| Usage(format!("{} is not UTF-8 text", path.display())))
 }
 
 fn describe(cp: &Checkpoint) -> String {
@@ -165,8 +171,16 @@ fn checkpoint(vkey: &str, source: &str) -> Result<Outcome, Usage> {
         read(Path::new(source))?
     };
     let signers = match gatelog::note::Note::parse(&note) {
-        Ok(n) => n.signatures.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
-        Err(e) => return Ok(Outcome::Failed(format!("{source} is not a signed note: {e}"))),
+        Ok(n) => n
+            .signatures
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>(),
+        Err(e) => {
+            return Ok(Outcome::Failed(format!(
+                "{source} is not a signed note: {e}"
+            )))
+        }
     };
     Ok(match Checkpoint::open(&note, &key) {
         Ok(cp) => Outcome::Verified(format!(
@@ -179,12 +193,22 @@ fn checkpoint(vkey: &str, source: &str) -> Result<Outcome, Usage> {
     })
 }
 
-fn inclusion(vkey: &str, entry: &Path, policy: Option<&Path>, proof: &Path) -> Result<Outcome, Usage> {
+fn inclusion(
+    vkey: &str,
+    entry: &Path,
+    policy: Option<&Path>,
+    proof: &Path,
+) -> Result<Outcome, Usage> {
     let key = key(vkey)?;
     let entry = read(entry)?;
     let bundle = match TlogProof::parse(&read_text(proof)?) {
         Ok(b) => b,
-        Err(e) => return Ok(Outcome::Failed(format!("{}: not a tlog-proof bundle: {e}", proof.display()))),
+        Err(e) => {
+            return Ok(Outcome::Failed(format!(
+                "{}: not a tlog-proof bundle: {e}",
+                proof.display()
+            )))
+        }
     };
     let leaf = leaf_hash(&entry);
     let mut witnessed = String::new();
@@ -193,7 +217,12 @@ fn inclusion(vkey: &str, entry: &Path, policy: Option<&Path>, proof: &Path) -> R
             .map_err(|e| Usage(format!("{}: {e}", path.display())))?;
         match policy.verify(bundle.checkpoint.as_bytes()) {
             Ok((_, cosigners)) => witnessed = format!(", cosigned by {}", cosigners.join(", ")),
-            Err(e) => return Ok(Outcome::Failed(format!("the checkpoint does not satisfy {}: {e}", path.display()))),
+            Err(e) => {
+                return Ok(Outcome::Failed(format!(
+                    "the checkpoint does not satisfy {}: {e}",
+                    path.display()
+                )))
+            }
         }
     }
     Ok(match bundle.verify(&leaf, &key) {
@@ -214,7 +243,11 @@ struct DirTiles {
 
 impl TileReader for DirTiles {
     type Error = std::io::Error;
-    fn read_tile(&self, level: u8, index: u64) -> Result<Option<std::sync::Arc<Vec<u8>>>, Self::Error> {
+    fn read_tile(
+        &self,
+        level: u8,
+        index: u64,
+    ) -> Result<Option<std::sync::Arc<Vec<u8>>>, Self::Error> {
         let width = tile_width(level, index, self.size);
         let path = gatelog::tiles::TilePath {
             kind: gatelog::tiles::TileKind::Hashes { level },
@@ -222,7 +255,10 @@ impl TileReader for DirTiles {
             width,
         };
         // A full tile serves any size; a partial one only its own width.
-        let full = gatelog::tiles::TilePath { width: TILE_WIDTH, ..path };
+        let full = gatelog::tiles::TilePath {
+            width: TILE_WIDTH,
+            ..path
+        };
         for p in [full, path] {
             match std::fs::read(self.dir.join(p.to_string())) {
                 Ok(data) => {
@@ -273,11 +309,19 @@ fn consistency(vkey: &str, old: &Path, new: &Path, log: &str) -> Result<Outcome,
         let json: serde_json::Value = serde_json::from_slice(&body)?;
         let hashes: Option<Vec<Hash>> = json["hashes"]
             .as_array()
-            .map(|a| a.iter().map(|h| h.as_str().and_then(hash_from_base64)).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|h| h.as_str().and_then(hash_from_base64))
+                    .collect()
+            })
             .unwrap_or(None);
         match hashes {
             Some(h) => h,
-            None => return Ok(Outcome::Failed("the log's consistency proof is malformed".into())),
+            None => {
+                return Ok(Outcome::Failed(
+                    "the log's consistency proof is malformed".into(),
+                ))
+            }
         }
     } else {
         let reader = DirTiles {
@@ -287,7 +331,11 @@ fn consistency(vkey: &str, old: &Path, new: &Path, log: &str) -> Result<Outcome,
         let mut prover = Prover::new(TileNodes::new(reader));
         match prover.consistency(old_cp.size, new_cp.size) {
             Ok(p) => p,
-            Err(e) => return Ok(Outcome::Failed(format!("the mirror in {log} cannot prove it: {e}"))),
+            Err(e) => {
+                return Ok(Outcome::Failed(format!(
+                    "the mirror in {log} cannot prove it: {e}"
+                )))
+            }
         }
     };
     let verdict = verify_consistency(old_cp.size, new_cp.size, &proof, &old_cp.root, &new_cp.root);
@@ -309,8 +357,10 @@ fn consistency(vkey: &str, old: &Path, new: &Path, log: &str) -> Result<Outcome,
 fn equivocation(vkey: &str, file: &Path) -> Result<Outcome, Usage> {
     let key = key(vkey)?;
     let text = read_text(file)?;
-    Ok(match Equivocation::parse(&text).and_then(|e| e.verify(&key)) {
-        Ok(verdict) => Outcome::Verified(format!("split view proven: {verdict:?}")),
-        Err(e) => Outcome::Failed(format!("not proven: {e}")),
-    })
+    Ok(
+        match Equivocation::parse(&text).and_then(|e| e.verify(&key)) {
+            Ok(verdict) => Outcome::Verified(format!("split view proven: {verdict:?}")),
+            Err(e) => Outcome::Failed(format!("not proven: {e}")),
+        },
+    )
 }

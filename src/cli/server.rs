@@ -1,4 +1,5 @@
-//! Command-line interface: flags into configuration, then one library call.
+//! The commands that run a log, a witness or a monitor, and the
+//! workflow client commands (`keygen`, `submit`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,10 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 use gatelog::cedar::CedarEngine;
 use gatelog::entry;
-use gatelog::equivocation::Equivocation;
 use gatelog::gatekeeper::Gatekeeper;
 use gatelog::keyfile;
 use gatelog::log::Log;
@@ -22,188 +22,89 @@ use gatelog::server::witness::{self as witness_routes, WitnessApp};
 use gatelog::server::{self, App, ServerConfig};
 use gatelog::witness::Witness;
 use gatelog::witnessing::{WitnessConfig, Witnessing};
-use hyper::Uri;
 
-/// gatelog: a transparency log for access changes.
-///
-/// `serve` appends entries to an RFC 6962 Merkle tree in RocksDB, signs
-/// C2SP checkpoints with Ed25519, and serves the C2SP tlog-tiles read API
-/// with inclusion and consistency proofs. `witness` cosigns a log's
-/// checkpoints (C2SP tlog-witness); `monitor` follows a log and gossips to
-/// catch split views; `verify` checks evidence offline.
-#[derive(Parser, Debug)]
-#[command(name = "gatelog", version, propagate_version = true)]
-pub struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run the log server.
-    ///
-    /// On first start it creates the data directory, generates the log's
-    /// Ed25519 key (DATA_DIR/log.key, mode 0600) and signs a checkpoint of
-    /// the empty tree. Later starts reuse both, after checking that the
-    /// stored tiles reproduce the stored checkpoint.
-    ///
-    /// By default (--entries gatelog) every entry is a signed workflow
-    /// statement that must pass the gate; without --admin-key the first
-    /// start also makes a bootstrap admin key, DATA_DIR/admin.key.
-    ///
-    /// Try it:
-    ///   gatelog serve
-    ///   tools/demo --admin-key gatelog-data/admin.key
-    ///   curl http://127.0.0.1:8080/checkpoint
-    ///   curl http://127.0.0.1:8080/v1/obligations
-    Serve(ServeArgs),
-    /// Run a C2SP tlog-witness for one or more logs.
-    ///
-    /// The witness cosigns a log's checkpoint (POST /add-checkpoint) only
-    /// if it is consistent with the last one it cosigned for that log, and
-    /// records the new one durably before answering. Its Ed25519 key is
-    /// generated on first start (DATA_DIR/witness.key, mode 0600) and its
-    /// verifier key (type 0x04, tlog-cosignature) is printed and served at
-    /// GET /v1/witness.
-    ///
-    /// Try it:
-    ///   gatelog witness --log "$(curl -s http://127.0.0.1:8080/v1/log | jq -r .verifier_key)"
-    Witness(WitnessArgs),
-    /// Follow a log, check every checkpoint, gossip with peer monitors.
-    ///
-    /// Polls the log's /checkpoint and each peer's /v1/monitor/checkpoint,
-    /// and checks each against the latest checkpoint it accepted (kept in
-    /// DATA_DIR): same size must mean same root, and a bigger or smaller
-    /// one needs a valid consistency proof from the log. Serves its latest
-    /// at GET /v1/monitor/checkpoint. On a split view it writes the
-    /// evidence to DATA_DIR/equivocation-<time>.txt, runs --alert-command
-    /// (with GATELOG_EQUIVOCATION set to that file) and exits with status 3.
-    ///
-    /// It also replays the log's entries (checked against the accepted
-    /// checkpoint) and reports break-glass reviews past their deadline,
-    /// listing open ones at GET /v1/monitor/obligations.
-    Monitor(MonitorArgs),
-    /// Check evidence offline.
-    #[command(subcommand)]
-    Verify(VerifyCommand),
-    /// Make an actor's Ed25519 key pair.
-    ///
-    /// Writes the private key to FILE (mode 0600) and the public
-    /// (verifier) key to FILE.pub, and prints the base64 public key an
-    /// admin puts in the actor's identityRegistration.
-    ///
-    /// Try it:
-    ///   gatelog keygen --id alice --out alice.key
-    ///   gatelog serve --admin-key admin.key.pub
-    Keygen(KeygenArgs),
-    /// Sign a statement (proto3 JSON) and submit it to a log.
-    ///
-    /// Prints the log's answer (index, checkpoint, proof) and saves the
-    /// tlog-proof bundle. A refusal prints the log's reasons (for a gate
-    /// refusal, every broken rule) and exits 1. If the statement has no
-    /// issuedAt, the current time is used.
-    ///
-    /// Try it:
-    ///   gatelog submit --log http://127.0.0.1:8080 --key alice.key examples/07-alice-requests-write.json
-    Submit(SubmitArgs),
-}
+use super::parse_url;
 
 #[derive(Args, Debug)]
-struct KeygenArgs {
+pub struct KeygenArgs {
     /// The actor id the key belongs to (no spaces or '+').
     #[arg(long, value_name = "ACTOR")]
-    id: String,
+    pub id: String,
     /// Where to write the private key; the public key goes to FILE.pub.
     #[arg(long, value_name = "FILE")]
-    out: PathBuf,
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug)]
-struct SubmitArgs {
+pub struct SubmitArgs {
     /// The log's URL, e.g. http://127.0.0.1:8080.
     #[arg(long, value_name = "URL")]
-    log: String,
+    pub log: String,
     /// The signer's private key file (from `gatelog keygen`).
     #[arg(long, value_name = "FILE")]
-    key: PathBuf,
+    pub key: PathBuf,
     /// Where to save the tlog-proof bundle (default: STATEMENT with the
     /// extension .tlog-proof).
     #[arg(long, value_name = "FILE")]
-    proof_out: Option<PathBuf>,
+    pub proof_out: Option<PathBuf>,
     /// Seconds to wait for the log's answer.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    timeout_secs: u64,
+    pub timeout_secs: u64,
     /// The statement, in proto3 JSON ("-" reads standard input).
-    statement: PathBuf,
-}
-
-#[derive(Subcommand, Debug)]
-enum VerifyCommand {
-    /// Check a split-view evidence file written by `gatelog monitor`.
-    ///
-    /// Exit 0: both checkpoints are signed by the key and cannot both be
-    /// true. Exit 1: they are not proven inconsistent (or not signed).
-    /// Exit 2: the key or the file cannot be used.
-    Equivocation {
-        /// The log's verifier key.
-        #[arg(long, value_name = "VKEY")]
-        vkey: String,
-        /// The evidence file.
-        file: PathBuf,
-    },
+    pub statement: PathBuf,
 }
 
 #[derive(Args, Debug)]
-struct MonitorArgs {
+pub struct MonitorArgs {
     /// The log's URL, e.g. http://127.0.0.1:8080.
     #[arg(long, value_name = "URL")]
-    log: String,
+    pub log: String,
     /// The log's verifier key.
     #[arg(long, value_name = "VKEY")]
-    vkey: String,
+    pub vkey: String,
     /// A peer monitor's URL; repeatable.
     #[arg(long = "peer", value_name = "URL")]
-    peers: Vec<String>,
+    pub peers: Vec<String>,
     /// Where the latest accepted checkpoint and any evidence go.
     #[arg(long, default_value = "./gatelog-monitor", value_name = "DIR")]
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// Where to serve the latest checkpoint to peers.
     #[arg(long, default_value = "127.0.0.1:8082", value_name = "ADDR")]
-    listen: SocketAddr,
+    pub listen: SocketAddr,
     /// Milliseconds between polls.
     #[arg(long, default_value_t = 1000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
-    poll_ms: u64,
+    pub poll_ms: u64,
     /// Shell command to run on a split view.
     #[arg(long, value_name = "CMD")]
-    alert_command: Option<String>,
+    pub alert_command: Option<String>,
 }
 
 #[derive(Args, Debug)]
-struct WitnessArgs {
+pub struct WitnessArgs {
     /// Where the witness keeps its key and its record of each log.
     #[arg(long, default_value = "./gatelog-witness", value_name = "DIR")]
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
-    listen: SocketAddr,
+    pub listen: SocketAddr,
     /// The witness's name (its key name). Default for a new witness:
     /// "<hostname>/witness"; an existing witness keeps its name.
     #[arg(long, value_name = "NAME")]
-    name: Option<String>,
+    pub name: Option<String>,
     /// Verifier key of a log to witness, "<origin>+<key id>+<key>";
     /// repeat for several logs (or several keys of one log).
     #[arg(long = "log", value_name = "VKEY", required = true)]
-    logs: Vec<String>,
+    pub logs: Vec<String>,
     /// Most concurrent connections; more wait to be accepted.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
-    max_connections: u64,
+    pub max_connections: u64,
     /// Seconds a client may take to send a request's headers, and its body.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    read_timeout_secs: u64,
+    pub read_timeout_secs: u64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum Entries {
+pub enum Entries {
     /// Any bytes are an entry (a generic transparency log).
     Opaque,
     /// gatelog's signed workflow entries, checked by the gate.
@@ -211,93 +112,71 @@ enum Entries {
 }
 
 #[derive(Args, Debug)]
-struct ServeArgs {
+pub struct ServeArgs {
     /// Where the database and the log key live.
     #[arg(long, default_value = "./gatelog-data", value_name = "DIR")]
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
-    listen: SocketAddr,
+    pub listen: SocketAddr,
     /// The log's origin (checkpoint first line and key name), e.g.
     /// "log.example.com/access". Default for a new log: "<hostname>/gatelog";
     /// an existing log keeps the origin it was created with.
     #[arg(long, value_name = "NAME")]
-    origin: Option<String>,
+    pub origin: Option<String>,
     /// How request bodies are interpreted.
     #[arg(long, value_enum, default_value_t = Entries::Gatelog)]
-    entries: Entries,
+    pub entries: Entries,
     /// A bootstrap admin's public key file (FILE.pub from `gatelog
     /// keygen`); repeatable. Admins register identities and publish
     /// policy. Default: DATA_DIR/admin.key.pub, generated (with its
     /// private key DATA_DIR/admin.key, id "admin") if missing.
     #[arg(long = "admin-key", value_name = "FILE")]
-    admin_keys: Vec<PathBuf>,
+    pub admin_keys: Vec<PathBuf>,
     /// How far in the future a statement's issuedAt may be, and how far
     /// in the past an executionIntent's or breakGlass's, in seconds.
     #[arg(long, default_value_t = 300, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    max_clock_skew_secs: u64,
+    pub max_clock_skew_secs: u64,
     /// Most entries sequenced in one batch (one fsync, one checkpoint).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    max_batch_size: u64,
+    pub max_batch_size: u64,
     /// Longest a batch waits for more entries after its first, in milliseconds.
     #[arg(long, default_value_t = 2, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=10_000))]
-    max_batch_delay_ms: u64,
+    pub max_batch_delay_ms: u64,
     /// Most submissions waiting to be sequenced; beyond it, appends get 503.
     #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
-    max_pending: u64,
+    pub max_pending: u64,
     /// Most entry bytes waiting to be sequenced; beyond it, appends get 503.
     #[arg(long, default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(65536..=1 << 40))]
-    max_pending_bytes: u64,
+    pub max_pending_bytes: u64,
     /// Largest request body, in bytes; larger bodies get 413.
     #[arg(long, default_value_t = 65535, value_parser = clap::value_parser!(u64).range(1..=16 << 20))]
-    max_body_bytes: u64,
+    pub max_body_bytes: u64,
     /// Largest entry, in bytes (entry bundles cap it at 65535); larger get 413.
     #[arg(long, default_value_t = 65535, value_parser = clap::value_parser!(u64).range(1..=65535))]
-    max_entry_bytes: u64,
+    pub max_entry_bytes: u64,
     /// Most concurrent connections; more wait to be accepted.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
-    max_connections: u64,
+    pub max_connections: u64,
     /// Seconds a client may take to send a request's headers, and its body.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    read_timeout_secs: u64,
+    pub read_timeout_secs: u64,
     /// A witness to ask for cosignatures after each checkpoint, as
     /// NAME=URL+VKEY (e.g. w1=http://127.0.0.1:8081+<its verifier key>);
     /// repeatable. /checkpoint then carries the cosignatures gathered.
     #[arg(long = "witness", value_name = "NAME=URL+VKEY")]
-    witnesses: Vec<String>,
+    pub witnesses: Vec<String>,
     /// Cosignatures an append waits for before it is answered (0: do not
     /// wait). /checkpoint then serves the latest checkpoint with a quorum.
     #[arg(long, default_value_t = 0)]
-    witness_quorum: usize,
+    pub witness_quorum: usize,
     /// Longest a round waits for a witness, in milliseconds; an append
     /// waits up to twice this for the quorum, then gets 503.
     #[arg(long, default_value_t = 2000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=600_000))]
-    witness_timeout_ms: u64,
+    pub witness_timeout_ms: u64,
 }
 
-/// Runs the parsed command; the process's exit code.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
-        Command::Witness(args) => witness(args).map(|()| ExitCode::SUCCESS),
-        Command::Monitor(args) => monitor(args),
-        Command::Verify(VerifyCommand::Equivocation { vkey, file }) => {
-            verify_equivocation(&vkey, &file)
-        }
-        Command::Keygen(args) => keygen(&args).map(|()| ExitCode::SUCCESS),
-        Command::Submit(args) => submit(&args),
-    }
-}
-
-fn parse_url(url: &str) -> anyhow::Result<Uri> {
-    let uri: Uri = url.parse().with_context(|| format!("bad URL {url:?}"))?;
-    if uri.scheme_str() != Some("http") || uri.port_u16().is_none() {
-        anyhow::bail!("URL {url:?} must be http://HOST:PORT[/prefix]");
-    }
-    Ok(uri)
-}
-
-fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let config = MonitorConfig {
         log: parse_url(&args.log)?,
         key: NoteVerifier::parse(&args.vkey).with_context(|| format!("--vkey {:?}", args.vkey))?,
@@ -374,33 +253,7 @@ fn alert(e: &MonitorError, command: Option<&str>) {
     }
 }
 
-/// Exit 0: proven; 1: not proven; 2: the key or the file is unusable.
-fn verify_equivocation(vkey: &str, file: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let usage = |message: String| {
-        eprintln!("gatelog: error: {message}");
-        Ok(ExitCode::from(2))
-    };
-    let key = match NoteVerifier::parse(vkey) {
-        Ok(k) => k,
-        Err(e) => return usage(format!("--vkey {vkey:?}: {e}")),
-    };
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) => return usage(format!("reading {}: {e}", file.display())),
-    };
-    match Equivocation::parse(&text).and_then(|e| e.verify(&key)) {
-        Ok(verdict) => {
-            println!("split view proven: {verdict:?}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            println!("not proven: {e}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
-fn witness(args: WitnessArgs) -> anyhow::Result<()> {
+pub(super) fn witness(args: WitnessArgs) -> anyhow::Result<()> {
     let logs = args
         .logs
         .iter()
@@ -468,7 +321,7 @@ fn write_key_pair(key: &NoteSigner, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
+pub(super) fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
     for path in [args.out.clone(), pub_path(&args.out)] {
         if path.exists() {
             anyhow::bail!(
@@ -545,7 +398,7 @@ fn admin_keys(args: &ServeArgs) -> anyhow::Result<Vec<NoteVerifier>> {
     Ok(vec![read_public_key(&public)?])
 }
 
-fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     use gatelog::entry::{self, statement_from_json, timestamp};
     use prost::Message;
     let log = parse_url(&args.log)?;
@@ -602,7 +455,7 @@ fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if matches!(args.entries, Entries::Opaque) && !args.admin_keys.is_empty() {
         anyhow::bail!("--admin-key needs --entries gatelog: an opaque log has no identities");
     }

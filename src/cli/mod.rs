@@ -1,0 +1,140 @@
+//! Command-line interface: flags into configuration, then one library
+//! call. `server` holds what runs a log, witness or monitor (feature
+//! "server"); `verify` what an auditor runs (feature "verifier").
+
+#[cfg(feature = "server")]
+mod server;
+mod verify;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hyper::Uri;
+
+/// gatelog: a transparency log for access changes.
+///
+/// `serve` appends entries to an RFC 6962 Merkle tree in RocksDB, signs
+/// C2SP checkpoints with Ed25519, and serves the C2SP tlog-tiles read API
+/// with inclusion and consistency proofs. `witness` cosigns a log's
+/// checkpoints (C2SP tlog-witness); `monitor` follows a log and gossips to
+/// catch split views; `verify` checks evidence offline.
+#[derive(Parser, Debug)]
+#[command(name = "gatelog", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the log server.
+    ///
+    /// On first start it creates the data directory, generates the log's
+    /// Ed25519 key (DATA_DIR/log.key, mode 0600) and signs a checkpoint of
+    /// the empty tree. Later starts reuse both, after checking that the
+    /// stored tiles reproduce the stored checkpoint.
+    ///
+    /// By default (--entries gatelog) every entry is a signed workflow
+    /// statement that must pass the gate; without --admin-key the first
+    /// start also makes a bootstrap admin key, DATA_DIR/admin.key.
+    ///
+    /// Try it:
+    ///   gatelog serve
+    ///   tools/demo --admin-key gatelog-data/admin.key
+    ///   curl http://127.0.0.1:8080/checkpoint
+    ///   curl http://127.0.0.1:8080/v1/obligations
+    #[cfg(feature = "server")]
+    Serve(server::ServeArgs),
+    /// Run a C2SP tlog-witness for one or more logs.
+    ///
+    /// The witness cosigns a log's checkpoint (POST /add-checkpoint) only
+    /// if it is consistent with the last one it cosigned for that log, and
+    /// records the new one durably before answering. Its Ed25519 key is
+    /// generated on first start (DATA_DIR/witness.key, mode 0600) and its
+    /// verifier key (type 0x04, tlog-cosignature) is printed and served at
+    /// GET /v1/witness.
+    ///
+    /// Try it:
+    ///   gatelog witness --log "$(curl -s http://127.0.0.1:8080/v1/log | jq -r .verifier_key)"
+    #[cfg(feature = "server")]
+    Witness(server::WitnessArgs),
+    /// Follow a log, check every checkpoint, gossip with peer monitors.
+    ///
+    /// Polls the log's /checkpoint and each peer's /v1/monitor/checkpoint,
+    /// and checks each against the latest checkpoint it accepted (kept in
+    /// DATA_DIR): same size must mean same root, and a bigger or smaller
+    /// one needs a valid consistency proof from the log. Serves its latest
+    /// at GET /v1/monitor/checkpoint. On a split view it writes the
+    /// evidence to DATA_DIR/equivocation-<time>.txt, runs --alert-command
+    /// (with GATELOG_EQUIVOCATION set to that file) and exits with status 3.
+    ///
+    /// It also replays the log's entries (checked against the accepted
+    /// checkpoint) and reports break-glass reviews past their deadline,
+    /// listing open ones at GET /v1/monitor/obligations.
+    #[cfg(feature = "server")]
+    Monitor(server::MonitorArgs),
+    /// Check checkpoints, proofs and evidence.
+    #[command(subcommand)]
+    Verify(verify::VerifyCommand),
+    /// Make an actor's Ed25519 key pair.
+    ///
+    /// Writes the private key to FILE (mode 0600) and the public
+    /// (verifier) key to FILE.pub, and prints the base64 public key an
+    /// admin puts in the actor's identityRegistration.
+    ///
+    /// Try it:
+    ///   gatelog keygen --id alice --out alice.key
+    ///   gatelog serve --admin-key admin.key.pub
+    #[cfg(feature = "server")]
+    Keygen(server::KeygenArgs),
+    /// Sign a statement (proto3 JSON) and submit it to a log.
+    ///
+    /// Prints the log's answer (index, checkpoint, proof) and saves the
+    /// tlog-proof bundle. A refusal prints the log's reasons (for a gate
+    /// refusal, every broken rule) and exits 1. If the statement has no
+    /// issuedAt, the current time is used.
+    ///
+    /// Try it:
+    ///   gatelog submit --log http://127.0.0.1:8080 --key alice.key examples/07-alice-requests-write.json
+    #[cfg(feature = "server")]
+    Submit(server::SubmitArgs),
+}
+
+/// Runs the parsed command; the process's exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        #[cfg(feature = "server")]
+        Command::Serve(args) => server::serve(args).map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "server")]
+        Command::Witness(args) => server::witness(args).map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "server")]
+        Command::Monitor(args) => server::monitor(args),
+        Command::Verify(command) => Ok(verify::run(command)),
+        #[cfg(feature = "server")]
+        Command::Keygen(args) => server::keygen(&args).map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "server")]
+        Command::Submit(args) => server::submit(&args),
+    }
+}
+
+pub(crate) fn parse_url(url: &str) -> anyhow::Result<Uri> {
+    let uri: Uri = url.parse().with_context(|| format!("bad URL {url:?}"))?;
+    if uri.scheme_str() != Some("http") || uri.port_u16().is_none() {
+        anyhow::bail!("URL {url:?} must be http://HOST:PORT[/prefix]");
+    }
+    Ok(uri)
+}
+
+/// GET `path` under `base`, blocking; the status and body.
+pub(crate) fn fetch(base: &Uri, path: &str, timeout: Duration) -> anyhow::Result<(u16, Vec<u8>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (status, body) = runtime
+        .block_on(gatelog::client::http_get(base, path, timeout))
+        .map_err(|e| anyhow::anyhow!("GET {base}{path}: {e}"))?;
+    Ok((status, body.to_vec()))
+}
