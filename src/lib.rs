@@ -38,6 +38,8 @@ pub mod keyfile;
 pub mod log;
 #[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(any(feature = "server", feature = "verifier"))]
+pub mod mirror;
 #[cfg(feature = "server")]
 pub mod monitor;
 #[cfg(feature = "server")]
