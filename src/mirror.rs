@@ -248,11 +248,10 @@ pub async fn mirror(
         progress(range.size(), cp.size);
     }
     // The partial tile at the right edge of each level.
-    for level in 0..levels.len() {
-        if !levels[level].is_empty() {
+    for (level, hashes) in levels.iter().enumerate() {
+        if !hashes.is_empty() {
             let index = hashes_index(&range, level);
-            let hashes = levels[level].clone();
-            f.hash_tile(level as u8, index, &hashes).await?;
+            f.hash_tile(level as u8, index, hashes).await?;
         }
     }
     if range.root() != cp.root {
