@@ -9,12 +9,13 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use prost::Message;
 use thiserror::Error;
 
+use crate::clock::now_ms;
 use crate::entry::proto::{Actor, GateRefusal};
 use crate::entry::{self, timestamp, Body, DecodedEntry, Kind, Statement};
 use crate::gate::{self, GateState, PolicyEngine, Refusal, Rejection, Verdict};
@@ -30,13 +31,6 @@ pub enum ReplayError {
     Storage(#[from] StoreError),
     #[error("entry {index} is not a gatelog SignedEntry ({reason}); this log holds other entries: serve it with --entries opaque")]
     NotAnEntry { index: u64, reason: String },
-}
-
-/// The current time in milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The gate state behind a lock: the sequencer writes, readers read.

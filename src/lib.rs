@@ -12,9 +12,12 @@
 //! witness ([`witness`]) and the log's rounds of asking witnesses to
 //! cosign ([`witnessing`]), and the gossiping [`monitor`].
 
+pub mod audit;
 #[cfg(feature = "cedar")]
 pub mod cedar;
 pub mod checkpoint;
+#[cfg(any(feature = "server", feature = "verifier"))]
+pub mod clock;
 pub mod cosignature;
 pub mod decimal;
 pub mod entry;

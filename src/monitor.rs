@@ -21,10 +21,10 @@ use thiserror::Error;
 
 use crate::checkpoint::Checkpoint;
 use crate::client::http_get;
+use crate::clock::now_ms;
 use crate::equivocation::Equivocation;
 use crate::follower::{fetch_entries, Follower};
 use crate::gate::Obligation;
-use crate::gatekeeper::now_ms;
 use crate::keyfile;
 use crate::merkle::{verify_consistency, Hash};
 use crate::note::NoteVerifier;

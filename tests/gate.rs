@@ -19,7 +19,7 @@ use prost::Message;
 const MINUTE: i64 = 60_000;
 
 fn now() -> i64 {
-    gatelog::gatekeeper::now_ms()
+    gatelog::clock::now_ms()
 }
 
 /// A running gatelog and the cast registered in it.

@@ -201,7 +201,7 @@ fn a_monitor_reports_overdue_break_glass_reviews_from_the_entries() {
     let log = Server::start_gatelog(&tmp.path().join("log"), &[]);
     let admin_text = std::fs::read_to_string(tmp.path().join("log/admin.key")).unwrap();
     let admin = NoteSigner::parse(admin_text.trim()).unwrap();
-    let now = gatelog::gatekeeper::now_ms;
+    let now = gatelog::clock::now_ms;
     let mut keys = Vec::new();
     for (i, id) in ["carol", "bob"].into_iter().enumerate() {
         let key = NoteSigner::from_seed(id, [i as u8 + 1; 32]).unwrap();

@@ -2,6 +2,7 @@
 //! call. `server` holds what runs a log, witness or monitor (feature
 //! "server"); `verify` what an auditor runs (feature "verifier").
 
+mod audit;
 #[cfg(feature = "server")]
 mod server;
 mod verify;
@@ -95,6 +96,24 @@ pub enum Command {
     /// Try it:
     ///   gatelog mirror --log http://127.0.0.1:8080 --vkey "$VKEY" ./mirror
     Mirror(MirrorArgs),
+    /// Replay a log from its entries alone and report what is wrong.
+    ///
+    /// Recomputes the tree from every entry and checks it against the
+    /// signed checkpoint; checks every entry's signature against the
+    /// identity registry as it stood at that point (the bootstrap admins
+    /// come from --admin-key); re-runs every gate decision with the
+    /// server's own rules (an admitted intent the gate refuses, or a
+    /// refusal it would not make, is a finding); and checks outcomes
+    /// against intents, drift between changes, and break-glass reviews
+    /// (late, or missing past the deadline). Writes manifest.json and
+    /// exceptions.csv to --out.
+    ///
+    /// Exit 0: the log verifies and no finding; 1: findings (written);
+    /// 2: usage error.
+    ///
+    /// Try it:
+    ///   gatelog audit --log ./mirror --vkey "$VKEY" --admin-key admin.key.pub --out ./audit
+    Audit(audit::AuditArgs),
     /// Make an actor's Ed25519 key pair.
     ///
     /// Writes the private key to FILE (mode 0600) and the public
@@ -130,6 +149,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Monitor(args) => server::monitor(args),
         Command::Verify(command) => Ok(verify::run(command)),
         Command::Mirror(args) => mirror(&args),
+        Command::Audit(args) => Ok(audit::audit(&args)),
         #[cfg(feature = "server")]
         Command::Keygen(args) => server::keygen(&args).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "server")]

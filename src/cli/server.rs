@@ -412,7 +412,7 @@ pub(super) fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     let mut statement = statement_from_json(&json)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.statement.display()))?;
     if statement.issued_at.is_none() {
-        statement.issued_at = Some(timestamp(gatelog::gatekeeper::now_ms()));
+        statement.issued_at = Some(timestamp(gatelog::clock::now_ms()));
     }
     let signed = entry::sign(&key, &statement).encode_to_vec();
     let runtime = tokio::runtime::Builder::new_current_thread()

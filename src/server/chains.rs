@@ -9,9 +9,10 @@ use serde_json::{json, Value};
 
 use super::routes::{json_response, HttpResponse};
 use super::{ApiError, App};
+use crate::clock::now_ms;
 use crate::entry::{entry_json, timestamp, Body, DecodedEntry};
 use crate::gate::Obligation;
-use crate::gatekeeper::{now_ms, SharedState};
+use crate::gatekeeper::SharedState;
 
 type Result<T> = std::result::Result<T, ApiError>;
 

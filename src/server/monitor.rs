@@ -10,7 +10,7 @@ use serde_json::json;
 use super::chains::obligation_json;
 use super::routes::{bytes_response, json_response, HttpResponse};
 use super::ApiError;
-use crate::gatekeeper::now_ms;
+use crate::clock::now_ms;
 use crate::monitor::Monitor;
 
 /// Answers one request to the monitor.

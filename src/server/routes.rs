@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{chains, ApiError, App, Gate};
+use crate::clock::now_ms;
 use crate::decimal::parse_decimal;
 use crate::entry::{validate, DecodedEntry};
-use crate::gatekeeper::{now_ms, SharedState};
+use crate::gatekeeper::SharedState;
 use crate::merkle::Hash;
 use crate::tiles::{TileKind, TilePath, MAX_ENTRY_BYTES};
 use crate::tlog_proof::TlogProof;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use gatelog::clock::now_ms;
 use gatelog::entry;
 use gatelog::entry::build::{self, delta, human, link, nhi, target};
 use gatelog::entry::proto::{Actor, EntitlementDelta, EntryRef, PolicyRef, Statement};
-use gatelog::gatekeeper::now_ms;
 use gatelog::note::NoteSigner;
 use prost::Message;
 

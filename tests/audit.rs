@@ -1,0 +1,265 @@
+//! `gatelog audit` finds every injected violation in a log built without
+//! the gate (a real `--entries opaque` server takes any signed entry) and
+//! nothing else; a log run through the gate audits clean; a changed byte
+//! in a mirror is caught.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use common::Server;
+use gatelog::clock::now_ms;
+use gatelog::entry::build::{self, delta, human, link, nhi, target};
+use gatelog::entry::proto::{EntryRef, Statement};
+use gatelog::note::NoteSigner;
+
+const MINUTE: i64 = 60_000;
+
+fn gatelog(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gatelog"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap(), stdout)
+}
+
+struct Ungated {
+    log: Server,
+}
+
+impl Ungated {
+    fn put(&self, key: &NoteSigner, st: &Statement) -> EntryRef {
+        let r = self.log.submit(key, st);
+        assert_eq!(r.status, 200);
+        let j = r.json();
+        link(
+            j["index"].as_u64().unwrap(),
+            &common::b64(j["leaf_hash"].as_str().unwrap()),
+        )
+    }
+}
+
+/// (code, chain) of each finding in exceptions.csv.
+fn findings(out: &std::path::Path) -> BTreeSet<(String, String)> {
+    std::fs::read_to_string(out.join("exceptions.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cols: Vec<&str> = l.splitn(4, ',').collect();
+            (cols[2].to_string(), cols[1].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn audit_finds_each_injected_violation_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let u = Ungated {
+        log: Server::start(&tmp.path().join("log"), &[]),
+    };
+    let admin = NoteSigner::from_seed("admin", [1; 32]).unwrap();
+    let admin_pub = tmp.path().join("admin.key.pub");
+    std::fs::write(&admin_pub, admin.verifier().to_vkey()).unwrap();
+    let key = |id: &str, seed: u8| NoteSigner::from_seed(id, [seed; 32]).unwrap();
+    let (alice, bob, deployer) = (key("alice", 2), key("bob", 3), key("deployer", 4));
+    let t = now_ms();
+    let deployer_actor = nhi("deployer", "spiffe://corp/ci/deployer");
+    for (actor, k) in [
+        (human("alice"), &alice),
+        (human("bob"), &bob),
+        (deployer_actor.clone(), &deployer),
+    ] {
+        u.put(
+            &admin,
+            &build::register(&human("admin"), &actor, k.verifier().public_key(), t),
+        );
+    }
+    let d = delta(&["read"], &["write"], &[]);
+    let tgt = || target("github", "corp/app", "alice");
+
+    // A clean chain.
+    let req = u.put(
+        &alice,
+        &build::request(&human("alice"), "OK-1", tgt(), d.clone(), t),
+    );
+    let dec = u.put(
+        &bob,
+        &build::approve(
+            &human("bob"),
+            "OK-1",
+            vec![req.clone()],
+            d.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    let int = u.put(
+        &deployer,
+        &build::intent(&deployer_actor, "OK-1", vec![req, dec], d.clone(), None, t),
+    );
+    u.put(
+        &deployer,
+        &build::outcome(&deployer_actor, "OK-1", vec![int], d.after.clone(), "c1", t),
+    );
+
+    // Injected: a self-approved execution the gate would have refused.
+    let req = u.put(
+        &alice,
+        &build::request(&human("alice"), "SELF-1", tgt(), d.clone(), t),
+    );
+    let selfie = u.put(
+        &alice,
+        &build::approve(
+            &human("alice"),
+            "SELF-1",
+            vec![req.clone()],
+            d.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    u.put(
+        &deployer,
+        &build::intent(
+            &deployer_actor,
+            "SELF-1",
+            vec![req, selfie],
+            d.clone(),
+            None,
+            t,
+        ),
+    );
+
+    // Injected: an entry signed by a key nobody registered.
+    let mallory = key("mallory", 9);
+    u.put(
+        &mallory,
+        &build::request(&human("mallory"), "EVIL-1", tgt(), d.clone(), t),
+    );
+
+    // Injected: an outcome that is not what the intent declared.
+    let req = u.put(
+        &alice,
+        &build::request(
+            &human("alice"),
+            "DRIFT-1",
+            target("github", "corp/lib", "alice"),
+            d.clone(),
+            t,
+        ),
+    );
+    let dec = u.put(
+        &bob,
+        &build::approve(
+            &human("bob"),
+            "DRIFT-1",
+            vec![req.clone()],
+            d.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    let int = u.put(
+        &deployer,
+        &build::intent(
+            &deployer_actor,
+            "DRIFT-1",
+            vec![req, dec],
+            d.clone(),
+            None,
+            t,
+        ),
+    );
+    u.put(
+        &deployer,
+        &build::outcome(
+            &deployer_actor,
+            "DRIFT-1",
+            vec![int],
+            vec!["read".into(), "admin".into()],
+            "c2",
+            t,
+        ),
+    );
+
+    // Injected: a break-glass nobody reviewed, past its deadline.
+    u.put(
+        &bob,
+        &build::break_glass(
+            &human("bob"),
+            "BG-1",
+            target("db", "prod", "bob"),
+            d.clone(),
+            "incident",
+            t - MINUTE,
+            t - 2 * MINUTE,
+        ),
+    );
+
+    let url = format!("http://{}", u.log.addr);
+    let out = tmp.path().join("audit");
+    let (code, _) = gatelog(&[
+        "audit",
+        "--log",
+        &url,
+        "--vkey",
+        &u.log.vkey,
+        "--admin-key",
+        admin_pub.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    let expected: BTreeSet<(String, String)> = [
+        ("admitted_despite_gate", "SELF-1"),
+        ("signer", "EVIL-1"),
+        ("outcome_mismatch", "DRIFT-1"),
+        ("unreviewed_break_glass", "BG-1"),
+    ]
+    .into_iter()
+    .map(|(c, ch)| (c.to_string(), ch.to_string()))
+    .collect();
+    assert_eq!(findings(&out), expected);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["tree_verified"], true);
+
+    // A changed byte in a mirror of it: the tree no longer verifies.
+    let mirror = tmp.path().join("mirror");
+    assert_eq!(
+        gatelog(&[
+            "mirror",
+            "--log",
+            &url,
+            "--vkey",
+            &u.log.vkey,
+            mirror.to_str().unwrap()
+        ])
+        .0,
+        0
+    );
+    let bundle = mirror.join("tile/entries/000.p/16");
+    let mut data = std::fs::read(&bundle).unwrap();
+    let at = data.len() / 2;
+    data[at] ^= 0x01;
+    std::fs::write(&bundle, data).unwrap();
+    let out2 = tmp.path().join("audit2");
+    let (code, stdout) = gatelog(&[
+        "audit",
+        "--log",
+        mirror.to_str().unwrap(),
+        "--vkey",
+        &u.log.vkey,
+        "--admin-key",
+        admin_pub.to_str().unwrap(),
+        "--out",
+        out2.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("tree NOT verified"), "{stdout}");
+    assert!(findings(&out2).iter().any(|(c, _)| c == "tree_mismatch"));
+}
