@@ -55,6 +55,34 @@ impl Cast {
         }
     }
 
+    /// The admin's registrations of everyone, and (optionally) the
+    /// policy, as the first entries of a log; the policy's reference.
+    fn setup(&self, with_policy: bool) -> (Batch, Option<PolicyRef>) {
+        let mut batch = Batch {
+            first: 0,
+            leaves: vec![],
+        };
+        for m in self.everyone() {
+            let st = build::register(
+                &self.admin.actor,
+                &m.actor,
+                m.key.verifier().public_key(),
+                NOW,
+            );
+            batch.push(&self.admin, &st);
+        }
+        if !with_policy {
+            return (batch, None);
+        }
+        let st = build::publish_policy(&self.admin.actor, "bench", 1, POLICY, 2, NOW);
+        batch.push(&self.admin, &st);
+        let policy = PolicyRef {
+            policy_id: "bench".into(),
+            version: 1,
+        };
+        (batch, Some(policy))
+    }
+
     fn everyone(&self) -> impl Iterator<Item = &Member> {
         [&self.requester, &self.assistant, &self.executor]
             .into_iter()
@@ -138,27 +166,7 @@ fn decision_setup(with_policy: bool) -> (GateState, DecodedEntry, u64) {
     let cast = Cast::new();
     let log_key = NoteSigner::from_seed("log", [99; 32]).unwrap();
     let mut state = GateState::new(log_key.verifier(), vec![cast.admin.key.verifier()]);
-    let mut setup = Batch {
-        first: 0,
-        leaves: vec![],
-    };
-    for m in cast.everyone() {
-        let st = build::register(
-            &cast.admin.actor,
-            &m.actor,
-            m.key.verifier().public_key(),
-            NOW,
-        );
-        setup.push(&cast.admin, &st);
-    }
-    let policy = with_policy.then(|| PolicyRef {
-        policy_id: "bench".into(),
-        version: 1,
-    });
-    if with_policy {
-        let st = build::publish_policy(&cast.admin.actor, "bench", 1, POLICY, 2, NOW);
-        setup.push(&cast.admin, &st);
-    }
+    let (mut setup, policy) = cast.setup(with_policy);
     setup.chain(&cast, "C", &policy);
     let leaves = setup.leaves;
     let intent_at = leaves.len() - 2;
@@ -202,25 +210,7 @@ fn admission(c: &mut Criterion) {
     )
     .unwrap();
     // Register the cast and publish the policy (not measured).
-    let mut setup = Batch {
-        first: 0,
-        leaves: vec![],
-    };
-    for m in cast.everyone() {
-        let st = build::register(
-            &cast.admin.actor,
-            &m.actor,
-            m.key.verifier().public_key(),
-            NOW,
-        );
-        setup.push(&cast.admin, &st);
-    }
-    let st = build::publish_policy(&cast.admin.actor, "bench", 1, POLICY, 2, NOW);
-    setup.push(&cast.admin, &st);
-    let policy = Some(PolicyRef {
-        policy_id: "bench".into(),
-        version: 1,
-    });
+    let (setup, policy) = cast.setup(true);
     let refs: Vec<&[u8]> = setup.leaves.iter().map(Vec::as_slice).collect();
     assert!(keeper
         .admit(0, &refs)

@@ -6,25 +6,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
-use common::Server;
+use common::{run_gatelog, Server};
 use gatelog::clock::now_ms;
 use gatelog::entry::build::{self, delta, human, link, nhi, target};
 use gatelog::entry::proto::{EntryRef, Statement};
 use gatelog::note::NoteSigner;
 
 const MINUTE: i64 = 60_000;
-
-fn gatelog(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gatelog"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap(), stdout)
-}
 
 struct Ungated {
     log: Server,
@@ -202,7 +191,7 @@ fn audit_finds_each_injected_violation_and_nothing_else() {
 
     let url = format!("http://{}", u.log.addr);
     let out = tmp.path().join("audit");
-    let (code, _) = gatelog(&[
+    let (code, _) = run_gatelog(&[
         "audit",
         "--log",
         &url,
@@ -231,7 +220,7 @@ fn audit_finds_each_injected_violation_and_nothing_else() {
     // A changed byte in a mirror of it: the tree no longer verifies.
     let mirror = tmp.path().join("mirror");
     assert_eq!(
-        gatelog(&[
+        run_gatelog(&[
             "mirror",
             "--log",
             &url,
@@ -248,7 +237,7 @@ fn audit_finds_each_injected_violation_and_nothing_else() {
     data[at] ^= 0x01;
     std::fs::write(&bundle, data).unwrap();
     let out2 = tmp.path().join("audit2");
-    let (code, stdout) = gatelog(&[
+    let (code, stdout) = run_gatelog(&[
         "audit",
         "--log",
         mirror.to_str().unwrap(),

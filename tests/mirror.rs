@@ -6,20 +6,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{get_ok, Server};
+use common::{get_ok, run_gatelog, Server};
 use gatelog::note::NoteSigner;
-
-fn gatelog(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gatelog"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap(), stdout)
-}
 
 fn append_n(log: &Server, from: u32, n: u32) {
     for i in from..from + n {
@@ -40,7 +29,7 @@ fn mirror_copies_verifies_resumes_and_catches_tampering() {
     let old = tmp.path().join("old.checkpoint");
     std::fs::write(&old, get_ok(log.addr, "/checkpoint").body).unwrap();
     append_n(&log, 100, 420);
-    let (code, out) = gatelog(&["mirror", "--log", &url, "--vkey", &vkey, dir_s]);
+    let (code, out) = run_gatelog(&["mirror", "--log", &url, "--vkey", &vkey, dir_s]);
     assert_eq!(code, 0);
     assert!(out.contains("mirrored 520 entries"), "{out}");
     for f in [
@@ -56,7 +45,7 @@ fn mirror_copies_verifies_resumes_and_catches_tampering() {
     }
     // The mirror proves consistency offline.
     let new = dir.join("checkpoint");
-    let (code, _) = gatelog(&[
+    let (code, _) = run_gatelog(&[
         "verify",
         "consistency",
         "--vkey",
@@ -70,7 +59,7 @@ fn mirror_copies_verifies_resumes_and_catches_tampering() {
 
     // Resume: full tiles already there are reused, not fetched.
     append_n(&log, 520, 300);
-    let (code, out) = gatelog(&["mirror", "--log", &url, "--vkey", &vkey, dir_s]);
+    let (code, out) = run_gatelog(&["mirror", "--log", &url, "--vkey", &vkey, dir_s]);
     assert_eq!(code, 0);
     assert!(
         out.contains("mirrored 820 entries") && out.contains("(was 520;"),
@@ -80,7 +69,7 @@ fn mirror_copies_verifies_resumes_and_catches_tampering() {
 
     // Another key: refused.
     let other = NoteSigner::from_seed(vkey.split('+').next().unwrap(), [3; 32]).unwrap();
-    let (code, out) = gatelog(&[
+    let (code, out) = run_gatelog(&[
         "mirror",
         "--log",
         &url,
@@ -93,7 +82,7 @@ fn mirror_copies_verifies_resumes_and_catches_tampering() {
 
     // A changed byte in an entry the mirror holds: caught, and named.
     flip(&dir.join("tile/entries/001"), 3);
-    let (code, out) = gatelog(&["mirror", "--log", &url, "--vkey", &vkey, dir_s]);
+    let (code, out) = run_gatelog(&["mirror", "--log", &url, "--vkey", &vkey, dir_s]);
     assert_eq!(code, 1);
     assert!(out.contains("tile/0/001"), "{out}");
 }

@@ -5,22 +5,16 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{get_ok, Server};
+use common::{get_ok, run_gatelog, Server};
 use gatelog::checkpoint::Checkpoint;
 use gatelog::note::NoteSigner;
 
 /// Runs `gatelog verify ARGS...`; its exit code and stdout.
 fn verify(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gatelog"))
-        .arg("verify")
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap(), stdout)
+    let mut all = vec!["verify"];
+    all.extend_from_slice(args);
+    run_gatelog(&all)
 }
 
 fn write(dir: &Path, name: &str, data: &[u8]) -> String {

@@ -240,3 +240,15 @@ pub fn hash_list(v: &serde_json::Value) -> Vec<[u8; 32]> {
         .map(|h| b64(h.as_str().unwrap()).try_into().expect("32-byte hash"))
         .collect()
 }
+
+/// Runs the `gatelog` binary with `args`; its exit code and stdout (both
+/// streams are echoed for a failing test's log).
+pub fn run_gatelog(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gatelog"))
+        .args(args)
+        .output()
+        .expect("running gatelog");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code().expect("exit code"), stdout)
+}
