@@ -81,12 +81,38 @@ impl Auditor {
         });
     }
 
-    /// Checks the entry at `index` (the next one) and applies it.
-    pub fn entry(&mut self, index: u64, leaf: &[u8]) {
+    /// Checks the next entries (`first` is the index of the first) and
+    /// applies them; their signatures are checked in one batch.
+    pub fn entries(&mut self, first: u64, leaves: &[&[u8]]) {
+        let decoded: Vec<_> = leaves.iter().map(|l| DecodedEntry::decode(l)).collect();
+        let keyed: Vec<_> = decoded
+            .iter()
+            .map(|d| {
+                let d = d.as_ref().ok()?;
+                Some((d, self.state.signing_key(d).ok()?))
+            })
+            .collect();
+        let verified = entry::verify_all(&keyed);
+        let batch_keys: Vec<_> = keyed.iter().map(|k| k.map(|(_, key)| key)).collect();
+        for (k, (leaf, d)) in leaves.iter().zip(decoded).enumerate() {
+            let checked = batch_keys[k].map(|key| (key, verified[k]));
+            self.entry(first + k as u64, leaf, d, checked);
+        }
+    }
+
+    /// Checks one entry and applies it; `batch_check` is its signature check
+    /// with the key known before its batch, if there was one.
+    fn entry(
+        &mut self,
+        index: u64,
+        leaf: &[u8],
+        decoded: Result<DecodedEntry, entry::EntryError>,
+        batch_check: Option<(ed25519_dalek::VerifyingKey, bool)>,
+    ) {
         debug_assert_eq!(index, self.range.size());
         self.range.push(leaf_hash(leaf));
         self.summary.entries += 1;
-        let d = match DecodedEntry::decode(leaf) {
+        let d = match decoded {
             Ok(d) => d,
             Err(e) => return self.find(index, "", "not_an_entry", e.to_string()),
         };
@@ -111,7 +137,12 @@ impl Auditor {
                 format!("{}: {}", r.code, r.message),
             ),
             Ok(key) => {
-                if !entry::verify(&key, &d.signed.statement, &d.signed.signature) {
+                // A key that changed earlier in the batch is checked alone.
+                let good = match batch_check {
+                    Some((batch_key, good)) if batch_key == key => good,
+                    _ => entry::verify(&key, &d.signed.statement, &d.signed.signature),
+                };
+                if !good {
                     self.find(
                         index,
                         &chain,

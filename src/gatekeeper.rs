@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use prost::Message;
 use thiserror::Error;
 
@@ -105,35 +105,6 @@ impl Gatekeeper {
     }
 }
 
-/// Checks every signature whose key is known: one batch verification,
-/// falling back to one by one to find the bad ones.
-fn verify_signatures(entries: &[Option<(&DecodedEntry, VerifyingKey)>]) -> Vec<bool> {
-    let parsed: Vec<Option<(Vec<u8>, Signature, VerifyingKey)>> = entries
-        .iter()
-        .map(|e| {
-            let (d, key) = e.as_ref()?;
-            let sig = Signature::from_slice(&d.signed.signature).ok()?;
-            Some((d.signed_message(), sig, *key))
-        })
-        .collect();
-    let present: Vec<&(Vec<u8>, Signature, VerifyingKey)> = parsed.iter().flatten().collect();
-    let messages: Vec<&[u8]> = present.iter().map(|p| p.0.as_slice()).collect();
-    let signatures: Vec<Signature> = present.iter().map(|p| p.1).collect();
-    let keys: Vec<VerifyingKey> = present.iter().map(|p| p.2).collect();
-    let all_good = ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
-    entries
-        .iter()
-        .zip(&parsed)
-        .map(|(e, p)| match (e, p) {
-            (Some(_), Some(_)) if all_good => true,
-            (Some((d, key)), Some(_)) => {
-                entry::verify(key, &d.signed.statement, &d.signed.signature)
-            }
-            _ => false,
-        })
-        .collect()
-}
-
 impl Admission for Gatekeeper {
     fn admit(&mut self, first: u64, entries: &[&[u8]]) -> Vec<Admit> {
         let decoded: Vec<Result<DecodedEntry, Rejection>> = entries
@@ -152,7 +123,7 @@ impl Admission for Gatekeeper {
             })
             .collect();
         let started = Instant::now();
-        let verified = verify_signatures(&keyed);
+        let verified = entry::verify_all(&keyed);
         let m = &self.log.metrics;
         m.signature_check.observe_duration(started.elapsed());
         let mut next = first;

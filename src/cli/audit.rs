@@ -140,10 +140,9 @@ fn run(args: &AuditArgs) -> anyhow::Result<AuditSummary> {
             r => r?,
         };
         let entries = decode_bundle(&data).map_err(|e| anyhow::anyhow!("{tile}: {}", e.0))?;
-        for e in entries.iter().take(width as usize) {
-            auditor.entry(index, e);
-            index += 1;
-        }
+        let take = entries.len().min(width as usize);
+        auditor.entries(index, &entries[..take]);
+        index += take as u64;
         if index != n * TILE_WIDTH + width {
             // Fewer entries than the checkpoint covers: the tree check
             // reports it.

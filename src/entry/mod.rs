@@ -124,6 +124,33 @@ pub fn verify(key: &VerifyingKey, statement: &[u8], signature: &[u8]) -> bool {
     key.verify_strict(&signed_message(statement), &sig).is_ok()
 }
 
+/// Checks the signature of every entry whose key is known: one batch
+/// verification, falling back to one by one to find the bad ones.
+pub fn verify_all(entries: &[Option<(&DecodedEntry, VerifyingKey)>]) -> Vec<bool> {
+    let parsed: Vec<Option<(Vec<u8>, Signature, VerifyingKey)>> = entries
+        .iter()
+        .map(|e| {
+            let (d, key) = e.as_ref()?;
+            let sig = Signature::from_slice(&d.signed.signature).ok()?;
+            Some((d.signed_message(), sig, *key))
+        })
+        .collect();
+    let present: Vec<&(Vec<u8>, Signature, VerifyingKey)> = parsed.iter().flatten().collect();
+    let messages: Vec<&[u8]> = present.iter().map(|p| p.0.as_slice()).collect();
+    let signatures: Vec<Signature> = present.iter().map(|p| p.1).collect();
+    let keys: Vec<VerifyingKey> = present.iter().map(|p| p.2).collect();
+    let all_good = ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
+    entries
+        .iter()
+        .zip(&parsed)
+        .map(|(e, p)| match (e, p) {
+            (Some(_), Some(_)) if all_good => true,
+            (Some((d, key)), Some(_)) => verify(key, &d.signed.statement, &d.signed.signature),
+            _ => false,
+        })
+        .collect()
+}
+
 /// The kinds of statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
