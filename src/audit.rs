@@ -29,12 +29,38 @@ pub struct Finding {
     pub message: String,
 }
 
-/// Counts by statement kind, and the findings.
+/// One decision chain, for the population an auditor samples from.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PopulationRow {
+    pub chain_id: String,
+    pub opened_at: u64,
+    pub status: String,
+    pub requester: String,
+    pub approvers: Vec<String>,
+    pub executor: String,
+    pub executor_workload: String,
+    pub system: String,
+    pub resource: String,
+    pub subject: String,
+    pub adds: Vec<String>,
+    pub removes: Vec<String>,
+    pub privileged: bool,
+    pub policy: String,
+    pub break_glass: bool,
+    pub review: String,
+    pub findings: usize,
+}
+
+/// Counts by statement kind, the findings and the population.
 #[derive(Debug, Default, Serialize)]
 pub struct AuditSummary {
     pub entries: u64,
     pub by_kind: BTreeMap<&'static str, u64>,
     pub findings: Vec<Finding>,
+    pub population: Vec<PopulationRow>,
+    /// Entries per time bucket (issuedAt), for the report's timeline:
+    /// (bucket start in ms, entries, refusals).
+    pub timeline: Vec<(i64, u64, u64)>,
     /// Whether the entries hash to the checkpoint's root.
     pub tree_verified: bool,
 }
@@ -47,6 +73,8 @@ pub struct Auditor {
     summary: AuditSummary,
     /// (system, resource, subject) → entitlements after the last change.
     last_after: HashMap<(String, String, String), Vec<String>>,
+    /// (issuedAt ms, whether a refusal) of every entry, for the timeline.
+    times: Vec<(i64, bool)>,
 }
 
 fn sorted(v: &[String]) -> Vec<String> {
@@ -69,6 +97,7 @@ impl Auditor {
             range: CompactRange::default(),
             summary: AuditSummary::default(),
             last_after: HashMap::new(),
+            times: Vec::new(),
         }
     }
 
@@ -118,6 +147,8 @@ impl Auditor {
         };
         *self.summary.by_kind.entry(d.kind().name()).or_default() += 1;
         let chain = d.statement.chain_id.clone();
+        let issued = d.statement.issued_at.as_ref().map_or(0, millis);
+        self.times.push((issued, d.kind() == Kind::GateRefusal));
         // Judged at its own time: the audit has no "now" for old entries.
         let at = d.statement.issued_at.as_ref().map_or(0, millis);
         // The log's own refusal records are checked by their signature.
@@ -289,6 +320,8 @@ impl Auditor {
             .filter(|o| o.deadline_ms < now_ms)
             .map(|o| (o.index, o.chain_id.clone(), o.deadline_ms))
             .collect();
+        self.summary.population = self.population(now_ms);
+        self.summary.timeline = timeline(&self.times, 48);
         for (index, chain, deadline) in overdue {
             let m = format!(
                 "break-glass {index} has no review by another human, {} s past its deadline",
@@ -297,5 +330,116 @@ impl Auditor {
             self.find(index, &chain, "unreviewed_break_glass", m);
         }
         self.summary
+    }
+}
+
+/// Entries and refusals per bucket, `buckets` across the time span.
+fn timeline(times: &[(i64, bool)], buckets: usize) -> Vec<(i64, u64, u64)> {
+    let (Some(lo), Some(hi)) = (
+        times.iter().map(|t| t.0).min(),
+        times.iter().map(|t| t.0).max(),
+    ) else {
+        return vec![];
+    };
+    let width = ((hi - lo) / buckets as i64).max(1);
+    let mut out: Vec<(i64, u64, u64)> = (0..=buckets as i64)
+        .map(|b| (lo + b * width, 0, 0))
+        .collect();
+    for (t, refusal) in times {
+        let b = (((t - lo) / width) as usize).min(buckets);
+        out[b].1 += 1;
+        out[b].2 += u64::from(*refusal);
+    }
+    out
+}
+
+impl Auditor {
+    /// One row per chain.
+    fn population(&self, now_ms: i64) -> Vec<PopulationRow> {
+        use crate::entry::proto::{decision, entitlement_op, workload_identity};
+        let mut findings: HashMap<&str, usize> = HashMap::new();
+        for f in &self.summary.findings {
+            *findings.entry(f.chain_id.as_str()).or_default() += 1;
+        }
+        let mut rows: Vec<PopulationRow> = self
+            .state
+            .chains()
+            .map(|(id, chain)| {
+                let mut row = PopulationRow {
+                    chain_id: id.clone(),
+                    opened_at: chain.opener,
+                    status: serde_json::to_value(self.state.status(chain))
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    system: chain.target.system.clone(),
+                    resource: chain.target.resource.clone(),
+                    subject: chain.target.subject.clone(),
+                    findings: findings.get(id.as_str()).copied().unwrap_or(0),
+                    ..Default::default()
+                };
+                for r in chain.entries.iter().filter_map(|i| self.state.recorded(*i)) {
+                    let st = &r.statement;
+                    match &st.body {
+                        Some(Body::AccessRequest(b)) => {
+                            row.requester = r.actor_id().to_string();
+                            if let Some(d) = &b.delta {
+                                row.privileged = d.privileged;
+                                for op in &d.ops {
+                                    if op.op == entitlement_op::Op::Add as i32 {
+                                        row.adds.push(op.entitlement.clone());
+                                    } else {
+                                        row.removes.push(op.entitlement.clone());
+                                    }
+                                }
+                            }
+                        }
+                        Some(Body::BreakGlass(b)) => {
+                            row.break_glass = true;
+                            row.requester = r.actor_id().to_string();
+                            row.privileged = b.delta.as_ref().is_some_and(|d| d.privileged);
+                            row.review = match self
+                                .state
+                                .obligations()
+                                .iter()
+                                .find(|o| o.index == r.index)
+                            {
+                                Some(o) if o.deadline_ms < now_ms => "overdue".into(),
+                                Some(_) => "open".into(),
+                                None => "reviewed".into(),
+                            };
+                        }
+                        Some(Body::Decision(d))
+                            if d.outcome == decision::Outcome::Approve as i32 =>
+                        {
+                            row.approvers.push(r.actor_id().to_string());
+                        }
+                        Some(Body::ExecutionIntent(_)) => {
+                            row.executor = r.actor_id().to_string();
+                            row.executor_workload = st
+                                .actor
+                                .as_ref()
+                                .and_then(|a| a.workload.as_ref())
+                                .and_then(|w| w.id.as_ref())
+                                .map(|id| match id {
+                                    workload_identity::Id::SpiffeId(s)
+                                    | workload_identity::Id::CloudPrincipal(s)
+                                    | workload_identity::Id::KubernetesServiceAccount(s) => {
+                                        s.clone()
+                                    }
+                                })
+                                .unwrap_or_default();
+                            row.policy = st.policy.as_ref().map_or(String::new(), |p| {
+                                format!("{}@{}", p.policy_id, p.version)
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                row
+            })
+            .collect();
+        rows.sort_by_key(|r| r.opened_at);
+        rows
     }
 }

@@ -95,6 +95,9 @@ fn audit_finds_each_injected_violation_and_nothing_else() {
         &build::outcome(&deployer_actor, "OK-1", vec![int], d.after.clone(), "c1", t),
     );
 
+    let since = tmp.path().join("since.checkpoint");
+    std::fs::write(&since, common::get_ok(u.log.addr, "/checkpoint").body).unwrap();
+
     // Injected: a self-approved execution the gate would have refused.
     let req = u.put(
         &alice,
@@ -199,6 +202,8 @@ fn audit_finds_each_injected_violation_and_nothing_else() {
         &u.log.vkey,
         "--admin-key",
         admin_pub.to_str().unwrap(),
+        "--since",
+        since.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -216,6 +221,19 @@ fn audit_finds_each_injected_violation_and_nothing_else() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["tree_verified"], true);
+    assert_eq!(manifest["since"]["consistent"], true);
+    // The population: one row per chain, with who did what.
+    let population = std::fs::read_to_string(out.join("population.csv")).unwrap();
+    assert_eq!(population.lines().count(), 1 + 5, "{population}");
+    let ok = population.lines().find(|l| l.starts_with("OK-1,")).unwrap();
+    assert!(
+        ok.contains(
+            ",executed,alice,bob,deployer,spiffe://corp/ci/deployer,github,corp/app,alice,write,"
+        ),
+        "{ok}"
+    );
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains("FINDINGS") && report.contains("admitted_despite_gate"));
 
     // A changed byte in a mirror of it: the tree no longer verifies.
     let mirror = tmp.path().join("mirror");

@@ -29,7 +29,11 @@ pub struct AuditArgs {
     /// with; repeatable. Identity registrations are checked against them.
     #[arg(long = "admin-key", value_name = "FILE", required = true)]
     admin_keys: Vec<PathBuf>,
-    /// Where the findings go (created if missing).
+    /// An earlier checkpoint (e.g. the last audit's): the log must extend
+    /// it; the package records both and the consistency proof.
+    #[arg(long, value_name = "FILE")]
+    since: Option<PathBuf>,
+    /// Where the evidence package goes (created if missing).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
 }
@@ -119,6 +123,34 @@ fn run(args: &AuditArgs) -> anyhow::Result<AuditSummary> {
     let note = source.read("/checkpoint")?;
     let cp = Checkpoint::open(&note, &key)
         .map_err(|e| anyhow::anyhow!("the checkpoint does not verify with --vkey: {e}"))?;
+    let since = match &args.since {
+        None => None,
+        Some(path) => {
+            let old_note = std::fs::read(path)
+                .with_context(|| format!("reading --since {}", path.display()))?;
+            let old = Checkpoint::open(&old_note, &key)
+                .map_err(|e| anyhow::anyhow!("--since {}: {e}", path.display()))?;
+            if old.size > cp.size {
+                anyhow::bail!(
+                    "--since (size {}) is larger than the log's checkpoint (size {})",
+                    old.size,
+                    cp.size
+                );
+            }
+            let proof = super::verify::consistency_proof(&args.log, old.size, cp.size)
+                .map_err(|u| anyhow::anyhow!(u.0))?;
+            let consistent = proof.as_ref().is_ok_and(|p| {
+                gatelog::merkle::verify_consistency(old.size, cp.size, p, &old.root, &cp.root)
+                    .is_ok()
+            });
+            Some(Since {
+                note: String::from_utf8_lossy(&old_note).into_owned(),
+                size: old.size,
+                proof: proof.unwrap_or_default(),
+                consistent,
+            })
+        }
+    };
     let mut auditor = Auditor::new(key, admins, Box::new(CedarEngine::default()));
     let mut index = 0u64;
     for n in 0..cp.size.div_ceil(TILE_WIDTH) {
@@ -149,8 +181,16 @@ fn run(args: &AuditArgs) -> anyhow::Result<AuditSummary> {
             break;
         }
     }
-    let summary = auditor.finish(&cp, gatelog::clock::now_ms());
-    write_package(&args.out, &note, &cp, &summary)?;
+    let mut summary = auditor.finish(&cp, gatelog::clock::now_ms());
+    if let Some(s) = since.as_ref().filter(|s| !s.consistent) {
+        summary.findings.push(gatelog::audit::Finding {
+            index: s.size,
+            chain_id: String::new(),
+            code: "not_consistent_with_since".into(),
+            message: format!("the log's checkpoint does not extend the --since checkpoint of size {}: history was rewritten", s.size),
+        });
+    }
+    write_package(&args.out, &note, &cp, since.as_ref(), &summary)?;
     Ok(summary)
 }
 
@@ -162,8 +202,27 @@ fn csv(field: &str) -> String {
     }
 }
 
-fn write_package(out: &Path, note: &[u8], cp: &Checkpoint, s: &AuditSummary) -> anyhow::Result<()> {
+/// The earlier checkpoint an audit starts from.
+struct Since {
+    note: String,
+    size: u64,
+    proof: Vec<gatelog::merkle::Hash>,
+    consistent: bool,
+}
+
+fn write(path: PathBuf, data: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_package(
+    out: &Path,
+    note: &[u8],
+    cp: &Checkpoint,
+    since: Option<&Since>,
+    s: &AuditSummary,
+) -> anyhow::Result<()> {
     use base64::Engine;
+    let b64 = |h: &[u8]| base64::engine::general_purpose::STANDARD.encode(h);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let manifest = serde_json::json!({
         "tool": format!("gatelog {}", env!("CARGO_PKG_VERSION")),
@@ -175,10 +234,18 @@ fn write_package(out: &Path, note: &[u8], cp: &Checkpoint, s: &AuditSummary) -> 
         "entries": s.entries,
         "entries_by_kind": s.by_kind,
         "findings": s.findings.len(),
+        "chains": s.population.len(),
+        "since": since.map(|x| serde_json::json!({
+            "checkpoint": x.note,
+            "tree_size": x.size,
+            "consistency_proof": x.proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
+            "consistent": x.consistent,
+        })),
     });
-    let path = out.join("manifest.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&manifest)?)
-        .with_context(|| format!("writing {}", path.display()))?;
+    write(
+        out.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest)?,
+    )?;
     let mut rows = String::from("index,chain_id,code,message\n");
     for f in &s.findings {
         rows.push_str(&format!(
@@ -189,7 +256,116 @@ fn write_package(out: &Path, note: &[u8], cp: &Checkpoint, s: &AuditSummary) -> 
             csv(&f.message)
         ));
     }
-    let path = out.join("exceptions.csv");
-    std::fs::write(&path, rows).with_context(|| format!("writing {}", path.display()))?;
+    write(out.join("exceptions.csv"), rows)?;
+    let mut pop = String::from(
+        "chain_id,opened_at,status,requester,approvers,executor,executor_workload,system,resource,subject,adds,removes,privileged,policy,break_glass,review,findings\n",
+    );
+    for r in &s.population {
+        let cols = [
+            csv(&r.chain_id),
+            r.opened_at.to_string(),
+            csv(&r.status),
+            csv(&r.requester),
+            csv(&r.approvers.join(" ")),
+            csv(&r.executor),
+            csv(&r.executor_workload),
+            csv(&r.system),
+            csv(&r.resource),
+            csv(&r.subject),
+            csv(&r.adds.join(" ")),
+            csv(&r.removes.join(" ")),
+            r.privileged.to_string(),
+            csv(&r.policy),
+            r.break_glass.to_string(),
+            csv(&r.review),
+            r.findings.to_string(),
+        ];
+        pop.push_str(&cols.join(","));
+        pop.push('\n');
+    }
+    write(out.join("population.csv"), pop)?;
+    write(out.join("report.html"), report_html(cp, s))?;
     Ok(())
+}
+
+fn html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A readable summary that opens in a browser without a server.
+fn report_html(cp: &Checkpoint, s: &AuditSummary) -> String {
+    use base64::Engine;
+    let verdict = if s.findings.is_empty() && s.tree_verified {
+        "verified: no findings"
+    } else {
+        "FINDINGS"
+    };
+    let mut kinds = String::new();
+    for (k, n) in &s.by_kind {
+        kinds.push_str(&format!("<tr><td>{k}</td><td>{n}</td></tr>"));
+    }
+    let mut exceptions = String::new();
+    for f in s.findings.iter().take(1000) {
+        exceptions.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            f.index,
+            html(&f.chain_id),
+            html(&f.code),
+            html(&f.message)
+        ));
+    }
+    // The timeline: entries per time bucket, refusals in red.
+    let max = s.timeline.iter().map(|b| b.1).max().unwrap_or(1).max(1) as f64;
+    let bar = 600.0 / s.timeline.len().max(1) as f64;
+    let mut bars = String::new();
+    for (i, (_, n, refused)) in s.timeline.iter().enumerate() {
+        let h = *n as f64 / max * 120.0;
+        let r = *refused as f64 / max * 120.0;
+        let x = i as f64 * bar;
+        let w = bar * 0.9;
+        bars.push_str(&format!(
+            "<rect x='{x:.1}' y='{:.1}' width='{w:.1}' height='{h:.1}' fill='#4a78c2'/><rect x='{x:.1}' y='{:.1}' width='{w:.1}' height='{r:.1}' fill='#c24a4a'/>",
+            130.0 - h,
+            130.0 - r,
+        ));
+    }
+    let ts = |ms: i64| {
+        serde_json::to_value(gatelog::entry::timestamp(ms))
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let from = ts(s.timeline.first().map_or(0, |b| b.0));
+    let to = ts(s.timeline.last().map_or(0, |b| b.0));
+    let chains = s.population.len();
+    let break_glass = s.population.iter().filter(|r| r.break_glass).count();
+    let executed = s
+        .population
+        .iter()
+        .filter(|r| !r.executor.is_empty())
+        .count();
+    let origin = html(&cp.origin);
+    let size = cp.size;
+    let tree = if s.tree_verified {
+        "verified"
+    } else {
+        "NOT verified"
+    };
+    let root = base64::engine::general_purpose::STANDARD.encode(cp.root);
+    let n = s.findings.len();
+    format!(
+        "<!doctype html><meta charset='utf-8'><title>gatelog audit: {origin}</title>
+<style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}h1 small{{color:#666}}</style>
+<h1>gatelog audit <small>{origin}</small></h1>
+<p><b>{verdict}</b>. Tree of {size} entries {tree} against the signed checkpoint (root <code>{root}</code>).</p>
+<p>{chains} chains ({executed} executed, {break_glass} break-glass); {n} findings. Files: manifest.json, population.csv, exceptions.csv.</p>
+<h2>Timeline</h2><p>Entries by issue time, {from} to {to}; refusals in red.</p>
+<svg width='620' height='140' role='img'>{bars}</svg>
+<h2>Entries by kind</h2><table><tr><th>kind</th><th>entries</th></tr>{kinds}</table>
+<h2>Exceptions</h2><table><tr><th>entry</th><th>chain</th><th>code</th><th>what</th></tr>{exceptions}</table>
+"
+    )
 }

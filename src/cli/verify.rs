@@ -94,7 +94,7 @@ enum Outcome {
 }
 
 /// A usage problem: exit 2.
-struct Usage(String);
+pub(super) struct Usage(pub(super) String);
 
 impl<E: std::fmt::Display> From<E> for Usage {
     fn from(e: E) -> Self {
@@ -274,6 +274,43 @@ impl TileReader for DirTiles {
     }
 }
 
+/// The consistency proof from `old` to `new` leaves: from the log
+/// (`log` is a URL) or computed from a mirror's tiles (`log` is a
+/// directory). The inner error says why there is none.
+pub(super) fn consistency_proof(
+    log: &str,
+    old: u64,
+    new: u64,
+) -> Result<Result<Vec<Hash>, String>, Usage> {
+    if old == 0 || old == new {
+        return Ok(Ok(vec![]));
+    }
+    if !log.starts_with("http://") {
+        let reader = DirTiles {
+            dir: PathBuf::from(log),
+            size: new,
+        };
+        let proof = Prover::new(TileNodes::new(reader)).consistency(old, new);
+        return Ok(proof.map_err(|e| format!("the mirror in {log} cannot prove it: {e}")));
+    }
+    let base = parse_url(log)?;
+    let path = format!("/v1/proof/consistency?old_size={old}&tree_size={new}");
+    let (status, body) = fetch(&base, &path, Duration::from_secs(30))?;
+    if status != 200 {
+        return Ok(Err(format!(
+            "the log gave no consistency proof from {old} to {new} (HTTP {status}: {})",
+            String::from_utf8_lossy(&body).trim()
+        )));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&body)?;
+    let hashes: Option<Vec<Hash>> = json["hashes"].as_array().and_then(|a| {
+        a.iter()
+            .map(|h| h.as_str().and_then(hash_from_base64))
+            .collect()
+    });
+    Ok(hashes.ok_or_else(|| "the log's consistency proof is malformed".to_string()))
+}
+
 fn consistency(vkey: &str, old: &Path, new: &Path, log: &str) -> Result<Outcome, Usage> {
     let key = key(vkey)?;
     let open = |path: &Path| -> Result<Result<Checkpoint, String>, Usage> {
@@ -289,54 +326,9 @@ fn consistency(vkey: &str, old: &Path, new: &Path, log: &str) -> Result<Outcome,
             old_cp.size, new_cp.size
         )));
     }
-    let proof: Vec<Hash> = if old_cp.size == 0 || old_cp.size == new_cp.size {
-        vec![]
-    } else if log.starts_with("http://") {
-        let base = parse_url(log)?;
-        let path = format!(
-            "/v1/proof/consistency?old_size={}&tree_size={}",
-            old_cp.size, new_cp.size
-        );
-        let (status, body) = fetch(&base, &path, Duration::from_secs(30))?;
-        if status != 200 {
-            return Ok(Outcome::Failed(format!(
-                "the log gave no consistency proof from {} to {} (HTTP {status}: {})",
-                old_cp.size,
-                new_cp.size,
-                String::from_utf8_lossy(&body).trim()
-            )));
-        }
-        let json: serde_json::Value = serde_json::from_slice(&body)?;
-        let hashes: Option<Vec<Hash>> = json["hashes"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|h| h.as_str().and_then(hash_from_base64))
-                    .collect()
-            })
-            .unwrap_or(None);
-        match hashes {
-            Some(h) => h,
-            None => {
-                return Ok(Outcome::Failed(
-                    "the log's consistency proof is malformed".into(),
-                ))
-            }
-        }
-    } else {
-        let reader = DirTiles {
-            dir: PathBuf::from(log),
-            size: new_cp.size,
-        };
-        let mut prover = Prover::new(TileNodes::new(reader));
-        match prover.consistency(old_cp.size, new_cp.size) {
-            Ok(p) => p,
-            Err(e) => {
-                return Ok(Outcome::Failed(format!(
-                    "the mirror in {log} cannot prove it: {e}"
-                )))
-            }
-        }
+    let proof = match consistency_proof(log, old_cp.size, new_cp.size)? {
+        Ok(p) => p,
+        Err(why) => return Ok(Outcome::Failed(why)),
     };
     let verdict = verify_consistency(old_cp.size, new_cp.size, &proof, &old_cp.root, &new_cp.root);
     Ok(if verdict.is_ok() {

@@ -534,6 +534,11 @@ impl GateState {
         }
     }
 
+    /// Every chain, in no particular order.
+    pub fn chains(&self) -> impl Iterator<Item = (&String, &Chain)> {
+        self.chains.iter()
+    }
+
     pub fn chain(&self, chain_id: &str) -> Option<&Chain> {
         self.chains.get(chain_id)
     }
