@@ -270,3 +270,61 @@ fn audit_finds_each_injected_violation_and_nothing_else() {
     assert!(stdout.contains("tree NOT verified"), "{stdout}");
     assert!(findings(&out2).iter().any(|(c, _)| c == "tree_mismatch"));
 }
+
+/// Runs `gatelog-workload` into `dir`; its JSON report.
+fn workload(dir: &std::path::Path, seed: u64, chains: u64, rate: f64) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatelog-workload"))
+        .args(["--seed", &seed.to_string(), "--chains", &chains.to_string()])
+        .args(["--inject-rate", &rate.to_string(), "--out"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn audit_dir(log: &std::path::Path, out: &std::path::Path) -> i32 {
+    let vkey = std::fs::read_to_string(log.join("log.vkey")).unwrap();
+    run_gatelog(&[
+        "audit",
+        "--log",
+        log.to_str().unwrap(),
+        "--vkey",
+        vkey.trim(),
+        "--admin-key",
+        log.join("admin.key.pub").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .0
+}
+
+#[test]
+fn audit_finds_exactly_what_the_seeded_workload_injected() {
+    let tmp = tempfile::tempdir().unwrap();
+    for seed in [11, 12] {
+        let log = tmp.path().join(format!("log{seed}"));
+        let out = tmp.path().join(format!("audit{seed}"));
+        let report = workload(&log, seed, 600, 0.25);
+        assert_eq!(audit_dir(&log, &out), 1);
+        let mut found: std::collections::BTreeMap<String, u64> = Default::default();
+        let text = std::fs::read_to_string(out.join("exceptions.csv")).unwrap();
+        for line in text.lines().skip(1) {
+            *found
+                .entry(line.split(',').nth(2).unwrap().to_string())
+                .or_default() += 1;
+        }
+        let expected: std::collections::BTreeMap<String, u64> =
+            serde_json::from_value(report["expected_findings"].clone()).unwrap();
+        assert!(expected.len() >= 5, "too few kinds injected: {expected:?}");
+        assert_eq!(found, expected, "seed {seed}");
+    }
+    // Nothing injected: nothing found.
+    let log = tmp.path().join("clean");
+    workload(&log, 13, 300, 0.0);
+    assert_eq!(audit_dir(&log, &tmp.path().join("clean-audit")), 0);
+}

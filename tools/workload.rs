@@ -1,0 +1,391 @@
+//! gatelog-workload: writes a seeded, realistic workflow log straight into
+//! a directory laid out like the tlog-tiles API (checkpoint and entry
+//! bundles), *without* the gate, injecting each kind of violation at a
+//! known rate. `gatelog audit --log DIR` must find every injected
+//! violation and nothing else; the expected findings are printed as JSON.
+//!
+//!   gatelog-workload --seed 7 --chains 10000 --inject-rate 0.05 --out /tmp/wl
+//!   gatelog audit --log /tmp/wl --vkey "$(cat /tmp/wl/log.vkey)" \
+//!       --admin-key /tmp/wl/admin.key.pub --out /tmp/wl-audit
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Parser;
+use gatelog::checkpoint::Checkpoint;
+use gatelog::entry::build::{self, delta, human, link, target};
+use gatelog::entry::proto::{
+    workload_identity, Actor, EntitlementDelta, EntryRef, Statement, WorkloadIdentity,
+};
+use gatelog::entry::{self, ActorKind};
+use gatelog::merkle::{leaf_hash, CompactRange};
+use gatelog::note::NoteSigner;
+use gatelog::tiles::{encode_bundle, TileKind, TilePath, TILE_WIDTH};
+use prost::Message;
+
+#[derive(Parser, Debug)]
+#[command(name = "gatelog-workload")]
+struct Args {
+    /// Seed for every choice (and the keys): the same seed, the same log.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Decision chains to write (about 6 entries each).
+    #[arg(long, default_value_t = 1000)]
+    chains: u64,
+    /// Chance that a chain carries one injected violation.
+    #[arg(long, default_value_t = 0.05)]
+    inject_rate: f64,
+    /// Where the log goes (created; must not hold a log already).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// splitmix64: small, seeded, good enough to pick workloads.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+    fn seed(&mut self) -> [u8; 32] {
+        let mut s = [0u8; 32];
+        for c in s.chunks_mut(8) {
+            c.copy_from_slice(&self.next().to_le_bytes());
+        }
+        s
+    }
+}
+
+struct Member {
+    actor: Actor,
+    key: NoteSigner,
+}
+
+/// The violations injected, by the audit code that must report them.
+const INJECTIONS: [(&str, &str); 8] = [
+    ("self_approval", "admitted_despite_gate"),
+    ("assistant_approval", "admitted_despite_gate"),
+    ("delta_mismatch", "admitted_despite_gate"),
+    ("unknown_signer", "signer"),
+    ("outcome_mismatch", "outcome_mismatch"),
+    ("drift", "drift"),
+    ("unreviewed_break_glass", "unreviewed_break_glass"),
+    ("late_review", "late_review"),
+];
+
+struct Writer {
+    entries: Vec<Vec<u8>>,
+    /// Synthetic time: one second per entry, from 60 days ago.
+    clock: i64,
+}
+
+impl Writer {
+    fn put(&mut self, who: &NoteSigner, mut st: Statement) -> EntryRef {
+        st.issued_at = Some(entry::timestamp(self.clock));
+        self.clock += 1000;
+        let leaf = entry::sign(who, &st).encode_to_vec();
+        let at = link(self.entries.len() as u64, &leaf_hash(&leaf));
+        self.entries.push(leaf);
+        at
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.out.join("checkpoint").exists() {
+        anyhow::bail!("{} already holds a log", args.out.display());
+    }
+    let mut rng = Rng(args.seed);
+    let log_key = NoteSigner::from_seed("workload.example/log", rng.seed())?;
+    let admin = Member {
+        actor: human("admin"),
+        key: NoteSigner::from_seed("admin", rng.seed())?,
+    };
+    let mut w = Writer {
+        entries: Vec::new(),
+        clock: gatelog::clock::now_ms() - 60 * 86_400_000,
+    };
+    let member = |rng: &mut Rng, actor: Actor| -> anyhow::Result<Member> {
+        let key = NoteSigner::from_seed(&actor.id, rng.seed())?;
+        Ok(Member { actor, key })
+    };
+    let workload = |id: workload_identity::Id| Some(WorkloadIdentity { id: Some(id) });
+    let mut cast: HashMap<&str, Vec<Member>> = HashMap::new();
+    for i in 0..8 {
+        cast.entry("requester")
+            .or_default()
+            .push(member(&mut rng, human(&format!("user{i}")))?);
+        cast.entry("approver")
+            .or_default()
+            .push(member(&mut rng, human(&format!("manager{i}")))?);
+    }
+    for i in 0..6 {
+        let id = if i % 2 == 0 {
+            workload_identity::Id::SpiffeId(format!("spiffe://corp.example/ns/ci/sa/deployer{i}"))
+        } else {
+            workload_identity::Id::CloudPrincipal(format!(
+                "arn:aws:iam::123456789012:role/deployer{i}"
+            ))
+        };
+        let actor = Actor {
+            id: format!("pipeline{i}"),
+            kind: ActorKind::Nhi as i32,
+            workload: workload(id),
+            ..Default::default()
+        };
+        cast.entry("executor")
+            .or_default()
+            .push(member(&mut rng, actor)?);
+    }
+    for i in 0..3 {
+        let a = build::assistant(
+            &format!("copilot{i}"),
+            &format!("spiffe://corp.example/ns/ai/sa/copilot{i}"),
+            "model-2026",
+            "advisor",
+        );
+        cast.entry("assistant")
+            .or_default()
+            .push(member(&mut rng, a)?);
+    }
+    for group in cast.values() {
+        for m in group {
+            let st = build::register(&admin.actor, &m.actor, m.key.verifier().public_key(), 0);
+            w.put(&admin.key, st);
+        }
+    }
+    let pick = |rng: &mut Rng, role: &str| rng.below(cast[role].len() as u64) as usize;
+    let systems = ["github", "aws", "okta", "postgres"];
+    let mut last_after: HashMap<(String, String, String), Vec<String>> = HashMap::new();
+    let mut injected: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
+    const HOUR: i64 = 3_600_000;
+
+    for n in 0..args.chains {
+        let chain = format!("CHG-{n}");
+        let r = pick(&mut rng, "requester");
+        let requester = &cast["requester"][r];
+        let system = systems[rng.below(systems.len() as u64) as usize];
+        let resource = format!("corp/app{}", rng.below(20));
+        let subject = requester.actor.id.clone();
+        let key = (system.to_string(), resource.clone(), subject.clone());
+        let before: Vec<String> = last_after
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| vec!["read".into()]);
+        let before_refs: Vec<&str> = before.iter().map(String::as_str).collect();
+        let grant = format!("role{}", rng.below(1000));
+        let mut d: EntitlementDelta = delta(&before_refs, &[grant.as_str()], &[]);
+        if before.contains(&grant) {
+            d = delta(&before_refs, &[], &[grant.as_str()]);
+        }
+        d.privileged = rng.chance(0.3);
+        let mut injection = if rng.chance(args.inject_rate) {
+            Some(INJECTIONS[rng.below(INJECTIONS.len() as u64) as usize].0)
+        } else {
+            None
+        };
+        // Drift needs an earlier change to drift from.
+        if injection == Some("drift") && !last_after.contains_key(&key) {
+            injection = None;
+        }
+        let break_glass = matches!(injection, Some("unreviewed_break_glass" | "late_review"))
+            || (injection.is_none() && rng.chance(0.05));
+        let t = || target(system, &resource, &subject);
+        let e = pick(&mut rng, "executor");
+        let executor = &cast["executor"][e];
+
+        let executed_after: Vec<String>;
+        if break_glass {
+            let bg = w.put(
+                &requester.key,
+                build::break_glass(
+                    &requester.actor,
+                    &chain,
+                    t(),
+                    d.clone(),
+                    "incident",
+                    w.clock + HOUR,
+                    0,
+                ),
+            );
+            let intent = w.put(
+                &requester.key,
+                build::intent(
+                    &requester.actor,
+                    &chain,
+                    vec![bg.clone()],
+                    d.clone(),
+                    None,
+                    0,
+                ),
+            );
+            executed_after = d.after.clone();
+            w.put(
+                &requester.key,
+                build::outcome(
+                    &requester.actor,
+                    &chain,
+                    vec![intent],
+                    executed_after.clone(),
+                    &chain,
+                    0,
+                ),
+            );
+            match injection {
+                Some("unreviewed_break_glass") => {}
+                Some("late_review") => {
+                    w.clock += 2 * HOUR;
+                    let rv = &cast["approver"][pick(&mut rng, "approver")];
+                    w.put(&rv.key, build::review(&rv.actor, &chain, vec![bg], true, 0));
+                }
+                _ => {
+                    let rv = &cast["approver"][pick(&mut rng, "approver")];
+                    w.put(&rv.key, build::review(&rv.actor, &chain, vec![bg], true, 0));
+                }
+            }
+        } else {
+            // The requester's name under a key nobody registered.
+            let ghost = NoteSigner::from_seed(&requester.actor.id, rng.seed())?;
+            let signer = if injection == Some("unknown_signer") {
+                &ghost
+            } else {
+                &requester.key
+            };
+            let req = w.put(
+                signer,
+                build::request(&requester.actor, &chain, t(), d.clone(), 0),
+            );
+            if rng.chance(0.5) {
+                let a = &cast["assistant"][pick(&mut rng, "assistant")];
+                w.put(
+                    &a.key,
+                    build::recommend(
+                        &a.actor,
+                        &chain,
+                        vec![req.clone()],
+                        d.clone(),
+                        [n as u8; 32],
+                        0,
+                    ),
+                );
+            }
+            let mut links = vec![req.clone()];
+            let needed = if d.privileged { 2 } else { 1 };
+            let first = pick(&mut rng, "approver");
+            for k in 0..needed {
+                let a = &cast["approver"][(first + k) % cast["approver"].len()];
+                let (who, actor) = match (injection, k) {
+                    (Some("self_approval"), 0) => (&requester.key, &requester.actor),
+                    (Some("assistant_approval"), 0) => {
+                        let a = &cast["assistant"][0];
+                        (&a.key, &a.actor)
+                    }
+                    _ => (&a.key, &a.actor),
+                };
+                let until = w.clock + HOUR;
+                links.push(w.put(
+                    who,
+                    build::approve(actor, &chain, vec![req.clone()], d.clone(), until, 0),
+                ));
+            }
+            let mut executed = d.clone();
+            if injection == Some("delta_mismatch") {
+                // Not what was approved (and no entitlement held yet).
+                executed = delta(&before_refs, &[&format!("unapproved-{n}")], &[]);
+                executed.privileged = d.privileged;
+            }
+            let intent = w.put(
+                &executor.key,
+                build::intent(&executor.actor, &chain, links, executed.clone(), None, 0),
+            );
+            let observed_after = if injection == Some("outcome_mismatch") {
+                let mut a = executed.after.clone();
+                a.push(format!("unexpected-{n}"));
+                a
+            } else {
+                executed.after.clone()
+            };
+            let mut outcome = build::outcome(
+                &executor.actor,
+                &chain,
+                vec![intent],
+                observed_after.clone(),
+                &chain,
+                0,
+            );
+            if let Some(entry::Body::ExecutionOutcome(o)) = &mut outcome.body {
+                o.observed_before = if injection == Some("drift") {
+                    vec!["tampered".into()]
+                } else {
+                    before.clone()
+                };
+            }
+            w.put(&executor.key, outcome);
+            executed_after = observed_after;
+        }
+        last_after.insert(key, executed_after);
+        if let Some(kind) = injection {
+            *injected.entry(kind).or_default() += 1;
+            let code = INJECTIONS
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .expect("listed")
+                .1;
+            *expected.entry(code).or_default() += 1;
+        }
+    }
+    write_log(&args.out, &log_key, &w.entries)?;
+    std::fs::write(args.out.join("log.vkey"), log_key.verifier().to_vkey())?;
+    std::fs::write(
+        args.out.join("admin.key.pub"),
+        admin.key.verifier().to_vkey(),
+    )?;
+    let report = serde_json::json!({
+        "entries": w.entries.len(),
+        "chains": args.chains,
+        "injected": injected,
+        "expected_findings": expected,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// The checkpoint and entry bundles of a tlog-tiles directory.
+fn write_log(dir: &Path, key: &NoteSigner, entries: &[Vec<u8>]) -> anyhow::Result<()> {
+    let mut range = CompactRange::default();
+    for (n, chunk) in entries.chunks(TILE_WIDTH as usize).enumerate() {
+        for e in chunk {
+            range.push(leaf_hash(e));
+        }
+        let tile = TilePath {
+            kind: TileKind::Entries,
+            index: n as u64,
+            width: chunk.len() as u64,
+        };
+        let path = dir.join(tile.to_string());
+        std::fs::create_dir_all(path.parent().expect("tile paths have a parent"))?;
+        std::fs::write(&path, encode_bundle(chunk.iter().map(Vec::as_slice)))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let note = Checkpoint {
+        origin: key.name().to_string(),
+        size: range.size(),
+        root: range.root(),
+        extensions: vec![],
+    }
+    .sign(key)?;
+    std::fs::write(dir.join("checkpoint"), note)?;
+    Ok(())
+}
