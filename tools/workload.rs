@@ -185,11 +185,19 @@ fn main() -> anyhow::Result<()> {
             .cloned()
             .unwrap_or_else(|| vec!["read".into()]);
         let before_refs: Vec<&str> = before.iter().map(String::as_str).collect();
-        let grant = format!("role{}", rng.below(1000));
-        let mut d: EntitlementDelta = delta(&before_refs, &[grant.as_str()], &[]);
-        if before.contains(&grant) {
-            d = delta(&before_refs, &[], &[grant.as_str()]);
-        }
+        // People hold a handful of entitlements: grant one, or take one
+        // back once they hold five.
+        let grant = if before.len() >= 5 {
+            before[rng.below(before.len() as u64) as usize].clone()
+        } else {
+            format!("role{}", rng.below(1000))
+        };
+        let d: EntitlementDelta = if before.contains(&grant) {
+            delta(&before_refs, &[], &[grant.as_str()])
+        } else {
+            delta(&before_refs, &[grant.as_str()], &[])
+        };
+        let mut d = d;
         d.privileged = rng.chance(0.3);
         let mut injection = if rng.chance(args.inject_rate) {
             Some(INJECTIONS[rng.below(INJECTIONS.len() as u64) as usize].0)
