@@ -16,11 +16,14 @@ use hyper::Uri;
 
 /// gatelog: a transparency log for access changes.
 ///
-/// `serve` appends entries to an RFC 6962 Merkle tree in RocksDB, signs
-/// C2SP checkpoints with Ed25519, and serves the C2SP tlog-tiles read API
-/// with inclusion and consistency proofs. `witness` cosigns a log's
-/// checkpoints (C2SP tlog-witness); `monitor` follows a log and gossips to
-/// catch split views; `verify` checks evidence offline.
+/// `serve` runs the log: signed workflow statements pass its gate (an
+/// execution is admitted only when its decision chain authorises it) and
+/// go into an RFC 6962 Merkle tree in RocksDB, with C2SP checkpoints,
+/// tiles and proofs. `keygen` and `submit` are the workflow client.
+/// `witness` cosigns a log's checkpoints; `monitor` follows a log, gossips
+/// to catch split views and reports overdue break-glass reviews. `verify`,
+/// `mirror` and `audit` are the auditor's tools (they alone build with
+/// `--no-default-features --features verifier`).
 #[derive(Parser, Debug)]
 #[command(name = "gatelog", version, propagate_version = true)]
 pub struct Cli {
