@@ -15,7 +15,7 @@ use gatelog::gatekeeper::Gatekeeper;
 use gatelog::log::Log;
 use gatelog::merkle::leaf_hash;
 use gatelog::note::NoteSigner;
-use gatelog::sequencer::{Admission, Admit};
+use gatelog::sequencer::{Admission, Admit, Submitted};
 use prost::Message;
 
 const NOW: i64 = 1_800_000_000_000;
@@ -211,7 +211,14 @@ fn admission(c: &mut Criterion) {
     .unwrap();
     // Register the cast and publish the policy (not measured).
     let (setup, policy) = cast.setup(true);
-    let refs: Vec<&[u8]> = setup.leaves.iter().map(Vec::as_slice).collect();
+    let refs: Vec<Submitted> = setup
+        .leaves
+        .iter()
+        .map(|l| Submitted {
+            bytes: l,
+            decoded: None,
+        })
+        .collect();
     assert!(keeper
         .admit(0, &refs)
         .iter()
@@ -237,7 +244,14 @@ fn admission(c: &mut Criterion) {
                 batch
             },
             |batch| {
-                let refs: Vec<&[u8]> = batch.leaves.iter().map(Vec::as_slice).collect();
+                let refs: Vec<Submitted> = batch
+                    .leaves
+                    .iter()
+                    .map(|l| Submitted {
+                        bytes: l,
+                        decoded: None,
+                    })
+                    .collect();
                 let admits = keeper.admit(batch.first, &refs);
                 debug_assert!(admits.iter().all(|a| matches!(a, Admit::Append)));
                 admits

@@ -7,6 +7,7 @@
 //! The state is shared (read-only) with the HTTP handlers that serve
 //! chains and obligations.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -21,7 +22,7 @@ use crate::entry::{self, timestamp, Body, DecodedEntry, Kind, Statement};
 use crate::gate::{self, GateState, PolicyEngine, Refusal, Rejection, Verdict};
 use crate::log::Log;
 use crate::note::{NoteSigner, NoteVerifier};
-use crate::sequencer::{Admission, Admit};
+use crate::sequencer::{Admission, Admit, Submitted};
 use crate::store::StoreError;
 
 /// Why the gate's state could not be rebuilt from the log.
@@ -106,19 +107,21 @@ impl Gatekeeper {
 }
 
 impl Admission for Gatekeeper {
-    fn admit(&mut self, first: u64, entries: &[&[u8]]) -> Vec<Admit> {
-        let decoded: Vec<Result<DecodedEntry, Rejection>> = entries
+    fn admit(&mut self, first: u64, entries: &[Submitted<'_>]) -> Vec<Admit> {
+        let decoded: Vec<Result<Cow<DecodedEntry>, Rejection>> = entries
             .iter()
-            .map(|e| {
-                DecodedEntry::decode(e)
-                    .map_err(|e| Rejection::new(400, "malformed_entry", e.message).at(e.field))
+            .map(|e| match e.decoded {
+                Some(d) => Ok(Cow::Borrowed(d)),
+                None => DecodedEntry::decode(e.bytes)
+                    .map(Cow::Owned)
+                    .map_err(|e| Rejection::new(400, "malformed_entry", e.message).at(e.field)),
             })
             .collect();
         let mut state = self.state.write().expect("gate state lock");
         let keyed: Vec<Option<(&DecodedEntry, VerifyingKey)>> = decoded
             .iter()
             .map(|d| {
-                let d = d.as_ref().ok()?;
+                let d: &DecodedEntry = d.as_ref().ok()?;
                 Some((d, state.signing_key(d).ok()?))
             })
             .collect();
@@ -129,7 +132,7 @@ impl Admission for Gatekeeper {
         let mut next = first;
         let mut out = Vec::with_capacity(entries.len());
         for (k, d) in decoded.iter().enumerate() {
-            let d = match d {
+            let d: &DecodedEntry = match d {
                 Ok(d) => d,
                 Err(r) => {
                     out.push(Admit::Reject(r.clone()));
@@ -177,7 +180,7 @@ impl Admission for Gatekeeper {
                 }
                 Ok(Verdict::Refuse(refusal)) => {
                     m.gate_refusals.fetch_add(1, Relaxed);
-                    let record = self.refusal_record(next, entries[k], d, &refusal);
+                    let record = self.refusal_record(next, entries[k].bytes, d, &refusal);
                     let recorded = DecodedEntry::decode(&record).expect("our own record decodes");
                     state.apply(next, &recorded);
                     next += 1;

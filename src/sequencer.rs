@@ -22,6 +22,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::checkpoint::Checkpoint;
+use crate::entry::DecodedEntry;
 use crate::gate::{Refusal, Rejection};
 use crate::log::{Log, LogHead};
 use crate::merkle::{leaf_hash, Hash, Prover};
@@ -78,7 +79,15 @@ pub enum Admit {
 pub trait Admission: Send + 'static {
     /// One answer per entry; `first` is the index the first `Append` or
     /// `Record` gets, and each takes the next.
-    fn admit(&mut self, first: u64, entries: &[&[u8]]) -> Vec<Admit>;
+    fn admit(&mut self, first: u64, entries: &[Submitted<'_>]) -> Vec<Admit>;
+}
+
+/// A new submission as the admission sees it.
+pub struct Submitted<'a> {
+    pub bytes: &'a [u8],
+    /// The entry as the HTTP layer already decoded (and validated) it, so
+    /// the sequencer thread does not decode it again.
+    pub decoded: Option<&'a DecodedEntry>,
 }
 
 /// Why a submission was not sequenced.
@@ -96,6 +105,7 @@ pub enum SubmitError {
 
 struct Submission {
     entry: Vec<u8>,
+    decoded: Option<DecodedEntry>,
     leaf: Hash,
     arrived: Instant,
     reply: oneshot::Sender<Result<Appended, SubmitError>>,
@@ -137,7 +147,12 @@ pub fn start(
 impl SequencerHandle {
     /// Sequences `entry`; resolves once it is durable and covered by a
     /// signed checkpoint.
-    pub async fn submit(&self, entry: Vec<u8>) -> Result<Appended, SubmitError> {
+    /// `decoded` is the entry already decoded, if it was.
+    pub async fn submit(
+        &self,
+        entry: Vec<u8>,
+        decoded: Option<DecodedEntry>,
+    ) -> Result<Appended, SubmitError> {
         let len = entry.len();
         let queued = self.pending_bytes.fetch_add(len, Relaxed) + len;
         if queued > self.max_pending_bytes {
@@ -147,8 +162,11 @@ impl SequencerHandle {
         }
         let (reply, answer) = oneshot::channel();
         let sub = Submission {
-            leaf: leaf_hash(&entry),
+            leaf: decoded
+                .as_ref()
+                .map_or_else(|| leaf_hash(&entry), |d| d.leaf_hash),
             entry,
+            decoded,
             arrived: Instant::now(),
             reply,
         };
@@ -301,7 +319,13 @@ fn sequence<'a>(
     }
     let admits = match admission {
         Some(a) if !new.is_empty() => {
-            let entries: Vec<&[u8]> = new.iter().map(|s| s.entry.as_slice()).collect();
+            let entries: Vec<Submitted> = new
+                .iter()
+                .map(|s| Submitted {
+                    bytes: &s.entry,
+                    decoded: s.decoded.as_ref(),
+                })
+                .collect();
             let admits = a.admit(head.size, &entries);
             assert_eq!(admits.len(), new.len(), "one answer per entry");
             admits

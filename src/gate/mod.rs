@@ -10,8 +10,6 @@
 mod rules;
 mod state;
 
-use serde::Serialize;
-
 pub use state::{Chain, ChainStatus, GateState, Obligation, Recorded};
 
 use crate::entry::proto::{PolicyPublication, RuleViolation};
@@ -19,14 +17,13 @@ use crate::entry::DecodedEntry;
 
 /// A submission the log will not append at all (authentication,
 /// authorisation, or links that do not fit the log). Nothing is logged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// HTTP status: 401, 403, 404, 409 or 422.
     pub status: u16,
     /// Machine-readable reason, e.g. `unknown_signer`.
     pub code: &'static str,
     /// The field at fault, as a proto3 JSON path, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     pub message: String,
 }
@@ -66,7 +63,7 @@ pub struct Refusal {
 
 /// The facts of a chain handed to the organisation's policy (rule 7) as
 /// its context.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntentFacts {
     pub chain_id: String,
     pub executor: String,

@@ -219,22 +219,26 @@ fn gate(app: &App) -> Result<&SharedState> {
 }
 
 /// Stateless checks of a gatelog entry, before it queues for the gate.
-fn check_entry(gate: &Gate, entry: &[u8]) -> Result<()> {
+/// The entry, decoded, goes on to the sequencer (which then need not
+/// decode it again).
+fn check_entry(gate: &Gate, entry: &[u8]) -> Result<DecodedEntry> {
     let decoded = DecodedEntry::decode(entry).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "malformed_entry", e.message).at(e.field)
     })?;
     validate(&decoded, now_ms(), &gate.limits).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_entry", e.message).at(e.field)
-    })
+    })?;
+    Ok(decoded)
 }
 
 async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpResponse> {
     let body = read_body(req, app.config.max_body_bytes, app.config.read_timeout).await?;
     let entry = decode_entry(app, body)?;
-    if let Some(gate) = &app.gate {
-        check_entry(gate, &entry)?;
-    }
-    let appended = app.sequencer.submit(entry).await?;
+    let decoded = match &app.gate {
+        Some(gate) => Some(check_entry(gate, &entry)?),
+        None => None,
+    };
+    let appended = app.sequencer.submit(entry, decoded).await?;
     let (proof, checkpoint) = match app.witnessing.as_ref().filter(|w| w.quorum() > 0) {
         None => (appended.proof, appended.head.checkpoint.to_string()),
         Some(w) => {
