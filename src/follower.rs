@@ -79,7 +79,9 @@ impl Follower {
                 break;
             }
             match DecodedEntry::decode(e) {
-                Ok(d) => self.state.apply(first + k as u64, &d),
+                Ok(d) => {
+                    self.state.apply(first + k as u64, &d);
+                }
                 Err(err) => {
                     self.not_gatelog = Some(format!(
                         "entry {} is not a gatelog entry: {err}",

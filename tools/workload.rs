@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
@@ -21,7 +22,9 @@ use gatelog::entry::proto::{
 use gatelog::entry::{self, ActorKind};
 use gatelog::merkle::{leaf_hash, CompactRange};
 use gatelog::note::NoteSigner;
-use gatelog::tiles::{encode_bundle, TileKind, TilePath, TILE_WIDTH};
+use gatelog::tiles::{
+    append_leaves, encode_bundle, TileKind, TilePath, TileReader, HASH_SIZE, TILE_WIDTH,
+};
 use prost::Message;
 
 #[derive(Parser, Debug)]
@@ -370,11 +373,30 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The checkpoint and entry bundles of a tlog-tiles directory.
+/// No tiles yet: the log is written in one append.
+struct NoTiles;
+
+impl TileReader for NoTiles {
+    type Error = std::convert::Infallible;
+    fn read_tile(&self, _: u8, _: u64) -> Result<Option<Arc<Vec<u8>>>, Self::Error> {
+        Ok(None)
+    }
+}
+
+fn write_tile(dir: &Path, tile: TilePath, data: &[u8]) -> anyhow::Result<()> {
+    let path = dir.join(tile.to_string());
+    std::fs::create_dir_all(path.parent().expect("tile paths have a parent"))?;
+    std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The checkpoint, hash tiles and entry bundles of a tlog-tiles directory,
+/// as a mirror of the log would hold them.
 fn write_log(dir: &Path, key: &NoteSigner, entries: &[Vec<u8>]) -> anyhow::Result<()> {
     let mut range = CompactRange::default();
+    let mut hashes = Vec::with_capacity(entries.len());
     for (n, chunk) in entries.chunks(TILE_WIDTH as usize).enumerate() {
         for e in chunk {
+            hashes.push(leaf_hash(e));
             range.push(leaf_hash(e));
         }
         let tile = TilePath {
@@ -382,10 +404,16 @@ fn write_log(dir: &Path, key: &NoteSigner, entries: &[Vec<u8>]) -> anyhow::Resul
             index: n as u64,
             width: chunk.len() as u64,
         };
-        let path = dir.join(tile.to_string());
-        std::fs::create_dir_all(path.parent().expect("tile paths have a parent"))?;
-        std::fs::write(&path, encode_bundle(chunk.iter().map(Vec::as_slice)))
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_tile(dir, tile, &encode_bundle(chunk.iter().map(Vec::as_slice)))?;
+    }
+    let tiles = append_leaves(&NoTiles, 0, &hashes).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for ((level, index), data) in tiles {
+        let tile = TilePath {
+            kind: TileKind::Hashes { level },
+            index,
+            width: (data.len() / HASH_SIZE) as u64,
+        };
+        write_tile(dir, tile, &data)?;
     }
     let note = Checkpoint {
         origin: key.name().to_string(),

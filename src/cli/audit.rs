@@ -1,21 +1,28 @@
 //! `gatelog audit`: streams a log's entries (from a mirror directory or
 //! the log's tile API) through [`gatelog::audit::Auditor`] and writes the
-//! findings.
+//! evidence package as it goes: nothing grows with the log but the files.
 
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use clap::Args;
-use gatelog::audit::{AuditSummary, Auditor};
+use gatelog::audit::{AuditSummary, Auditor, ChainReport, Finding, Output, Period};
 use gatelog::cedar::CedarEngine;
 use gatelog::checkpoint::Checkpoint;
+use gatelog::entry::{entry_json, timestamp};
+use gatelog::merkle::{verify_inclusion, Hash, Prover};
 use gatelog::note::NoteVerifier;
-use gatelog::tiles::{decode_bundle, TileKind, TilePath, TILE_WIDTH};
-use hyper::Uri;
+use gatelog::tiles::{
+    decode_bundle, hash_at, TileKind, TileNodes, TilePath, HASH_SIZE, TILE_WIDTH,
+};
+use prost::Message;
 
-use super::{fetch, parse_url};
+use super::source::{Source, SourceTiles};
 
 #[derive(Args, Debug)]
 pub struct AuditArgs {
@@ -33,32 +40,71 @@ pub struct AuditArgs {
     /// it; the package records both and the consistency proof.
     #[arg(long, value_name = "FILE")]
     since: Option<PathBuf>,
+    /// Report on chains opened, and rule findings on entries issued, in
+    /// FROM..TO (dates or RFC 3339 times, TO exclusive, either end open:
+    /// `2026-01-01..2026-04-01`, `2026-07-01..`). The whole log is still
+    /// replayed and verified; integrity findings are always reported.
+    #[arg(long, value_name = "FROM..TO", value_parser = parse_period)]
+    period: Option<Period>,
     /// Where the evidence package goes (created if missing).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
 }
 
-/// Where entry bundles and the checkpoint come from.
-enum Source {
-    Dir(PathBuf),
-    Url(Uri),
+fn parse_period(s: &str) -> Result<Period, String> {
+    Period::parse(s)
 }
 
-impl Source {
-    fn read(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        match self {
-            Source::Dir(dir) => {
-                let file = dir.join(path.trim_start_matches('/'));
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))
-            }
-            Source::Url(base) => {
-                let (status, body) = fetch(base, path, Duration::from_secs(30))?;
-                if status != 200 {
-                    anyhow::bail!("GET {path}: HTTP {status}");
-                }
-                Ok(body)
-            }
+/// Why an audit could not give a verdict on the log's content.
+enum Failure {
+    /// Exit 2: the command line or the files it names.
+    Usage(anyhow::Error),
+    /// Exit 1: the log's own checkpoint is not to be trusted.
+    Untrusted(String),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Usage(e)
+    }
+}
+
+pub fn audit(args: &AuditArgs) -> ExitCode {
+    let summary = match run(args) {
+        Ok(summary) => summary,
+        Err(Failure::Usage(e)) => {
+            eprintln!("gatelog: error: {e:#}");
+            return ExitCode::from(2);
         }
+        Err(Failure::Untrusted(why)) => {
+            println!("FAILED: {why}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let clean = summary.findings == 0 && summary.tree_verified;
+    println!(
+        "{}: {} entries, tree {}, {} chains reported, {} finding(s); written to {}",
+        if clean { "verified" } else { "FAILED" },
+        summary.entries,
+        if summary.tree_verified {
+            "verified"
+        } else {
+            "NOT verified"
+        },
+        summary.chains,
+        summary.findings,
+        args.out.display()
+    );
+    for f in summary.first_findings.iter().take(20) {
+        println!(
+            "  entry {} chain {:?}: {}: {}",
+            f.index, f.chain_id, f.code, f.message
+        );
+    }
+    if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -69,45 +115,46 @@ fn read_admin(path: &Path) -> anyhow::Result<NoteVerifier> {
         .map_err(|e| anyhow::anyhow!("--admin-key {}: {e}", path.display()))
 }
 
-pub fn audit(args: &AuditArgs) -> ExitCode {
-    match run(args) {
-        Ok(summary) => {
-            let n = summary.findings.len();
-            println!(
-                "{}: {} entries, tree {}, {n} finding(s); written to {}",
-                if n == 0 && summary.tree_verified {
-                    "verified"
-                } else {
-                    "FAILED"
-                },
-                summary.entries,
-                if summary.tree_verified {
-                    "verified"
-                } else {
-                    "NOT verified"
-                },
-                args.out.display()
-            );
-            for f in summary.findings.iter().take(20) {
-                println!(
-                    "  entry {} chain {:?}: {}: {}",
-                    f.index, f.chain_id, f.code, f.message
-                );
-            }
-            if n == 0 && summary.tree_verified {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(e) => {
-            eprintln!("gatelog: error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+/// The earlier checkpoint an audit starts from.
+struct Since {
+    note: String,
+    size: u64,
+    proof: Vec<Hash>,
+    consistent: bool,
 }
 
-fn run(args: &AuditArgs) -> anyhow::Result<AuditSummary> {
+fn since(args: &AuditArgs, key: &NoteVerifier, cp: &Checkpoint) -> Result<Option<Since>, Failure> {
+    let Some(path) = &args.since else {
+        return Ok(None);
+    };
+    let old_note =
+        std::fs::read(path).with_context(|| format!("reading --since {}", path.display()))?;
+    let old = Checkpoint::open(&old_note, key).map_err(|e| {
+        Failure::Untrusted(format!(
+            "the --since checkpoint {} does not verify with --vkey: {e}",
+            path.display()
+        ))
+    })?;
+    if old.size > cp.size {
+        return Err(Failure::Untrusted(format!(
+            "the log's checkpoint (size {}) is smaller than --since (size {}): the log lost entries",
+            cp.size, old.size
+        )));
+    }
+    let proof = super::verify::consistency_proof(&args.log, old.size, cp.size)
+        .map_err(|u| anyhow::anyhow!(u.0))?;
+    let consistent = proof.as_ref().is_ok_and(|p| {
+        gatelog::merkle::verify_consistency(old.size, cp.size, p, &old.root, &cp.root).is_ok()
+    });
+    Ok(Some(Since {
+        note: String::from_utf8_lossy(&old_note).into_owned(),
+        size: old.size,
+        proof: proof.unwrap_or_default(),
+        consistent,
+    }))
+}
+
+fn run(args: &AuditArgs) -> Result<AuditSummary, Failure> {
     let key = NoteVerifier::parse(&args.vkey)
         .map_err(|e| anyhow::anyhow!("--vkey {:?}: {e}", args.vkey))?;
     let admins = args
@@ -115,83 +162,139 @@ fn run(args: &AuditArgs) -> anyhow::Result<AuditSummary> {
         .iter()
         .map(|p| read_admin(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let source = if args.log.starts_with("http://") {
-        Source::Url(parse_url(&args.log)?)
-    } else {
-        Source::Dir(PathBuf::from(&args.log))
-    };
+    let source = Source::open(&args.log)?;
     let note = source.read("/checkpoint")?;
-    let cp = Checkpoint::open(&note, &key)
-        .map_err(|e| anyhow::anyhow!("the checkpoint does not verify with --vkey: {e}"))?;
-    let since = match &args.since {
-        None => None,
-        Some(path) => {
-            let old_note = std::fs::read(path)
-                .with_context(|| format!("reading --since {}", path.display()))?;
-            let old = Checkpoint::open(&old_note, &key)
-                .map_err(|e| anyhow::anyhow!("--since {}: {e}", path.display()))?;
-            if old.size > cp.size {
-                anyhow::bail!(
-                    "--since (size {}) is larger than the log's checkpoint (size {})",
-                    old.size,
-                    cp.size
-                );
-            }
-            let proof = super::verify::consistency_proof(&args.log, old.size, cp.size)
-                .map_err(|u| anyhow::anyhow!(u.0))?;
-            let consistent = proof.as_ref().is_ok_and(|p| {
-                gatelog::merkle::verify_consistency(old.size, cp.size, p, &old.root, &cp.root)
-                    .is_ok()
-            });
-            Some(Since {
-                note: String::from_utf8_lossy(&old_note).into_owned(),
-                size: old.size,
-                proof: proof.unwrap_or_default(),
-                consistent,
-            })
-        }
-    };
-    let mut auditor = Auditor::new(key, admins, Box::new(CedarEngine::default()));
+    let cp = Checkpoint::open(&note, &key).map_err(|e| {
+        Failure::Untrusted(format!(
+            "the log's checkpoint does not verify with --vkey: {e}"
+        ))
+    })?;
+    let since = since(args, &key, &cp)?;
+    let period = args.period.unwrap_or(Period::ALL);
+    let mut package = Package::create(&args.out, &source, &note, &cp)?;
+    let mut auditor = Auditor::new(key, admins, Box::new(CedarEngine::default()), period);
     let mut index = 0u64;
-    for n in 0..cp.size.div_ceil(TILE_WIDTH) {
+    let tiles = cp.size.div_ceil(TILE_WIDTH);
+    let mut progress = Progress::new(cp.size);
+    for n in 0..tiles {
         let width = (cp.size - n * TILE_WIDTH).min(TILE_WIDTH);
-        let tile = TilePath {
+        let bundle = TilePath {
             kind: TileKind::Entries,
             index: n,
             width,
         };
-        // A mirror holds the full bundle once the tree has grown past it.
-        let data = match source.read(&format!("/{tile}")) {
-            Err(_) if width < TILE_WIDTH => source.read(&format!(
-                "/{}",
-                TilePath {
-                    width: TILE_WIDTH,
-                    ..tile
-                }
-            ))?,
-            r => r?,
-        };
-        let entries = decode_bundle(&data).map_err(|e| anyhow::anyhow!("{tile}: {}", e.0))?;
+        let data = source
+            .tile(bundle)?
+            .ok_or_else(|| anyhow::anyhow!("{bundle}: not found in the log"))?;
+        let entries = decode_bundle(&data).map_err(|e| anyhow::anyhow!("{bundle}: {}", e.0))?;
         let take = entries.len().min(width as usize);
-        auditor.entries(index, &entries[..take]);
+        let hashes = auditor.entries(index, &entries[..take]);
+        compare_with_hash_tile(&source, &mut auditor, bundle, index, &hashes)?;
+        package.write(auditor.take_output(), &mut auditor)?;
         index += take as u64;
+        progress.at(index);
         if index != n * TILE_WIDTH + width {
             // Fewer entries than the checkpoint covers: the tree check
             // reports it.
             break;
         }
     }
-    let mut summary = auditor.finish(&cp, gatelog::clock::now_ms());
+    progress.done();
+    let (mut summary, output) = auditor.finish(&cp, gatelog::clock::now_ms());
+    let mut last = package.write_final(output, &mut summary)?;
     if let Some(s) = since.as_ref().filter(|s| !s.consistent) {
-        summary.findings.push(gatelog::audit::Finding {
+        let f = Finding {
             index: s.size,
             chain_id: String::new(),
             code: "not_consistent_with_since".into(),
             message: format!("the log's checkpoint does not extend the --since checkpoint of size {}: history was rewritten", s.size),
-        });
+        };
+        summary.add(&f);
+        last.push(f);
     }
-    write_package(&args.out, &note, &cp, since.as_ref(), &summary)?;
+    package.findings(&last)?;
+    package.finish(args, &note, &cp, since.as_ref(), &summary)?;
     Ok(summary)
+}
+
+/// Each entry's leaf hash must be the one the log's level-0 hash tile
+/// holds (when the log has hash tiles): names where entries were changed,
+/// swapped, dropped or duplicated. The first difference per tile is
+/// reported.
+fn compare_with_hash_tile(
+    source: &Source,
+    auditor: &mut Auditor,
+    bundle: TilePath,
+    first: u64,
+    hashes: &[Hash],
+) -> anyhow::Result<()> {
+    let path = TilePath {
+        kind: TileKind::Hashes { level: 0 },
+        ..bundle
+    };
+    let Some(tile) = source.tile(path)? else {
+        return Ok(());
+    };
+    let held = tile.len() / HASH_SIZE;
+    let differs = (0..hashes.len().max(held))
+        .find(|&i| i >= held || i >= hashes.len() || hash_at(&tile, i) != hashes[i]);
+    if let Some(i) = differs {
+        let ours = hashes.get(i).map_or("nothing".into(), |h| B64.encode(h));
+        let theirs = if i < held {
+            B64.encode(hash_at(&tile, i))
+        } else {
+            "nothing".into()
+        };
+        auditor.integrity_finding(
+            first + i as u64,
+            "leaf_mismatch",
+            format!(
+                "entry {} hashes to {ours}, but the log's hash tile {path} holds {theirs}: the entry or the tile was changed, swapped, dropped or duplicated",
+                first + i as u64
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// A progress line on stderr for long audits.
+struct Progress {
+    total: u64,
+    shown: u64,
+    start: std::time::Instant,
+    tty: bool,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        use std::io::IsTerminal;
+        Progress {
+            total,
+            shown: 0,
+            start: std::time::Instant::now(),
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn at(&mut self, done: u64) {
+        if !self.tty || done < self.shown + 50_000 {
+            return;
+        }
+        self.shown = done;
+        let secs = self.start.elapsed().as_secs_f64();
+        eprint!(
+            "\raudit: {done}/{} entries ({:.0}%), {:.0} entries/s",
+            self.total,
+            done as f64 * 100.0 / self.total.max(1) as f64,
+            done as f64 / secs.max(1e-3)
+        );
+    }
+
+    fn done(&self) {
+        if self.tty && self.shown > 0 {
+            eprintln!();
+        }
+    }
 }
 
 fn csv(field: &str) -> String {
@@ -202,68 +305,147 @@ fn csv(field: &str) -> String {
     }
 }
 
-/// The earlier checkpoint an audit starts from.
-struct Since {
-    note: String,
-    size: u64,
-    proof: Vec<gatelog::merkle::Hash>,
-    consistent: bool,
+fn rfc3339(ms: i64) -> String {
+    serde_json::to_value(timestamp(ms))
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
-fn write(path: PathBuf, data: impl AsRef<[u8]>) -> anyhow::Result<()> {
-    std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))
-}
-
-fn write_package(
-    out: &Path,
-    note: &[u8],
-    cp: &Checkpoint,
-    since: Option<&Since>,
-    s: &AuditSummary,
-) -> anyhow::Result<()> {
-    use base64::Engine;
-    let b64 = |h: &[u8]| base64::engine::general_purpose::STANDARD.encode(h);
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let manifest = serde_json::json!({
-        "tool": format!("gatelog {}", env!("CARGO_PKG_VERSION")),
-        "origin": cp.origin,
-        "tree_size": cp.size,
-        "root": base64::engine::general_purpose::STANDARD.encode(cp.root),
-        "checkpoint": String::from_utf8_lossy(note),
-        "tree_verified": s.tree_verified,
-        "entries": s.entries,
-        "entries_by_kind": s.by_kind,
-        "findings": s.findings.len(),
-        "chains": s.population.len(),
-        "since": since.map(|x| serde_json::json!({
-            "checkpoint": x.note,
-            "tree_size": x.size,
-            "consistency_proof": x.proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
-            "consistent": x.consistent,
-        })),
-    });
-    write(
-        out.join("manifest.json"),
-        serde_json::to_string_pretty(&manifest)?,
-    )?;
-    let mut rows = String::from("index,chain_id,code,message\n");
-    for f in &s.findings {
-        rows.push_str(&format!(
-            "{},{},{},{}\n",
-            f.index,
-            csv(&f.chain_id),
-            csv(&f.code),
-            csv(&f.message)
-        ));
+/// A file name for a chain id: its safe characters, plus a digest of the
+/// id when any had to go (so two ids never share a file).
+fn chain_file_name(chain_id: &str) -> String {
+    let safe: String = chain_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if safe == chain_id && !safe.is_empty() && !safe.starts_with('.') {
+        format!("{safe}.json")
+    } else {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(chain_id.as_bytes());
+        let hex: String = d[..6].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{safe}-{hex}.json")
     }
-    write(out.join("exceptions.csv"), rows)?;
-    let mut pop = String::from(
-        "chain_id,opened_at,status,requester,approvers,executor,executor_workload,system,resource,subject,adds,removes,privileged,policy,break_glass,review,findings\n",
-    );
-    for r in &s.population {
+}
+
+/// The evidence package, written as the audit goes.
+struct Package<'a> {
+    dir: PathBuf,
+    exceptions: BufWriter<File>,
+    population: BufWriter<File>,
+    prover: Prover<TileNodes<SourceTiles<'a>>>,
+    source: &'a Source,
+    size: u64,
+    root: Hash,
+    checkpoint: String,
+    /// Chain files since the prover's caches were last emptied.
+    since_reset: usize,
+}
+
+/// The prover's caches are emptied after this many chain files, which
+/// bounds memory; neighbouring chains share most of their proof hashes.
+const PROVER_RESET: usize = 512;
+
+const POPULATION_HEADER: &str = "chain_id,opened_index,opened_at,status,requester,approvers,executor,executor_workload,system,resource,subject,adds,removes,privileged,policy,break_glass,review,findings,chain_file\n";
+
+impl<'a> Package<'a> {
+    fn create(
+        dir: &Path,
+        source: &'a Source,
+        note: &[u8],
+        cp: &Checkpoint,
+    ) -> anyhow::Result<Self> {
+        let chains = dir.join("chains");
+        std::fs::create_dir_all(&chains)
+            .with_context(|| format!("creating {}", chains.display()))?;
+        let file = |name: &str| -> anyhow::Result<BufWriter<File>> {
+            let path = dir.join(name);
+            let f = File::create(&path).with_context(|| format!("writing {}", path.display()))?;
+            Ok(BufWriter::with_capacity(1 << 16, f))
+        };
+        let mut exceptions = file("exceptions.csv")?;
+        exceptions.write_all(b"index,chain_id,code,message\n")?;
+        let mut population = file("population.csv")?;
+        population.write_all(POPULATION_HEADER.as_bytes())?;
+        Ok(Package {
+            dir: dir.to_path_buf(),
+            exceptions,
+            population,
+            prover: Prover::new(TileNodes::new(source.hash_tiles(cp.size))),
+            source,
+            size: cp.size,
+            root: cp.root,
+            checkpoint: String::from_utf8_lossy(note).into_owned(),
+            since_reset: 0,
+        })
+    }
+
+    /// Writes what the audit produced; proofs that do not verify are
+    /// handed back to it as findings.
+    fn write(&mut self, output: Output, auditor: &mut Auditor) -> anyhow::Result<()> {
+        self.findings(&output.findings)?;
+        for chain in &output.chains {
+            if let Some((index, m)) = self.chain(chain)? {
+                auditor.integrity_finding(index, "tile_mismatch", m);
+            }
+        }
+        Ok(())
+    }
+
+    /// The last output, after the audit has finished; returns the
+    /// findings still to be written.
+    fn write_final(
+        &mut self,
+        output: Output,
+        summary: &mut AuditSummary,
+    ) -> anyhow::Result<Vec<Finding>> {
+        let mut findings = output.findings;
+        for chain in &output.chains {
+            if let Some((index, message)) = self.chain(chain)? {
+                let f = Finding {
+                    index,
+                    chain_id: String::new(),
+                    code: "tile_mismatch".into(),
+                    message,
+                };
+                summary.add(&f);
+                findings.push(f);
+            }
+        }
+        Ok(findings)
+    }
+
+    fn findings(&mut self, findings: &[Finding]) -> anyhow::Result<()> {
+        for f in findings {
+            writeln!(
+                self.exceptions,
+                "{},{},{},{}",
+                f.index,
+                csv(&f.chain_id),
+                csv(&f.code),
+                csv(&f.message)
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The chain's population row and `chains/<chain_id>.json`, each entry
+    /// with an inclusion proof to the checkpoint, checked before it is
+    /// written. Returns the first entry whose proof fails, and why.
+    fn chain(&mut self, chain: &ChainReport) -> anyhow::Result<Option<(u64, String)>> {
+        let r = &chain.row;
+        let file = chain_file_name(&r.chain_id);
         let cols = [
             csv(&r.chain_id),
-            r.opened_at.to_string(),
+            r.opened_index.to_string(),
+            rfc3339(r.opened_ms),
             csv(&r.status),
             csv(&r.requester),
             csv(&r.approvers.join(" ")),
@@ -279,13 +461,104 @@ fn write_package(
             r.break_glass.to_string(),
             csv(&r.review),
             r.findings.to_string(),
+            format!("chains/{file}"),
         ];
-        pop.push_str(&cols.join(","));
-        pop.push('\n');
+        writeln!(self.population, "{}", cols.join(","))?;
+
+        self.since_reset += 1;
+        if self.since_reset == PROVER_RESET {
+            self.since_reset = 0;
+            self.prover = Prover::new(TileNodes::new(self.source.hash_tiles(self.size)));
+        }
+        let mut failed = None;
+        let mut entries = Vec::with_capacity(chain.entries.len());
+        for (index, d) in &chain.entries {
+            let proof = match self.prover.inclusion(*index, self.size) {
+                Ok(p) => verify_inclusion(*index, self.size, &d.leaf_hash, &p, &self.root)
+                    .map(|()| p)
+                    .map_err(|e| format!("the log's hash tiles give entry {index} an inclusion proof that does not verify against the checkpoint ({e}): a hash tile was altered")),
+                Err(e) => Err(format!("no inclusion proof for entry {index}: {e}")),
+            };
+            let proof = match proof {
+                Ok(p) => serde_json::json!(p.iter().map(|h| B64.encode(h)).collect::<Vec<_>>()),
+                Err(m) => {
+                    failed.get_or_insert((*index, m));
+                    serde_json::Value::Null
+                }
+            };
+            entries.push(serde_json::json!({
+                "index": index,
+                "kind": d.kind().name(),
+                "leaf_hash": B64.encode(d.leaf_hash),
+                "entry": B64.encode(d.signed.encode_to_vec()),
+                "signed": entry_json(d),
+                "inclusion_proof": proof,
+            }));
+        }
+        let doc = serde_json::json!({
+            "chain_id": r.chain_id,
+            "status": r.status,
+            "findings": r.findings,
+            "tree_size": self.size,
+            "root": B64.encode(self.root),
+            "checkpoint": self.checkpoint,
+            "entries": entries,
+        });
+        let path = self.dir.join("chains").join(&file);
+        let mut out = BufWriter::new(
+            File::create(&path).with_context(|| format!("writing {}", path.display()))?,
+        );
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        out.flush()?;
+        Ok(failed)
     }
-    write(out.join("population.csv"), pop)?;
-    write(out.join("report.html"), report_html(cp, s))?;
-    Ok(())
+
+    /// `manifest.json` and `report.html`, once the counts are final.
+    fn finish(
+        mut self,
+        args: &AuditArgs,
+        note: &[u8],
+        cp: &Checkpoint,
+        since: Option<&Since>,
+        s: &AuditSummary,
+    ) -> anyhow::Result<()> {
+        self.exceptions.flush()?;
+        self.population.flush()?;
+        let b64 = |h: &[u8]| B64.encode(h);
+        let period = args.period.map(|p| {
+            let end = |ms: i64| (ms != i64::MIN && ms != i64::MAX).then(|| rfc3339(ms));
+            serde_json::json!({ "from": end(p.from_ms), "to": end(p.to_ms) })
+        });
+        let manifest = serde_json::json!({
+            "tool": format!("gatelog {}", env!("CARGO_PKG_VERSION")),
+            "origin": cp.origin,
+            "tree_size": cp.size,
+            "root": b64(&cp.root),
+            "checkpoint": String::from_utf8_lossy(note),
+            "tree_verified": s.tree_verified,
+            "period": period,
+            "entries": s.entries,
+            "entries_by_kind": s.by_kind,
+            "findings": s.findings,
+            "findings_by_code": s.findings_by_code,
+            "findings_outside_period": s.findings_outside_period,
+            "chains": s.chains,
+            "chains_outside_period": s.chains_outside_period,
+            "since": since.map(|x| serde_json::json!({
+                "checkpoint": x.note,
+                "tree_size": x.size,
+                "consistency_proof": x.proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
+                "consistent": x.consistent,
+            })),
+        });
+        let write = |name: &str, data: String| {
+            let path = self.dir.join(name);
+            std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))
+        };
+        write("manifest.json", serde_json::to_string_pretty(&manifest)?)?;
+        write("report.html", report_html(cp, s))?;
+        Ok(())
+    }
 }
 
 fn html(text: &str) -> String {
@@ -297,8 +570,7 @@ fn html(text: &str) -> String {
 
 /// A readable summary that opens in a browser without a server.
 fn report_html(cp: &Checkpoint, s: &AuditSummary) -> String {
-    use base64::Engine;
-    let verdict = if s.findings.is_empty() && s.tree_verified {
+    let verdict = if s.findings == 0 && s.tree_verified {
         "verified: no findings"
     } else {
         "FINDINGS"
@@ -307,8 +579,12 @@ fn report_html(cp: &Checkpoint, s: &AuditSummary) -> String {
     for (k, n) in &s.by_kind {
         kinds.push_str(&format!("<tr><td>{k}</td><td>{n}</td></tr>"));
     }
+    let mut codes = String::new();
+    for (k, n) in &s.findings_by_code {
+        codes.push_str(&format!("<tr><td>{}</td><td>{n}</td></tr>", html(k)));
+    }
     let mut exceptions = String::new();
-    for f in s.findings.iter().take(1000) {
+    for f in &s.first_findings {
         exceptions.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             f.index,
@@ -332,21 +608,9 @@ fn report_html(cp: &Checkpoint, s: &AuditSummary) -> String {
             130.0 - r,
         ));
     }
-    let ts = |ms: i64| {
-        serde_json::to_value(gatelog::entry::timestamp(ms))
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    };
-    let from = ts(s.timeline.first().map_or(0, |b| b.0));
-    let to = ts(s.timeline.last().map_or(0, |b| b.0));
-    let chains = s.population.len();
-    let break_glass = s.population.iter().filter(|r| r.break_glass).count();
-    let executed = s
-        .population
-        .iter()
-        .filter(|r| !r.executor.is_empty())
-        .count();
+    let from = rfc3339(s.timeline.first().map_or(0, |b| b.0));
+    let to = rfc3339(s.timeline.last().map_or(0, |b| b.0));
+    let (chains, executed, break_glass) = (s.chains, s.executed, s.break_glass);
     let origin = html(&cp.origin);
     let size = cp.size;
     let tree = if s.tree_verified {
@@ -354,18 +618,20 @@ fn report_html(cp: &Checkpoint, s: &AuditSummary) -> String {
     } else {
         "NOT verified"
     };
-    let root = base64::engine::general_purpose::STANDARD.encode(cp.root);
-    let n = s.findings.len();
+    let root = B64.encode(cp.root);
+    let n = s.findings;
+    let shown = s.first_findings.len();
     format!(
         "<!doctype html><meta charset='utf-8'><title>gatelog audit: {origin}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}h1 small{{color:#666}}</style>
 <h1>gatelog audit <small>{origin}</small></h1>
 <p><b>{verdict}</b>. Tree of {size} entries {tree} against the signed checkpoint (root <code>{root}</code>).</p>
-<p>{chains} chains ({executed} executed, {break_glass} break-glass); {n} findings. Files: manifest.json, population.csv, exceptions.csv.</p>
+<p>{chains} chains ({executed} executed, {break_glass} break-glass); {n} findings. Files: manifest.json, population.csv, exceptions.csv, chains/.</p>
 <h2>Timeline</h2><p>Entries by issue time, {from} to {to}; refusals in red.</p>
 <svg width='620' height='140' role='img'>{bars}</svg>
 <h2>Entries by kind</h2><table><tr><th>kind</th><th>entries</th></tr>{kinds}</table>
-<h2>Exceptions</h2><table><tr><th>entry</th><th>chain</th><th>code</th><th>what</th></tr>{exceptions}</table>
+<h2>Findings by code</h2><table><tr><th>code</th><th>findings</th></tr>{codes}</table>
+<h2>Exceptions</h2><p>The first {shown} of {n}; exceptions.csv has them all.</p><table><tr><th>entry</th><th>chain</th><th>code</th><th>what</th></tr>{exceptions}</table>
 "
     )
 }

@@ -5,6 +5,7 @@
 mod audit;
 #[cfg(feature = "server")]
 mod server;
+mod source;
 mod verify;
 
 use std::process::ExitCode;

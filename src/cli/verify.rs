@@ -12,7 +12,7 @@ use gatelog::equivocation::Equivocation;
 use gatelog::merkle::{hash_from_base64, leaf_hash, verify_consistency, Hash, Prover};
 use gatelog::note::NoteVerifier;
 use gatelog::policy::Policy;
-use gatelog::tiles::{tile_width, TileNodes, TileReader, TILE_WIDTH};
+use gatelog::tiles::TileNodes;
 use gatelog::tlog_proof::TlogProof;
 
 use super::{fetch, parse_url};
@@ -235,45 +235,6 @@ fn inclusion(
     })
 }
 
-/// Reads tiles from a mirror directory laid out like the tlog-tiles API.
-struct DirTiles {
-    dir: PathBuf,
-    size: u64,
-}
-
-impl TileReader for DirTiles {
-    type Error = std::io::Error;
-    fn read_tile(
-        &self,
-        level: u8,
-        index: u64,
-    ) -> Result<Option<std::sync::Arc<Vec<u8>>>, Self::Error> {
-        let width = tile_width(level, index, self.size);
-        let path = gatelog::tiles::TilePath {
-            kind: gatelog::tiles::TileKind::Hashes { level },
-            index,
-            width,
-        };
-        // A full tile serves any size; a partial one only its own width.
-        let full = gatelog::tiles::TilePath {
-            width: TILE_WIDTH,
-            ..path
-        };
-        for p in [full, path] {
-            match std::fs::read(self.dir.join(p.to_string())) {
-                Ok(data) => {
-                    let mut data = data;
-                    data.truncate(width as usize * 32);
-                    return Ok(Some(std::sync::Arc::new(data)));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(None)
-    }
-}
-
 /// The consistency proof from `old` to `new` leaves: from the log
 /// (`log` is a URL) or computed from a mirror's tiles (`log` is a
 /// directory). The inner error says why there is none.
@@ -286,11 +247,8 @@ pub(super) fn consistency_proof(
         return Ok(Ok(vec![]));
     }
     if !log.starts_with("http://") {
-        let reader = DirTiles {
-            dir: PathBuf::from(log),
-            size: new,
-        };
-        let proof = Prover::new(TileNodes::new(reader)).consistency(old, new);
+        let mirror = super::source::Source::Dir(PathBuf::from(log));
+        let proof = Prover::new(TileNodes::new(mirror.hash_tiles(new))).consistency(old, new);
         return Ok(proof.map_err(|e| format!("the mirror in {log} cannot prove it: {e}")));
     }
     let base = parse_url(log)?;

@@ -10,7 +10,7 @@
 mod rules;
 mod state;
 
-pub use state::{Chain, ChainStatus, GateState, Obligation, Recorded};
+pub use state::{Chain, ChainStatus, Closure, GateState, Obligation, Recorded};
 
 use crate::entry::proto::{PolicyPublication, RuleViolation};
 use crate::entry::DecodedEntry;

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use super::Rejection;
 use crate::entry::proto::{
-    decision, identity_registration::Operation, review, Actor, PolicyPublication, Target,
+    decision, execution_outcome, identity_registration::Operation, review, Actor,
+    PolicyPublication, Target,
 };
 use crate::entry::{millis, ActorKind, Body, DecodedEntry, Kind, Statement};
 use crate::merkle::Hash;
@@ -46,7 +47,7 @@ impl Recorded {
     }
 }
 
-/// One decision chain: its opening statement and every entry in it.
+/// One open decision chain: its opening statement and every entry in it.
 #[derive(Debug, Clone)]
 pub struct Chain {
     /// The `accessRequest` or `breakGlass` that opened it.
@@ -54,6 +55,39 @@ pub struct Chain {
     pub target: Target,
     /// Indices of the chain's entries, in log order.
     pub entries: Vec<u64>,
+    /// Whether an execution succeeded.
+    executed: bool,
+}
+
+/// What is kept of a chain once it has closed: it executed and, if it
+/// broke glass, was reviewed. Nothing may be added to it after that, so
+/// its statements are dropped from memory and the log's history costs
+/// a few bytes per finished change.
+#[derive(Debug, Clone)]
+struct ClosedChain {
+    entries: Box<[u64]>,
+    status: ChainStatus,
+}
+
+/// A chain that has just closed, with the statements the state let go.
+#[derive(Debug)]
+pub struct Closure {
+    pub chain_id: String,
+    pub chain: Chain,
+    pub status: ChainStatus,
+    /// The chain's entries, in log order.
+    pub records: Vec<Recorded>,
+}
+
+/// Closed chains are found by a digest of their id: 16 bytes each.
+type ChainKey = [u8; 16];
+
+fn chain_key(chain_id: &str) -> ChainKey {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(chain_id.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
 }
 
 /// Where a chain stands, from its latest significant entry.
@@ -96,6 +130,7 @@ pub struct GateState {
     /// Chain entries, delegation grants and revocable statements.
     recorded: HashMap<u64, Recorded>,
     chains: HashMap<String, Chain>,
+    closed: HashMap<ChainKey, ClosedChain>,
     revoked: HashSet<u64>,
     /// Approvals and break-glasses already executed on → the intent.
     used: HashMap<u64, u64>,
@@ -116,6 +151,7 @@ impl GateState {
             identities: HashMap::new(),
             recorded: HashMap::new(),
             chains: HashMap::new(),
+            closed: HashMap::new(),
             revoked: HashSet::new(),
             used: HashMap::new(),
             policy: None,
@@ -291,6 +327,25 @@ impl GateState {
     ) -> Result<Vec<&Recorded>, Rejection> {
         let st = &entry.statement;
         let kind = entry.kind();
+        let chain_kind = !matches!(
+            kind,
+            Kind::IdentityRegistration
+                | Kind::PolicyPublication
+                | Kind::DelegationGrant
+                | Kind::Revocation
+        );
+        if chain_kind && self.closed.contains_key(&chain_key(&st.chain_id)) {
+            let opens = matches!(kind, Kind::AccessRequest | Kind::BreakGlass);
+            return Err(Rejection::new(
+                409,
+                if opens { "chain_exists" } else { "chain_closed" },
+                format!(
+                    "chain {:?} has closed (executed and, after break-glass, reviewed); open a new chain",
+                    st.chain_id
+                ),
+            )
+            .at("statement.chainId"));
+        }
         let mut linked = Vec::with_capacity(st.links.len());
         for (i, link) in st.links.iter().enumerate() {
             let field = format!("statement.links[{i}]");
@@ -302,7 +357,10 @@ impl GateState {
                     Rejection::new(
                         422,
                         "absent_link",
-                        format!("entry {} is not a chain entry of this log", link.index),
+                        format!(
+                            "entry {} is not an entry of an open chain of this log",
+                            link.index
+                        ),
                     )
                     .at(format!("{field}.index"))
                 })?;
@@ -354,7 +412,7 @@ impl GateState {
                             422,
                             "absent_link",
                             format!(
-                                "entry {} is not a decision or delegation grant",
+                                "entry {} is not a decision of an open chain or a delegation grant",
                                 target.index
                             ),
                         )
@@ -418,8 +476,9 @@ impl GateState {
         Ok(linked)
     }
 
-    /// Records an appended entry (admitted, or the log's refusal record).
-    pub fn apply(&mut self, index: u64, entry: &DecodedEntry) {
+    /// Records an appended entry (admitted, or the log's refusal record);
+    /// returns the chain it closed, if it closed one.
+    pub fn apply(&mut self, index: u64, entry: &DecodedEntry) -> Option<Closure> {
         let st = Arc::new(entry.statement.clone());
         let rec = Recorded {
             index,
@@ -429,13 +488,13 @@ impl GateState {
         match &st.body {
             Some(Body::IdentityRegistration(r)) => {
                 let Some(actor) = r.identity.clone() else {
-                    return;
+                    return None;
                 };
                 let Ok(key) = <[u8; 32]>::try_from(r.public_key.as_slice()) else {
-                    return;
+                    return None;
                 };
                 let Ok(vk) = VerifyingKey::from_bytes(&key) else {
-                    return;
+                    return None;
                 };
                 let kid = key_id(&actor.id, ALG_ED25519, &key);
                 let op = Operation::try_from(r.operation).unwrap_or(Operation::Unspecified);
@@ -461,15 +520,15 @@ impl GateState {
                     }
                     Operation::Unspecified => {}
                 }
-                return;
+                return None;
             }
             Some(Body::PolicyPublication(p)) => {
                 self.policy = Some(Arc::new(p.clone()));
-                return;
+                return None;
             }
             Some(Body::DelegationGrant(_)) => {
                 self.recorded.insert(index, rec);
-                return;
+                return None;
             }
             Some(Body::Revocation(r)) => {
                 if let Some(target) = &r.revoked {
@@ -483,7 +542,7 @@ impl GateState {
                         self.recorded.insert(index, rec);
                     }
                 }
-                return;
+                return None;
             }
             Some(Body::AccessRequest(_)) | Some(Body::BreakGlass(_)) => {
                 self.chains.insert(
@@ -492,6 +551,7 @@ impl GateState {
                         opener: index,
                         target: st.target.clone().unwrap_or_default(),
                         entries: vec![],
+                        executed: false,
                     },
                 );
             }
@@ -528,19 +588,66 @@ impl GateState {
             }
             _ => {}
         }
-        if let Some(chain) = self.chains.get_mut(&st.chain_id) {
-            chain.entries.push(index);
-            self.recorded.insert(index, rec);
+        let chain = self.chains.get_mut(&st.chain_id)?;
+        chain.entries.push(index);
+        self.recorded.insert(index, rec);
+        if let Some(Body::ExecutionOutcome(o)) = &st.body {
+            chain.executed |= o.result == execution_outcome::Result::Succeeded as i32;
+        }
+        let closes = chain.executed && !self.obligations.contains_key(&chain.opener);
+        if closes {
+            self.close(&st.chain_id)
+        } else {
+            None
         }
     }
 
-    /// Every chain, in no particular order.
+    /// Lets go of a finished chain's statements, keeping its entry indices
+    /// and final status (for `GET /v1/chains/<id>`).
+    fn close(&mut self, chain_id: &str) -> Option<Closure> {
+        let chain = self.chains.remove(chain_id)?;
+        let status = self.status(&chain);
+        let records: Vec<Recorded> = chain
+            .entries
+            .iter()
+            .filter_map(|i| self.recorded.remove(i))
+            .collect();
+        for i in &chain.entries {
+            self.used.remove(i);
+            self.revoked.remove(i);
+        }
+        self.closed.insert(
+            chain_key(chain_id),
+            ClosedChain {
+                entries: chain.entries.clone().into_boxed_slice(),
+                status,
+            },
+        );
+        Some(Closure {
+            chain_id: chain_id.to_string(),
+            chain,
+            status,
+            records,
+        })
+    }
+
+    /// Every open chain, in no particular order.
     pub fn chains(&self) -> impl Iterator<Item = (&String, &Chain)> {
         self.chains.iter()
     }
 
+    /// An open chain.
     pub fn chain(&self, chain_id: &str) -> Option<&Chain> {
         self.chains.get(chain_id)
+    }
+
+    /// The entry indices and status of a chain, open or closed.
+    pub fn chain_entries(&self, chain_id: &str) -> Option<(Vec<u64>, ChainStatus)> {
+        if let Some(chain) = self.chains.get(chain_id) {
+            return Some((chain.entries.clone(), self.status(chain)));
+        }
+        let closed = self.closed.get(&chain_key(chain_id))?;
+        Some((closed.entries.to_vec(), closed.status))
     }
 
     pub fn recorded(&self, index: u64) -> Option<&Recorded> {
@@ -599,8 +706,7 @@ impl GateState {
                     }
                 }
                 Some(Body::ExecutionOutcome(o))
-                    if o.result
-                        == crate::entry::proto::execution_outcome::Result::Failed as i32 =>
+                    if o.result == execution_outcome::Result::Failed as i32 =>
                 {
                     ChainStatus::ExecutionFailed
                 }

@@ -52,21 +52,16 @@ pub(super) fn serve_chain(app: &App, gate: &SharedState, chain_id: &str) -> Resu
     let head = app.log.head();
     let (indices, status, obligation) = {
         let state = gate.read().map_err(|_| state_gone())?;
-        let chain = state.chain(chain_id).ok_or_else(|| {
+        let (mut indices, status) = state.chain_entries(chain_id).ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_chain",
                 format!("no chain {chain_id:?} in this log"),
             )
         })?;
-        let indices: Vec<u64> = chain
-            .entries
-            .iter()
-            .copied()
-            .filter(|i| *i < head.size)
-            .collect();
+        indices.retain(|i| *i < head.size);
         let obligation = state.obligation_of(chain_id).cloned();
-        (indices, state.status(chain), obligation)
+        (indices, status, obligation)
     };
     let mut entries = Vec::with_capacity(indices.len());
     for index in indices {

@@ -252,3 +252,69 @@ pub fn run_gatelog(args: &[&str]) -> (i32, String) {
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     (out.status.code().expect("exit code"), stdout)
 }
+
+/// A static file server for `root`, like any web server a mirror is
+/// published with: HTTP/1.1, GET only, one request per connection
+/// (`Connection: close`), 404 for anything that is not a file under
+/// `root`. Files are read on each request, so a test can tamper with
+/// them while it serves: a lying log.
+pub struct StaticServer {
+    pub addr: SocketAddr,
+}
+
+impl StaticServer {
+    pub fn start(root: &Path) -> StaticServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding");
+        let addr = listener.local_addr().expect("local address");
+        let root = root.to_path_buf();
+        // Lives as long as the test process; each connection on its own thread.
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let root = root.clone();
+                std::thread::spawn(move || {
+                    let _ = serve_one(stream, &root);
+                });
+            }
+        });
+        StaticServer { addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Answers one request on `stream` from the files under `root`.
+fn serve_one(stream: TcpStream, root: &Path) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(&stream);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // Skip the headers; a GET has no body.
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
+            break;
+        }
+    }
+    let mut parts = request_line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    // Only plain paths under root: no query, no "..".
+    let file = target
+        .strip_prefix('/')
+        .filter(|p| !p.contains('?') && !p.split('/').any(|c| c == ".."))
+        .map(|p| root.join(p));
+    let (status, body) = match (method, file.and_then(|f| std::fs::read(f).ok())) {
+        ("GET", Some(body)) => ("200 OK", body),
+        ("GET", None) => ("404 Not Found", b"not found\n".to_vec()),
+        _ => ("405 Method Not Allowed", b"GET only\n".to_vec()),
+    };
+    let mut stream = &stream;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(&body)?;
+    stream.flush()
+}
