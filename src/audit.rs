@@ -46,7 +46,7 @@ pub const INTEGRITY_CODES: [&str; 7] = [
 pub const SUMMARY_FINDINGS: usize = 1000;
 
 /// Signatures are checked in chunks of this many, shared between threads.
-const SIGNATURE_CHUNK: usize = 64;
+const SIGNATURE_CHUNK: usize = 256;
 
 /// One thing wrong, where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -294,8 +294,17 @@ impl Auditor {
     /// before the batch; an entry whose key changed within the batch is
     /// checked again alone.
     pub fn entries(&mut self, first: u64, leaves: &[&[u8]]) -> Vec<Hash> {
-        let decoded: Vec<Result<DecodedEntry, EntryError>> =
-            leaves.iter().map(|l| DecodedEntry::decode(l)).collect();
+        let decode = |leaves: &[&[u8]]| -> Vec<Result<DecodedEntry, EntryError>> {
+            leaves.iter().map(|l| DecodedEntry::decode(l)).collect()
+        };
+        let (left, right) = leaves.split_at(leaves.len() / 2);
+        let decoded = std::thread::scope(|s| {
+            let left = s.spawn(|| decode(left));
+            let right = decode(right);
+            let mut all = left.join().expect("decoding thread");
+            all.extend(right);
+            all
+        });
         let hashes: Vec<Hash> = decoded
             .iter()
             .zip(leaves)
@@ -318,7 +327,7 @@ impl Auditor {
         };
         let mark = self.output.findings.len();
         let keys: Vec<Option<VerifyingKey>> = std::thread::scope(|s| {
-            s.spawn(&check);
+            s.spawn(check);
             let keys = decoded
                 .iter()
                 .zip(&hashes)

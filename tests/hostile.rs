@@ -161,10 +161,10 @@ fn clean_workload(dir: &Path, seed: u64, chains: u64) -> AuditKeys {
 }
 
 // ---------------------------------------------------------------------
-// Cases 1-4: a lie inside an entry bundle. The hash tiles (once the
-// workload writes them) are the honest ones, so the audit must name the
-// first entry of the bundle that no longer matches tile/0/001, and the
-// whole tree no longer matches the checkpoint.
+// Cases 1-4: a lie inside an entry bundle. The workload's hash tiles are
+// the honest ones, so the audit must name the first entry of the bundle
+// that no longer matches tile/0/001, and the whole tree no longer matches
+// the checkpoint.
 
 /// Entry bundle 1 holds entries 256..512 (full in a 300-chain workload).
 const BUNDLE: &str = "tile/entries/001";
@@ -172,9 +172,10 @@ const BUNDLE: &str = "tile/entries/001";
 const AT: usize = 40;
 const AT_INDEX: u64 = 256 + AT as u64;
 
-/// Audits a clean workload (exit 0), rewrites entry bundle 1 with
-/// `tamper`, and checks the audit fails with `leaf_mismatch` at entry
-/// `index` and `tree_mismatch`.
+/// Audits and mirrors a clean workload (exit 0), rewrites entry bundle 1
+/// with `tamper`, and checks that the audit fails with `leaf_mismatch` at
+/// entry `index` and `tree_mismatch`, and that a mirror from a server
+/// serving the tampered log refuses it, naming the tile.
 fn assert_bundle_tampering_caught(seed: u64, tamper: impl FnOnce(&mut Vec<Vec<u8>>), index: u64) {
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("log");
@@ -182,6 +183,13 @@ fn assert_bundle_tampering_caught(seed: u64, tamper: impl FnOnce(&mut Vec<Vec<u8
     let log_s = log.to_str().unwrap();
     let control = audit(log_s, &keys, None, &tmp.path().join("control"));
     assert_eq!(control.code, 0, "the untouched workload must audit clean");
+    let served = StaticServer::start(&log);
+    let control = mirror(
+        &served.url(),
+        &keys.vkey,
+        &tmp.path().join("control-mirror"),
+    );
+    assert_eq!(control.code, 0, "the untouched workload must mirror clean");
 
     let bundle = log.join(BUNDLE);
     let data = std::fs::read(&bundle).unwrap();
@@ -210,6 +218,17 @@ fn assert_bundle_tampering_caught(seed: u64, tamper: impl FnOnce(&mut Vec<Vec<u8
             &["tile/0/001", "tile/entries/001"]
         ),
         "no leaf_mismatch at entry {index} naming the tile: {found:#?}"
+    );
+
+    // The mirror recomputes tile/0/001 from the bundle (or finds it short).
+    let run = mirror(&served.url(), &keys.vkey, &tmp.path().join("mirror"));
+    assert_eq!(run.code, 1, "mirror must refuse a tampered bundle");
+    assert!(
+        ["tile/0/001", BUNDLE]
+            .iter()
+            .any(|t| run.stdout.contains(t)),
+        "{}",
+        run.output()
     );
 }
 

@@ -14,7 +14,7 @@ use clap::Args;
 use gatelog::audit::{AuditSummary, Auditor, ChainReport, Finding, Output, Period};
 use gatelog::cedar::CedarEngine;
 use gatelog::checkpoint::Checkpoint;
-use gatelog::entry::{entry_json, timestamp};
+use gatelog::entry::timestamp;
 use gatelog::merkle::{verify_inclusion, Hash, Prover};
 use gatelog::note::NoteVerifier;
 use gatelog::tiles::{
@@ -46,14 +46,30 @@ pub struct AuditArgs {
     /// replayed and verified; integrity findings are always reported.
     #[arg(long, value_name = "FROM..TO", value_parser = parse_period)]
     period: Option<Period>,
+    /// Which chains get `chains/<chain_id>.json` (every entry with an
+    /// inclusion proof): all of them, only those with findings, or none.
+    /// Every chain is in population.csv either way. A file per chain is
+    /// most of a large audit's time on a slow filesystem.
+    #[arg(long, value_enum, default_value_t = ChainFiles::All)]
+    chains: ChainFiles,
     /// Where the evidence package goes (created if missing).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ChainFiles {
+    All,
+    Exceptions,
+    None,
+}
+
 fn parse_period(s: &str) -> Result<Period, String> {
     Period::parse(s)
 }
+
+/// Entry bundles replayed per batch.
+const BUNDLES_PER_BATCH: u64 = 4;
 
 /// Why an audit could not give a verdict on the log's content.
 enum Failure {
@@ -171,37 +187,75 @@ fn run(args: &AuditArgs) -> Result<AuditSummary, Failure> {
     })?;
     let since = since(args, &key, &cp)?;
     let period = args.period.unwrap_or(Period::ALL);
-    let mut package = Package::create(&args.out, &source, &note, &cp)?;
+    let mut package = Package::create(&args.out, &source, &note, &cp, args.chains)?;
     let mut auditor = Auditor::new(key, admins, Box::new(CedarEngine::default()), period);
     let mut index = 0u64;
     let tiles = cp.size.div_ceil(TILE_WIDTH);
     let mut progress = Progress::new(cp.size);
-    for n in 0..tiles {
-        let width = (cp.size - n * TILE_WIDTH).min(TILE_WIDTH);
-        let bundle = TilePath {
-            kind: TileKind::Entries,
-            index: n,
-            width,
-        };
-        let data = source
-            .tile(bundle)?
-            .ok_or_else(|| anyhow::anyhow!("{bundle}: not found in the log"))?;
-        let entries = decode_bundle(&data).map_err(|e| anyhow::anyhow!("{bundle}: {}", e.0))?;
-        let take = entries.len().min(width as usize);
-        let hashes = auditor.entries(index, &entries[..take]);
-        compare_with_hash_tile(&source, &mut auditor, bundle, index, &hashes)?;
+    let mut n = 0;
+    while n < tiles {
+        // Several bundles at a time: signature checks batch better.
+        let batch: Vec<(TilePath, Vec<u8>)> = (n..(n + BUNDLES_PER_BATCH).min(tiles))
+            .map(|m| {
+                let bundle = TilePath {
+                    kind: TileKind::Entries,
+                    index: m,
+                    width: (cp.size - m * TILE_WIDTH).min(TILE_WIDTH),
+                };
+                let data = source
+                    .tile(bundle)?
+                    .ok_or_else(|| anyhow::anyhow!("{bundle}: not found in the log"))?;
+                Ok((bundle, data))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let mut leaves: Vec<&[u8]> = Vec::with_capacity(batch.len() * TILE_WIDTH as usize);
+        let mut taken = Vec::with_capacity(batch.len());
+        for (bundle, data) in &batch {
+            let entries = decode_bundle(data).map_err(|e| anyhow::anyhow!("{bundle}: {}", e.0))?;
+            let take = entries.len().min(bundle.width as usize);
+            leaves.extend(&entries[..take]);
+            taken.push((*bundle, take));
+            if take < bundle.width as usize {
+                // Fewer entries than the checkpoint covers: the tree
+                // check reports it.
+                break;
+            }
+        }
+        let hashes = auditor.entries(index, &leaves);
+        let mut at = 0;
+        for (bundle, take) in &taken {
+            let first = index + at as u64;
+            compare_with_hash_tile(
+                &source,
+                &mut auditor,
+                *bundle,
+                first,
+                &hashes[at..at + take],
+            )?;
+            at += take;
+        }
         package.write(auditor.take_output(), &mut auditor)?;
-        index += take as u64;
+        index += leaves.len() as u64;
         progress.at(index);
-        if index != n * TILE_WIDTH + width {
-            // Fewer entries than the checkpoint covers: the tree check
-            // reports it.
+        if taken.iter().any(|(b, take)| *take < b.width as usize) {
             break;
         }
+        n += BUNDLES_PER_BATCH;
     }
     progress.done();
     let (mut summary, output) = auditor.finish(&cp, gatelog::clock::now_ms());
     let mut last = package.write_final(output, &mut summary)?;
+    if let Some(first) = package.leaf_mismatch.filter(|_| summary.tree_verified) {
+        // The entries are the ones the checkpoint signs: the tiles lied.
+        let f = Finding {
+            index: first,
+            chain_id: String::new(),
+            code: "tile_mismatch".into(),
+            message: format!("the entries hash to the checkpoint's root but the log's level-0 hash tiles differ from entry {first} on: a hash tile was altered"),
+        };
+        summary.add(&f);
+        last.push(f);
+    }
     if let Some(s) = since.as_ref().filter(|s| !s.consistent) {
         let f = Finding {
             index: s.size,
@@ -347,6 +401,10 @@ struct Package<'a> {
     checkpoint: String,
     /// Chain files since the prover's caches were last emptied.
     since_reset: usize,
+    chain_files: ChainFiles,
+    /// The first entry found to differ from the log's hash tiles, if any:
+    /// proofs that then fail say nothing new.
+    leaf_mismatch: Option<u64>,
 }
 
 /// The prover's caches are emptied after this many chain files, which
@@ -361,6 +419,7 @@ impl<'a> Package<'a> {
         source: &'a Source,
         note: &[u8],
         cp: &Checkpoint,
+        chain_files: ChainFiles,
     ) -> anyhow::Result<Self> {
         let chains = dir.join("chains");
         std::fs::create_dir_all(&chains)
@@ -384,6 +443,8 @@ impl<'a> Package<'a> {
             root: cp.root,
             checkpoint: String::from_utf8_lossy(note).into_owned(),
             since_reset: 0,
+            chain_files,
+            leaf_mismatch: None,
         })
     }
 
@@ -424,6 +485,9 @@ impl<'a> Package<'a> {
 
     fn findings(&mut self, findings: &[Finding]) -> anyhow::Result<()> {
         for f in findings {
+            if f.code == "leaf_mismatch" {
+                self.leaf_mismatch.get_or_insert(f.index);
+            }
             writeln!(
                 self.exceptions,
                 "{},{},{},{}",
@@ -441,6 +505,11 @@ impl<'a> Package<'a> {
     /// written. Returns the first entry whose proof fails, and why.
     fn chain(&mut self, chain: &ChainReport) -> anyhow::Result<Option<(u64, String)>> {
         let r = &chain.row;
+        let wanted = match self.chain_files {
+            ChainFiles::All => true,
+            ChainFiles::Exceptions => r.findings > 0,
+            ChainFiles::None => false,
+        };
         let file = chain_file_name(&r.chain_id);
         let cols = [
             csv(&r.chain_id),
@@ -461,9 +530,16 @@ impl<'a> Package<'a> {
             r.break_glass.to_string(),
             csv(&r.review),
             r.findings.to_string(),
-            format!("chains/{file}"),
+            if wanted {
+                format!("chains/{file}")
+            } else {
+                String::new()
+            },
         ];
         writeln!(self.population, "{}", cols.join(","))?;
+        if !wanted {
+            return Ok(None);
+        }
 
         self.since_reset += 1;
         if self.since_reset == PROVER_RESET {
@@ -476,7 +552,7 @@ impl<'a> Package<'a> {
             let proof = match self.prover.inclusion(*index, self.size) {
                 Ok(p) => verify_inclusion(*index, self.size, &d.leaf_hash, &p, &self.root)
                     .map(|()| p)
-                    .map_err(|e| format!("the log's hash tiles give entry {index} an inclusion proof that does not verify against the checkpoint ({e}): a hash tile was altered")),
+                    .map_err(|e| format!("entry {index} with its inclusion proof from the log's hash tiles does not verify against the checkpoint ({e}): the entry or a hash tile was altered")),
                 Err(e) => Err(format!("no inclusion proof for entry {index}: {e}")),
             };
             let proof = match proof {
@@ -491,7 +567,8 @@ impl<'a> Package<'a> {
                 "kind": d.kind().name(),
                 "leaf_hash": B64.encode(d.leaf_hash),
                 "entry": B64.encode(d.signed.encode_to_vec()),
-                "signed": entry_json(d),
+                "signer": d.signed.signer_id,
+                "statement": &d.statement,
                 "inclusion_proof": proof,
             }));
         }
@@ -508,9 +585,11 @@ impl<'a> Package<'a> {
         let mut out = BufWriter::new(
             File::create(&path).with_context(|| format!("writing {}", path.display()))?,
         );
-        serde_json::to_writer_pretty(&mut out, &doc)?;
+        serde_json::to_writer(&mut out, &doc)?;
         out.flush()?;
-        Ok(failed)
+        // Once entries are known to differ from the tiles, failing proofs
+        // add nothing to that finding.
+        Ok(failed.filter(|_| self.leaf_mismatch.is_none()))
     }
 
     /// `manifest.json` and `report.html`, once the counts are final.

@@ -6,8 +6,11 @@
 //! the log's history (who holds which key, what a link points at) is the
 //! [`crate::gate`]'s job.
 
+mod batch;
 pub mod build;
 pub mod validate;
+
+use std::sync::Arc;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use prost::Message;
@@ -55,7 +58,8 @@ impl EntryError {
 #[derive(Debug, Clone)]
 pub struct DecodedEntry {
     pub signed: SignedEntry,
-    pub statement: Statement,
+    /// Shared: the gate keeps the statements of open chains.
+    pub statement: Arc<Statement>,
     /// The leaf hash of the exact submitted bytes.
     pub leaf_hash: Hash,
 }
@@ -80,7 +84,7 @@ impl DecodedEntry {
         })?;
         Ok(DecodedEntry {
             signed,
-            statement,
+            statement: Arc::new(statement),
             leaf_hash: leaf_hash(leaf),
         })
     }
@@ -88,11 +92,6 @@ impl DecodedEntry {
     /// The statement's kind.
     pub fn kind(&self) -> Kind {
         Kind::of(&self.statement)
-    }
-
-    /// The message the signature covers.
-    pub fn signed_message(&self) -> Vec<u8> {
-        signed_message(&self.signed.statement)
     }
 }
 
@@ -127,26 +126,22 @@ pub fn verify(key: &VerifyingKey, statement: &[u8], signature: &[u8]) -> bool {
 /// Checks the signature of every entry whose key is known: one batch
 /// verification, falling back to one by one to find the bad ones.
 pub fn verify_all(entries: &[Option<(&DecodedEntry, VerifyingKey)>]) -> Vec<bool> {
-    let parsed: Vec<Option<(Vec<u8>, Signature, VerifyingKey)>> = entries
+    let present: Vec<batch::Signed> = entries
         .iter()
-        .map(|e| {
-            let (d, key) = e.as_ref()?;
-            let sig = Signature::from_slice(&d.signed.signature).ok()?;
-            Some((d.signed_message(), sig, *key))
+        .flatten()
+        .map(|(d, key)| batch::Signed {
+            key: *key,
+            statement: &d.signed.statement,
+            signature: &d.signed.signature,
         })
         .collect();
-    let present: Vec<&(Vec<u8>, Signature, VerifyingKey)> = parsed.iter().flatten().collect();
-    let messages: Vec<&[u8]> = present.iter().map(|p| p.0.as_slice()).collect();
-    let signatures: Vec<Signature> = present.iter().map(|p| p.1).collect();
-    let keys: Vec<VerifyingKey> = present.iter().map(|p| p.2).collect();
-    let all_good = ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
+    let all_good = batch::verify_batch(&present);
     entries
         .iter()
-        .zip(&parsed)
-        .map(|(e, p)| match (e, p) {
-            (Some(_), Some(_)) if all_good => true,
-            (Some((d, key)), Some(_)) => verify(key, &d.signed.statement, &d.signed.signature),
-            _ => false,
+        .map(|e| match e {
+            Some(_) if all_good => true,
+            Some((d, key)) => verify(key, &d.signed.statement, &d.signed.signature),
+            None => false,
         })
         .collect()
 }
@@ -276,7 +271,7 @@ mod tests {
         assert!(!verify(&vk, &tampered, &signed.signature));
         let leaf = signed.encode_to_vec();
         let decoded = DecodedEntry::decode(&leaf).unwrap();
-        assert_eq!(decoded.statement, st);
+        assert_eq!(*decoded.statement, st);
         assert_eq!(decoded.signed.key_id, key().key_id());
         assert_eq!(decoded.kind(), Kind::Unknown);
     }

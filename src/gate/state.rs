@@ -479,7 +479,7 @@ impl GateState {
     /// Records an appended entry (admitted, or the log's refusal record);
     /// returns the chain it closed, if it closed one.
     pub fn apply(&mut self, index: u64, entry: &DecodedEntry) -> Option<Closure> {
-        let st = Arc::new(entry.statement.clone());
+        let st = entry.statement.clone();
         let rec = Recorded {
             index,
             leaf_hash: entry.leaf_hash,
@@ -487,9 +487,7 @@ impl GateState {
         };
         match &st.body {
             Some(Body::IdentityRegistration(r)) => {
-                let Some(actor) = r.identity.clone() else {
-                    return None;
-                };
+                let actor = r.identity.clone()?;
                 let Ok(key) = <[u8; 32]>::try_from(r.public_key.as_slice()) else {
                     return None;
                 };
