@@ -354,11 +354,16 @@ impl Auditor {
         }
         self.output.findings[mark..].sort_by_key(|f| f.index);
         drop(guessed);
+        let closed: std::collections::HashSet<u64> = self
+            .closed
+            .iter()
+            .flat_map(|c| c.chain.entries.iter().copied())
+            .collect();
         for (k, d) in decoded.into_iter().enumerate() {
             let index = first + k as u64;
             if let Ok(d) = d {
                 if self.state.recorded(index).is_some() && d.kind() != Kind::DelegationGrant
-                    || self.closed.iter().any(|c| c.chain.entries.contains(&index))
+                    || closed.contains(&index)
                 {
                     self.open.insert(index, d);
                 }

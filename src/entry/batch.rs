@@ -69,8 +69,17 @@ pub fn verify_batch(items: &[Signed<'_>]) -> bool {
     let mut scalars = Vec::with_capacity(items.len() + 16);
     let mut points = Vec::with_capacity(items.len() + 16);
     let mut per_key: HashMap<[u8; 32], (Scalar, EdwardsPoint)> = HashMap::new();
+    let mut block = [0u8; 64];
     for (i, item) in items.iter().enumerate() {
-        let z = coefficient(&seed, i);
+        // Four 128-bit coefficients per hash.
+        if i % 4 == 0 {
+            block = Sha512::new()
+                .chain_update(seed)
+                .chain_update((i as u64 / 4).to_le_bytes())
+                .finalize()
+                .into();
+        }
+        let z = coefficient(&block[(i % 4) * 16..][..16]);
         b_coefficient -= z * ss[i];
         scalars.push(z);
         points.push(rs[i]);
@@ -90,14 +99,10 @@ pub fn verify_batch(items: &[Signed<'_>]) -> bool {
         .is_identity()
 }
 
-/// The i-th 128-bit coefficient.
-fn coefficient(seed: &[u8], i: usize) -> Scalar {
-    let h = Sha512::new()
-        .chain_update(seed)
-        .chain_update((i as u64).to_le_bytes())
-        .finalize();
+/// A 128-bit coefficient from 16 bytes.
+fn coefficient(bytes: &[u8]) -> Scalar {
     let mut z = [0u8; 32];
-    z[..16].copy_from_slice(&h[..16]);
+    z[..16].copy_from_slice(bytes);
     Scalar::from_bytes_mod_order(z)
 }
 
