@@ -497,7 +497,7 @@ proptest! {
         let signed = entry::sign(&key, &st);
         let leaf = signed.encode_to_vec();
         let d = DecodedEntry::decode(&leaf).unwrap();
-        prop_assert_eq!(&d.statement, &st);
+        prop_assert_eq!(&*d.statement, &st);
         prop_assert_eq!(&d.signed, &signed);
         prop_assert_eq!(d.signed.signer_id.as_str(), key.name());
         prop_assert_eq!(d.signed.key_id, key.key_id());
@@ -569,7 +569,7 @@ proptest! {
         let Ok(d) = DecodedEntry::decode(&leaf) else { return Ok(()) };
         let same = entry::validate(&d, NOW, &Limits::default()).is_ok()
             && entry::verify(&verifying_key(&key), &d.signed.statement, &d.signed.signature)
-            && d.statement == st
+            && *d.statement == st
             && d.signed.signer_id == signed.signer_id
             && d.signed.key_id == signed.key_id;
         prop_assert!(!same, "byte {} ^ {:#04x} still gives the same signed statement", i, mask);
@@ -679,7 +679,7 @@ fn a_re_encoded_leaf_is_not_the_same_signed_statement() {
                 &d.signed.statement,
                 &d.signed.signature,
             )
-            && d.statement == st
+            && *d.statement == st
             && d.signed.signer_id == signed.signer_id
             && d.signed.key_id == signed.key_id;
         assert!(!same, "{what}: a different leaf, the same signed statement");

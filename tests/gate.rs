@@ -263,6 +263,27 @@ fn an_approved_chain_executes_and_reads_back_with_proofs() {
             now(),
         ),
     );
+    // The change is done: the chain has closed, and the gate lets go of
+    // its statements. Nothing more goes into it; it is still served.
+    log.rejected(
+        log.key("bob"),
+        &build::approve(
+            log.actor("bob"),
+            "CHG-1",
+            vec![rec_target.link()],
+            d.clone(),
+            now() + MINUTE,
+            now(),
+        ),
+        409,
+        "chain_closed",
+    );
+    log.rejected(
+        log.key("alice"),
+        &build::request(log.actor("alice"), "CHG-1", tgt(), d.clone(), now()),
+        409,
+        "chain_exists",
+    );
     let chain = log.chain("CHG-1");
     assert_eq!(chain["status"], "executed");
     let entries = chain["entries"].as_array().unwrap();
