@@ -678,7 +678,7 @@ impl<'a> ChainWriter<'a> {
                 "leaf_hash": B64.encode(d.leaf_hash),
                 "entry": B64.encode(d.signed.encode_to_vec()),
                 "signer": d.signed.signer_id,
-                "statement": &d.statement,
+                "statement": &*d.statement,
                 "inclusion_proof": proof,
             }));
         }

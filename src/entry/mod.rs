@@ -226,7 +226,7 @@ pub fn entry_json(entry: &DecodedEntry) -> serde_json::Value {
         "signerId": entry.signed.signer_id,
         "keyId": format!("{:08x}", entry.signed.key_id),
         "signature": base64::engine::general_purpose::STANDARD.encode(&entry.signed.signature),
-        "statement": serde_json::to_value(&entry.statement).unwrap_or_default(),
+        "statement": serde_json::to_value(&*entry.statement).unwrap_or_default(),
     })
 }
 
