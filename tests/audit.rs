@@ -287,22 +287,6 @@ fn workload(dir: &std::path::Path, seed: u64, chains: u64, rate: f64) -> serde_j
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn audit_dir(log: &std::path::Path, out: &std::path::Path) -> i32 {
-    let vkey = std::fs::read_to_string(log.join("log.vkey")).unwrap();
-    run_gatelog(&[
-        "audit",
-        "--log",
-        log.to_str().unwrap(),
-        "--vkey",
-        vkey.trim(),
-        "--admin-key",
-        log.join("admin.key.pub").to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .0
-}
-
 #[test]
 fn audit_finds_exactly_what_the_seeded_workload_injected() {
     let tmp = tempfile::tempdir().unwrap();
@@ -310,7 +294,7 @@ fn audit_finds_exactly_what_the_seeded_workload_injected() {
         let log = tmp.path().join(format!("log{seed}"));
         let out = tmp.path().join(format!("audit{seed}"));
         let report = workload(&log, seed, 600, 0.25);
-        assert_eq!(audit_dir(&log, &out), 1);
+        assert_eq!(audit_with(&log, &out, &[]).0, 1);
         let mut found: std::collections::BTreeMap<String, u64> = Default::default();
         let text = std::fs::read_to_string(out.join("exceptions.csv")).unwrap();
         for line in text.lines().skip(1) {
@@ -326,7 +310,7 @@ fn audit_finds_exactly_what_the_seeded_workload_injected() {
     // Nothing injected: nothing found.
     let log = tmp.path().join("clean");
     workload(&log, 13, 300, 0.0);
-    assert_eq!(audit_dir(&log, &tmp.path().join("clean-audit")), 0);
+    assert_eq!(audit_with(&log, &tmp.path().join("clean-audit"), &[]).0, 0);
 }
 
 fn audit_with(log: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> (i32, String) {
