@@ -641,3 +641,37 @@ fn forged_chain_link_is_reported_at_its_index() {
         "{found:#?}"
     );
 }
+
+// ---------------------------------------------------------------------
+// A signature that does not verify, in a log whose tree is intact: the
+// log signed a checkpoint over an entry nobody signed.
+
+#[test]
+fn entry_with_a_bad_signature_is_reported_at_its_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let u = Ungated::start(tmp.path());
+    let alice = human("alice");
+    let alice_key = NoteSigner::from_seed("alice", [2; 32]).unwrap();
+    u.register(&alice, &alice_key);
+    let t = now_ms();
+    let request = |chain: &str| {
+        let tgt = target("github", "corp/app", "alice");
+        build::request(&alice, chain, tgt, delta(&["read"], &["write"], &[]), t)
+    };
+    // Enough good entries around it that it sits inside a signature batch.
+    for n in 0..300 {
+        u.put(&alice_key, &request(&format!("GOOD-{n}")));
+    }
+    let mut forged = gatelog::entry::sign(&alice_key, &request("FORGED-1"));
+    forged.signature[10] ^= 1;
+    let bad = u.append(&forged.encode_to_vec()).index;
+    for n in 300..400 {
+        u.put(&alice_key, &request(&format!("GOOD-{n}")));
+    }
+    let out = tmp.path().join("audit");
+    let run = u.audit(None, &out);
+    assert_eq!(run.code, 1, "{}", run.output());
+    let found = findings(&out);
+    assert_eq!(codes_at(&found), [("bad_signature", bad)], "{found:#?}");
+    assert!(found[0].message.contains("alice"), "{found:#?}");
+}
