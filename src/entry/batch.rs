@@ -23,6 +23,7 @@ use sha2::{Digest, Sha512};
 use super::SIGNING_CONTEXT;
 
 /// One signature to check: the key, the signed statement, the signature.
+#[derive(Clone, Copy)]
 pub struct Signed<'a> {
     pub key: VerifyingKey,
     pub statement: &'a [u8],

@@ -7,6 +7,7 @@
 //! [`crate::gate`]'s job.
 
 mod batch;
+pub use batch::Signed;
 pub mod build;
 pub mod validate;
 
@@ -126,21 +127,29 @@ pub fn verify(key: &VerifyingKey, statement: &[u8], signature: &[u8]) -> bool {
 /// Checks the signature of every entry whose key is known: one batch
 /// verification, falling back to one by one to find the bad ones.
 pub fn verify_all(entries: &[Option<(&DecodedEntry, VerifyingKey)>]) -> Vec<bool> {
-    let present: Vec<batch::Signed> = entries
+    let items: Vec<Option<Signed>> = entries
         .iter()
-        .flatten()
-        .map(|(d, key)| batch::Signed {
-            key: *key,
-            statement: &d.signed.statement,
-            signature: &d.signed.signature,
+        .map(|e| {
+            e.map(|(d, key)| Signed {
+                key,
+                statement: &d.signed.statement,
+                signature: &d.signed.signature,
+            })
         })
         .collect();
+    verify_signed(&items)
+}
+
+/// Checks each signature (None: no key, so false): one batch
+/// verification, falling back to one by one to find the bad ones.
+pub fn verify_signed(items: &[Option<Signed<'_>>]) -> Vec<bool> {
+    let present: Vec<Signed> = items.iter().flatten().copied().collect();
     let all_good = batch::verify_batch(&present);
-    entries
+    items
         .iter()
-        .map(|e| match e {
+        .map(|item| match item {
             Some(_) if all_good => true,
-            Some((d, key)) => verify(key, &d.signed.statement, &d.signed.signature),
+            Some(s) => verify(&s.key, s.statement, s.signature),
             None => false,
         })
         .collect()

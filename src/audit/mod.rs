@@ -14,9 +14,9 @@
 //! handed out as they are made, a chain's statements are let go when it
 //! closes, and what is remembered per finished change is a few digests.
 
+mod checker;
+
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
@@ -28,6 +28,8 @@ use crate::entry::{self, millis, validate, Body, DecodedEntry, EntryError, Kind,
 use crate::gate::{self, Chain, ChainStatus, Closure, GateState, PolicyEngine, Recorded, Verdict};
 use crate::merkle::{leaf_hash, CompactRange, Hash};
 use crate::note::NoteVerifier;
+
+use checker::Checker;
 
 /// Findings about the log's integrity rather than its rules: reported
 /// whatever the period.
@@ -45,8 +47,24 @@ pub const INTEGRITY_CODES: [&str; 7] = [
 /// through [`Auditor::take_output`].
 pub const SUMMARY_FINDINGS: usize = 1000;
 
-/// Signatures are checked in chunks of this many, shared between threads.
-const SIGNATURE_CHUNK: usize = 256;
+/// Signature chunks left queued for the checker thread while the replay
+/// thread helps with the rest: one batch of four bundles.
+const BATCH_CHUNKS_AHEAD: usize = 4;
+
+/// A replayed batch waiting for its signature verdicts.
+struct Pending {
+    first: u64,
+    decoded: Vec<Result<DecodedEntry, EntryError>>,
+    /// The keys its signatures were queued with, and the keys the replay
+    /// found they must verify with.
+    guessed: Vec<Option<VerifyingKey>>,
+    keys: Vec<Option<VerifyingKey>>,
+    /// Whether each entry joined a chain.
+    joined: Vec<bool>,
+    closed: Vec<Closure>,
+    findings: Vec<Finding>,
+    ticket: checker::Ticket,
+}
 
 /// One thing wrong, where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -217,9 +235,13 @@ pub struct Auditor {
     output: Output,
     /// Entries of open chains, for their reports.
     open: HashMap<u64, DecodedEntry>,
-    /// Chains closed in the current batch, reported once its signatures
-    /// are checked.
+    /// Chains closed in the batch being replayed.
     closed: Vec<Closure>,
+    /// Findings not yet in a settled batch.
+    findings: Vec<Finding>,
+    /// The batch replayed last, waiting for its signature verdicts.
+    pending: Option<Pending>,
+    checker: Checker,
     /// Findings so far per chain not yet reported.
     chain_findings: HashMap<String, usize>,
     /// (system, resource, subject) → the entitlements the last change
@@ -249,6 +271,9 @@ impl Auditor {
             output: Output::default(),
             open: HashMap::new(),
             closed: Vec::new(),
+            findings: Vec::new(),
+            pending: None,
+            checker: Checker::start(),
             chain_findings: HashMap::new(),
             last_after: HashMap::new(),
             hours: BTreeMap::new(),
@@ -283,93 +308,100 @@ impl Auditor {
             message,
         };
         self.summary.add(&f);
-        self.output.findings.push(f);
+        self.findings.push(f);
     }
 
     /// Checks the next entries (`first` is the index of the first) and
     /// applies them; returns their leaf hashes.
     ///
-    /// Signatures, most of an audit's work, are checked on a second thread
-    /// while this one replays the gate, with each signer's key as it stood
-    /// before the batch; an entry whose key changed within the batch is
-    /// checked again alone.
+    /// Their signatures go to the checker thread, with each signer's key
+    /// as it stood before the batch, while this thread replays the gate;
+    /// the verdicts are collected during the next batch (an entry whose
+    /// key changed within the batch is checked again alone).
     pub fn entries(&mut self, first: u64, leaves: &[&[u8]]) -> Vec<Hash> {
-        let decode = |leaves: &[&[u8]]| -> Vec<Result<DecodedEntry, EntryError>> {
-            leaves.iter().map(|l| DecodedEntry::decode(l)).collect()
-        };
-        let (left, right) = leaves.split_at(leaves.len() / 2);
-        let decoded = std::thread::scope(|s| {
-            let left = s.spawn(|| decode(left));
-            let right = decode(right);
-            let mut all = left.join().expect("decoding thread");
-            all.extend(right);
-            all
-        });
+        let decoded: Vec<Result<DecodedEntry, EntryError>> =
+            leaves.iter().map(|l| DecodedEntry::decode(l)).collect();
         let hashes: Vec<Hash> = decoded
             .iter()
             .zip(leaves)
             .map(|(d, l)| d.as_ref().map_or_else(|_| leaf_hash(l), |d| d.leaf_hash))
             .collect();
-        let guessed: Vec<Option<(&DecodedEntry, VerifyingKey)>> = decoded
+        let guessed: Vec<Option<VerifyingKey>> = decoded
             .iter()
-            .map(|d| {
+            .map(|d| self.state.signing_key(d.as_ref().ok()?).ok())
+            .collect();
+        let items: Vec<checker::Item> = decoded
+            .iter()
+            .zip(&guessed)
+            .map(|(d, key)| {
                 let d = d.as_ref().ok()?;
-                Some((d, self.state.signing_key(d).ok()?))
+                Some((
+                    *key.as_ref()?,
+                    d.signed.statement.clone(),
+                    d.signed.signature.clone(),
+                ))
             })
             .collect();
-        let chunks: Vec<_> = guessed.chunks(SIGNATURE_CHUNK).collect();
-        let checked: Vec<Mutex<Vec<bool>>> = chunks.iter().map(|_| Mutex::default()).collect();
-        let next = AtomicUsize::new(0);
-        let check = || loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(chunk) = chunks.get(i) else { break };
-            *checked[i].lock().expect("no panics while held") = entry::verify_all(chunk);
+        let ticket = self.checker.submit(items);
+        let mut keys = Vec::with_capacity(decoded.len());
+        let mut joined = Vec::with_capacity(decoded.len());
+        for (k, (d, h)) in decoded.iter().zip(&hashes).enumerate() {
+            let (key, j) = self.entry(first + k as u64, *h, d);
+            keys.push(key);
+            joined.push(j);
+        }
+        let batch = Pending {
+            first,
+            decoded,
+            guessed,
+            keys,
+            joined,
+            closed: std::mem::take(&mut self.closed),
+            findings: std::mem::take(&mut self.findings),
+            ticket,
         };
-        let mark = self.output.findings.len();
-        let keys: Vec<Option<VerifyingKey>> = std::thread::scope(|s| {
-            s.spawn(check);
-            let keys = decoded
-                .iter()
-                .zip(&hashes)
-                .enumerate()
-                .map(|(k, (d, h))| self.entry(first + k as u64, *h, d))
-                .collect();
-            check();
-            keys
-        });
-        for (k, key) in keys.into_iter().enumerate() {
-            let (Some(key), Ok(d)) = (key, &decoded[k]) else {
+        // Leave the checker a batch of work for the next replay; take the
+        // rest here.
+        self.checker.help(BATCH_CHUNKS_AHEAD);
+        if let Some(previous) = self.pending.replace(batch) {
+            self.settle(previous);
+        }
+        hashes
+    }
+
+    /// Finishes a batch once its signatures are checked: signature
+    /// findings, then its findings in index order, then its chain reports.
+    fn settle(&mut self, batch: Pending) {
+        let verdicts = self.checker.collect(batch.ticket);
+        for (k, key) in batch.keys.iter().enumerate() {
+            let (Some(key), Ok(d)) = (key, &batch.decoded[k]) else {
                 continue;
             };
-            let good = match guessed[k] {
-                Some((_, guess)) if guess == key => {
-                    checked[k / SIGNATURE_CHUNK].lock().expect("checked")[k % SIGNATURE_CHUNK]
-                }
-                _ => entry::verify(&key, &d.signed.statement, &d.signed.signature),
+            let good = if batch.guessed[k] == Some(*key) {
+                verdicts[k]
+            } else {
+                entry::verify(key, &d.signed.statement, &d.signed.signature)
             };
             if !good {
                 let m = format!("the signature of {} does not verify", d.signed.signer_id);
-                self.find(first + k as u64, &d.statement.chain_id, "bad_signature", m);
+                self.find(
+                    batch.first + k as u64,
+                    &d.statement.chain_id,
+                    "bad_signature",
+                    m,
+                );
             }
         }
-        self.output.findings[mark..].sort_by_key(|f| f.index);
-        drop(guessed);
-        let closed: std::collections::HashSet<u64> = self
-            .closed
-            .iter()
-            .flat_map(|c| c.chain.entries.iter().copied())
-            .collect();
-        for (k, d) in decoded.into_iter().enumerate() {
-            let index = first + k as u64;
-            if let Ok(d) = d {
-                if self.state.recorded(index).is_some() && d.kind() != Kind::DelegationGrant
-                    || closed.contains(&index)
-                {
-                    self.open.insert(index, d);
-                }
+        let mut findings = batch.findings;
+        findings.append(&mut self.findings);
+        findings.sort_by_key(|f| f.index);
+        self.output.findings.extend(findings);
+        for (k, d) in batch.decoded.into_iter().enumerate() {
+            if let (true, Ok(d)) = (batch.joined[k], d) {
+                self.open.insert(batch.first + k as u64, d);
             }
         }
-        for closure in std::mem::take(&mut self.closed) {
+        for closure in batch.closed {
             let records: Vec<&Recorded> = closure.records.iter().collect();
             let row = self.row(
                 &closure.chain_id,
@@ -380,17 +412,17 @@ impl Auditor {
             );
             self.report(row, &closure.chain);
         }
-        hashes
     }
 
     /// Checks one entry and applies it; returns the key its signature must
-    /// verify with, if its signer may sign it.
+    /// verify with, if its signer may sign it, and whether it joined a
+    /// chain (whose report will need it).
     fn entry(
         &mut self,
         index: u64,
         leaf_hash: Hash,
         decoded: &Result<DecodedEntry, EntryError>,
-    ) -> Option<VerifyingKey> {
+    ) -> (Option<VerifyingKey>, bool) {
         debug_assert_eq!(index, self.range.size());
         self.range.push(leaf_hash);
         self.summary.entries += 1;
@@ -398,7 +430,7 @@ impl Auditor {
             Ok(d) => d,
             Err(e) => {
                 self.find(index, "", "not_an_entry", e.to_string());
-                return None;
+                return (None, false);
             }
         };
         *self.summary.by_kind.entry(d.kind().name()).or_default() += 1;
@@ -451,10 +483,11 @@ impl Auditor {
             self.refusal(index, chain, g);
         }
         self.hindsight(index, d);
-        if let Some(closure) = self.state.apply(index, d) {
-            self.closed.push(closure);
-        }
-        key
+        let closure = self.state.apply(index, d);
+        let joined = closure.is_some()
+            || self.state.recorded(index).is_some() && d.kind() != Kind::DelegationGrant;
+        self.closed.extend(closure);
+        (key, joined)
     }
 
     /// A refusal record must be one the gate would make.
@@ -560,6 +593,9 @@ impl Auditor {
     /// audit (break-glass past its deadline and still unreviewed). Returns
     /// the counts and the last output.
     pub fn finish(mut self, cp: &Checkpoint, now_ms: i64) -> (AuditSummary, Output) {
+        if let Some(last) = self.pending.take() {
+            self.settle(last);
+        }
         self.summary.tree_verified = self.range.size() == cp.size && self.range.root() == cp.root;
         if !self.summary.tree_verified {
             let m = format!(
@@ -600,6 +636,9 @@ impl Auditor {
             let row = self.row(&id, &chain, status, &records, Some(now_ms));
             self.report(row, &chain);
         }
+        let mut rest = std::mem::take(&mut self.findings);
+        rest.sort_by_key(|f| f.index);
+        self.output.findings.extend(rest);
         self.summary.timeline = timeline(&self.hours, 48);
         self.summary.first_findings.sort_by_key(|f| f.index);
         (self.summary, self.output)
