@@ -675,3 +675,69 @@ fn entry_with_a_bad_signature_is_reported_at_its_index() {
     assert_eq!(codes_at(&found), [("bad_signature", bad)], "{found:#?}");
     assert!(found[0].message.contains("alice"), "{found:#?}");
 }
+
+// ---------------------------------------------------------------------
+// A lie one level up: a level-1 hash tile altered in a directory whose
+// entries and level-0 tiles are honest. Only the chain files' inclusion
+// proofs go through it; the audit must refuse to write proofs that do not
+// verify and report the tile.
+
+#[test]
+fn altered_level_1_tile_fails_the_chain_proofs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log");
+    let keys = clean_workload(&log, 41, 300);
+    let control = audit(
+        log.to_str().unwrap(),
+        &keys,
+        None,
+        &tmp.path().join("control"),
+    );
+    assert_eq!(control.code, 0, "{}", control.output());
+    let dir = log.join("tile/1");
+    let tile = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_file() || p.is_dir())
+        .expect("a level-1 tile");
+    // tile/1/000.p/<width> for a log of fewer than 65,536 entries.
+    let tile = if tile.is_dir() {
+        std::fs::read_dir(&tile)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+    } else {
+        tile
+    };
+    let mut data = std::fs::read(&tile).unwrap();
+    assert!(data.len() >= 3 * 32, "{}", tile.display());
+    data[2 * 32 + 7] ^= 0x10;
+    std::fs::write(&tile, data).unwrap();
+
+    let out = tmp.path().join("audit");
+    let run = audit(log.to_str().unwrap(), &keys, None, &out);
+    assert_eq!(run.code, 1, "{}", run.output());
+    let found = findings(&out);
+    assert!(
+        found.iter().all(|f| f.code == "tile_mismatch"),
+        "{found:#?}"
+    );
+    assert!(!found.is_empty(), "{}", run.output());
+    // No chain file carries a proof that does not verify.
+    for f in &found {
+        assert!(f.message.contains("does not verify"), "{f:?}");
+    }
+    let population = std::fs::read_to_string(out.join("population.csv")).unwrap();
+    let mut nulls = 0;
+    for row in population.lines().skip(1) {
+        let file = row.rsplit(',').next().unwrap();
+        let chain: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(file)).unwrap()).unwrap();
+        for e in chain["entries"].as_array().unwrap() {
+            nulls += usize::from(e["inclusion_proof"].is_null());
+        }
+    }
+    assert!(nulls > 0, "proofs through the altered hash were written");
+}

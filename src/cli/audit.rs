@@ -2,6 +2,7 @@
 //! the log's tile API) through [`gatelog::audit::Auditor`] and writes the
 //! evidence package as it goes: nothing grows with the log but the files.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use gatelog::audit::{AuditSummary, Auditor, ChainReport, Finding, Period, Popula
 use gatelog::cedar::CedarEngine;
 use gatelog::checkpoint::Checkpoint;
 use gatelog::entry::timestamp;
-use gatelog::merkle::{verify_inclusion, Hash, Prover};
+use gatelog::merkle::{node_hash, verify_inclusion, Hash, Prover};
 use gatelog::note::NoteVerifier;
 use gatelog::tiles::{
     decode_bundle, hash_at, TileKind, TileNodes, TilePath, HASH_SIZE, TILE_WIDTH,
@@ -217,7 +218,10 @@ fn run(args: &AuditArgs) -> Result<AuditSummary, Failure> {
     let (mut summary, mut last) = std::thread::scope(|s| -> anyhow::Result<_> {
         let (chains, to_write) = mpsc::sync_channel::<Vec<ChainReport>>(16);
         let (failures_tx, failures) = mpsc::channel::<(u64, String)>();
-        let writing = s.spawn(move || writer.run(to_write, failures_tx));
+        let writing = std::thread::Builder::new()
+            .name("chain-files".into())
+            .spawn_scoped(s, move || writer.run(to_write, failures_tx))
+            .context("starting the chain file writer")?;
         let mut index = 0u64;
         let tiles = cp.size.div_ceil(TILE_WIDTH);
         let mut progress = Progress::new(cp.size);
@@ -474,6 +478,31 @@ fn create_file(dir: &Path, name: &str) -> anyhow::Result<BufWriter<File>> {
     Ok(BufWriter::with_capacity(1 << 16, f))
 }
 
+/// `chains/<chain_id>.json`.
+#[derive(serde::Serialize)]
+struct ChainFile<'a> {
+    chain_id: &'a str,
+    status: &'a str,
+    findings: usize,
+    tree_size: u64,
+    root: String,
+    checkpoint: &'a str,
+    entries: Vec<ChainFileEntry<'a>>,
+}
+
+/// One entry of a chain file: its bytes, decoded, and its proof (null if
+/// the log's tiles gave none that verifies: see exceptions.csv).
+#[derive(serde::Serialize)]
+struct ChainFileEntry<'a> {
+    index: u64,
+    kind: &'static str,
+    leaf_hash: String,
+    entry: String,
+    signer: &'a str,
+    statement: &'a gatelog::entry::Statement,
+    inclusion_proof: Option<Vec<String>>,
+}
+
 /// population.csv and `chains/<chain_id>.json`, on their own thread.
 struct ChainWriter<'a> {
     dir: PathBuf,
@@ -486,6 +515,8 @@ struct ChainWriter<'a> {
     /// Chain files since the prover's caches were last emptied.
     since_reset: usize,
     chain_files: ChainFiles,
+    /// Block → its root and the proof above it, once verified.
+    verified_blocks: HashMap<u64, (Hash, Vec<Hash>)>,
 }
 
 /// The prover's caches are emptied after this many chain files, which
@@ -593,7 +624,42 @@ impl<'a> ChainWriter<'a> {
             checkpoint: String::from_utf8_lossy(note).into_owned(),
             since_reset: 0,
             chain_files,
+            verified_blocks: HashMap::new(),
         })
+    }
+
+    /// Checks an inclusion proof from the log's tiles against the
+    /// checkpoint. Entries of one full 256-entry block share the proof
+    /// above it: once one entry's proof has verified, another's needs only
+    /// its 8 hashes within the block to reach the same block root.
+    fn check_proof(
+        &mut self,
+        index: u64,
+        leaf: &Hash,
+        proof: &[Hash],
+    ) -> Result<(), gatelog::merkle::ProofError> {
+        let block = index / TILE_WIDTH;
+        let full = (block + 1) * TILE_WIDTH <= self.size && proof.len() >= 8;
+        if !full {
+            return verify_inclusion(index, self.size, leaf, proof, &self.root);
+        }
+        let mut node = *leaf;
+        for (level, sibling) in proof[..8].iter().enumerate() {
+            node = if (index >> level) & 1 == 1 {
+                node_hash(sibling, &node)
+            } else {
+                node_hash(&node, sibling)
+            };
+        }
+        if let Some((root, upper)) = self.verified_blocks.get(&block) {
+            if *root == node && upper[..] == proof[8..] {
+                return Ok(());
+            }
+        }
+        verify_inclusion(index, self.size, leaf, proof, &self.root)?;
+        self.verified_blocks
+            .insert(block, (node, proof[8..].to_vec()));
+        Ok(())
     }
 
     /// Writes every chain it is sent; sends back each chain's first entry
@@ -655,48 +721,47 @@ impl<'a> ChainWriter<'a> {
         if self.since_reset == PROVER_RESET {
             self.since_reset = 0;
             self.prover = Prover::new(TileNodes::new(self.source.hash_tiles(self.size)));
+            self.verified_blocks.clear();
         }
         let mut failed = None;
         let mut entries = Vec::with_capacity(chain.entries.len());
         for (index, d) in &chain.entries {
             let proof = match self.prover.inclusion(*index, self.size) {
-                Ok(p) => verify_inclusion(*index, self.size, &d.leaf_hash, &p, &self.root)
+                Ok(p) => self
+                    .check_proof(*index, &d.leaf_hash, &p)
                     .map(|()| p)
                     .map_err(|e| format!("entry {index} with its inclusion proof from the log's hash tiles does not verify against the checkpoint ({e}): the entry or a hash tile was altered")),
                 Err(e) => Err(format!("no inclusion proof for entry {index}: {e}")),
             };
-            let proof = match proof {
-                Ok(p) => serde_json::json!(p.iter().map(|h| B64.encode(h)).collect::<Vec<_>>()),
+            let inclusion_proof = match proof {
+                Ok(p) => Some(p.iter().map(|h| B64.encode(h)).collect()),
                 Err(m) => {
                     failed.get_or_insert((*index, m));
-                    serde_json::Value::Null
+                    None
                 }
             };
-            entries.push(serde_json::json!({
-                "index": index,
-                "kind": d.kind().name(),
-                "leaf_hash": B64.encode(d.leaf_hash),
-                "entry": B64.encode(d.signed.encode_to_vec()),
-                "signer": d.signed.signer_id,
-                "statement": &*d.statement,
-                "inclusion_proof": proof,
-            }));
+            entries.push(ChainFileEntry {
+                index: *index,
+                kind: d.kind().name(),
+                leaf_hash: B64.encode(d.leaf_hash),
+                entry: B64.encode(d.signed.encode_to_vec()),
+                signer: &d.signed.signer_id,
+                statement: &d.statement,
+                inclusion_proof,
+            });
         }
-        let doc = serde_json::json!({
-            "chain_id": r.chain_id,
-            "status": r.status,
-            "findings": r.findings,
-            "tree_size": self.size,
-            "root": B64.encode(self.root),
-            "checkpoint": self.checkpoint,
-            "entries": entries,
-        });
+        let doc = ChainFile {
+            chain_id: &r.chain_id,
+            status: &r.status,
+            findings: r.findings,
+            tree_size: self.size,
+            root: B64.encode(self.root),
+            checkpoint: &self.checkpoint,
+            entries,
+        };
         let path = self.dir.join("chains").join(&file);
-        let mut out = BufWriter::new(
-            File::create(&path).with_context(|| format!("writing {}", path.display()))?,
-        );
-        serde_json::to_writer(&mut out, &doc)?;
-        out.flush()?;
+        std::fs::write(&path, serde_json::to_vec(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(failed)
     }
 }
