@@ -131,10 +131,10 @@ impl Fetcher<'_> {
         if served != expected {
             return Err(MirrorError::Tampered {
                 what: format!(
-                    "{} tile/{level}/… ({tile})",
+                    "{} {tile}",
                     if local { "the mirror's" } else { "the log's" }
                 ),
-                reason: "differs from the hashes of the entries (altered, truncated or reordered)"
+                reason: "does not match the hashes of the entries under it: the tile or those entries were altered, truncated, dropped or reordered"
                     .into(),
             });
         }
