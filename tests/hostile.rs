@@ -458,6 +458,13 @@ fn checkpoint_signed_by_another_key_is_refused() {
         "a forged checkpoint is tampering, not a usage error"
     );
     assert!(run.output().contains("does not verify"), "{}", run.output());
+    // The package says why, and holds nothing else.
+    let exceptions = std::fs::read_to_string(tmp.path().join("audit/exceptions.csv")).unwrap();
+    assert!(
+        exceptions.contains(",checkpoint_signature,"),
+        "{exceptions}"
+    );
+    assert!(!tmp.path().join("audit/population.csv").exists());
 
     // Served by a lying server: the mirror refuses it too, as does the audit.
     let served = StaticServer::start(&log);

@@ -99,8 +99,9 @@ const BUNDLES_PER_BATCH: u64 = 4;
 enum Failure {
     /// Exit 2: the command line or the files it names.
     Usage(anyhow::Error),
-    /// Exit 1: the log's own checkpoint is not to be trusted.
-    Untrusted(String),
+    /// Exit 1: a checkpoint is not to be trusted; the package holds just
+    /// that finding.
+    Untrusted { code: &'static str, message: String },
 }
 
 impl From<anyhow::Error> for Failure {
@@ -116,8 +117,11 @@ pub fn audit(args: &AuditArgs) -> ExitCode {
             eprintln!("gatelog: error: {e:#}");
             return ExitCode::from(2);
         }
-        Err(Failure::Untrusted(why)) => {
-            println!("FAILED: {why}");
+        Err(Failure::Untrusted { code, message }) => {
+            println!("FAILED: {code}: {message}");
+            if let Err(e) = write_untrusted(&args.out, code, &message) {
+                eprintln!("gatelog: error: {e:#}");
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -169,17 +173,21 @@ fn since(args: &AuditArgs, key: &NoteVerifier, cp: &Checkpoint) -> Result<Option
     };
     let old_note =
         std::fs::read(path).with_context(|| format!("reading --since {}", path.display()))?;
-    let old = Checkpoint::open(&old_note, key).map_err(|e| {
-        Failure::Untrusted(format!(
+    let old = Checkpoint::open(&old_note, key).map_err(|e| Failure::Untrusted {
+        code: "since_signature",
+        message: format!(
             "the --since checkpoint {} does not verify with --vkey: {e}",
             path.display()
-        ))
+        ),
     })?;
     if old.size > cp.size {
-        return Err(Failure::Untrusted(format!(
-            "the log's checkpoint (size {}) is smaller than --since (size {}): the log lost entries",
-            cp.size, old.size
-        )));
+        return Err(Failure::Untrusted {
+            code: "log_shrank",
+            message: format!(
+                "the log's checkpoint (size {}) is smaller than --since (size {}): the log lost entries",
+                cp.size, old.size
+            ),
+        });
     }
     let proof = super::verify::consistency_proof(&args.log, old.size, cp.size)
         .map_err(|u| anyhow::anyhow!(u.0))?;
@@ -204,10 +212,9 @@ fn run(args: &AuditArgs) -> Result<AuditSummary, Failure> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let source = Source::open(&args.log)?;
     let note = source.read("/checkpoint")?;
-    let cp = Checkpoint::open(&note, &key).map_err(|e| {
-        Failure::Untrusted(format!(
-            "the log's checkpoint does not verify with --vkey: {e}"
-        ))
+    let cp = Checkpoint::open(&note, &key).map_err(|e| Failure::Untrusted {
+        code: "checkpoint_signature",
+        message: format!("the log's checkpoint does not verify with --vkey: {e}"),
     })?;
     let since = since(args, &key, &cp)?;
     let period = args.period.unwrap_or(Period::ALL);
@@ -343,6 +350,27 @@ fn replay_bundles(
         at += take;
     }
     Ok((leaves.len() as u64, short))
+}
+
+/// The package of an audit stopped by a checkpoint it cannot trust: the
+/// manifest and exceptions.csv say why; nothing else was checked.
+fn write_untrusted(out: &Path, code: &str, message: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let manifest = serde_json::json!({
+        "tool": format!("gatelog {}", env!("CARGO_PKG_VERSION")),
+        "tree_verified": false,
+        "findings": 1,
+        "stopped": { "code": code, "message": message },
+    });
+    let write = |name: &str, data: String| {
+        let path = out.join(name);
+        std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))
+    };
+    write("manifest.json", serde_json::to_string_pretty(&manifest)?)?;
+    write(
+        "exceptions.csv",
+        format!("index,chain_id,code,message\n,,{code},{}\n", csv(message)),
+    )
 }
 
 /// Each entry's leaf hash must be the one the log's level-0 hash tile
