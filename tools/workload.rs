@@ -89,7 +89,7 @@ const INJECTIONS: [(&str, &str); 8] = [
 
 struct Writer {
     entries: Vec<Vec<u8>>,
-    /// Synthetic time: one second per entry, from 60 days ago.
+    /// Synthetic time: one second per entry (see [`start_ms`]).
     clock: i64,
 }
 
@@ -102,6 +102,17 @@ impl Writer {
         self.entries.push(leaf);
         at
     }
+}
+
+/// When the log starts: far enough back that it ends a day before now
+/// whatever its length (at most 6 entries, a second each, per chain, and
+/// two hours more for each late review), so every break-glass deadline in
+/// it has passed when it is audited.
+fn start_ms(args: &Args) -> i64 {
+    const HOUR: i64 = 3_600_000;
+    let chains = args.chains as i64;
+    let late_reviews = (chains as f64 * args.inject_rate).ceil() as i64;
+    gatelog::clock::now_ms() - 24 * HOUR - chains * 6_000 - late_reviews * 2 * HOUR
 }
 
 fn main() -> anyhow::Result<()> {
@@ -117,7 +128,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut w = Writer {
         entries: Vec::new(),
-        clock: gatelog::clock::now_ms() - 60 * 86_400_000,
+        clock: start_ms(&args),
     };
     let member = |rng: &mut Rng, actor: Actor| -> anyhow::Result<Member> {
         let key = NoteSigner::from_seed(&actor.id, rng.seed())?;

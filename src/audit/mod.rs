@@ -263,7 +263,7 @@ impl Auditor {
         period: Period,
     ) -> Self {
         Auditor {
-            state: GateState::new(log_key, admins),
+            state: GateState::new(log_key, admins).forget_closed_entries(),
             engine,
             period,
             range: CompactRange::default(),

@@ -59,16 +59,6 @@ pub struct Chain {
     executed: bool,
 }
 
-/// What is kept of a chain once it has closed: it executed and, if it
-/// broke glass, was reviewed. Nothing may be added to it after that, so
-/// its statements are dropped from memory and the log's history costs
-/// a few bytes per finished change.
-#[derive(Debug, Clone)]
-struct ClosedChain {
-    entries: Box<[u64]>,
-    status: ChainStatus,
-}
-
 /// A chain that has just closed, with the statements the state let go.
 #[derive(Debug)]
 pub struct Closure {
@@ -130,7 +120,12 @@ pub struct GateState {
     /// Chain entries, delegation grants and revocable statements.
     recorded: HashMap<u64, Recorded>,
     chains: HashMap<String, Chain>,
-    closed: HashMap<ChainKey, ClosedChain>,
+    /// A chain closes once it has executed and, if it broke glass, been
+    /// reviewed. Nothing may be added to it after that, so its statements
+    /// are let go: what is kept is its final status under a digest of its
+    /// id (17 bytes), and its entry indices unless forgotten.
+    closed: HashMap<ChainKey, ChainStatus>,
+    closed_entries: Option<HashMap<ChainKey, Box<[u64]>>>,
     revoked: HashSet<u64>,
     /// Approvals and break-glasses already executed on → the intent.
     used: HashMap<u64, u64>,
@@ -152,6 +147,7 @@ impl GateState {
             recorded: HashMap::new(),
             chains: HashMap::new(),
             closed: HashMap::new(),
+            closed_entries: Some(HashMap::new()),
             revoked: HashSet::new(),
             used: HashMap::new(),
             policy: None,
@@ -614,19 +610,24 @@ impl GateState {
             self.used.remove(i);
             self.revoked.remove(i);
         }
-        self.closed.insert(
-            chain_key(chain_id),
-            ClosedChain {
-                entries: chain.entries.clone().into_boxed_slice(),
-                status,
-            },
-        );
+        let key = chain_key(chain_id);
+        self.closed.insert(key, status);
+        if let Some(entries) = &mut self.closed_entries {
+            entries.insert(key, chain.entries.clone().into_boxed_slice());
+        }
         Some(Closure {
             chain_id: chain_id.to_string(),
             chain,
             status,
             records,
         })
+    }
+
+    /// Forget the entry indices of chains as they close: each closed chain
+    /// then costs a digest of its id and its status (for an audit).
+    pub fn forget_closed_entries(mut self) -> Self {
+        self.closed_entries = None;
+        self
     }
 
     /// Every open chain, in no particular order.
@@ -644,8 +645,10 @@ impl GateState {
         if let Some(chain) = self.chains.get(chain_id) {
             return Some((chain.entries.clone(), self.status(chain)));
         }
-        let closed = self.closed.get(&chain_key(chain_id))?;
-        Some((closed.entries.to_vec(), closed.status))
+        let key = chain_key(chain_id);
+        let status = *self.closed.get(&key)?;
+        let entries = self.closed_entries.as_ref().and_then(|e| e.get(&key));
+        Some((entries.map_or_else(Vec::new, |e| e.to_vec()), status))
     }
 
     pub fn recorded(&self, index: u64) -> Option<&Recorded> {
