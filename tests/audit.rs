@@ -449,3 +449,18 @@ fn the_period_limits_the_population_and_findings() {
         2
     );
 }
+
+/// A package is evidence: a second audit into the same directory is
+/// refused, and the first package is left as it was.
+#[test]
+fn an_existing_package_is_never_overwritten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log");
+    workload(&log, 51, 20, 0.0);
+    let out = tmp.path().join("audit");
+    assert_eq!(audit_with(&log, &out, &[]).0, 0);
+    let manifest = std::fs::read(out.join("manifest.json")).unwrap();
+    let (code, _) = audit_with(&log, &out, &[]);
+    assert_eq!(code, 2);
+    assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), manifest);
+}

@@ -6,7 +6,7 @@
 //! falls behind, the replay thread takes chunks from the queue itself.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use ed25519_dalek::VerifyingKey;
@@ -40,9 +40,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue
-            .lock()
-            .expect("no panics while the queue is held")
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn check(&self, chunk: Chunk) {
@@ -89,10 +87,21 @@ impl Checker {
                         if q.closed {
                             return;
                         }
-                        q = worker.changed.wait(q).expect("queue lock");
+                        q = worker
+                            .changed
+                            .wait(q)
+                            .unwrap_or_else(PoisonError::into_inner);
                     }
                 };
-                worker.check(chunk);
+                // A panic must not leave the replay waiting for a verdict:
+                // the chunk's signatures then count as bad.
+                let (id, n) = (chunk.id, chunk.items.len());
+                let checked =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.check(chunk)));
+                if checked.is_err() {
+                    worker.lock().done.insert(id, vec![false; n]);
+                    worker.changed.notify_all();
+                }
             })
             .expect("starting the signature thread");
         Checker {
@@ -152,7 +161,12 @@ impl Checker {
                     self.shared.check(chunk);
                     continue;
                 }
-                drop(self.shared.changed.wait(q).expect("queue lock"));
+                drop(
+                    self.shared
+                        .changed
+                        .wait(q)
+                        .unwrap_or_else(PoisonError::into_inner),
+                );
             }
         }
         verdicts
@@ -161,7 +175,10 @@ impl Checker {
 
 impl Drop for Checker {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
+        let mut q = self.shared.lock();
+        q.closed = true;
+        q.chunks.clear();
+        drop(q);
         self.shared.changed.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

@@ -242,8 +242,8 @@ pub struct Auditor {
     /// The batch replayed last, waiting for its signature verdicts.
     pending: Option<Pending>,
     checker: Checker,
-    /// Findings so far per chain not yet reported.
-    chain_findings: HashMap<String, usize>,
+    /// Findings on entries of chains not yet reported, by entry.
+    entry_findings: HashMap<u64, usize>,
     /// (system, resource, subject) → the entitlements the last change
     /// left, and that change's entry.
     last_after: HashMap<Digest16, (Digest16, u64)>,
@@ -274,7 +274,7 @@ impl Auditor {
             findings: Vec::new(),
             pending: None,
             checker: Checker::start(),
-            chain_findings: HashMap::new(),
+            entry_findings: HashMap::new(),
             last_after: HashMap::new(),
             hours: BTreeMap::new(),
             at_ms: 0,
@@ -298,8 +298,10 @@ impl Auditor {
             self.summary.findings_outside_period += 1;
             return;
         }
+        // Counted for the row of the chain the entry joins (if it joins
+        // one: see `settle`).
         if !chain_id.is_empty() {
-            *self.chain_findings.entry(chain_id.to_string()).or_default() += 1;
+            *self.entry_findings.entry(index).or_default() += 1;
         }
         let f = Finding {
             index,
@@ -397,8 +399,15 @@ impl Auditor {
         findings.sort_by_key(|f| f.index);
         self.output.findings.extend(findings);
         for (k, d) in batch.decoded.into_iter().enumerate() {
-            if let (true, Ok(d)) = (batch.joined[k], d) {
-                self.open.insert(batch.first + k as u64, d);
+            let index = batch.first + k as u64;
+            match (batch.joined[k], d) {
+                (true, Ok(d)) => {
+                    self.open.insert(index, d);
+                }
+                // In no chain's row: its findings are in exceptions.csv.
+                _ => {
+                    self.entry_findings.remove(&index);
+                }
             }
         }
         for closure in batch.closed {
@@ -646,7 +655,11 @@ impl Auditor {
 
     /// Hands out a chain's report if it opened in the period.
     fn report(&mut self, mut row: PopulationRow, chain: &Chain) {
-        row.findings = self.chain_findings.remove(&row.chain_id).unwrap_or(0);
+        row.findings = chain
+            .entries
+            .iter()
+            .filter_map(|i| self.entry_findings.remove(i))
+            .sum();
         let entries: Vec<(u64, DecodedEntry)> = chain
             .entries
             .iter()

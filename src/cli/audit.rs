@@ -234,7 +234,9 @@ fn run(args: &AuditArgs) -> Result<AuditSummary, Failure> {
         let mut progress = Progress::new(cp.size);
         let mut n = 0;
         while n < tiles {
-            let (leaves_read, short) = replay_bundles(&source, &mut auditor, &cp, n, index)?;
+            let (leaves_read, short, mismatches) =
+                replay_bundles(&source, &mut auditor, &cp, n, index)?;
+            package.leaf_mismatches.extend(mismatches);
             index += leaves_read;
             let output = auditor.take_output();
             package.findings(&output.findings)?;
@@ -242,7 +244,7 @@ fn run(args: &AuditArgs) -> Result<AuditSummary, Failure> {
                 break; // the writer failed: its error is below
             }
             for (at, message) in failures.try_iter() {
-                if package.leaf_mismatch.is_none() {
+                if !package.explained(at) {
                     auditor.integrity_finding(at, "tile_mismatch", message);
                 }
             }
@@ -262,7 +264,7 @@ fn run(args: &AuditArgs) -> Result<AuditSummary, Failure> {
             .map_err(|_| anyhow::anyhow!("the chain file writer panicked"))??;
         let mut last = Vec::new();
         for (index, message) in failures.try_iter() {
-            if package.leaf_mismatch.is_none() {
+            if !package.explained(index) {
                 let f = Finding {
                     index,
                     chain_id: String::new(),
@@ -275,7 +277,8 @@ fn run(args: &AuditArgs) -> Result<AuditSummary, Failure> {
         }
         Ok((summary, last))
     })?;
-    if let Some(first) = package.leaf_mismatch.filter(|_| summary.tree_verified) {
+    let first_mismatch = package.leaf_mismatches.first().copied();
+    if let Some(first) = first_mismatch.filter(|_| summary.tree_verified) {
         // The entries are the ones the checkpoint signs: the tiles lied.
         let f = Finding {
             index: first,
@@ -303,14 +306,15 @@ fn run(args: &AuditArgs) -> Result<AuditSummary, Failure> {
 
 /// Replays the entry bundles from `first_bundle` on (up to
 /// [`BUNDLES_PER_BATCH`]), the first entry being `index`; returns how many
-/// entries were read and whether a bundle was short.
+/// entries were read, whether a bundle was short, and the entries found
+/// to differ from the log's hash tiles.
 fn replay_bundles(
     source: &Source,
     auditor: &mut Auditor,
     cp: &Checkpoint,
     first_bundle: u64,
     index: u64,
-) -> anyhow::Result<(u64, bool)> {
+) -> anyhow::Result<(u64, bool, Vec<u64>)> {
     let tiles = cp.size.div_ceil(TILE_WIDTH);
     // Several bundles at a time: signature checks batch better.
     let batch: Vec<(TilePath, Vec<u8>)> = (first_bundle
@@ -344,17 +348,25 @@ fn replay_bundles(
     }
     let hashes = auditor.entries(index, &leaves);
     let mut at = 0;
+    let mut mismatches = Vec::new();
     for (bundle, take) in taken {
         let first = index + at as u64;
-        compare_with_hash_tile(source, auditor, bundle, first, &hashes[at..at + take])?;
+        mismatches.extend(compare_with_hash_tile(
+            source,
+            auditor,
+            bundle,
+            first,
+            &hashes[at..at + take],
+        )?);
         at += take;
     }
-    Ok((leaves.len() as u64, short))
+    Ok((leaves.len() as u64, short, mismatches))
 }
 
 /// The package of an audit stopped by a checkpoint it cannot trust: the
 /// manifest and exceptions.csv say why; nothing else was checked.
 fn write_untrusted(out: &Path, code: &str, message: &str) -> anyhow::Result<()> {
+    refuse_existing_package(out)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let manifest = serde_json::json!({
         "tool": format!("gatelog {}", env!("CARGO_PKG_VERSION")),
@@ -376,20 +388,20 @@ fn write_untrusted(out: &Path, code: &str, message: &str) -> anyhow::Result<()> 
 /// Each entry's leaf hash must be the one the log's level-0 hash tile
 /// holds (when the log has hash tiles): names where entries were changed,
 /// swapped, dropped or duplicated. The first difference per tile is
-/// reported.
+/// reported, and returned.
 fn compare_with_hash_tile(
     source: &Source,
     auditor: &mut Auditor,
     bundle: TilePath,
     first: u64,
     hashes: &[Hash],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<u64>> {
     let path = TilePath {
         kind: TileKind::Hashes { level: 0 },
         ..bundle
     };
     let Some(tile) = source.tile(path)? else {
-        return Ok(());
+        return Ok(None);
     };
     let held = tile.len() / HASH_SIZE;
     let differs = (0..hashes.len().max(held))
@@ -410,7 +422,7 @@ fn compare_with_hash_tile(
             ),
         );
     }
-    Ok(())
+    Ok(differs.map(|i| first + i as u64))
 }
 
 /// A progress line on stderr for long audits.
@@ -454,7 +466,7 @@ impl Progress {
 }
 
 fn csv(field: &str) -> String {
-    if field.contains([',', '"', '\n']) {
+    if field.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {
         field.to_string()
@@ -468,36 +480,65 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// A file name for a chain id: its safe characters, plus a digest of the
-/// id when any had to go (so two ids never share a file).
-fn chain_file_name(chain_id: &str) -> String {
+/// The file names a chain may get, in order: its id when that is a plain,
+/// short name; otherwise (or when that file exists already, e.g. for an
+/// id differing only in case on a case-insensitive filesystem) its safe
+/// characters, cut to 64, then `~` and a digest of the id. `~` never
+/// occurs in a plain name, so the two kinds never meet.
+fn chain_file_names(chain_id: &str) -> [String; 2] {
+    use sha2::Digest;
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     let safe: String = chain_id
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
+        .take(64)
+        .map(|c| if plain(c) { c } else { '_' })
         .collect();
-    if safe == chain_id && !safe.is_empty() && !safe.starts_with('.') {
-        format!("{safe}.json")
+    let digest = sha2::Sha256::digest(chain_id.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hashed = format!("{safe}~{hex}.json");
+    let is_plain = !chain_id.is_empty()
+        && chain_id.len() <= 100
+        && !chain_id.starts_with('.')
+        && chain_id.chars().all(plain);
+    if is_plain {
+        [format!("{chain_id}.json"), hashed]
     } else {
-        use sha2::Digest;
-        let d = sha2::Sha256::digest(chain_id.as_bytes());
-        let hex: String = d[..6].iter().map(|b| format!("{b:02x}")).collect();
-        format!("{safe}-{hex}.json")
+        [hashed.clone(), hashed]
     }
+}
+
+/// Writes `data` to the first of `names` in `dir` that does not exist yet;
+/// returns the name used.
+fn write_new(dir: &Path, names: &[String], data: &[u8]) -> anyhow::Result<String> {
+    for name in names {
+        let path = dir.join(name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(data)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                return Ok(name.clone());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("writing {}", path.display())),
+        }
+    }
+    anyhow::bail!(
+        "{}: every name for this chain's file is taken",
+        dir.join(&names[0]).display()
+    )
 }
 
 /// The evidence package's exceptions, manifest and report.
 struct Package {
     dir: PathBuf,
     exceptions: BufWriter<File>,
-    /// The first entry found to differ from the log's hash tiles, if any:
-    /// proofs that then fail say nothing new.
-    leaf_mismatch: Option<u64>,
+    /// Entries found to differ from the log's hash tiles (the first per
+    /// tile): failing proofs in their tiles say nothing new.
+    leaf_mismatches: std::collections::BTreeSet<u64>,
 }
 
 fn create_file(dir: &Path, name: &str) -> anyhow::Result<BufWriter<File>> {
@@ -553,23 +594,44 @@ const PROVER_RESET: usize = 512;
 
 const POPULATION_HEADER: &str = "chain_id,opened_index,opened_at,status,requester,approvers,executor,executor_workload,system,resource,subject,adds,removes,privileged,policy,break_glass,review,findings,chain_file\n";
 
+/// A package is evidence: an audit never writes over another's.
+fn refuse_existing_package(dir: &Path) -> anyhow::Result<()> {
+    let chains = dir.join("chains");
+    let has_chains = std::fs::read_dir(&chains).is_ok_and(|mut d| d.next().is_some());
+    if dir.join("manifest.json").exists() || has_chains {
+        anyhow::bail!(
+            "--out {} already holds an audit package; give a new directory",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 impl Package {
     fn create(dir: &Path) -> anyhow::Result<Self> {
+        refuse_existing_package(dir)?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut exceptions = create_file(dir, "exceptions.csv")?;
         exceptions.write_all(b"index,chain_id,code,message\n")?;
         Ok(Package {
             dir: dir.to_path_buf(),
             exceptions,
-            leaf_mismatch: None,
+            leaf_mismatches: Default::default(),
         })
+    }
+
+    /// Whether a failing proof for entry `index` is explained by an entry
+    /// of its tile that differs from the log's hash tile.
+    fn explained(&self, index: u64) -> bool {
+        let tile = index / TILE_WIDTH * TILE_WIDTH;
+        self.leaf_mismatches
+            .range(tile..tile + TILE_WIDTH)
+            .next()
+            .is_some()
     }
 
     fn findings(&mut self, findings: &[Finding]) -> anyhow::Result<()> {
         for f in findings {
-            if f.code == "leaf_mismatch" {
-                self.leaf_mismatch.get_or_insert(f.index);
-            }
             writeln!(
                 self.exceptions,
                 "{},{},{},{}",
@@ -713,8 +775,12 @@ impl<'a> ChainWriter<'a> {
     /// written. Returns the first entry whose proof fails, and why.
     fn chain(&mut self, chain: &ChainReport) -> anyhow::Result<Option<(u64, String)>> {
         let r = &chain.row;
-        let wanted = self.chain_files.wanted(r);
-        let file = chain_file_name(&r.chain_id);
+        let (file, failed) = if self.chain_files.wanted(r) {
+            let (file, failed) = self.chain_file(chain)?;
+            (format!("chains/{file}"), failed)
+        } else {
+            (String::new(), None)
+        };
         let cols = [
             csv(&r.chain_id),
             r.opened_index.to_string(),
@@ -734,17 +800,19 @@ impl<'a> ChainWriter<'a> {
             r.break_glass.to_string(),
             csv(&r.review),
             r.findings.to_string(),
-            if wanted {
-                format!("chains/{file}")
-            } else {
-                String::new()
-            },
+            csv(&file),
         ];
         writeln!(self.population, "{}", cols.join(","))?;
-        if !wanted {
-            return Ok(None);
-        }
+        Ok(failed)
+    }
 
+    /// `chains/<chain_id>.json`; returns its name and the first entry whose
+    /// proof fails, and why.
+    fn chain_file(
+        &mut self,
+        chain: &ChainReport,
+    ) -> anyhow::Result<(String, Option<(u64, String)>)> {
+        let r = &chain.row;
         self.since_reset += 1;
         if self.since_reset == PROVER_RESET {
             self.since_reset = 0;
@@ -787,10 +855,12 @@ impl<'a> ChainWriter<'a> {
             checkpoint: &self.checkpoint,
             entries,
         };
-        let path = self.dir.join("chains").join(&file);
-        std::fs::write(&path, serde_json::to_vec(&doc)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        Ok(failed)
+        let file = write_new(
+            &self.dir.join("chains"),
+            &chain_file_names(&r.chain_id),
+            &serde_json::to_vec(&doc)?,
+        )?;
+        Ok((file, failed))
     }
 }
 
@@ -867,4 +937,38 @@ fn report_html(cp: &Checkpoint, s: &AuditSummary) -> String {
 <h2>Exceptions</h2><p>The first {shown} of {n}; exceptions.csv has them all.</p><table><tr><th>entry</th><th>chain</th><th>code</th><th>what</th></tr>{exceptions}</table>
 "
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_file_names_never_collide_and_stay_short() {
+        assert_eq!(chain_file_names("CHG-1")[0], "CHG-1.json");
+        let [first, second] = chain_file_names("CHG-1");
+        assert!(second.starts_with("CHG-1~") && first != second);
+        // Unsafe characters: the digest form, which no plain id can take.
+        let [spaced, _] = chain_file_names("a b");
+        assert!(spaced.starts_with("a_b~"), "{spaced}");
+        let [lookalike, _] = chain_file_names(spaced.trim_end_matches(".json"));
+        assert_ne!(lookalike, spaced);
+        for id in ["", ".hidden", "../up", "x/y"] {
+            let [name, _] = chain_file_names(id);
+            assert!(name.contains('~') && !name.contains('/'), "{id:?}: {name}");
+        }
+        let long = "x".repeat(256);
+        let [name, _] = chain_file_names(&long);
+        assert!(name.len() <= 64 + 1 + 16 + 5, "{}", name.len());
+    }
+
+    #[test]
+    fn a_taken_name_falls_back_to_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = chain_file_names("CHG-1");
+        assert_eq!(write_new(dir.path(), &names, b"one").unwrap(), names[0]);
+        assert_eq!(write_new(dir.path(), &names, b"two").unwrap(), names[1]);
+        assert!(write_new(dir.path(), &names, b"three").is_err());
+        assert_eq!(std::fs::read(dir.path().join(&names[0])).unwrap(), b"one");
+    }
 }

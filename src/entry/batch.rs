@@ -10,6 +10,10 @@
 //! signature, which halves the multiscalar multiplication, most of the
 //! cost. The zᵢ are 128-bit coefficients derived from a hash of every
 //! input, so a signer cannot choose bad signatures that cancel out.
+//!
+//! Weak (small-order) keys, small-order or non-canonical R and
+//! non-canonical s are refused outright, so that a batch of one (the
+//! single check) accepts exactly what a larger batch does.
 
 use std::collections::HashMap;
 
@@ -44,9 +48,15 @@ pub fn verify_batch(items: &[Signed<'_>]) -> bool {
         };
         let r_bytes: [u8; 32] = sig[..32].try_into().expect("32 bytes");
         let s_bytes: [u8; 32] = sig[32..].try_into().expect("32 bytes");
+        if item.key.is_weak() {
+            return false;
+        }
         let Some(r) = CompressedEdwardsY(r_bytes).decompress() else {
             return false;
         };
+        if r.is_small_order() || r.compress().0 != r_bytes {
+            return false;
+        }
         let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
             return false;
         };
@@ -174,5 +184,26 @@ mod tests {
         let mut big_s = good.clone();
         big_s[2].2[63] |= 0xf0;
         assert!(!check(&big_s));
+        // A weak key signs anything under the cofactored equation: refused,
+        // alone or in a batch. (The identity point, [s]B as R.)
+        let weak = VerifyingKey::from_bytes(&{
+            let mut b = [0u8; 32];
+            b[0] = 1;
+            b
+        })
+        .unwrap();
+        assert!(weak.is_weak());
+        let s = Scalar::from(7u64);
+        let r = (ED25519_BASEPOINT_POINT * s).compress().to_bytes();
+        let forged: Vec<u8> = r.iter().chain(s.as_bytes()).copied().collect();
+        let st = b"anything".to_vec();
+        assert!(!check(&[(weak, st.clone(), forged.clone())]));
+        let mut with_weak = good.clone();
+        with_weak.push((weak, st, forged));
+        assert!(!check(&with_weak));
+        // A single check is the same equation as the batch.
+        for (k, st, sig) in &good {
+            assert!(verify(k, st, sig));
+        }
     }
 }

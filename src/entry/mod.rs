@@ -13,7 +13,7 @@ pub mod validate;
 
 use std::sync::Arc;
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use prost::Message;
 use thiserror::Error;
 
@@ -117,11 +117,16 @@ pub fn sign(key: &NoteSigner, statement: &Statement) -> SignedEntry {
 }
 
 /// Whether `signature` is `key`'s signature over `statement`.
+///
+/// The same equation as the batch check (so a signature's verdict never
+/// depends on its batch): cofactored, with weak keys, small-order or
+/// non-canonical R and non-canonical s refused.
 pub fn verify(key: &VerifyingKey, statement: &[u8], signature: &[u8]) -> bool {
-    let Ok(sig) = Signature::from_slice(signature) else {
-        return false;
-    };
-    key.verify_strict(&signed_message(statement), &sig).is_ok()
+    batch::verify_batch(&[Signed {
+        key: *key,
+        statement,
+        signature,
+    }])
 }
 
 /// Checks the signature of every entry whose key is known: one batch

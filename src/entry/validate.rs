@@ -165,9 +165,9 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
                 )
             })?;
             require(
-                ed25519_dalek::VerifyingKey::from_bytes(&key).is_ok(),
+                ed25519_dalek::VerifyingKey::from_bytes(&key).is_ok_and(|k| !k.is_weak()),
                 "statement.identityRegistration.publicKey",
-                "not a valid Ed25519 public key",
+                "not a valid Ed25519 public key (or a weak, small-order one)",
             )?;
         }
         Body::PolicyPublication(p) => {
@@ -490,6 +490,29 @@ mod tests {
     #[test]
     fn a_well_formed_request_passes() {
         check(&request()).unwrap();
+    }
+
+    #[test]
+    fn a_weak_key_is_never_registered() {
+        // The identity point: every signature "verifies" under it with the
+        // cofactored equation.
+        let mut weak = [0u8; 32];
+        weak[0] = 1;
+        let admin = Actor {
+            id: "alice".into(),
+            kind: ActorKind::Human as i32,
+            ..Default::default()
+        };
+        let bob = Actor {
+            id: "bob".into(),
+            kind: ActorKind::Human as i32,
+            ..Default::default()
+        };
+        let st = crate::entry::build::register(&admin, &bob, weak, NOW);
+        assert_eq!(field_of(&st), "statement.identityRegistration.publicKey");
+        let good = NoteSigner::from_seed("bob", [5; 32]).unwrap();
+        let st = crate::entry::build::register(&admin, &bob, good.verifier().public_key(), NOW);
+        check(&st).unwrap();
     }
 
     #[test]

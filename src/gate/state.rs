@@ -330,7 +330,7 @@ impl GateState {
                 | Kind::DelegationGrant
                 | Kind::Revocation
         );
-        if chain_kind && self.closed.contains_key(&chain_key(&st.chain_id)) {
+        if chain_kind && self.is_closed(&st.chain_id) {
             let opens = matches!(kind, Kind::AccessRequest | Kind::BreakGlass);
             return Err(Rejection::new(
                 409,
@@ -525,7 +525,13 @@ impl GateState {
                 return None;
             }
             Some(Body::Revocation(r)) => {
-                if let Some(target) = &r.revoked {
+                // Only what the state holds can be revoked (a hostile log
+                // may name anything).
+                if let Some(target) = r
+                    .revoked
+                    .as_ref()
+                    .filter(|t| self.recorded.contains_key(&t.index))
+                {
                     self.revoked.insert(target.index);
                     let chain = self
                         .recorded
@@ -539,6 +545,11 @@ impl GateState {
                 return None;
             }
             Some(Body::AccessRequest(_)) | Some(Body::BreakGlass(_)) => {
+                // A second opener of a chain changes nothing (the gate
+                // refuses it; an audit reports it and goes on).
+                if self.chains.contains_key(&st.chain_id) || self.is_closed(&st.chain_id) {
+                    return None;
+                }
                 self.chains.insert(
                     st.chain_id.clone(),
                     Chain {
@@ -638,6 +649,11 @@ impl GateState {
     /// An open chain.
     pub fn chain(&self, chain_id: &str) -> Option<&Chain> {
         self.chains.get(chain_id)
+    }
+
+    /// Whether `chain_id` names a chain that has closed.
+    pub fn is_closed(&self, chain_id: &str) -> bool {
+        self.closed.contains_key(&chain_key(chain_id))
     }
 
     /// The entry indices and status of a chain, open or closed.
