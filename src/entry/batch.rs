@@ -54,7 +54,7 @@ pub fn verify_batch(items: &[Signed<'_>]) -> bool {
         let Some(r) = CompressedEdwardsY(r_bytes).decompress() else {
             return false;
         };
-        if r.is_small_order() || r.compress().0 != r_bytes {
+        if r.is_small_order() || !canonical_y(&r_bytes) {
             return false;
         }
         let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
@@ -108,6 +108,15 @@ pub fn verify_batch(items: &[Signed<'_>]) -> bool {
     EdwardsPoint::vartime_multiscalar_mul(&scalars, &points)
         .mul_by_cofactor()
         .is_identity()
+}
+
+/// Whether an encoded point's y is below p = 2^255 - 19 (decompression
+/// reduces it silently). The other non-canonical encodings, x = 0 with
+/// the sign bit set, are of small-order points, refused anyway.
+fn canonical_y(bytes: &[u8; 32]) -> bool {
+    let at_least_p =
+        bytes[31] & 0x7f == 0x7f && bytes[1..31].iter().all(|b| *b == 0xff) && bytes[0] >= 0xed;
+    !at_least_p
 }
 
 /// A 128-bit coefficient from 16 bytes.
@@ -201,6 +210,15 @@ mod tests {
         let mut with_weak = good.clone();
         with_weak.push((weak, st, forged));
         assert!(!check(&with_weak));
+        // y = p + 2 encodes the same point as y = 2 (if it is one): only
+        // the canonical encoding is accepted.
+        let mut p_plus = [0xffu8; 32];
+        p_plus[31] = 0x7f;
+        p_plus[0] = 0xed + 2;
+        assert!(!canonical_y(&p_plus));
+        let mut two = [0u8; 32];
+        two[0] = 2;
+        assert!(canonical_y(&two));
         // A single check is the same equation as the batch.
         for (k, st, sig) in &good {
             assert!(verify(k, st, sig));
