@@ -208,6 +208,13 @@ pub trait NodeSource {
     /// Hash of the complete subtree of `2^height` leaves that is the
     /// `index`-th at that height, i.e. `MTH(D[index·2^h .. (index+1)·2^h])`.
     fn node(&mut self, height: u32, index: u64) -> Result<Hash, Self::Error>;
+
+    /// Whether hashes at `height` are read directly (true by default).
+    /// Those at other heights the prover computes from their two children
+    /// and remembers, so each is hashed once however many proofs use it.
+    fn stores(&self, _height: u32) -> bool {
+        true
+    }
 }
 
 /// Largest power of two strictly smaller than `n` (n ≥ 2).
@@ -258,7 +265,14 @@ impl<S: NodeSource> Prover<S> {
         }
         let h = if size.is_power_of_two() {
             let height = size.trailing_zeros();
-            self.source.node(height, start >> height)?
+            if height == 0 || self.source.stores(height) {
+                self.source.node(height, start >> height)?
+            } else {
+                let half = size / 2;
+                let left = self.subtree(start, half)?;
+                let right = self.subtree(start + half, half)?;
+                node_hash(&left, &right)
+            }
         } else {
             let k = split_point(size);
             let left = self.subtree(start, k)?;

@@ -304,6 +304,12 @@ impl<R: TileReader> TileNodes<R> {
 
 impl<R: TileReader> NodeSource for TileNodes<R> {
     type Error = TileError<R::Error>;
+
+    /// Tiles hold the hashes at every 8th height; the prover computes the
+    /// ones between from them.
+    fn stores(&self, height: u32) -> bool {
+        height % TILE_HEIGHT == 0
+    }
     fn node(&mut self, height: u32, index: u64) -> Result<Hash, Self::Error> {
         let level = (height / TILE_HEIGHT) as u8;
         let k = height % TILE_HEIGHT;

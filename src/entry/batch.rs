@@ -48,9 +48,6 @@ pub fn verify_batch(items: &[Signed<'_>]) -> bool {
         };
         let r_bytes: [u8; 32] = sig[..32].try_into().expect("32 bytes");
         let s_bytes: [u8; 32] = sig[32..].try_into().expect("32 bytes");
-        if item.key.is_weak() {
-            return false;
-        }
         let Some(r) = CompressedEdwardsY(r_bytes).decompress() else {
             return false;
         };
@@ -98,6 +95,10 @@ pub fn verify_batch(items: &[Signed<'_>]) -> bool {
             .entry(*item.key.as_bytes())
             .or_insert_with(|| (Scalar::ZERO, item.key.to_edwards()));
         a.0 += z * ks[i];
+    }
+    // Once per key: a weak (small-order) key would accept anything.
+    if per_key.values().any(|(_, a)| a.is_small_order()) {
+        return false;
     }
     scalars.push(b_coefficient);
     points.push(ED25519_BASEPOINT_POINT);
