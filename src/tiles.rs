@@ -308,7 +308,7 @@ impl<R: TileReader> NodeSource for TileNodes<R> {
     /// Tiles hold the hashes at every 8th height; the prover computes the
     /// ones between from them.
     fn stores(&self, height: u32) -> bool {
-        height % TILE_HEIGHT == 0
+        height.is_multiple_of(TILE_HEIGHT)
     }
     fn node(&mut self, height: u32, index: u64) -> Result<Hash, Self::Error> {
         let level = (height / TILE_HEIGHT) as u8;
