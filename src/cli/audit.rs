@@ -54,7 +54,9 @@ pub struct AuditArgs {
     /// most of a large audit's time on a slow filesystem.
     #[arg(long, value_enum, default_value_t = ChainFiles::All)]
     chains: ChainFiles,
-    /// Where the evidence package goes (created if missing).
+    /// Where the evidence package goes: created if missing; a directory
+    /// that already holds a package is refused (evidence is not
+    /// overwritten).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
 }

@@ -51,6 +51,7 @@ pub enum Command {
     ///   curl http://127.0.0.1:8080/checkpoint
     ///   curl http://127.0.0.1:8080/v1/obligations
     #[cfg(feature = "server")]
+    #[command(verbatim_doc_comment)]
     Serve(server::ServeArgs),
     /// Run a C2SP tlog-witness for one or more logs.
     ///
@@ -64,6 +65,7 @@ pub enum Command {
     /// Try it:
     ///   gatelog witness --log "$(curl -s http://127.0.0.1:8080/v1/log | jq -r .verifier_key)"
     #[cfg(feature = "server")]
+    #[command(verbatim_doc_comment)]
     Witness(server::WitnessArgs),
     /// Follow a log, check every checkpoint, gossip with peer monitors.
     ///
@@ -79,9 +81,11 @@ pub enum Command {
     /// checkpoint) and reports break-glass reviews past their deadline,
     /// listing open ones at GET /v1/monitor/obligations.
     #[cfg(feature = "server")]
+    #[command(verbatim_doc_comment)]
     Monitor(server::MonitorArgs),
     /// Check checkpoints, proofs and evidence.
     #[command(subcommand)]
+    #[command(verbatim_doc_comment)]
     Verify(verify::VerifyCommand),
     /// Copy a log into a directory laid out like its tlog-tiles API,
     /// checking every tile on the way.
@@ -99,6 +103,7 @@ pub enum Command {
     ///
     /// Try it:
     ///   gatelog mirror --log http://127.0.0.1:8080 --vkey "$VKEY" ./mirror
+    #[command(verbatim_doc_comment)]
     Mirror(MirrorArgs),
     /// Replay a log from its entries alone and report what is wrong.
     ///
@@ -109,14 +114,23 @@ pub enum Command {
     /// server's own rules (an admitted intent the gate refuses, or a
     /// refusal it would not make, is a finding); and checks outcomes
     /// against intents, drift between changes, and break-glass reviews
-    /// (late, or missing past the deadline). Writes manifest.json and
-    /// exceptions.csv to --out.
+    /// (late, or missing past the deadline). Streams: memory does not
+    /// grow with the log's length.
     ///
-    /// Exit 0: the log verifies and no finding; 1: findings (written);
-    /// 2: usage error.
+    /// Writes the evidence package to --out, a new directory: manifest.json
+    /// (checkpoints, consistency proof, period, counts), population.csv (a
+    /// row per chain), exceptions.csv (every finding, with its entry),
+    /// chains/<chain_id>.json (each entry with an inclusion proof) and
+    /// report.html (opens without a server).
+    ///
+    /// Exit 0: the log verifies and no finding; 1: findings or tampering
+    /// (the package is written, naming them); 2: usage error.
     ///
     /// Try it:
     ///   gatelog audit --log ./mirror --vkey "$VKEY" --admin-key admin.key.pub --out ./audit
+    ///   gatelog audit --log http://127.0.0.1:8080 --vkey "$VKEY" --admin-key admin.key.pub \
+    ///       --since last.checkpoint --period 2026-07-01..2026-10-01 --out ./audit-q3
+    #[command(verbatim_doc_comment)]
     Audit(audit::AuditArgs),
     /// Make an actor's Ed25519 key pair.
     ///
@@ -128,6 +142,7 @@ pub enum Command {
     ///   gatelog keygen --id alice --out alice.key
     ///   gatelog serve --admin-key admin.key.pub
     #[cfg(feature = "server")]
+    #[command(verbatim_doc_comment)]
     Keygen(server::KeygenArgs),
     /// Sign a statement (proto3 JSON) and submit it to a log.
     ///
@@ -139,6 +154,7 @@ pub enum Command {
     /// Try it:
     ///   gatelog submit --log http://127.0.0.1:8080 --key alice.key examples/07-alice-requests-write.json
     #[cfg(feature = "server")]
+    #[command(verbatim_doc_comment)]
     Submit(server::SubmitArgs),
 }
 
