@@ -19,7 +19,6 @@ mod checker;
 use std::collections::{BTreeMap, HashMap};
 
 use ed25519_dalek::VerifyingKey;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::Checkpoint;
@@ -67,7 +66,7 @@ struct Pending {
 }
 
 /// One thing wrong, where.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub index: u64,
     pub chain_id: String,
@@ -123,7 +122,7 @@ impl Period {
 }
 
 /// One decision chain, for the population an auditor samples from.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct PopulationRow {
     pub chain_id: String,
     /// The opening entry's index and issue time.
@@ -164,7 +163,7 @@ pub struct Output {
 }
 
 /// Counts, for the manifest and the report.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct AuditSummary {
     pub entries: u64,
     pub by_kind: BTreeMap<&'static str, u64>,

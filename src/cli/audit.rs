@@ -376,12 +376,13 @@ fn write_untrusted(out: &Path, code: &str, message: &str) -> anyhow::Result<()> 
         "findings": 1,
         "stopped": { "code": code, "message": message },
     });
-    let write = |name: &str, data: String| {
-        let path = out.join(name);
-        std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))
-    };
-    write("manifest.json", serde_json::to_string_pretty(&manifest)?)?;
-    write(
+    write_file(
+        out,
+        "manifest.json",
+        serde_json::to_string_pretty(&manifest)?,
+    )?;
+    write_file(
+        out,
         "exceptions.csv",
         format!("index,chain_id,code,message\n,,{code},{}\n", csv(message)),
     )
@@ -543,6 +544,11 @@ struct Package {
     leaf_mismatches: std::collections::BTreeSet<u64>,
 }
 
+fn write_file(dir: &Path, name: &str, data: String) -> anyhow::Result<()> {
+    let path = dir.join(name);
+    std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))
+}
+
 fn create_file(dir: &Path, name: &str) -> anyhow::Result<BufWriter<File>> {
     let path = dir.join(name);
     let f = File::create(&path).with_context(|| format!("writing {}", path.display()))?;
@@ -683,12 +689,9 @@ impl Package {
                 "consistent": x.consistent,
             })),
         });
-        let write = |name: &str, data: String| {
-            let path = self.dir.join(name);
-            std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))
-        };
-        write("manifest.json", serde_json::to_string_pretty(&manifest)?)?;
-        write("report.html", report_html(cp, s))?;
+        let manifest = serde_json::to_string_pretty(&manifest)?;
+        write_file(&self.dir, "manifest.json", manifest)?;
+        write_file(&self.dir, "report.html", report_html(cp, s))?;
         Ok(())
     }
 }
