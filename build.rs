@@ -1,19 +1,26 @@
 //! Generates the entry types from `proto/` (prost) and their canonical
-//! proto3 JSON mapping (pbjson). Needs `protoc` (Debian: protobuf-compiler).
+//! proto3 JSON mapping (pbjson). The .proto files are compiled by `protox`,
+//! a protobuf compiler written in Rust that carries the well-known types
+//! (`google/protobuf/timestamp.proto`), so the build needs neither `protoc`
+//! nor `libprotobuf-dev`.
+
+use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "proto/gatelog/v1/entry.proto";
     println!("cargo:rerun-if-changed={proto}");
-    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
-    let descriptors = out.join("descriptors.bin");
+    let descriptors = protox::compile([proto], ["proto"])?;
+    let descriptor_bytes = descriptors.encode_to_vec();
     prost_build::Config::new()
-        .file_descriptor_set_path(&descriptors)
         // Our own Timestamp: pbjson-types writes "+00:00" where proto3
         // JSON wants RFC 3339 with "Z".
-        .extern_path(".google.protobuf.Timestamp", "crate::entry::Timestamp")
-        .compile_protos(&[proto], &["proto"])?;
+        .extern_path(
+            ".google.protobuf.Timestamp",
+            "crate::entry::Timestamp",
+        )
+        .compile_fds(descriptors)?;
     pbjson_build::Builder::new()
-        .register_descriptors(&std::fs::read(&descriptors)?)?
+        .register_descriptors(&descriptor_bytes)?
         .build(&[".gatelog"])?;
     Ok(())
 }

@@ -37,14 +37,13 @@ find_gatelog() {
     for candidate in \
         "${GATELOG:-}" \
         "$(command -v gatelog || true)" \
-        "${CARGO_TARGET_DIR:-$HERE/../target}/release/gatelog" \
-        "$HOME/.cache/gatelog/target/release/gatelog"; do
+        "${CARGO_TARGET_DIR:-$HERE/../target}/release/gatelog"; do
         if [[ -n "$candidate" && -x "$candidate" ]]; then
             echo "$candidate"
             return
         fi
     done
-    fail "no gatelog binary: set GATELOG or run cargo build --release"
+    fail "no gatelog binary: run tools/serve (or cargo build --release), or set GATELOG"
 }
 GATELOG=$(find_gatelog)
 
