@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // JSON wants RFC 3339 with "Z".
         .extern_path(
             ".google.protobuf.Timestamp",
-            "crate::entry::Timestamp",
+            "crate::access::entry::Timestamp",
         )
         .compile_fds(descriptors)?;
     pbjson_build::Builder::new()

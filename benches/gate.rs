@@ -6,16 +6,16 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use gatelog::cedar::CedarEngine;
-use gatelog::entry::build::{self, delta, human, link, nhi, target};
-use gatelog::entry::proto::{Actor, EntitlementDelta, EntryRef, PolicyRef, Statement};
-use gatelog::entry::{self, DecodedEntry};
-use gatelog::gate::{self, GateState, Verdict};
-use gatelog::gatekeeper::Gatekeeper;
-use gatelog::log::Log;
-use gatelog::merkle::leaf_hash;
-use gatelog::note::NoteSigner;
-use gatelog::sequencer::{Admission, Admit, Submitted};
+use gatelog::access::cedar::CedarEngine;
+use gatelog::access::entry::build::{self, delta, human, link, nhi, target};
+use gatelog::access::entry::proto::{Actor, EntitlementDelta, EntryRef, PolicyRef, Statement};
+use gatelog::access::entry::{self, DecodedEntry};
+use gatelog::access::gate::{self, GateState, Verdict};
+use gatelog::server::gatekeeper::Gatekeeper;
+use gatelog::server::log::Log;
+use gatelog::server::sequencer::{Admission, Admit, Submitted};
+use gatelog::tlog::merkle::leaf_hash;
+use gatelog::tlog::note::NoteSigner;
 use prost::Message;
 
 const NOW: i64 = 1_800_000_000_000;

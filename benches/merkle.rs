@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use gatelog::merkle::{leaf_hash, node_hash, Hash, Prover};
-use gatelog::tiles::{append_leaves, TileNodes, TileReader};
+use gatelog::tlog::merkle::{leaf_hash, node_hash, Hash, Prover};
+use gatelog::tlog::tiles::{append_leaves, TileNodes, TileReader};
 
 #[derive(Default, Clone)]
 struct MemTiles(HashMap<(u8, u64), Arc<Vec<u8>>>);

@@ -1,57 +1,29 @@
 //! gatelog: a transparency log for access changes.
 //!
-//! The verifying side (always built): RFC 6962 Merkle maths ([`merkle`]),
-//! C2SP signed notes ([`note`]), checkpoints ([`checkpoint`]), tiles
-//! ([`tiles`]), proof bundles ([`tlog_proof`]), witness cosignatures
-//! ([`cosignature`]), trust policies ([`policy`]) and split-view evidence
-//! ([`equivocation`]). None of it does I/O.
+//! The crate is built in parts, each a folder, each allowed to use only the
+//! parts listed before it (`tests/layering.rs` checks this):
 //!
-//! The serving side (feature `server`, on by default): RocksDB storage
-//! ([`store`]), the opened log and its reads ([`log`]), the sequencer
-//! ([`sequencer`]), the HTTP servers ([`server`]), [`metrics`], the
-//! witness ([`witness`]) and the log's rounds of asking witnesses to
-//! cosign ([`witnessing`]), and the gossiping [`monitor`].
+//! - [`tlog`]: the transparency-log primitives (RFC 6962 Merkle maths, C2SP
+//!   signed notes, checkpoints, tiles, cosignatures, tlog-proof, trust
+//!   policies, split-view evidence). Pure: no I/O.
+//! - [`access`]: the access model (the entry schema and its validation, the
+//!   gate's state and rules, Cedar, and the verified replay of a log that
+//!   the audit and the monitor run). Pure: no I/O.
+//! - [`sys`]: the process's contact with its machine, shared by everything
+//!   above: the wall clock, key files, the HTTP client.
+//! - [`server`] (feature `server`): the log server (RocksDB storage, the
+//!   opened log, the sequencer, the gatekeeper, witnessing, HTTP, metrics).
+//! - [`observers`]: what watches a log from outside: the witness, the
+//!   monitor and its follower (feature `server`), and the mirror.
+//!
+//! The verifying side (`--no-default-features`, or `--features verifier`
+//! for the auditor's binary) has `tlog`, `access`, the client half of `sys`
+//! and the mirror: no RocksDB, no HTTP server.
 
-pub mod audit;
-#[cfg(feature = "cedar")]
-pub mod cedar;
-pub mod checkpoint;
+pub mod access;
 #[cfg(any(feature = "server", feature = "verifier"))]
-pub mod clock;
-pub mod cosignature;
-pub mod decimal;
-pub mod entry;
-pub mod equivocation;
-pub mod gate;
-pub mod merkle;
-pub mod note;
-pub mod policy;
-pub mod tiles;
-pub mod tlog_proof;
-
-#[cfg(any(feature = "server", feature = "verifier"))]
-pub mod client;
-#[cfg(feature = "server")]
-pub mod follower;
-#[cfg(feature = "server")]
-pub mod gatekeeper;
-#[cfg(feature = "server")]
-pub mod keyfile;
-#[cfg(feature = "server")]
-pub mod log;
-#[cfg(feature = "server")]
-pub mod metrics;
-#[cfg(any(feature = "server", feature = "verifier"))]
-pub mod mirror;
-#[cfg(feature = "server")]
-pub mod monitor;
-#[cfg(feature = "server")]
-pub mod sequencer;
+pub mod observers;
 #[cfg(feature = "server")]
 pub mod server;
-#[cfg(feature = "server")]
-pub mod store;
-#[cfg(feature = "server")]
-pub mod witness;
-#[cfg(feature = "server")]
-pub mod witnessing;
+pub mod sys;
+pub mod tlog;

@@ -8,10 +8,10 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{run_gatelog, Server};
-use gatelog::clock::now_ms;
-use gatelog::entry::build::{self, delta, human, link, nhi, target};
-use gatelog::entry::proto::{EntryRef, Statement};
-use gatelog::note::NoteSigner;
+use gatelog::access::entry::build::{self, delta, human, link, nhi, target};
+use gatelog::access::entry::proto::{EntryRef, Statement};
+use gatelog::sys::clock::now_ms;
+use gatelog::tlog::note::NoteSigner;
 
 const MINUTE: i64 = 60_000;
 
@@ -365,7 +365,7 @@ fn chain_files_prove_every_entry_of_every_chain() {
             assert_eq!(common::b64(e["leaf_hash"].as_str().unwrap()), leaf);
             let proof = common::hash_list(&e["inclusion_proof"]);
             let index = e["index"].as_u64().unwrap();
-            gatelog::merkle::verify_inclusion(index, size, &leaf, &proof, &root)
+            gatelog::tlog::merkle::verify_inclusion(index, size, &leaf, &proof, &root)
                 .unwrap_or_else(|err| panic!("{file} entry {index}: {err}"));
             entries += 1;
         }

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{get_ok, hash_list, http, Server};
-use gatelog::checkpoint::Checkpoint;
-use gatelog::merkle::verify_consistency;
-use gatelog::note::NoteVerifier;
-use gatelog::tiles::decode_bundle;
+use gatelog::tlog::checkpoint::Checkpoint;
+use gatelog::tlog::merkle::verify_consistency;
+use gatelog::tlog::note::NoteVerifier;
+use gatelog::tlog::tiles::decode_bundle;
 
 const ROUNDS: usize = 5;
 const CLIENTS: usize = 8;
@@ -51,11 +51,11 @@ fn check_log(server: &Server, verifier: &NoteVerifier, acked: &Acked) {
         let bundle = bundles.entry(tile).or_insert_with(|| {
             let width = (head.size - tile * 256).min(256);
             let path = if width == 256 {
-                format!("/tile/entries/{}", gatelog::tiles::format_index(tile))
+                format!("/tile/entries/{}", gatelog::tlog::tiles::format_index(tile))
             } else {
                 format!(
                     "/tile/entries/{}.p/{width}",
-                    gatelog::tiles::format_index(tile)
+                    gatelog::tlog::tiles::format_index(tile)
                 )
             };
             decode_bundle(&get_ok(server.addr, &path).body)

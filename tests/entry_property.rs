@@ -14,14 +14,16 @@
 use std::collections::BTreeSet;
 
 use ed25519_dalek::VerifyingKey;
-use gatelog::entry::proto::{
+use gatelog::access::entry::proto::{
     decision, execution_outcome, identity_registration, review, workload_identity, Actor, Decision,
     EntitlementDelta, EntryRef, ExecutionOutcome, GateRefusal, IdentityRegistration, OnBehalfOf,
     PolicyRef, Recommendation, Review, RuleViolation, SignedEntry, Target, WorkloadIdentity,
 };
-use gatelog::entry::{self, build, ActorKind, Body, DecodedEntry, Limits, Statement, Timestamp};
-use gatelog::merkle::leaf_hash;
-use gatelog::note::NoteSigner;
+use gatelog::access::entry::{
+    self, build, ActorKind, Body, DecodedEntry, Limits, Statement, Timestamp,
+};
+use gatelog::tlog::merkle::leaf_hash;
+use gatelog::tlog::note::NoteSigner;
 use proptest::prelude::*;
 use prost::Message;
 

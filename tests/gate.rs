@@ -8,18 +8,18 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use common::{get_ok, hash_list, http, HttpResponse, Server};
-use gatelog::checkpoint::Checkpoint;
-use gatelog::entry;
-use gatelog::entry::build::{self, delta, human, link, nhi, target};
-use gatelog::entry::proto::{Actor, EntitlementDelta, EntryRef, PolicyRef, Statement};
-use gatelog::merkle::verify_inclusion;
-use gatelog::note::{NoteSigner, NoteVerifier};
+use gatelog::access::entry;
+use gatelog::access::entry::build::{self, delta, human, link, nhi, target};
+use gatelog::access::entry::proto::{Actor, EntitlementDelta, EntryRef, PolicyRef, Statement};
+use gatelog::tlog::checkpoint::Checkpoint;
+use gatelog::tlog::merkle::verify_inclusion;
+use gatelog::tlog::note::{NoteSigner, NoteVerifier};
 use prost::Message;
 
 const MINUTE: i64 = 60_000;
 
 fn now() -> i64 {
-    gatelog::clock::now_ms()
+    gatelog::sys::clock::now_ms()
 }
 
 /// A running gatelog and the cast registered in it.
@@ -1007,7 +1007,7 @@ fn malformed_and_inconsistent_entries_get_4xx_naming_the_field() {
     );
     // Timestamps outside the protobuf range are refused, not overflowed.
     let mut ancient = approval.clone();
-    ancient.issued_at = Some(gatelog::entry::Timestamp {
+    ancient.issued_at = Some(gatelog::access::entry::Timestamp {
         seconds: i64::MIN / 2,
         nanos: 0,
     });

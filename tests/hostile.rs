@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{get_ok, Server, StaticServer};
-use gatelog::checkpoint::Checkpoint;
-use gatelog::clock::now_ms;
-use gatelog::entry::build::{self, delta, human, link, target};
-use gatelog::entry::proto::{identity_registration::Operation, Actor, EntryRef, Statement};
-use gatelog::entry::Body;
-use gatelog::merkle::{leaf_hash, CompactRange};
-use gatelog::note::{NoteSigner, NoteVerifier};
-use gatelog::tiles::{decode_bundle, encode_bundle};
+use gatelog::access::entry::build::{self, delta, human, link, target};
+use gatelog::access::entry::proto::{identity_registration::Operation, Actor, EntryRef, Statement};
+use gatelog::access::entry::Body;
+use gatelog::sys::clock::now_ms;
+use gatelog::tlog::checkpoint::Checkpoint;
+use gatelog::tlog::merkle::{leaf_hash, CompactRange};
+use gatelog::tlog::note::{NoteSigner, NoteVerifier};
+use gatelog::tlog::tiles::{decode_bundle, encode_bundle};
 use prost::Message;
 
 const MINUTE: i64 = 60_000;
@@ -332,7 +332,7 @@ impl Ungated {
 
 /// The leaf bytes of `st` signed by `key`.
 fn signed(key: &NoteSigner, st: &Statement) -> Vec<u8> {
-    gatelog::entry::sign(key, st).encode_to_vec()
+    gatelog::access::entry::sign(key, st).encode_to_vec()
 }
 
 /// The admin registers `actor` with `key`.
@@ -669,7 +669,7 @@ fn entry_with_a_bad_signature_is_reported_at_its_index() {
     for n in 0..300 {
         u.put(&alice_key, &request(&format!("GOOD-{n}")));
     }
-    let mut forged = gatelog::entry::sign(&alice_key, &request("FORGED-1"));
+    let mut forged = gatelog::access::entry::sign(&alice_key, &request("FORGED-1"));
     forged.signature[10] ^= 1;
     let bad = u.append(&forged.encode_to_vec()).index;
     for n in 300..400 {

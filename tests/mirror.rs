@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::{get_ok, run_gatelog, Server};
-use gatelog::note::NoteSigner;
+use gatelog::tlog::note::NoteSigner;
 
 fn append_n(log: &Server, from: u32, n: u32) {
     for i in from..from + n {

@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{get_ok, Server};
-use gatelog::checkpoint::Checkpoint;
-use gatelog::note::{NoteSigner, NoteVerifier};
+use gatelog::tlog::checkpoint::Checkpoint;
+use gatelog::tlog::note::{NoteSigner, NoteVerifier};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -196,12 +196,12 @@ fn a_monitor_of_a_new_log_follows_it_from_the_empty_tree() {
 
 #[test]
 fn a_monitor_reports_overdue_break_glass_reviews_from_the_entries() {
-    use gatelog::entry::build::{self, delta, human, target};
+    use gatelog::access::entry::build::{self, delta, human, target};
     let tmp = tempfile::tempdir().unwrap();
     let log = Server::start_gatelog(&tmp.path().join("log"), &[]);
     let admin_text = std::fs::read_to_string(tmp.path().join("log/admin.key")).unwrap();
     let admin = NoteSigner::parse(admin_text.trim()).unwrap();
-    let now = gatelog::clock::now_ms;
+    let now = gatelog::sys::clock::now_ms;
     let mut keys = Vec::new();
     for (i, id) in ["carol", "bob"].into_iter().enumerate() {
         let key = NoteSigner::from_seed(id, [i as u8 + 1; 32]).unwrap();

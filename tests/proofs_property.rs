@@ -5,8 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use gatelog::merkle::{leaf_hash, node_hash, verify_consistency, verify_inclusion, Hash, Prover};
-use gatelog::tiles::{append_leaves, tile_width, TileNodes, TileReader};
+use gatelog::tlog::merkle::{
+    leaf_hash, node_hash, verify_consistency, verify_inclusion, Hash, Prover,
+};
+use gatelog::tlog::tiles::{append_leaves, tile_width, TileNodes, TileReader};
 use proptest::prelude::*;
 
 // ---- The reference: RFC 6962 §2.1 written out literally, over leaf hashes.

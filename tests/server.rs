@@ -184,9 +184,9 @@ fn appends_and_proofs_verify_with_independent_implementations() {
     let partial = get_ok(server.addr, "/tile/entries/002.p/88");
     assert!(full.header("cache-control").unwrap().contains("immutable"));
     let middle = get_ok(server.addr, "/tile/entries/001");
-    let mut all = gatelog::tiles::decode_bundle(&full.body).unwrap();
-    all.extend(gatelog::tiles::decode_bundle(&middle.body).unwrap());
-    all.extend(gatelog::tiles::decode_bundle(&partial.body).unwrap());
+    let mut all = gatelog::tlog::tiles::decode_bundle(&full.body).unwrap();
+    all.extend(gatelog::tlog::tiles::decode_bundle(&middle.body).unwrap());
+    all.extend(gatelog::tlog::tiles::decode_bundle(&partial.body).unwrap());
     assert_eq!(all.len(), 600);
     for (i, e) in all.iter().enumerate() {
         assert_eq!(*e, by_index[&(i as u64)].as_slice());

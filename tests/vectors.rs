@@ -5,8 +5,8 @@ mod common;
 
 use std::path::Path;
 
-use gatelog::merkle::{verify_consistency, verify_inclusion, Hash};
-use gatelog::note::{Note, NoteVerifier};
+use gatelog::tlog::merkle::{verify_consistency, verify_inclusion, Hash};
+use gatelog::tlog::note::{Note, NoteVerifier};
 
 fn json_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for e in std::fs::read_dir(dir).expect("read vectors dir") {

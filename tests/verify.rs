@@ -7,8 +7,8 @@ mod common;
 use std::path::Path;
 
 use common::{get_ok, run_gatelog, Server};
-use gatelog::checkpoint::Checkpoint;
-use gatelog::note::NoteSigner;
+use gatelog::tlog::checkpoint::Checkpoint;
+use gatelog::tlog::note::NoteSigner;
 
 /// Runs `gatelog verify ARGS...`; its exit code and stdout.
 fn verify(args: &[&str]) -> (i32, String) {

@@ -5,10 +5,10 @@
 mod common;
 
 use common::{get_ok, http, HttpResponse, Server};
-use gatelog::checkpoint::Checkpoint;
-use gatelog::cosignature::{AddCheckpoint, CosignatureVerifier};
-use gatelog::merkle::{leaf_hash, Hash, LeafHashes, Prover};
-use gatelog::note::{Note, NoteSigner};
+use gatelog::tlog::checkpoint::Checkpoint;
+use gatelog::tlog::cosignature::{AddCheckpoint, CosignatureVerifier};
+use gatelog::tlog::merkle::{leaf_hash, Hash, LeafHashes, Prover};
+use gatelog::tlog::note::{Note, NoteSigner};
 
 const ORIGIN: &str = "log.example/witnessed";
 

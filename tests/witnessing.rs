@@ -6,11 +6,11 @@
 mod common;
 
 use common::{get_ok, http, Server};
-use gatelog::checkpoint::Checkpoint;
-use gatelog::merkle::leaf_hash;
-use gatelog::note::NoteVerifier;
-use gatelog::policy::Policy;
-use gatelog::tlog_proof::TlogProof;
+use gatelog::tlog::checkpoint::Checkpoint;
+use gatelog::tlog::merkle::leaf_hash;
+use gatelog::tlog::note::NoteVerifier;
+use gatelog::tlog::policy::Policy;
+use gatelog::tlog::tlog_proof::TlogProof;
 
 /// A C2SP tlog-policy: the log, three witnesses, any two of them.
 fn two_of_three(log_vkey: &str, witnesses: &[Server]) -> Policy {

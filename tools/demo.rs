@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use gatelog::client::http_request;
-use gatelog::clock::now_ms;
-use gatelog::entry::build::{self, delta, human, link, nhi, target};
-use gatelog::entry::proto::{Actor, EntryRef, PolicyRef, Statement};
-use gatelog::entry::{self};
-use gatelog::note::NoteSigner;
+use gatelog::access::entry::build::{self, delta, human, link, nhi, target};
+use gatelog::access::entry::proto::{Actor, EntryRef, PolicyRef, Statement};
+use gatelog::access::entry::{self};
+use gatelog::sys::client::http_request;
+use gatelog::sys::clock::now_ms;
+use gatelog::tlog::note::NoteSigner;
 use hyper::{Method, Uri};
 use prost::Message;
 

@@ -14,15 +14,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use gatelog::checkpoint::Checkpoint;
-use gatelog::entry::build::{self, delta, human, link, target};
-use gatelog::entry::proto::{
+use gatelog::access::entry::build::{self, delta, human, link, target};
+use gatelog::access::entry::proto::{
     workload_identity, Actor, EntitlementDelta, EntryRef, Statement, WorkloadIdentity,
 };
-use gatelog::entry::{self, ActorKind};
-use gatelog::merkle::{leaf_hash, CompactRange};
-use gatelog::note::NoteSigner;
-use gatelog::tiles::{
+use gatelog::access::entry::{self, ActorKind};
+use gatelog::tlog::checkpoint::Checkpoint;
+use gatelog::tlog::merkle::{leaf_hash, CompactRange};
+use gatelog::tlog::note::NoteSigner;
+use gatelog::tlog::tiles::{
     append_leaves, encode_bundle, TileKind, TilePath, TileReader, HASH_SIZE, TILE_WIDTH,
 };
 use prost::Message;
@@ -112,7 +112,7 @@ fn start_ms(args: &Args) -> i64 {
     const HOUR: i64 = 3_600_000;
     let chains = args.chains as i64;
     let late_reviews = (chains as f64 * args.inject_rate).ceil() as i64;
-    gatelog::clock::now_ms() - 24 * HOUR - chains * 6_000 - late_reviews * 2 * HOUR
+    gatelog::sys::clock::now_ms() - 24 * HOUR - chains * 6_000 - late_reviews * 2 * HOUR
 }
 
 fn main() -> anyhow::Result<()> {

@@ -21,8 +21,8 @@
 
 use std::sync::OnceLock;
 
-use gatelog::entry::{self, DecodedEntry, Limits};
-use gatelog::gate::{self, GateState};
+use gatelog::access::entry::{self, DecodedEntry, Limits};
+use gatelog::access::gate::{self, GateState};
 use gatelog_fuzz::{verifiers, AllowAll, Cast, NOW};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;

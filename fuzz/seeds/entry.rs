@@ -6,8 +6,8 @@
 
 use std::path::PathBuf;
 
-use gatelog::entry::{self, DecodedEntry, Limits};
-use gatelog::gate::{self, Verdict};
+use gatelog::access::entry::{self, DecodedEntry, Limits};
+use gatelog::access::gate::{self, Verdict};
 use gatelog_fuzz::{AllowAll, Cast, NOW};
 
 fn main() {

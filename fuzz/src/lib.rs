@@ -3,11 +3,11 @@
 //! approval) and one break-glass chain awaiting review. Built in code with
 //! fixed keys, so every run (and the seed writer) sees the same leaves.
 
-use gatelog::entry::build::{self, delta, human, link, nhi, target};
-use gatelog::entry::proto::{decision, Actor, Decision, EntryRef, PolicyRef, Statement};
-use gatelog::entry::{self, Body, DecodedEntry};
-use gatelog::gate::{GateState, IntentFacts, PolicyEngine};
-use gatelog::note::{NoteSigner, NoteVerifier};
+use gatelog::access::entry::build::{self, delta, human, link, nhi, target};
+use gatelog::access::entry::proto::{decision, Actor, Decision, EntryRef, PolicyRef, Statement};
+use gatelog::access::entry::{self, Body, DecodedEntry};
+use gatelog::access::gate::{GateState, IntentFacts, PolicyEngine};
+use gatelog::tlog::note::{NoteSigner, NoteVerifier};
 use prost::Message;
 
 /// The gate's "now", and the `now_ms` given to `validate`.
@@ -18,13 +18,13 @@ const MINUTE: i64 = 60_000;
 pub struct AllowAll;
 
 impl PolicyEngine for AllowAll {
-    fn compile(&mut self, _: &gatelog::entry::proto::PolicyPublication) -> Result<(), String> {
+    fn compile(&mut self, _: &gatelog::access::entry::proto::PolicyPublication) -> Result<(), String> {
         Ok(())
     }
 
     fn allows(
         &mut self,
-        _: &gatelog::entry::proto::PolicyPublication,
+        _: &gatelog::access::entry::proto::PolicyPublication,
         _: &IntentFacts,
     ) -> Result<bool, String> {
         Ok(true)
@@ -170,11 +170,11 @@ impl Cast {
         cast
     }
 
-    pub fn delta() -> gatelog::entry::proto::EntitlementDelta {
+    pub fn delta() -> gatelog::access::entry::proto::EntitlementDelta {
         delta(&["read"], &["write"], &[])
     }
 
-    pub fn target() -> gatelog::entry::proto::Target {
+    pub fn target() -> gatelog::access::entry::proto::Target {
         target("github", "org/repo", "alice")
     }
 

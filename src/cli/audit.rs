@@ -1,5 +1,5 @@
 //! `gatelog audit`: streams a log's entries (from a mirror directory or
-//! the log's tile API) through [`gatelog::audit::Auditor`] and writes the
+//! the log's tile API) through [`gatelog::access::replay::Auditor`] and writes the
 //! evidence package as it goes: nothing grows with the log but the files.
 
 use std::collections::HashMap;
@@ -13,13 +13,13 @@ use anyhow::Context;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use clap::Args;
-use gatelog::audit::{AuditSummary, Auditor, ChainReport, Finding, Period, PopulationRow};
-use gatelog::cedar::CedarEngine;
-use gatelog::checkpoint::Checkpoint;
-use gatelog::entry::timestamp;
-use gatelog::merkle::{node_hash, verify_inclusion, Hash, Prover};
-use gatelog::note::NoteVerifier;
-use gatelog::tiles::{
+use gatelog::access::cedar::CedarEngine;
+use gatelog::access::entry::timestamp;
+use gatelog::access::replay::{AuditSummary, Auditor, ChainReport, Finding, Period, PopulationRow};
+use gatelog::tlog::checkpoint::Checkpoint;
+use gatelog::tlog::merkle::{node_hash, verify_inclusion, Hash, Prover};
+use gatelog::tlog::note::NoteVerifier;
+use gatelog::tlog::tiles::{
     decode_bundle, hash_at, TileKind, TileNodes, TilePath, HASH_SIZE, TILE_WIDTH,
 };
 use prost::Message;
@@ -194,7 +194,7 @@ fn since(args: &AuditArgs, key: &NoteVerifier, cp: &Checkpoint) -> Result<Option
     let proof = super::verify::consistency_proof(&args.log, old.size, cp.size)
         .map_err(|u| anyhow::anyhow!(u.0))?;
     let consistent = proof.as_ref().is_ok_and(|p| {
-        gatelog::merkle::verify_consistency(old.size, cp.size, p, &old.root, &cp.root).is_ok()
+        gatelog::tlog::merkle::verify_consistency(old.size, cp.size, p, &old.root, &cp.root).is_ok()
     });
     Ok(Some(Since {
         note: String::from_utf8_lossy(&old_note).into_owned(),
@@ -257,7 +257,7 @@ fn run(args: &AuditArgs) -> Result<AuditSummary, Failure> {
             n += BUNDLES_PER_BATCH;
         }
         progress.done();
-        let (mut summary, output) = auditor.finish(&cp, gatelog::clock::now_ms());
+        let (mut summary, output) = auditor.finish(&cp, gatelog::sys::clock::now_ms());
         package.findings(&output.findings)?;
         let _ = chains.send(args.chains.keep(output.chains));
         drop(chains);
@@ -576,7 +576,7 @@ struct ChainFileEntry<'a> {
     leaf_hash: String,
     entry: String,
     signer: &'a str,
-    statement: &'a gatelog::entry::Statement,
+    statement: &'a gatelog::access::entry::Statement,
     inclusion_proof: Option<Vec<String>>,
 }
 
@@ -732,7 +732,7 @@ impl<'a> ChainWriter<'a> {
         index: u64,
         leaf: &Hash,
         proof: &[Hash],
-    ) -> Result<(), gatelog::merkle::ProofError> {
+    ) -> Result<(), gatelog::tlog::merkle::ProofError> {
         let block = index / TILE_WIDTH;
         let full = (block + 1) * TILE_WIDTH <= self.size && proof.len() >= 8;
         if !full {

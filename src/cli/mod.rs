@@ -192,7 +192,7 @@ pub(crate) fn fetch(base: &Uri, path: &str, timeout: Duration) -> anyhow::Result
         .build()
         .context("starting the async runtime")?;
     let (status, body) = runtime
-        .block_on(gatelog::client::http_get(base, path, timeout))
+        .block_on(gatelog::sys::client::http_get(base, path, timeout))
         .map_err(|e| anyhow::anyhow!("GET {base}{path}: {e}"))?;
     Ok((status, body.to_vec()))
 }
@@ -213,7 +213,7 @@ pub struct MirrorArgs {
 }
 
 fn mirror(args: &MirrorArgs) -> anyhow::Result<ExitCode> {
-    use gatelog::mirror::{mirror, MirrorError};
+    use gatelog::observers::mirror::{mirror, MirrorError};
     let usage = |m: String| {
         eprintln!("gatelog: error: {m}");
         Ok(ExitCode::from(2))
@@ -222,7 +222,7 @@ fn mirror(args: &MirrorArgs) -> anyhow::Result<ExitCode> {
         Ok(u) => u,
         Err(e) => return usage(format!("--log: {e:#}")),
     };
-    let key = match gatelog::note::NoteVerifier::parse(&args.vkey) {
+    let key = match gatelog::tlog::note::NoteVerifier::parse(&args.vkey) {
         Ok(k) => k,
         Err(e) => return usage(format!("--vkey {:?}: {e}", args.vkey)),
     };

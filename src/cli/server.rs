@@ -10,18 +10,18 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use clap::{Args, ValueEnum};
-use gatelog::cedar::CedarEngine;
-use gatelog::entry;
-use gatelog::gatekeeper::Gatekeeper;
-use gatelog::keyfile;
-use gatelog::log::Log;
-use gatelog::monitor::{Monitor, MonitorConfig, MonitorError};
-use gatelog::note::{NoteSigner, NoteVerifier};
-use gatelog::sequencer::{self, SequencerConfig};
-use gatelog::server::witness::{self as witness_routes, WitnessApp};
-use gatelog::server::{self, App, ServerConfig};
-use gatelog::witness::Witness;
-use gatelog::witnessing::{WitnessConfig, Witnessing};
+use gatelog::access::cedar::CedarEngine;
+use gatelog::access::entry;
+use gatelog::observers::monitor::{Monitor, MonitorConfig, MonitorError};
+use gatelog::observers::witness::http::{self as witness_routes, WitnessApp};
+use gatelog::observers::witness::Witness;
+use gatelog::server::gatekeeper::Gatekeeper;
+use gatelog::server::http::{self, App, ServerConfig};
+use gatelog::server::log::Log;
+use gatelog::server::sequencer::{self, SequencerConfig};
+use gatelog::server::witnessing::{WitnessConfig, Witnessing};
+use gatelog::sys::keyfile;
+use gatelog::tlog::note::{NoteSigner, NoteVerifier};
 
 use super::parse_url;
 
@@ -206,13 +206,13 @@ pub(super) fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         let served = monitor.clone();
         let handler = move |req: hyper::Request<hyper::body::Incoming>| {
             let served = served.clone();
-            async move { server::monitor::handle(&served, req) }
+            async move { gatelog::observers::monitor::http::handle(&served, req) }
         };
-        let limits = server::HttpLimits {
+        let limits = http::HttpLimits {
             max_connections: 256,
             read_timeout: Duration::from_secs(30),
         };
-        let mut serving = tokio::spawn(server::serve_http(
+        let mut serving = tokio::spawn(http::serve_http(
             listener,
             limits,
             handler,
@@ -266,7 +266,7 @@ pub(super) fn witness(args: WitnessArgs) -> anyhow::Result<()> {
         witness,
         read_timeout,
     });
-    let limits = server::HttpLimits {
+    let limits = http::HttpLimits {
         max_connections: args.max_connections as usize,
         read_timeout,
     };
@@ -290,7 +290,7 @@ pub(super) fn witness(args: WitnessArgs) -> anyhow::Result<()> {
             let app = app.clone();
             async move { witness_routes::handle(&app, req).await }
         };
-        server::serve_http(listener, limits, handler, shutdown_signal()).await?;
+        http::serve_http(listener, limits, handler, shutdown_signal()).await?;
         println!("gatelog: shutting down");
         anyhow::Ok(())
     })
@@ -399,7 +399,7 @@ fn admin_keys(args: &ServeArgs) -> anyhow::Result<Vec<NoteVerifier>> {
 }
 
 pub(super) fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
-    use gatelog::entry::{self, statement_from_json, timestamp};
+    use gatelog::access::entry::{self, statement_from_json, timestamp};
     use prost::Message;
     let log = parse_url(&args.log)?;
     let key = read_private_key(&args.key)?;
@@ -412,7 +412,7 @@ pub(super) fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     let mut statement = statement_from_json(&json)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.statement.display()))?;
     if statement.issued_at.is_none() {
-        statement.issued_at = Some(timestamp(gatelog::clock::now_ms()));
+        statement.issued_at = Some(timestamp(gatelog::sys::clock::now_ms()));
     }
     let signed = entry::sign(&key, &statement).encode_to_vec();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -421,7 +421,7 @@ pub(super) fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     let timeout = Duration::from_secs(args.timeout_secs);
     let (status, body) = runtime
-        .block_on(gatelog::client::http_request(
+        .block_on(gatelog::sys::client::http_request(
             hyper::Method::POST,
             &log,
             "/v1/entries",
@@ -500,7 +500,7 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let keeper = Gatekeeper::open(log.clone(), admins, Box::new(CedarEngine::default()))
                 .context("rebuilding the gate's state from the log")?;
             let skew = args.max_clock_skew_secs as i64 * 1000;
-            let gate = server::Gate {
+            let gate = http::Gate {
                 state: keeper.state(),
                 limits: entry::Limits {
                     max_future_ms: skew,
@@ -563,7 +563,7 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("gatelog: verifier key {}", log.verifier().to_vkey());
         println!("gatelog: listening on http://{addr}");
         tokio::select! {
-            served = server::serve(listener, app, shutdown_signal()) => {
+            served = http::serve(listener, app, shutdown_signal()) => {
                 served?;
                 println!("gatelog: shutting down");
                 anyhow::Ok(None)

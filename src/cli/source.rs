@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use gatelog::tiles::{tile_width, TileKind, TilePath, TileReader, HASH_SIZE, TILE_WIDTH};
+use gatelog::tlog::tiles::{tile_width, TileKind, TilePath, TileReader, HASH_SIZE, TILE_WIDTH};
 use hyper::Uri;
 
 use super::{fetch, parse_url};

@@ -7,13 +7,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use gatelog::checkpoint::Checkpoint;
-use gatelog::equivocation::Equivocation;
-use gatelog::merkle::{hash_from_base64, leaf_hash, verify_consistency, Hash, Prover};
-use gatelog::note::NoteVerifier;
-use gatelog::policy::Policy;
-use gatelog::tiles::TileNodes;
-use gatelog::tlog_proof::TlogProof;
+use gatelog::tlog::checkpoint::Checkpoint;
+use gatelog::tlog::equivocation::Equivocation;
+use gatelog::tlog::merkle::{hash_from_base64, leaf_hash, verify_consistency, Hash, Prover};
+use gatelog::tlog::note::NoteVerifier;
+use gatelog::tlog::policy::Policy;
+use gatelog::tlog::tiles::TileNodes;
+use gatelog::tlog::tlog_proof::TlogProof;
 
 use super::{fetch, parse_url};
 
@@ -170,7 +170,7 @@ fn checkpoint(vkey: &str, source: &str) -> Result<Outcome, Usage> {
     } else {
         read(Path::new(source))?
     };
-    let signers = match gatelog::note::Note::parse(&note) {
+    let signers = match gatelog::tlog::note::Note::parse(&note) {
         Ok(n) => n
             .signatures
             .iter()

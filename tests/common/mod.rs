@@ -203,11 +203,11 @@ impl Server {
     /// Signs `statement` with `key` and submits it.
     pub fn submit(
         &self,
-        key: &gatelog::note::NoteSigner,
-        statement: &gatelog::entry::Statement,
+        key: &gatelog::tlog::note::NoteSigner,
+        statement: &gatelog::access::entry::Statement,
     ) -> HttpResponse {
         use prost::Message;
-        let leaf = gatelog::entry::sign(key, statement).encode_to_vec();
+        let leaf = gatelog::access::entry::sign(key, statement).encode_to_vec();
         http(self.addr, "POST", "/v1/entries", &leaf).expect("POST")
     }
 

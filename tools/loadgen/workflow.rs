@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use gatelog::clock::now_ms;
-use gatelog::entry;
-use gatelog::entry::build::{self, delta, human, link, nhi, target};
-use gatelog::entry::proto::{Actor, EntitlementDelta, EntryRef, PolicyRef, Statement};
-use gatelog::note::NoteSigner;
+use gatelog::access::entry;
+use gatelog::access::entry::build::{self, delta, human, link, nhi, target};
+use gatelog::access::entry::proto::{Actor, EntitlementDelta, EntryRef, PolicyRef, Statement};
+use gatelog::sys::clock::now_ms;
+use gatelog::tlog::note::NoteSigner;
 use prost::Message;
 
 use super::{Pacer, Session};

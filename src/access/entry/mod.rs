@@ -1,0 +1,337 @@
+//! The entry model: every leaf is a [`SignedEntry`] carrying the exact
+//! bytes of a [`Statement`], its signer and an Ed25519 signature.
+//!
+//! Pure: decoding, stateless validation ([`validate`]), signing and
+//! signature checks, and the canonical proto3 JSON form. What depends on
+//! the log's history (who holds which key, what a link points at) is the
+//! [`crate::access::gate`]'s job.
+
+mod batch;
+pub use batch::Signed;
+pub mod build;
+pub mod validate;
+
+use std::sync::Arc;
+
+use ed25519_dalek::VerifyingKey;
+use prost::Message;
+use thiserror::Error;
+
+use crate::tlog::merkle::{leaf_hash, Hash};
+use crate::tlog::note::NoteSigner;
+
+/// The generated protobuf types (`proto/gatelog/v1/entry.proto`) and
+/// their canonical proto3 JSON mapping.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/gatelog.v1.rs"));
+    include!(concat!(env!("OUT_DIR"), "/gatelog.v1.serde.rs"));
+}
+
+pub use proto::{statement::Body, ActorKind, SignedEntry, Statement};
+pub use validate::{validate, Limits};
+
+/// What every entry signature covers before the statement bytes, so a
+/// gatelog signature can never be replayed as another protocol's.
+pub const SIGNING_CONTEXT: &[u8] = b"gatelog/v1/statement\n";
+
+/// A decoded entry was refused: which field, and why.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("{field}: {message}")]
+pub struct EntryError {
+    /// The offending field, as a proto3 JSON path (e.g.
+    /// `statement.decision.expiresAt`).
+    pub field: String,
+    pub message: String,
+}
+
+impl EntryError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        EntryError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A leaf decoded and structurally valid; nothing about the log's state
+/// has been checked yet.
+#[derive(Debug, Clone)]
+pub struct DecodedEntry {
+    pub signed: SignedEntry,
+    /// Shared: the gate keeps the statements of open chains.
+    pub statement: Arc<Statement>,
+    /// The leaf hash of the exact submitted bytes.
+    pub leaf_hash: Hash,
+}
+
+impl DecodedEntry {
+    /// Decodes a leaf (a `SignedEntry`) and its statement without
+    /// validating them.
+    pub fn decode(leaf: &[u8]) -> Result<Self, EntryError> {
+        let signed = SignedEntry::decode(leaf)
+            .map_err(|e| EntryError::new("signedEntry", format!("not a SignedEntry: {e}")))?;
+        // The signature covers the statement, not this wrapper: only its
+        // one canonical encoding is an entry, so nobody can log a copy of
+        // someone's signed statement under another leaf hash.
+        if signed.encoded_len() != leaf.len() || signed.encode_to_vec() != leaf {
+            return Err(EntryError::new(
+                "signedEntry",
+                "not the canonical encoding of a SignedEntry (fields in order, no unknown fields, minimal varints)",
+            ));
+        }
+        let statement = Statement::decode(signed.statement.as_slice()).map_err(|e| {
+            EntryError::new("signedEntry.statement", format!("not a Statement: {e}"))
+        })?;
+        Ok(DecodedEntry {
+            signed,
+            statement: Arc::new(statement),
+            leaf_hash: leaf_hash(leaf),
+        })
+    }
+
+    /// The statement's kind.
+    pub fn kind(&self) -> Kind {
+        Kind::of(&self.statement)
+    }
+}
+
+/// `SIGNING_CONTEXT || statement`.
+pub fn signed_message(statement: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SIGNING_CONTEXT.len() + statement.len());
+    m.extend_from_slice(SIGNING_CONTEXT);
+    m.extend_from_slice(statement);
+    m
+}
+
+/// Encodes and signs `statement` with `key`, whose name is the signer's
+/// actor id.
+pub fn sign(key: &NoteSigner, statement: &Statement) -> SignedEntry {
+    let bytes = statement.encode_to_vec();
+    SignedEntry {
+        signature: key.sign_bytes(&signed_message(&bytes)).to_vec(),
+        signer_id: key.name().to_string(),
+        key_id: key.key_id(),
+        statement: bytes,
+    }
+}
+
+/// Whether `signature` is `key`'s signature over `statement`.
+///
+/// The same equation as the batch check (so a signature's verdict never
+/// depends on its batch): cofactored, with weak keys, small-order or
+/// non-canonical R and non-canonical s refused.
+pub fn verify(key: &VerifyingKey, statement: &[u8], signature: &[u8]) -> bool {
+    batch::verify_batch(&[Signed {
+        key: *key,
+        statement,
+        signature,
+    }])
+}
+
+/// Checks the signature of every entry whose key is known: one batch
+/// verification, falling back to one by one to find the bad ones.
+pub fn verify_all(entries: &[Option<(&DecodedEntry, VerifyingKey)>]) -> Vec<bool> {
+    let items: Vec<Option<Signed>> = entries
+        .iter()
+        .map(|e| {
+            e.map(|(d, key)| Signed {
+                key,
+                statement: &d.signed.statement,
+                signature: &d.signed.signature,
+            })
+        })
+        .collect();
+    verify_signed(&items)
+}
+
+/// Checks each signature (None: no key, so false): one batch
+/// verification, falling back to one by one to find the bad ones.
+pub fn verify_signed(items: &[Option<Signed<'_>>]) -> Vec<bool> {
+    let present: Vec<Signed> = items.iter().flatten().copied().collect();
+    let all_good = batch::verify_batch(&present);
+    items
+        .iter()
+        .map(|item| match item {
+            Some(_) if all_good => true,
+            Some(s) => verify(&s.key, s.statement, s.signature),
+            None => false,
+        })
+        .collect()
+}
+
+/// The kinds of statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    IdentityRegistration,
+    PolicyPublication,
+    AccessRequest,
+    Recommendation,
+    Decision,
+    ExecutionIntent,
+    ExecutionOutcome,
+    BreakGlass,
+    Review,
+    DelegationGrant,
+    Revocation,
+    GateRefusal,
+    /// No body, or one this version does not know.
+    Unknown,
+}
+
+impl Kind {
+    pub fn of(statement: &Statement) -> Kind {
+        match &statement.body {
+            Some(Body::IdentityRegistration(_)) => Kind::IdentityRegistration,
+            Some(Body::PolicyPublication(_)) => Kind::PolicyPublication,
+            Some(Body::AccessRequest(_)) => Kind::AccessRequest,
+            Some(Body::Recommendation(_)) => Kind::Recommendation,
+            Some(Body::Decision(_)) => Kind::Decision,
+            Some(Body::ExecutionIntent(_)) => Kind::ExecutionIntent,
+            Some(Body::ExecutionOutcome(_)) => Kind::ExecutionOutcome,
+            Some(Body::BreakGlass(_)) => Kind::BreakGlass,
+            Some(Body::Review(_)) => Kind::Review,
+            Some(Body::DelegationGrant(_)) => Kind::DelegationGrant,
+            Some(Body::Revocation(_)) => Kind::Revocation,
+            Some(Body::GateRefusal(_)) => Kind::GateRefusal,
+            None => Kind::Unknown,
+        }
+    }
+
+    /// The name used in JSON and messages (the body's field name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::IdentityRegistration => "identityRegistration",
+            Kind::PolicyPublication => "policyPublication",
+            Kind::AccessRequest => "accessRequest",
+            Kind::Recommendation => "recommendation",
+            Kind::Decision => "decision",
+            Kind::ExecutionIntent => "executionIntent",
+            Kind::ExecutionOutcome => "executionOutcome",
+            Kind::BreakGlass => "breakGlass",
+            Kind::Review => "review",
+            Kind::DelegationGrant => "delegationGrant",
+            Kind::Revocation => "revocation",
+            Kind::GateRefusal => "gateRefusal",
+            Kind::Unknown => "unknown",
+        }
+    }
+}
+
+/// Parses a statement from its canonical proto3 JSON form.
+pub fn statement_from_json(json: &str) -> Result<Statement, EntryError> {
+    serde_json::from_str(json).map_err(|e| {
+        EntryError::new(
+            "statement",
+            format!(
+                "not a Statement in proto3 JSON (line {}, column {}): {e}",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+/// The JSON value of a decoded entry: the statement in canonical proto3
+/// JSON beside the signer, key id and signature.
+pub fn entry_json(entry: &DecodedEntry) -> serde_json::Value {
+    use base64::Engine;
+    serde_json::json!({
+        "signerId": entry.signed.signer_id,
+        "keyId": format!("{:08x}", entry.signed.key_id),
+        "signature": base64::engine::general_purpose::STANDARD.encode(&entry.signed.signature),
+        "statement": serde_json::to_value(&*entry.statement).unwrap_or_default(),
+    })
+}
+
+mod timestamp;
+pub use timestamp::Timestamp;
+
+/// Milliseconds since the Unix epoch of a protobuf timestamp.
+pub fn millis(ts: &Timestamp) -> i64 {
+    ts.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(ts.nanos / 1_000_000))
+}
+
+/// A protobuf timestamp `ms` milliseconds after the Unix epoch.
+pub fn timestamp(ms: i64) -> Timestamp {
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::*;
+
+    fn key() -> NoteSigner {
+        NoteSigner::from_seed("alice", [7; 32]).unwrap()
+    }
+
+    #[test]
+    fn sign_then_verify_and_decode_round_trip() {
+        let st = Statement {
+            chain_id: "CHG-1".into(),
+            ..Default::default()
+        };
+        let signed = sign(&key(), &st);
+        let vk = VerifyingKey::from_bytes(&key().verifier().public_key()).unwrap();
+        assert!(verify(&vk, &signed.statement, &signed.signature));
+        let mut tampered = signed.statement.clone();
+        tampered.push(0);
+        assert!(!verify(&vk, &tampered, &signed.signature));
+        let leaf = signed.encode_to_vec();
+        let decoded = DecodedEntry::decode(&leaf).unwrap();
+        assert_eq!(*decoded.statement, st);
+        assert_eq!(decoded.signed.key_id, key().key_id());
+        assert_eq!(decoded.kind(), Kind::Unknown);
+    }
+
+    #[test]
+    fn garbage_is_not_an_entry() {
+        let err = DecodedEntry::decode(&[0xff, 0xff, 0xff]).unwrap_err();
+        assert_eq!(err.field, "signedEntry");
+    }
+
+    #[test]
+    fn json_uses_the_canonical_mapping() {
+        let st = Statement {
+            actor: Some(Actor {
+                id: "pipeline".into(),
+                kind: ActorKind::Nhi as i32,
+                workload: Some(WorkloadIdentity {
+                    id: Some(workload_identity::Id::SpiffeId("spiffe://corp/ci".into())),
+                }),
+                ..Default::default()
+            }),
+            chain_id: "CHG-1".into(),
+            issued_at: Some(timestamp(1_700_000_000_123)),
+            links: vec![EntryRef {
+                index: 3,
+                leaf_hash: vec![1; 32],
+            }],
+            body: Some(Body::ExecutionIntent(ExecutionIntent::default())),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&st).unwrap();
+        assert_eq!(v["actor"]["kind"], "NHI");
+        assert_eq!(v["actor"]["workload"]["spiffeId"], "spiffe://corp/ci");
+        assert_eq!(v["chainId"], "CHG-1");
+        assert_eq!(v["issuedAt"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(v["links"][0]["index"], "3");
+        assert!(v.get("executionIntent").is_some());
+        let back = statement_from_json(&v.to_string()).unwrap();
+        assert_eq!(back, st);
+        assert!(statement_from_json("{\"chainId\": 5}").is_err());
+    }
+
+    #[test]
+    fn timestamps_convert_both_ways() {
+        for ms in [0, 1, 999, 1000, -1, 1_700_000_000_123] {
+            assert_eq!(millis(&timestamp(ms)), ms);
+        }
+    }
+}

@@ -1,0 +1,763 @@
+//! What the log's history establishes: identities and their keys, chains
+//! and their entries, delegations, revocations, the policy in force and
+//! open break-glass reviews. Built by applying admitted entries in order.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use ed25519_dalek::VerifyingKey;
+use serde::Serialize;
+
+use super::Rejection;
+use crate::access::entry::proto::{
+    decision, execution_outcome, identity_registration::Operation, review, Actor,
+    PolicyPublication, Target,
+};
+use crate::access::entry::{millis, ActorKind, Body, DecodedEntry, Kind, Statement};
+use crate::tlog::merkle::Hash;
+use crate::tlog::note::{key_id, NoteVerifier, ALG_ED25519};
+
+/// An admitted statement the rules may look at again.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub index: u64,
+    pub leaf_hash: Hash,
+    pub statement: Arc<Statement>,
+}
+
+impl Recorded {
+    pub fn kind(&self) -> Kind {
+        Kind::of(&self.statement)
+    }
+
+    pub fn actor_id(&self) -> &str {
+        self.statement.actor.as_ref().map_or("", |a| a.id.as_str())
+    }
+
+    pub fn actor_kind(&self) -> ActorKind {
+        self.statement
+            .actor
+            .as_ref()
+            .and_then(|a| ActorKind::try_from(a.kind).ok())
+            .unwrap_or(ActorKind::Unspecified)
+    }
+
+    pub fn issued_ms(&self) -> i64 {
+        self.statement.issued_at.as_ref().map_or(0, millis)
+    }
+}
+
+/// One open decision chain: its opening statement and every entry in it.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    /// The `accessRequest` or `breakGlass` that opened it.
+    pub opener: u64,
+    pub target: Target,
+    /// Indices of the chain's entries, in log order.
+    pub entries: Vec<u64>,
+    /// Whether an execution succeeded.
+    executed: bool,
+}
+
+/// A chain that has just closed, with the statements the state let go.
+#[derive(Debug)]
+pub struct Closure {
+    pub chain_id: String,
+    pub chain: Chain,
+    pub status: ChainStatus,
+    /// The chain's entries, in log order.
+    pub records: Vec<Recorded>,
+}
+
+/// Closed chains are found by a digest of their id: 16 bytes each.
+type ChainKey = [u8; 16];
+
+fn chain_key(chain_id: &str) -> ChainKey {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(chain_id.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+/// Where a chain stands, from its latest significant entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainStatus {
+    Requested,
+    Recommended,
+    Approved,
+    Denied,
+    Executed,
+    ExecutionFailed,
+    Refused,
+    BreakGlassAwaitingReview,
+    Reviewed,
+}
+
+/// An open break-glass review.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Obligation {
+    pub chain_id: String,
+    /// The `breakGlass` entry.
+    pub index: u64,
+    pub actor: String,
+    pub deadline_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Identity {
+    actor: Actor,
+    /// key id → (key, still allowed to sign).
+    keys: HashMap<u32, (VerifyingKey, bool)>,
+}
+
+/// The log's history, as far as the gate is concerned.
+pub struct GateState {
+    log_key: NoteVerifier,
+    admins: HashMap<String, NoteVerifier>,
+    identities: HashMap<String, Identity>,
+    /// Chain entries, delegation grants and revocable statements.
+    recorded: HashMap<u64, Recorded>,
+    chains: HashMap<String, Chain>,
+    /// A chain closes once it has executed and, if it broke glass, been
+    /// reviewed. Nothing may be added to it after that, so its statements
+    /// are let go: what is kept is its final status under a digest of its
+    /// id (17 bytes), and its entry indices unless forgotten.
+    closed: HashMap<ChainKey, ChainStatus>,
+    closed_entries: Option<HashMap<ChainKey, Box<[u64]>>>,
+    revoked: HashSet<u64>,
+    /// Approvals and break-glasses already executed on → the intent.
+    used: HashMap<u64, u64>,
+    policy: Option<Arc<PolicyPublication>>,
+    obligations: BTreeMap<u64, Obligation>,
+}
+
+impl GateState {
+    /// An empty history, trusting `admins` to register identities and
+    /// publish policy, and `log_key` for the log's own refusal records.
+    pub fn new(log_key: NoteVerifier, admins: Vec<NoteVerifier>) -> Self {
+        GateState {
+            log_key,
+            admins: admins
+                .into_iter()
+                .map(|a| (a.name().to_string(), a))
+                .collect(),
+            identities: HashMap::new(),
+            recorded: HashMap::new(),
+            chains: HashMap::new(),
+            closed: HashMap::new(),
+            closed_entries: Some(HashMap::new()),
+            revoked: HashSet::new(),
+            used: HashMap::new(),
+            policy: None,
+            obligations: BTreeMap::new(),
+        }
+    }
+
+    /// The key that must have signed `entry`, if its signer, key and actor
+    /// are known and allowed to sign.
+    pub fn signing_key(&self, entry: &DecodedEntry) -> Result<VerifyingKey, Rejection> {
+        let signer = &entry.signed.signer_id;
+        let key_id = entry.signed.key_id;
+        let kind = entry.kind();
+        let log = self.log_key.name() == signer.as_str();
+        if kind == Kind::GateRefusal || log {
+            if log && kind == Kind::GateRefusal && key_id == self.log_key.key_id() {
+                return Ok(verifying_key(&self.log_key));
+            }
+            return Err(Rejection::new(
+                403,
+                "log_only",
+                "only the log writes gateRefusal entries, under its own name",
+            ));
+        }
+        let actor = entry.statement.actor.as_ref();
+        if let Some(admin) = self.admins.get(signer.as_str()) {
+            if admin.key_id() != key_id {
+                return Err(Rejection::new(
+                    401,
+                    "unknown_key",
+                    format!("admin {signer} has no key {key_id:08x}"),
+                )
+                .at("signedEntry.keyId"));
+            }
+            if actor.is_some_and(|a| a.kind != ActorKind::Human as i32) {
+                return Err(
+                    Rejection::new(403, "actor_mismatch", "an admin acts as HUMAN")
+                        .at("statement.actor.kind"),
+                );
+            }
+            return Ok(verifying_key(admin));
+        }
+        let identity = self.identities.get(signer.as_str()).ok_or_else(|| {
+            Rejection::new(
+                401,
+                "unknown_signer",
+                format!("no identity {signer:?} is registered"),
+            )
+            .at("signedEntry.signerId")
+        })?;
+        let (key, active) = identity.keys.get(&key_id).ok_or_else(|| {
+            Rejection::new(
+                401,
+                "unknown_key",
+                format!("{signer} has no key {key_id:08x}"),
+            )
+            .at("signedEntry.keyId")
+        })?;
+        if !active {
+            return Err(Rejection::new(
+                403,
+                "key_revoked",
+                format!("key {key_id:08x} of {signer} was rotated out or revoked"),
+            )
+            .at("signedEntry.keyId"));
+        }
+        if let Some(a) = actor {
+            let r = &identity.actor;
+            if a.kind != r.kind
+                || a.workload != r.workload
+                || a.model_id != r.model_id
+                || a.agent_id != r.agent_id
+            {
+                return Err(Rejection::new(
+                    403,
+                    "actor_mismatch",
+                    format!("statement.actor differs from the registration of {signer} (kind, workload, model or agent)"),
+                )
+                .at("statement.actor"));
+            }
+        }
+        Ok(*key)
+    }
+
+    /// Whether the signer may make this kind of statement at all.
+    pub(super) fn authorize(&self, entry: &DecodedEntry) -> Result<(), Rejection> {
+        let signer = entry.signed.signer_id.as_str();
+        let admin = self.admins.contains_key(signer);
+        let kind = entry.kind();
+        let admin_only = matches!(
+            kind,
+            Kind::IdentityRegistration | Kind::PolicyPublication | Kind::DelegationGrant
+        );
+        if admin_only && !admin {
+            return Err(Rejection::new(
+                403,
+                "admin_only",
+                format!("{} statements come from an admin", kind.name()),
+            ));
+        }
+        let assistant = entry
+            .statement
+            .actor
+            .as_ref()
+            .is_some_and(|a| a.kind == ActorKind::Assistant as i32);
+        if assistant && kind == Kind::BreakGlass {
+            return Err(Rejection::new(
+                403,
+                "assistant_break_glass",
+                "an ASSISTANT never breaks glass",
+            ));
+        }
+        if let Some(Body::Revocation(r)) = &entry.statement.body {
+            let author = r
+                .revoked
+                .as_ref()
+                .and_then(|r| self.recorded.get(&r.index))
+                .map(|r| r.actor_id().to_string());
+            if !admin && author.as_deref() != Some(signer) {
+                return Err(Rejection::new(
+                    403,
+                    "not_revoker",
+                    "only an admin or the revoked entry's author revokes it",
+                ));
+            }
+        }
+        if let Some(Body::IdentityRegistration(r)) = &entry.statement.body {
+            let id = r.identity.as_ref().map_or("", |a| a.id.as_str());
+            let existing = self.identities.get(id);
+            let op = Operation::try_from(r.operation).unwrap_or(Operation::Unspecified);
+            let field = "statement.identityRegistration.identity.id";
+            if op == Operation::Register && (existing.is_some() || self.admins.contains_key(id)) {
+                return Err(Rejection::new(
+                    409,
+                    "already_registered",
+                    format!("{id} is already registered"),
+                )
+                .at(field));
+            }
+            if op != Operation::Register {
+                let existing = existing.ok_or_else(|| {
+                    Rejection::new(404, "unknown_identity", format!("{id} is not registered"))
+                        .at(field)
+                })?;
+                if existing.actor.kind != r.identity.as_ref().map_or(0, |a| a.kind) {
+                    return Err(Rejection::new(
+                        422,
+                        "kind_change",
+                        "an identity keeps its kind; register a new one",
+                    )
+                    .at("statement.identityRegistration.identity.kind"));
+                }
+                let kid = key_id(id, ALG_ED25519, &r.public_key);
+                if op == Operation::RevokeKey && !existing.keys.get(&kid).is_some_and(|k| k.1) {
+                    return Err(Rejection::new(
+                        404,
+                        "unknown_key",
+                        format!("{id} has no active key {kid:08x}"),
+                    )
+                    .at("statement.identityRegistration.publicKey"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The statements `entry` links to, checked to be in the log with the
+    /// right hash and in the same chain, and the chain itself consistent.
+    pub(super) fn resolve_links(
+        &self,
+        index: u64,
+        entry: &DecodedEntry,
+    ) -> Result<Vec<&Recorded>, Rejection> {
+        let st = &entry.statement;
+        let kind = entry.kind();
+        let chain_kind = !matches!(
+            kind,
+            Kind::IdentityRegistration
+                | Kind::PolicyPublication
+                | Kind::DelegationGrant
+                | Kind::Revocation
+        );
+        if chain_kind && self.is_closed(&st.chain_id) {
+            let opens = matches!(kind, Kind::AccessRequest | Kind::BreakGlass);
+            return Err(Rejection::new(
+                409,
+                if opens { "chain_exists" } else { "chain_closed" },
+                format!(
+                    "chain {:?} has closed (executed and, after break-glass, reviewed); open a new chain",
+                    st.chain_id
+                ),
+            )
+            .at("statement.chainId"));
+        }
+        let mut linked = Vec::with_capacity(st.links.len());
+        for (i, link) in st.links.iter().enumerate() {
+            let field = format!("statement.links[{i}]");
+            let r = self
+                .recorded
+                .get(&link.index)
+                .filter(|_| link.index < index)
+                .ok_or_else(|| {
+                    Rejection::new(
+                        422,
+                        "absent_link",
+                        format!(
+                            "entry {} is not an entry of an open chain of this log",
+                            link.index
+                        ),
+                    )
+                    .at(format!("{field}.index"))
+                })?;
+            if r.leaf_hash.as_slice() != link.leaf_hash.as_slice() {
+                return Err(Rejection::new(
+                    422,
+                    "link_hash_mismatch",
+                    format!("entry {} has a different leaf hash", link.index),
+                )
+                .at(format!("{field}.leafHash")));
+            }
+            if r.statement.chain_id != st.chain_id {
+                return Err(Rejection::new(
+                    422,
+                    "cross_chain_link",
+                    format!(
+                        "entry {} is in chain {:?}, not {:?}",
+                        link.index, r.statement.chain_id, st.chain_id
+                    ),
+                )
+                .at(format!("{field}.index")));
+            }
+            linked.push(r);
+        }
+        match kind {
+            Kind::AccessRequest | Kind::BreakGlass => {
+                if self.chains.contains_key(&st.chain_id) {
+                    return Err(Rejection::new(
+                        409,
+                        "chain_exists",
+                        format!("chain {:?} already exists", st.chain_id),
+                    )
+                    .at("statement.chainId"));
+                }
+            }
+            Kind::IdentityRegistration | Kind::PolicyPublication | Kind::DelegationGrant => {}
+            Kind::Revocation => {
+                let Some(Body::Revocation(r)) = &st.body else {
+                    unreachable!()
+                };
+                let target = r.revoked.as_ref().expect("validated");
+                let field = "statement.revocation.revoked";
+                let rec = self
+                    .recorded
+                    .get(&target.index)
+                    .filter(|r| matches!(r.kind(), Kind::Decision | Kind::DelegationGrant))
+                    .ok_or_else(|| {
+                        Rejection::new(
+                            422,
+                            "absent_link",
+                            format!(
+                                "entry {} is not a decision of an open chain or a delegation grant",
+                                target.index
+                            ),
+                        )
+                        .at(format!("{field}.index"))
+                    })?;
+                if rec.leaf_hash.as_slice() != target.leaf_hash.as_slice() {
+                    return Err(Rejection::new(
+                        422,
+                        "link_hash_mismatch",
+                        format!("entry {} has a different leaf hash", target.index),
+                    )
+                    .at(format!("{field}.leafHash")));
+                }
+            }
+            _ => {
+                let chain = self.chains.get(&st.chain_id).ok_or_else(|| {
+                    Rejection::new(
+                        422,
+                        "unknown_chain",
+                        format!(
+                            "no chain {:?}: open it with an accessRequest or breakGlass",
+                            st.chain_id
+                        ),
+                    )
+                    .at("statement.chainId")
+                })?;
+                if st.target.as_ref().is_some_and(|t| *t != chain.target) {
+                    return Err(Rejection::new(
+                        422,
+                        "target_mismatch",
+                        "differs from the chain's target",
+                    )
+                    .at("statement.target"));
+                }
+            }
+        }
+        if let Some(obo) = &st.on_behalf_of {
+            let d = obo.delegation.as_ref().expect("validated");
+            let field = "statement.onBehalfOf.delegation";
+            let grant = self
+                .recorded
+                .get(&d.index)
+                .filter(|r| r.kind() == Kind::DelegationGrant)
+                .ok_or_else(|| {
+                    Rejection::new(
+                        422,
+                        "absent_link",
+                        format!("entry {} is not a delegation grant", d.index),
+                    )
+                    .at(format!("{field}.index"))
+                })?;
+            if grant.leaf_hash.as_slice() != d.leaf_hash.as_slice() {
+                return Err(Rejection::new(
+                    422,
+                    "link_hash_mismatch",
+                    format!("entry {} has a different leaf hash", d.index),
+                )
+                .at(format!("{field}.leafHash")));
+            }
+        }
+        Ok(linked)
+    }
+
+    /// Records an appended entry (admitted, or the log's refusal record);
+    /// returns the chain it closed, if it closed one.
+    pub fn apply(&mut self, index: u64, entry: &DecodedEntry) -> Option<Closure> {
+        let st = entry.statement.clone();
+        let rec = Recorded {
+            index,
+            leaf_hash: entry.leaf_hash,
+            statement: st.clone(),
+        };
+        match &st.body {
+            Some(Body::IdentityRegistration(r)) => {
+                let actor = r.identity.clone()?;
+                let Ok(key) = <[u8; 32]>::try_from(r.public_key.as_slice()) else {
+                    return None;
+                };
+                let Ok(vk) = VerifyingKey::from_bytes(&key) else {
+                    return None;
+                };
+                let kid = key_id(&actor.id, ALG_ED25519, &key);
+                let op = Operation::try_from(r.operation).unwrap_or(Operation::Unspecified);
+                let identity =
+                    self.identities
+                        .entry(actor.id.clone())
+                        .or_insert_with(|| Identity {
+                            actor: actor.clone(),
+                            keys: HashMap::new(),
+                        });
+                match op {
+                    Operation::Register | Operation::RotateKey => {
+                        for k in identity.keys.values_mut() {
+                            k.1 = false;
+                        }
+                        identity.keys.insert(kid, (vk, true));
+                        identity.actor = actor;
+                    }
+                    Operation::RevokeKey => {
+                        if let Some(k) = identity.keys.get_mut(&kid) {
+                            k.1 = false;
+                        }
+                    }
+                    Operation::Unspecified => {}
+                }
+                return None;
+            }
+            Some(Body::PolicyPublication(p)) => {
+                self.policy = Some(Arc::new(p.clone()));
+                return None;
+            }
+            Some(Body::DelegationGrant(_)) => {
+                self.recorded.insert(index, rec);
+                return None;
+            }
+            Some(Body::Revocation(r)) => {
+                // Only what the state holds can be revoked (a hostile log
+                // may name anything).
+                if let Some(target) = r
+                    .revoked
+                    .as_ref()
+                    .filter(|t| self.recorded.contains_key(&t.index))
+                {
+                    self.revoked.insert(target.index);
+                    let chain = self
+                        .recorded
+                        .get(&target.index)
+                        .map(|t| t.statement.chain_id.clone());
+                    if let Some(chain) = chain.and_then(|c| self.chains.get_mut(&c)) {
+                        chain.entries.push(index);
+                        self.recorded.insert(index, rec);
+                    }
+                }
+                return None;
+            }
+            Some(Body::AccessRequest(_)) | Some(Body::BreakGlass(_)) => {
+                // A second opener of a chain changes nothing (the gate
+                // refuses it; an audit reports it and goes on).
+                if self.chains.contains_key(&st.chain_id) || self.is_closed(&st.chain_id) {
+                    return None;
+                }
+                self.chains.insert(
+                    st.chain_id.clone(),
+                    Chain {
+                        opener: index,
+                        target: st.target.clone().unwrap_or_default(),
+                        entries: vec![],
+                        executed: false,
+                    },
+                );
+            }
+            _ => {}
+        }
+        match &st.body {
+            Some(Body::BreakGlass(b)) => {
+                self.obligations.insert(
+                    index,
+                    Obligation {
+                        chain_id: st.chain_id.clone(),
+                        index,
+                        actor: rec.actor_id().to_string(),
+                        deadline_ms: b.review_deadline.as_ref().map_or(0, millis),
+                    },
+                );
+            }
+            Some(Body::Review(_)) => {
+                for link in &st.links {
+                    self.obligations.remove(&link.index);
+                }
+            }
+            Some(Body::ExecutionIntent(_)) => {
+                // Each approval (or break-glass) authorises one execution.
+                for link in &st.links {
+                    let authorises = self
+                        .recorded
+                        .get(&link.index)
+                        .is_some_and(|r| matches!(r.kind(), Kind::Decision | Kind::BreakGlass));
+                    if authorises {
+                        self.used.entry(link.index).or_insert(index);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let chain = self.chains.get_mut(&st.chain_id)?;
+        chain.entries.push(index);
+        self.recorded.insert(index, rec);
+        if let Some(Body::ExecutionOutcome(o)) = &st.body {
+            chain.executed |= o.result == execution_outcome::Result::Succeeded as i32;
+        }
+        let closes = chain.executed && !self.obligations.contains_key(&chain.opener);
+        if closes {
+            self.close(&st.chain_id)
+        } else {
+            None
+        }
+    }
+
+    /// Lets go of a finished chain's statements, keeping its entry indices
+    /// and final status (for `GET /v1/chains/<id>`).
+    fn close(&mut self, chain_id: &str) -> Option<Closure> {
+        let chain = self.chains.remove(chain_id)?;
+        let status = self.status(&chain);
+        let records: Vec<Recorded> = chain
+            .entries
+            .iter()
+            .filter_map(|i| self.recorded.remove(i))
+            .collect();
+        for i in &chain.entries {
+            self.used.remove(i);
+            self.revoked.remove(i);
+        }
+        let key = chain_key(chain_id);
+        self.closed.insert(key, status);
+        if let Some(entries) = &mut self.closed_entries {
+            entries.insert(key, chain.entries.clone().into_boxed_slice());
+        }
+        Some(Closure {
+            chain_id: chain_id.to_string(),
+            chain,
+            status,
+            records,
+        })
+    }
+
+    /// Forget the entry indices of chains as they close: each closed chain
+    /// then costs a digest of its id and its status (for an audit).
+    pub fn forget_closed_entries(mut self) -> Self {
+        self.closed_entries = None;
+        self
+    }
+
+    /// Every open chain, in no particular order.
+    pub fn chains(&self) -> impl Iterator<Item = (&String, &Chain)> {
+        self.chains.iter()
+    }
+
+    /// An open chain.
+    pub fn chain(&self, chain_id: &str) -> Option<&Chain> {
+        self.chains.get(chain_id)
+    }
+
+    /// Whether `chain_id` names a chain that has closed.
+    pub fn is_closed(&self, chain_id: &str) -> bool {
+        self.closed.contains_key(&chain_key(chain_id))
+    }
+
+    /// The entry indices and status of a chain, open or closed.
+    pub fn chain_entries(&self, chain_id: &str) -> Option<(Vec<u64>, ChainStatus)> {
+        if let Some(chain) = self.chains.get(chain_id) {
+            return Some((chain.entries.clone(), self.status(chain)));
+        }
+        let key = chain_key(chain_id);
+        let status = *self.closed.get(&key)?;
+        let entries = self.closed_entries.as_ref().and_then(|e| e.get(&key));
+        Some((entries.map_or_else(Vec::new, |e| e.to_vec()), status))
+    }
+
+    pub fn recorded(&self, index: u64) -> Option<&Recorded> {
+        self.recorded.get(&index)
+    }
+
+    pub fn is_revoked(&self, index: u64) -> bool {
+        self.revoked.contains(&index)
+    }
+
+    /// The intent that already executed on approval (or break-glass)
+    /// `index`, if any.
+    pub fn used_by(&self, index: u64) -> Option<u64> {
+        self.used.get(&index).copied()
+    }
+
+    pub fn policy(&self) -> Option<&PolicyPublication> {
+        self.policy.as_deref()
+    }
+
+    pub fn is_admin(&self, id: &str) -> bool {
+        self.admins.contains_key(id)
+    }
+
+    pub fn log_key(&self) -> &NoteVerifier {
+        &self.log_key
+    }
+
+    /// Open break-glass reviews, overdue (earliest deadline) first.
+    pub fn obligations(&self) -> Vec<&Obligation> {
+        let mut open: Vec<&Obligation> = self.obligations.values().collect();
+        open.sort_by_key(|o| (o.deadline_ms, o.index));
+        open
+    }
+
+    /// The open obligation of a chain, if any.
+    pub fn obligation_of(&self, chain_id: &str) -> Option<&Obligation> {
+        let chain = self.chains.get(chain_id)?;
+        self.obligations.get(&chain.opener)
+    }
+
+    /// Where `chain` stands, from its latest significant entry.
+    pub fn status(&self, chain: &Chain) -> ChainStatus {
+        let mut status = ChainStatus::Requested;
+        for r in chain.entries.iter().filter_map(|i| self.recorded.get(i)) {
+            status = match &r.statement.body {
+                Some(Body::AccessRequest(_)) => ChainStatus::Requested,
+                Some(Body::Recommendation(_)) if status == ChainStatus::Requested => {
+                    ChainStatus::Recommended
+                }
+                Some(Body::Decision(d)) if r.actor_kind() != ActorKind::Assistant => {
+                    if d.outcome == decision::Outcome::Deny as i32 {
+                        ChainStatus::Denied
+                    } else {
+                        ChainStatus::Approved
+                    }
+                }
+                Some(Body::ExecutionOutcome(o))
+                    if o.result == execution_outcome::Result::Failed as i32 =>
+                {
+                    ChainStatus::ExecutionFailed
+                }
+                Some(Body::ExecutionIntent(_)) | Some(Body::ExecutionOutcome(_)) => {
+                    if self.obligations.contains_key(&chain.opener) {
+                        ChainStatus::BreakGlassAwaitingReview
+                    } else {
+                        ChainStatus::Executed
+                    }
+                }
+                // A refused attempt does not undo what already happened.
+                Some(Body::GateRefusal(_))
+                    if matches!(
+                        status,
+                        ChainStatus::Requested
+                            | ChainStatus::Recommended
+                            | ChainStatus::Approved
+                            | ChainStatus::Denied
+                            | ChainStatus::Refused
+                    ) =>
+                {
+                    ChainStatus::Refused
+                }
+                Some(Body::BreakGlass(_)) => ChainStatus::BreakGlassAwaitingReview,
+                Some(Body::Review(rv)) if rv.verdict != review::Verdict::Unspecified as i32 => {
+                    ChainStatus::Reviewed
+                }
+                _ => status,
+            };
+        }
+        status
+    }
+}
+
+fn verifying_key(v: &NoteVerifier) -> VerifyingKey {
+    VerifyingKey::from_bytes(&v.public_key()).expect("a parsed verifier holds a valid key")
+}

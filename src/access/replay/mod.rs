@@ -1,0 +1,818 @@
+//! The audit: replays a log from its entries alone and reports what is
+//! wrong with it. Pure: the caller feeds entries in order and a checkpoint,
+//! and drains what the audit produces as it goes ([`Auditor::take_output`]).
+//!
+//! For every entry it checks the signature against the identity registry
+//! as it stood at that point, re-runs the gate with the server's own rule
+//! code (an admitted entry the gate refuses, or a refusal the gate would
+//! not make, is a finding), and checks what only hindsight can: outcomes
+//! match their intents, no drift between one change's observed state and
+//! the next, break-glass reviews on time. At the end the entries must hash
+//! to the checkpoint's root.
+//!
+//! Memory does not grow with the log: findings and chain reports are
+//! handed out as they are made, a chain's statements are let go when it
+//! closes, and what is remembered per finished change is a few digests.
+
+mod checker;
+
+use std::collections::{BTreeMap, HashMap};
+
+use ed25519_dalek::VerifyingKey;
+use sha2::{Digest, Sha256};
+
+use crate::access::entry::proto::{decision, entitlement_op, execution_outcome, workload_identity};
+use crate::access::entry::{self, millis, validate, Body, DecodedEntry, EntryError, Kind, Limits};
+use crate::access::gate::{
+    self, Chain, ChainStatus, Closure, GateState, PolicyEngine, Recorded, Verdict,
+};
+use crate::tlog::checkpoint::Checkpoint;
+use crate::tlog::merkle::{leaf_hash, CompactRange, Hash};
+use crate::tlog::note::NoteVerifier;
+
+use checker::Checker;
+
+/// Findings about the log's integrity rather than its rules: reported
+/// whatever the period.
+pub const INTEGRITY_CODES: [&str; 7] = [
+    "tree_mismatch",
+    "leaf_mismatch",
+    "tile_mismatch",
+    "not_an_entry",
+    "bad_signature",
+    "signer",
+    "not_consistent_with_since",
+];
+
+/// How many findings the summary keeps for a report; all of them go out
+/// through [`Auditor::take_output`].
+pub const SUMMARY_FINDINGS: usize = 1000;
+
+/// Signature chunks left queued for the checker thread while the replay
+/// thread helps with the rest: one batch of four bundles.
+const BATCH_CHUNKS_AHEAD: usize = 4;
+
+/// A replayed batch waiting for its signature verdicts.
+struct Pending {
+    first: u64,
+    decoded: Vec<Result<DecodedEntry, EntryError>>,
+    /// The keys its signatures were queued with, and the keys the replay
+    /// found they must verify with.
+    guessed: Vec<Option<VerifyingKey>>,
+    keys: Vec<Option<VerifyingKey>>,
+    /// Whether each entry joined a chain.
+    joined: Vec<bool>,
+    closed: Vec<Closure>,
+    findings: Vec<Finding>,
+    ticket: checker::Ticket,
+}
+
+/// One thing wrong, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub index: u64,
+    pub chain_id: String,
+    pub code: String,
+    pub message: String,
+}
+
+/// The span of issue time an audit reports on: `[from_ms, to_ms)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+impl Period {
+    /// Everything.
+    pub const ALL: Period = Period {
+        from_ms: i64::MIN,
+        to_ms: i64::MAX,
+    };
+
+    pub fn contains(&self, ms: i64) -> bool {
+        self.from_ms <= ms && ms < self.to_ms
+    }
+
+    /// Parses `FROM..TO`: each an RFC 3339 time or a date (midnight UTC),
+    /// either may be empty for an open end. TO is exclusive.
+    pub fn parse(s: &str) -> Result<Period, String> {
+        let (from, to) = s
+            .split_once("..")
+            .ok_or_else(|| format!("{s:?} is not FROM..TO (e.g. 2026-01-01..2026-04-01)"))?;
+        let at = |t: &str, open: i64| -> Result<i64, String> {
+            if t.is_empty() {
+                return Ok(open);
+            }
+            if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+                let midnight = d.and_hms_opt(0, 0, 0).expect("midnight exists");
+                return Ok(midnight.and_utc().timestamp_millis());
+            }
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.timestamp_millis())
+                .map_err(|e| format!("{t:?} is neither a date (YYYY-MM-DD) nor RFC 3339: {e}"))
+        };
+        let period = Period {
+            from_ms: at(from, i64::MIN)?,
+            to_ms: at(to, i64::MAX)?,
+        };
+        if period.from_ms >= period.to_ms {
+            return Err(format!("{s:?} is empty: FROM must come before TO"));
+        }
+        Ok(period)
+    }
+}
+
+/// One decision chain, for the population an auditor samples from.
+#[derive(Debug, Clone, Default)]
+pub struct PopulationRow {
+    pub chain_id: String,
+    /// The opening entry's index and issue time.
+    pub opened_index: u64,
+    pub opened_ms: i64,
+    pub status: String,
+    pub requester: String,
+    pub approvers: Vec<String>,
+    pub executor: String,
+    pub executor_workload: String,
+    pub system: String,
+    pub resource: String,
+    pub subject: String,
+    pub adds: Vec<String>,
+    pub removes: Vec<String>,
+    pub privileged: bool,
+    pub policy: String,
+    pub break_glass: bool,
+    pub review: String,
+    pub findings: usize,
+}
+
+/// A finished (or, at the end, still open) chain in the period: its row
+/// and its entries, for `chains/<chain_id>.json`.
+#[derive(Debug)]
+pub struct ChainReport {
+    pub row: PopulationRow,
+    /// The chain's entries, in log order, with their indices.
+    pub entries: Vec<(u64, DecodedEntry)>,
+}
+
+/// What the audit has produced since the caller last asked.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// In index order within each batch.
+    pub findings: Vec<Finding>,
+    pub chains: Vec<ChainReport>,
+}
+
+/// Counts, for the manifest and the report.
+#[derive(Debug, Default)]
+pub struct AuditSummary {
+    pub entries: u64,
+    pub by_kind: BTreeMap<&'static str, u64>,
+    pub findings: u64,
+    pub findings_by_code: BTreeMap<String, u64>,
+    /// The first [`SUMMARY_FINDINGS`] findings, by index.
+    pub first_findings: Vec<Finding>,
+    /// Rule findings on entries issued outside the period (not reported).
+    pub findings_outside_period: u64,
+    /// Chains opened in the period, and of those executed and break-glass.
+    pub chains: u64,
+    pub executed: u64,
+    pub break_glass: u64,
+    pub chains_outside_period: u64,
+    /// Entries per time bucket (issuedAt) in the period, for the report's
+    /// timeline: (bucket start in ms, entries, refusals).
+    pub timeline: Vec<(i64, u64, u64)>,
+    /// Whether the entries hash to the checkpoint's root.
+    pub tree_verified: bool,
+}
+
+impl AuditSummary {
+    /// Counts a finding, keeping it if it is among the first.
+    pub fn add(&mut self, f: &Finding) {
+        self.findings += 1;
+        *self.findings_by_code.entry(f.code.clone()).or_default() += 1;
+        if self.first_findings.len() < SUMMARY_FINDINGS {
+            self.first_findings.push(f.clone());
+        }
+    }
+}
+
+type Digest16 = [u8; 16];
+
+fn digest16(parts: &[&[u8]]) -> Digest16 {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize()[..16]);
+    out
+}
+
+/// A set of entitlements, order aside.
+fn entitlements_digest(v: &[String]) -> Digest16 {
+    let mut v: Vec<&[u8]> = v.iter().map(|s| s.as_bytes()).collect();
+    v.sort();
+    digest16(&v)
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Replays a log entry by entry.
+pub struct Auditor {
+    state: GateState,
+    engine: Box<dyn PolicyEngine>,
+    period: Period,
+    range: CompactRange,
+    summary: AuditSummary,
+    output: Output,
+    /// Entries of open chains, for their reports.
+    open: HashMap<u64, DecodedEntry>,
+    /// Chains closed in the batch being replayed.
+    closed: Vec<Closure>,
+    /// Findings not yet in a settled batch.
+    findings: Vec<Finding>,
+    /// The batch replayed last, waiting for its signature verdicts.
+    pending: Option<Pending>,
+    checker: Checker,
+    /// Findings on entries of chains not yet reported, by entry.
+    entry_findings: HashMap<u64, usize>,
+    /// (system, resource, subject) → the entitlements the last change
+    /// left, and that change's entry.
+    last_after: HashMap<Digest16, (Digest16, u64)>,
+    /// Entries and refusals per hour of issue time, in the period.
+    hours: BTreeMap<i64, (u64, u64)>,
+    /// The issue time of the entry being checked.
+    at_ms: i64,
+}
+
+impl Auditor {
+    /// An audit trusting `admins` (the log's bootstrap admins) and
+    /// `log_key` for the log's own refusal records, reporting on `period`.
+    pub fn new(
+        log_key: NoteVerifier,
+        admins: Vec<NoteVerifier>,
+        engine: Box<dyn PolicyEngine>,
+        period: Period,
+    ) -> Self {
+        Auditor {
+            state: GateState::new(log_key, admins).forget_closed_entries(),
+            engine,
+            period,
+            range: CompactRange::default(),
+            summary: AuditSummary::default(),
+            output: Output::default(),
+            open: HashMap::new(),
+            closed: Vec::new(),
+            findings: Vec::new(),
+            pending: None,
+            checker: Checker::start(),
+            entry_findings: HashMap::new(),
+            last_after: HashMap::new(),
+            hours: BTreeMap::new(),
+            at_ms: 0,
+        }
+    }
+
+    /// Findings and chain reports made since the last call.
+    pub fn take_output(&mut self) -> Output {
+        std::mem::take(&mut self.output)
+    }
+
+    /// Records a finding about the log's integrity made outside the replay
+    /// (e.g. an entry that disagrees with the log's hash tiles).
+    pub fn integrity_finding(&mut self, index: u64, code: &str, message: String) {
+        debug_assert!(INTEGRITY_CODES.contains(&code));
+        self.find(index, "", code, message);
+    }
+
+    fn find(&mut self, index: u64, chain_id: &str, code: &str, message: String) {
+        if !INTEGRITY_CODES.contains(&code) && !self.period.contains(self.at_ms) {
+            self.summary.findings_outside_period += 1;
+            return;
+        }
+        // Counted for the row of the chain the entry joins (if it joins
+        // one: see `settle`).
+        if !chain_id.is_empty() {
+            *self.entry_findings.entry(index).or_default() += 1;
+        }
+        let f = Finding {
+            index,
+            chain_id: chain_id.to_string(),
+            code: code.to_string(),
+            message,
+        };
+        self.summary.add(&f);
+        self.findings.push(f);
+    }
+
+    /// Checks the next entries (`first` is the index of the first) and
+    /// applies them; returns their leaf hashes.
+    ///
+    /// Their signatures go to the checker thread, with each signer's key
+    /// as it stood before the batch, while this thread replays the gate;
+    /// the verdicts are collected during the next batch (an entry whose
+    /// key changed within the batch is checked again alone).
+    pub fn entries(&mut self, first: u64, leaves: &[&[u8]]) -> Vec<Hash> {
+        let decoded: Vec<Result<DecodedEntry, EntryError>> =
+            leaves.iter().map(|l| DecodedEntry::decode(l)).collect();
+        let hashes: Vec<Hash> = decoded
+            .iter()
+            .zip(leaves)
+            .map(|(d, l)| d.as_ref().map_or_else(|_| leaf_hash(l), |d| d.leaf_hash))
+            .collect();
+        let guessed: Vec<Option<VerifyingKey>> = decoded
+            .iter()
+            .map(|d| self.state.signing_key(d.as_ref().ok()?).ok())
+            .collect();
+        let items: Vec<checker::Item> = decoded
+            .iter()
+            .zip(&guessed)
+            .map(|(d, key)| {
+                let d = d.as_ref().ok()?;
+                Some((
+                    *key.as_ref()?,
+                    d.signed.statement.clone(),
+                    d.signed.signature.clone(),
+                ))
+            })
+            .collect();
+        let ticket = self.checker.submit(items);
+        let mut keys = Vec::with_capacity(decoded.len());
+        let mut joined = Vec::with_capacity(decoded.len());
+        for (k, (d, h)) in decoded.iter().zip(&hashes).enumerate() {
+            let (key, j) = self.entry(first + k as u64, *h, d);
+            keys.push(key);
+            joined.push(j);
+        }
+        let batch = Pending {
+            first,
+            decoded,
+            guessed,
+            keys,
+            joined,
+            closed: std::mem::take(&mut self.closed),
+            findings: std::mem::take(&mut self.findings),
+            ticket,
+        };
+        // Leave the checker a batch of work for the next replay; take the
+        // rest here.
+        self.checker.help(BATCH_CHUNKS_AHEAD);
+        if let Some(previous) = self.pending.replace(batch) {
+            self.settle(previous);
+        }
+        hashes
+    }
+
+    /// Finishes a batch once its signatures are checked: signature
+    /// findings, then its findings in index order, then its chain reports.
+    fn settle(&mut self, batch: Pending) {
+        let verdicts = self.checker.collect(batch.ticket);
+        for (k, key) in batch.keys.iter().enumerate() {
+            let (Some(key), Ok(d)) = (key, &batch.decoded[k]) else {
+                continue;
+            };
+            let good = if batch.guessed[k] == Some(*key) {
+                verdicts[k]
+            } else {
+                entry::verify(key, &d.signed.statement, &d.signed.signature)
+            };
+            if !good {
+                let m = format!("the signature of {} does not verify", d.signed.signer_id);
+                self.find(
+                    batch.first + k as u64,
+                    &d.statement.chain_id,
+                    "bad_signature",
+                    m,
+                );
+            }
+        }
+        let mut findings = batch.findings;
+        findings.append(&mut self.findings);
+        findings.sort_by_key(|f| f.index);
+        self.output.findings.extend(findings);
+        for (k, d) in batch.decoded.into_iter().enumerate() {
+            let index = batch.first + k as u64;
+            match (batch.joined[k], d) {
+                (true, Ok(d)) => {
+                    self.open.insert(index, d);
+                }
+                // In no chain's row: its findings are in exceptions.csv.
+                _ => {
+                    self.entry_findings.remove(&index);
+                }
+            }
+        }
+        for closure in batch.closed {
+            let records: Vec<&Recorded> = closure.records.iter().collect();
+            let row = self.row(
+                &closure.chain_id,
+                &closure.chain,
+                closure.status,
+                &records,
+                None,
+            );
+            self.report(row, &closure.chain);
+        }
+    }
+
+    /// Checks one entry and applies it; returns the key its signature must
+    /// verify with, if its signer may sign it, and whether it joined a
+    /// chain (whose report will need it).
+    fn entry(
+        &mut self,
+        index: u64,
+        leaf_hash: Hash,
+        decoded: &Result<DecodedEntry, EntryError>,
+    ) -> (Option<VerifyingKey>, bool) {
+        debug_assert_eq!(index, self.range.size());
+        self.range.push(leaf_hash);
+        self.summary.entries += 1;
+        let d = match decoded {
+            Ok(d) => d,
+            Err(e) => {
+                self.find(index, "", "not_an_entry", e.to_string());
+                return (None, false);
+            }
+        };
+        *self.summary.by_kind.entry(d.kind().name()).or_default() += 1;
+        let chain = d.statement.chain_id.as_str();
+        // Judged at its own time: the audit has no "now" for old entries.
+        self.at_ms = d.statement.issued_at.as_ref().map_or(0, millis);
+        if self.period.contains(self.at_ms) {
+            let bucket = self
+                .hours
+                .entry(self.at_ms.div_euclid(HOUR_MS))
+                .or_default();
+            bucket.0 += 1;
+            bucket.1 += u64::from(d.kind() == Kind::GateRefusal);
+        }
+        // The log's own refusal records are checked by their signature.
+        let checked = if d.kind() == Kind::GateRefusal {
+            Ok(())
+        } else {
+            validate(d, self.at_ms, &Limits::default())
+        };
+        if let Err(e) = checked {
+            self.find(index, chain, "invalid_entry", e.to_string());
+        }
+        let key = match self.state.signing_key(d) {
+            Err(r) => {
+                let m = format!("{}: {}", r.code, r.message);
+                self.find(index, chain, "signer", m);
+                None
+            }
+            Ok(key) => Some(key),
+        };
+        match gate::check(&self.state, index, d, self.engine.as_mut()) {
+            Err(r) => self.find(
+                index,
+                chain,
+                "should_have_been_rejected",
+                format!("{} ({}): {}", d.kind().name(), r.code, r.message),
+            ),
+            Ok(Verdict::Refuse(r)) if d.kind() != Kind::GateRefusal => {
+                let rules: Vec<String> = r
+                    .violations
+                    .iter()
+                    .map(|v| format!("rule {} {}: {}", v.rule, v.code, v.message))
+                    .collect();
+                self.find(index, chain, "admitted_despite_gate", rules.join("; "));
+            }
+            _ => {}
+        }
+        if let Some(Body::GateRefusal(g)) = &d.statement.body {
+            self.refusal(index, chain, g);
+        }
+        self.hindsight(index, d);
+        let closure = self.state.apply(index, d);
+        let joined = closure.is_some()
+            || self.state.recorded(index).is_some() && d.kind() != Kind::DelegationGrant;
+        self.closed.extend(closure);
+        (key, joined)
+    }
+
+    /// A refusal record must be one the gate would make.
+    fn refusal(&mut self, index: u64, chain: &str, g: &crate::access::entry::proto::GateRefusal) {
+        let Ok(refused) = DecodedEntry::decode(&g.refused_entry) else {
+            return self.find(
+                index,
+                chain,
+                "refusal_unjustified",
+                "the refused entry does not decode".into(),
+            );
+        };
+        let recorded: Vec<&str> = g.violations.iter().map(|v| v.code.as_str()).collect();
+        match gate::check(&self.state, index, &refused, self.engine.as_mut()) {
+            Ok(Verdict::Refuse(r)) => {
+                let replayed: Vec<&str> = r.violations.iter().map(|v| v.code.as_str()).collect();
+                if replayed != recorded {
+                    let m = format!("recorded {recorded:?}, the gate now finds {replayed:?}");
+                    self.find(index, chain, "refusal_differs", m);
+                }
+            }
+            _ => self.find(
+                index,
+                chain,
+                "refusal_unjustified",
+                format!("recorded {recorded:?}, but the gate admits the entry"),
+            ),
+        }
+    }
+
+    /// What only hindsight can check.
+    fn hindsight(&mut self, index: u64, d: &DecodedEntry) {
+        let st = &d.statement;
+        let chain = st.chain_id.as_str();
+        match &st.body {
+            Some(Body::ExecutionOutcome(o))
+                if o.result == execution_outcome::Result::Succeeded as i32 =>
+            {
+                let intent = st
+                    .links
+                    .iter()
+                    .filter_map(|l| self.state.recorded(l.index))
+                    .find_map(|r| match &r.statement.body {
+                        Some(Body::ExecutionIntent(i)) => i.delta.clone(),
+                        Some(Body::BreakGlass(b)) => b.delta.clone(),
+                        _ => None,
+                    });
+                if let Some(delta) = intent {
+                    if sorted(&delta.after) != sorted(&o.observed_after) {
+                        let m = format!(
+                            "observed after {:?}, the intent declared {:?}",
+                            o.observed_after, delta.after
+                        );
+                        self.find(index, chain, "outcome_mismatch", m);
+                    }
+                }
+                let Some(t) = self.state.chain(chain).map(|c| &c.target) else {
+                    return;
+                };
+                let target = digest16(&[
+                    t.system.as_bytes(),
+                    t.resource.as_bytes(),
+                    t.subject.as_bytes(),
+                ]);
+                if let Some((last, at)) = self.last_after.get(&target).copied() {
+                    if !o.observed_before.is_empty()
+                        && entitlements_digest(&o.observed_before) != last
+                    {
+                        let m = format!(
+                            "observed before {:?}, but the change at entry {at} left other entitlements",
+                            o.observed_before
+                        );
+                        self.find(index, chain, "drift", m);
+                    }
+                }
+                self.last_after
+                    .insert(target, (entitlements_digest(&o.observed_after), index));
+            }
+            Some(Body::Review(_)) => {
+                let reviewed = st.issued_at.as_ref().map_or(0, millis);
+                for l in &st.links {
+                    let late = self
+                        .state
+                        .obligations()
+                        .into_iter()
+                        .find(|o| o.index == l.index)
+                        .filter(|o| reviewed > o.deadline_ms)
+                        .map(|o| (o.index, reviewed - o.deadline_ms));
+                    if let Some((bg, by)) = late {
+                        let m = format!(
+                            "break-glass {bg} reviewed {} s after its deadline",
+                            by / 1000
+                        );
+                        self.find(index, chain, "late_review", m);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends the audit at checkpoint `cp`, with `now_ms` the time of the
+    /// audit (break-glass past its deadline and still unreviewed). Returns
+    /// the counts and the last output.
+    pub fn finish(mut self, cp: &Checkpoint, now_ms: i64) -> (AuditSummary, Output) {
+        if let Some(last) = self.pending.take() {
+            self.settle(last);
+        }
+        self.summary.tree_verified = self.range.size() == cp.size && self.range.root() == cp.root;
+        if !self.summary.tree_verified {
+            let m = format!(
+                "{} entries that do not hash to the checkpoint's root at size {}: an entry was changed, swapped, dropped or duplicated",
+                self.range.size(),
+                cp.size
+            );
+            self.find(cp.size, "", "tree_mismatch", m);
+        }
+        let overdue: Vec<(u64, String, i64)> = self
+            .state
+            .obligations()
+            .into_iter()
+            .filter(|o| o.deadline_ms < now_ms)
+            .map(|o| (o.index, o.chain_id.clone(), o.deadline_ms))
+            .collect();
+        for (index, chain, deadline) in overdue {
+            self.at_ms = self.state.recorded(index).map_or(0, Recorded::issued_ms);
+            let m = format!(
+                "break-glass {index} has no review by another human, {} s past its deadline",
+                (now_ms - deadline) / 1000
+            );
+            self.find(index, &chain, "unreviewed_break_glass", m);
+        }
+        let mut open: Vec<(String, Chain)> = self
+            .state
+            .chains()
+            .map(|(id, c)| (id.clone(), c.clone()))
+            .collect();
+        open.sort_by_key(|(_, c)| c.opener);
+        for (id, chain) in open {
+            let records: Vec<&Recorded> = chain
+                .entries
+                .iter()
+                .filter_map(|i| self.state.recorded(*i))
+                .collect();
+            let status = self.state.status(&chain);
+            let row = self.row(&id, &chain, status, &records, Some(now_ms));
+            self.report(row, &chain);
+        }
+        let mut rest = std::mem::take(&mut self.findings);
+        rest.sort_by_key(|f| f.index);
+        self.output.findings.extend(rest);
+        self.summary.timeline = timeline(&self.hours, 48);
+        self.summary.first_findings.sort_by_key(|f| f.index);
+        (self.summary, self.output)
+    }
+
+    /// Hands out a chain's report if it opened in the period.
+    fn report(&mut self, mut row: PopulationRow, chain: &Chain) {
+        row.findings = chain
+            .entries
+            .iter()
+            .filter_map(|i| self.entry_findings.remove(i))
+            .sum();
+        let entries: Vec<(u64, DecodedEntry)> = chain
+            .entries
+            .iter()
+            .filter_map(|i| Some((*i, self.open.remove(i)?)))
+            .collect();
+        if !self.period.contains(row.opened_ms) {
+            self.summary.chains_outside_period += 1;
+            return;
+        }
+        self.summary.chains += 1;
+        self.summary.executed += u64::from(!row.executor.is_empty());
+        self.summary.break_glass += u64::from(row.break_glass);
+        self.output.chains.push(ChainReport { row, entries });
+    }
+
+    /// A chain's population row, from its statements; `now_ms` is given
+    /// for a chain still open at the end of the audit.
+    fn row(
+        &self,
+        chain_id: &str,
+        chain: &Chain,
+        status: ChainStatus,
+        records: &[&Recorded],
+        now_ms: Option<i64>,
+    ) -> PopulationRow {
+        let mut row = PopulationRow {
+            chain_id: chain_id.to_string(),
+            opened_index: chain.opener,
+            opened_ms: records
+                .iter()
+                .find(|r| r.index == chain.opener)
+                .map_or(0, |r| r.issued_ms()),
+            status: serde_json::to_value(status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            system: chain.target.system.clone(),
+            resource: chain.target.resource.clone(),
+            subject: chain.target.subject.clone(),
+            ..Default::default()
+        };
+        for r in records {
+            let st = &r.statement;
+            match &st.body {
+                Some(Body::AccessRequest(b)) => {
+                    row.requester = r.actor_id().to_string();
+                    if let Some(d) = &b.delta {
+                        row.privileged = d.privileged;
+                        for op in &d.ops {
+                            if op.op == entitlement_op::Op::Add as i32 {
+                                row.adds.push(op.entitlement.clone());
+                            } else {
+                                row.removes.push(op.entitlement.clone());
+                            }
+                        }
+                    }
+                }
+                Some(Body::BreakGlass(b)) => {
+                    row.break_glass = true;
+                    row.requester = r.actor_id().to_string();
+                    row.privileged = b.delta.as_ref().is_some_and(|d| d.privileged);
+                    let open = self
+                        .state
+                        .obligations()
+                        .into_iter()
+                        .find(|o| o.index == r.index);
+                    row.review = match (open, now_ms) {
+                        (Some(o), Some(now)) if o.deadline_ms < now => "overdue".into(),
+                        (Some(_), _) => "open".into(),
+                        (None, _) => "reviewed".into(),
+                    };
+                }
+                Some(Body::Decision(d)) if d.outcome == decision::Outcome::Approve as i32 => {
+                    row.approvers.push(r.actor_id().to_string());
+                }
+                Some(Body::ExecutionIntent(_)) => {
+                    row.executor = r.actor_id().to_string();
+                    row.executor_workload = st
+                        .actor
+                        .as_ref()
+                        .and_then(|a| a.workload.as_ref())
+                        .and_then(|w| w.id.as_ref())
+                        .map(|id| match id {
+                            workload_identity::Id::SpiffeId(s)
+                            | workload_identity::Id::CloudPrincipal(s)
+                            | workload_identity::Id::KubernetesServiceAccount(s) => s.clone(),
+                        })
+                        .unwrap_or_default();
+                    row.policy = st
+                        .policy
+                        .as_ref()
+                        .map_or(String::new(), |p| format!("{}@{}", p.policy_id, p.version));
+                }
+                _ => {}
+            }
+        }
+        row
+    }
+}
+
+/// Entries and refusals per bucket, about `buckets` across the time span.
+fn timeline(hours: &BTreeMap<i64, (u64, u64)>, buckets: i64) -> Vec<(i64, u64, u64)> {
+    let (Some((&lo, _)), Some((&hi, _))) = (hours.first_key_value(), hours.last_key_value()) else {
+        return vec![];
+    };
+    let width = ((hi - lo) / buckets).max(0) + 1;
+    let mut out: Vec<(i64, u64, u64)> = (0..=(hi - lo) / width)
+        .map(|b| ((lo + b * width) * HOUR_MS, 0, 0))
+        .collect();
+    for (hour, (n, refused)) in hours {
+        let b = ((hour - lo) / width) as usize;
+        out[b].1 += n;
+        out[b].2 += refused;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_parse_dates_times_and_open_ends() {
+        let p = Period::parse("2026-01-01..2026-04-01").unwrap();
+        assert_eq!(p.from_ms, 1_767_225_600_000);
+        assert_eq!(p.to_ms, 1_775_001_600_000);
+        assert!(p.contains(p.from_ms) && !p.contains(p.to_ms));
+        let p = Period::parse("..2026-01-01T12:00:00Z").unwrap();
+        assert_eq!(p.from_ms, i64::MIN);
+        assert_eq!(p.to_ms, 1_767_268_800_000);
+        assert_eq!(Period::parse("..").unwrap(), Period::ALL);
+        for bad in [
+            "2026-01-01",
+            "2026-13-01..",
+            "2026-04-01..2026-01-01",
+            "x..y",
+        ] {
+            assert!(Period::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_timeline_spans_every_hour_with_entries() {
+        let mut hours = BTreeMap::new();
+        hours.insert(10, (5, 1));
+        hours.insert(11, (2, 0));
+        hours.insert(200, (7, 0));
+        let t = timeline(&hours, 48);
+        assert_eq!(t.iter().map(|b| b.1).sum::<u64>(), 14);
+        assert_eq!(t.iter().map(|b| b.2).sum::<u64>(), 1);
+        assert_eq!(t[0], (10 * HOUR_MS, 7, 1));
+        assert!(t.len() <= 49);
+        assert_eq!(t.last().unwrap().1, 7);
+    }
+}

@@ -1,0 +1,407 @@
+//! A monitor: follows a log's checkpoints, checks each is consistent with
+//! the latest one it holds, serves that one to peer monitors and checks
+//! theirs the same way. Two checkpoints signed by the log's key that are
+//! not consistent (same size and another root, or no valid consistency
+//! proof from the log) are a split view: the monitor writes the evidence
+//! ([`crate::tlog::equivocation`]) and stops.
+//!
+//! It also follows the log's entries up to the checkpoint it accepted
+//! ([`crate::observers::follower`]) and reports break-glass reviews that are past
+//! their deadline.
+
+pub mod http;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use hyper::Uri;
+use thiserror::Error;
+
+use crate::access::gate::Obligation;
+use crate::observers::follower::{fetch_entries, Follower};
+use crate::sys::client::http_get;
+use crate::sys::clock::now_ms;
+use crate::sys::keyfile;
+use crate::tlog::checkpoint::Checkpoint;
+use crate::tlog::equivocation::Equivocation;
+use crate::tlog::merkle::{verify_consistency, Hash};
+use crate::tlog::note::NoteVerifier;
+
+/// Polls in a row a log may fail to prove consistency between two
+/// checkpoints it signed before that counts as a split view: one failure
+/// may be an outage, a log that never answers may be hiding a fork.
+pub const MAX_PROOF_FAILURES: u32 = 3;
+
+/// File holding the latest checkpoint the monitor accepted.
+pub const LATEST_FILE: &str = "latest.checkpoint";
+
+/// What the monitor watches and where it keeps its state.
+#[derive(Clone, Debug)]
+pub struct MonitorConfig {
+    /// The log's URL prefix (serving /checkpoint and the proof API).
+    pub log: Uri,
+    /// The log's verifier key.
+    pub key: NoteVerifier,
+    /// Peer monitors' URL prefixes.
+    pub peers: Vec<Uri>,
+    /// Where the latest checkpoint and any evidence are written.
+    pub data_dir: PathBuf,
+    /// Time between polls.
+    pub poll: Duration,
+}
+
+/// Why the monitor stopped.
+#[derive(Debug, Error)]
+pub enum MonitorError {
+    #[error("split view: {reason}; evidence written to {path}")]
+    SplitView { reason: String, path: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: stored checkpoint does not verify with the log key: {reason}")]
+    BadState { path: PathBuf, reason: String },
+}
+
+/// A running monitor's state, shared with its HTTP endpoint.
+pub struct Monitor {
+    config: MonitorConfig,
+    latest: Mutex<Option<(String, Checkpoint)>>,
+    /// Consecutive polls without a consistency proof, per (old, new) size.
+    proof_failures: Mutex<HashMap<(u64, u64), u32>>,
+    /// The log's entries replayed up to the accepted checkpoint.
+    follower: Mutex<Follower>,
+    /// Overdue reviews already reported, by break-glass index.
+    reported: Mutex<HashSet<u64>>,
+}
+
+/// What the monitor knows of open break-glass reviews.
+pub struct ObligationReport {
+    /// Entries replayed (checked against an accepted checkpoint).
+    pub tree_size: u64,
+    /// Set when the log's entries are not gatelog entries.
+    pub not_gatelog: Option<String>,
+    /// Open reviews, earliest deadline first.
+    pub open: Vec<Obligation>,
+}
+
+impl Monitor {
+    /// Opens the monitor, loading the latest checkpoint it accepted.
+    pub fn open(config: MonitorConfig) -> Result<Monitor, MonitorError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| MonitorError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join(LATEST_FILE);
+        let latest = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let cp = Checkpoint::open(text.as_bytes(), &config.key).map_err(|e| {
+                    MonitorError::BadState {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                Some((text, cp))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(MonitorError::Io { path, source }),
+        };
+        let follower = Mutex::new(Follower::new(config.key.clone()));
+        Ok(Monitor {
+            config,
+            follower,
+            reported: Mutex::new(HashSet::new()),
+            latest: Mutex::new(latest),
+            proof_failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The latest accepted checkpoint, as served to peers.
+    pub fn latest(&self) -> Option<String> {
+        self.latest
+            .lock()
+            .expect("monitor state")
+            .as_ref()
+            .map(|(t, _)| t.clone())
+    }
+
+    /// Polls the log and every peer until a split view is found.
+    pub async fn run(self: Arc<Self>) -> MonitorError {
+        // A slow peer must not hold up the others.
+        let timeout = self
+            .config
+            .poll
+            .clamp(Duration::from_secs(1), Duration::from_secs(5));
+        loop {
+            let mut fetches = tokio::task::JoinSet::new();
+            let log = self.config.log.clone();
+            fetches.spawn(async move {
+                let r = http_get(&log, "/checkpoint", timeout).await;
+                (format!("log {log}"), r)
+            });
+            for peer in self.config.peers.clone() {
+                fetches.spawn(async move {
+                    let r = http_get(&peer, "/v1/monitor/checkpoint", timeout).await;
+                    (format!("peer {peer}"), r)
+                });
+            }
+            let mut seen = Vec::new();
+            while let Some(Ok((source, result))) = fetches.join_next().await {
+                match result {
+                    Ok((200, body)) => seen.push((source, body)),
+                    // A peer that has accepted nothing yet.
+                    Ok((404, _)) if source.starts_with("peer") => {}
+                    Ok((s, _)) => eprintln!("gatelog monitor: {source} answered {s}"),
+                    Err(e) => eprintln!("gatelog monitor: {source}: {e}"),
+                }
+            }
+            // Our own log's view first: what we serve to peers must be
+            // the view our log shows, or a fork could go unseen by them.
+            seen.sort_by_key(|(source, _)| !source.starts_with("log"));
+            for (source, body) in seen {
+                if let Err(e) = self
+                    .observe(&String::from_utf8_lossy(&body), &source, timeout)
+                    .await
+                {
+                    return e;
+                }
+            }
+            self.follow(timeout).await;
+            tokio::time::sleep(self.config.poll).await;
+        }
+    }
+
+    /// Open break-glass reviews, from the entries replayed so far.
+    pub fn obligations(&self) -> ObligationReport {
+        let f = self.follower.lock().expect("follower");
+        ObligationReport {
+            tree_size: f.size(),
+            not_gatelog: f.not_gatelog().map(str::to_string),
+            open: f.obligations().into_iter().cloned().collect(),
+        }
+    }
+
+    /// Replays the log's entries up to the accepted checkpoint, then
+    /// reports each break-glass review newly past its deadline.
+    async fn follow(&self, timeout: Duration) {
+        let Some((_, cp)) = self.latest.lock().expect("monitor state").clone() else {
+            return;
+        };
+        let from = {
+            let f = self.follower.lock().expect("follower");
+            if f.not_gatelog().is_some() {
+                return;
+            }
+            f.size()
+        };
+        if from < cp.size {
+            match fetch_entries(&self.config.log, from, &cp, timeout).await {
+                Ok(entries) => {
+                    let mut f = self.follower.lock().expect("follower");
+                    if f.size() == from {
+                        if let Err(e) = f.take(&entries, &cp) {
+                            eprintln!("gatelog monitor: ALERT: {e}");
+                        }
+                    }
+                }
+                Err(e) => eprintln!("gatelog monitor: fetching entries {from}..{}: {e}", cp.size),
+            }
+        }
+        let now = now_ms();
+        let report = self.obligations();
+        let mut reported = self.reported.lock().expect("reported");
+        for o in report.open.iter().filter(|o| o.deadline_ms < now) {
+            if reported.insert(o.index) {
+                println!(
+                    "gatelog monitor: OVERDUE break-glass review: chain {} (entry {} by {}), deadline passed {} s ago",
+                    o.chain_id,
+                    o.index,
+                    o.actor,
+                    now.saturating_sub(o.deadline_ms) / 1000
+                );
+            }
+        }
+    }
+
+    /// Checks one checkpoint against the latest accepted one.
+    async fn observe(
+        &self,
+        note: &str,
+        source: &str,
+        timeout: Duration,
+    ) -> Result<(), MonitorError> {
+        let Ok(new) = Checkpoint::open(note.as_bytes(), &self.config.key) else {
+            eprintln!(
+                "gatelog monitor: {source} served a checkpoint the log's key did not sign; ignored"
+            );
+            return Ok(());
+        };
+        let Some((old_note, old)) = self.latest.lock().expect("monitor state").clone() else {
+            return self.accept(note, new);
+        };
+        if new.size == old.size {
+            if new.root != old.root {
+                return Err(self.split_view(
+                    &old_note,
+                    note,
+                    vec![],
+                    format!("{source}: two roots for size {}", new.size),
+                ));
+            }
+            return Ok(());
+        }
+        let (small, large) = if new.size < old.size {
+            (&new, &old)
+        } else {
+            (&old, &new)
+        };
+        if small.size == 0 {
+            // Every tree extends the empty one: nothing to prove.
+            return if new.size > old.size {
+                self.accept(note, new)
+            } else {
+                Ok(())
+            };
+        }
+        let path = format!(
+            "/v1/proof/consistency?old_size={}&tree_size={}",
+            small.size, large.size
+        );
+        let served = match http_get(&self.config.log, &path, timeout).await {
+            Ok((200, body)) => parse_hashes(&body).map_err(|e| format!("unreadable proof: {e}")),
+            Ok((status, body)) => Err(format!(
+                "the log answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            )),
+            Err(e) => Err(e),
+        };
+        let pair = (small.size, large.size);
+        let proof = match served {
+            Ok(p) => {
+                self.proof_failures
+                    .lock()
+                    .expect("monitor state")
+                    .remove(&pair);
+                p
+            }
+            Err(why) => {
+                // No proof this time. Not evidence yet; a log that keeps
+                // withholding it is treated as hiding a fork.
+                let failures = {
+                    let mut f = self.proof_failures.lock().expect("monitor state");
+                    let n = f.entry(pair).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                eprintln!(
+                    "gatelog monitor: no consistency proof {} -> {} ({failures}/{MAX_PROOF_FAILURES}): {why}",
+                    pair.0, pair.1
+                );
+                if failures < MAX_PROOF_FAILURES {
+                    return Ok(());
+                }
+                return Err(self.split_view(
+                    &old_note,
+                    note,
+                    vec![],
+                    format!(
+                        "{source}: the log did not prove {} -> {} in {failures} polls: {why}",
+                        pair.0, pair.1
+                    ),
+                ));
+            }
+        };
+        match verify_consistency(small.size, large.size, &proof, &small.root, &large.root) {
+            Ok(()) if new.size > old.size => self.accept(note, new),
+            Ok(()) => Ok(()),
+            Err(why) => Err(self.split_view(
+                &old_note,
+                note,
+                proof,
+                format!(
+                    "{source}: the log's consistency proof from {} to {} fails: {why}",
+                    small.size, large.size
+                ),
+            )),
+        }
+    }
+
+    fn accept(&self, note: &str, cp: Checkpoint) -> Result<(), MonitorError> {
+        let dir = &self.config.data_dir;
+        let tmp = dir.join(format!("{LATEST_FILE}.tmp"));
+        let path = dir.join(LATEST_FILE);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| MonitorError::Io { path, source }
+        };
+        std::fs::write(&tmp, note).map_err(io(&tmp))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        keyfile::sync_dir(dir).map_err(io(dir))?;
+        *self.latest.lock().expect("monitor state") = Some((note.to_string(), cp));
+        Ok(())
+    }
+
+    fn split_view(&self, a: &str, b: &str, proof: Vec<Hash>, reason: String) -> MonitorError {
+        let evidence = Equivocation {
+            a: a.to_string(),
+            b: b.to_string(),
+            proof,
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let dir = &self.config.data_dir;
+        let path = (0..)
+            .map(|n| match n {
+                0 => dir.join(format!("equivocation-{now}.txt")),
+                n => dir.join(format!("equivocation-{now}-{n}.txt")),
+            })
+            .find(|p| !p.exists())
+            .expect("some name is free");
+        // Durable before anyone is alerted to it.
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::write(&tmp, evidence.encode())
+            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .and_then(|()| keyfile::sync_dir(dir));
+        if let Err(e) = written {
+            eprintln!(
+                "gatelog monitor: could not write evidence to {}: {e}",
+                path.display()
+            );
+        }
+        let provable = match evidence.verify(&self.config.key) {
+            Ok(v) => format!("offline-checkable ({v:?})"),
+            Err(e) => format!("not offline-checkable: {e}"),
+        };
+        MonitorError::SplitView {
+            reason: format!("{reason}; evidence {provable}"),
+            path,
+        }
+    }
+}
+
+fn parse_hashes(body: &[u8]) -> Result<Vec<Hash>, String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    v["hashes"]
+        .as_array()
+        .ok_or("no hashes in the answer")?
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .and_then(|s| B64.decode(s).ok())
+                .and_then(|b| Hash::try_from(b).ok())
+                .ok_or_else(|| "a proof hash is not base64 SHA-256".to_string())
+        })
+        .collect()
+}

@@ -1,0 +1,195 @@
+//! The gate at append time: the sequencer's [`Admission`] for gatelog
+//! entries. It rebuilds the [`GateState`] from the log on start, checks a
+//! batch's signatures in one batch verification, runs the gate on each
+//! entry in log order, and writes the log's signed `gateRefusal` record
+//! for each refused intent.
+//!
+//! The state is shared (read-only) with the HTTP handlers that serve
+//! chains and obligations.
+
+use std::borrow::Cow;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use ed25519_dalek::VerifyingKey;
+use prost::Message;
+use thiserror::Error;
+
+use crate::access::entry::proto::{Actor, GateRefusal};
+use crate::access::entry::{self, timestamp, Body, DecodedEntry, Kind, Statement};
+use crate::access::gate::{self, GateState, PolicyEngine, Refusal, Rejection, Verdict};
+use crate::server::log::Log;
+use crate::server::sequencer::{Admission, Admit, Submitted};
+use crate::server::store::StoreError;
+use crate::sys::clock::now_ms;
+use crate::tlog::note::{NoteSigner, NoteVerifier};
+
+/// Why the gate's state could not be rebuilt from the log.
+#[derive(Debug, Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    #[error("entry {index} is not a gatelog SignedEntry ({reason}); this log holds other entries: serve it with --entries opaque")]
+    NotAnEntry { index: u64, reason: String },
+}
+
+/// The gate state behind a lock: the sequencer writes, readers read.
+pub type SharedState = Arc<RwLock<GateState>>;
+
+/// The sequencer's admission for gatelog entries.
+pub struct Gatekeeper {
+    log: Arc<Log>,
+    state: SharedState,
+    engine: Box<dyn PolicyEngine + Send>,
+    /// The log's key, for its refusal records.
+    signer: NoteSigner,
+}
+
+impl Gatekeeper {
+    /// Replays every entry of `log` into a fresh state that trusts
+    /// `admins`.
+    pub fn open(
+        log: Arc<Log>,
+        admins: Vec<NoteVerifier>,
+        engine: Box<dyn PolicyEngine + Send>,
+    ) -> Result<Self, ReplayError> {
+        let signer = NoteSigner::parse(&log.signer().to_private_key_string())
+            .expect("the log's own key parses");
+        let mut state = GateState::new(log.verifier().clone(), admins);
+        let size = log.head().size;
+        const CHUNK: u64 = 4096;
+        let mut start = 0;
+        while start < size {
+            let count = CHUNK.min(size - start);
+            for (k, leaf) in log.store().entries(start, count)?.iter().enumerate() {
+                let index = start + k as u64;
+                let decoded = DecodedEntry::decode(leaf).map_err(|e| ReplayError::NotAnEntry {
+                    index,
+                    reason: e.to_string(),
+                })?;
+                state.apply(index, &decoded);
+            }
+            start += count;
+        }
+        Ok(Gatekeeper {
+            log,
+            state: Arc::new(RwLock::new(state)),
+            engine,
+            signer,
+        })
+    }
+
+    /// The state, for readers.
+    pub fn state(&self) -> SharedState {
+        self.state.clone()
+    }
+
+    /// The log's signed record of a refused entry, to sit at `index`.
+    fn refusal_record(&self, index: u64, refused: &[u8], d: &DecodedEntry, r: &Refusal) -> Vec<u8> {
+        let statement = Statement {
+            actor: Some(Actor {
+                id: self.signer.name().to_string(),
+                ..Default::default()
+            }),
+            chain_id: d.statement.chain_id.clone(),
+            issued_at: Some(timestamp(now_ms())),
+            body: Some(Body::GateRefusal(GateRefusal {
+                refused_entry: refused.to_vec(),
+                violations: r.violations.clone(),
+                policy: r.policy.clone(),
+                index,
+            })),
+            ..Default::default()
+        };
+        entry::sign(&self.signer, &statement).encode_to_vec()
+    }
+}
+
+impl Admission for Gatekeeper {
+    fn admit(&mut self, first: u64, entries: &[Submitted<'_>]) -> Vec<Admit> {
+        let decoded: Vec<Result<Cow<DecodedEntry>, Rejection>> = entries
+            .iter()
+            .map(|e| match e.decoded {
+                Some(d) => Ok(Cow::Borrowed(d)),
+                None => DecodedEntry::decode(e.bytes)
+                    .map(Cow::Owned)
+                    .map_err(|e| Rejection::new(400, "malformed_entry", e.message).at(e.field)),
+            })
+            .collect();
+        let mut state = self.state.write().expect("gate state lock");
+        let keyed: Vec<Option<(&DecodedEntry, VerifyingKey)>> = decoded
+            .iter()
+            .map(|d| {
+                let d: &DecodedEntry = d.as_ref().ok()?;
+                Some((d, state.signing_key(d).ok()?))
+            })
+            .collect();
+        let started = Instant::now();
+        let verified = entry::verify_all(&keyed);
+        let m = &self.log.metrics;
+        m.signature_check.observe_duration(started.elapsed());
+        let mut next = first;
+        let mut out = Vec::with_capacity(entries.len());
+        for (k, d) in decoded.iter().enumerate() {
+            let d: &DecodedEntry = match d {
+                Ok(d) => d,
+                Err(r) => {
+                    out.push(Admit::Reject(r.clone()));
+                    continue;
+                }
+            };
+            // An earlier entry of this batch may have registered, rotated
+            // or revoked the key: ask again, and verify alone if it changed.
+            let key = match state.signing_key(d) {
+                Ok(key) => key,
+                Err(r) => {
+                    out.push(Admit::Reject(r));
+                    continue;
+                }
+            };
+            let good = match keyed[k] {
+                Some((_, batch_key)) if batch_key == key => verified[k],
+                _ => entry::verify(&key, &d.signed.statement, &d.signed.signature),
+            };
+            if !good {
+                out.push(Admit::Reject(
+                    Rejection::new(
+                        401,
+                        "bad_signature",
+                        format!(
+                            "the signature does not verify with key {:08x} of {}",
+                            d.signed.key_id, d.signed.signer_id
+                        ),
+                    )
+                    .at("signedEntry.signature"),
+                ));
+                continue;
+            }
+            let started = Instant::now();
+            let verdict = gate::check(&state, next, d, self.engine.as_mut());
+            if matches!(d.kind(), Kind::ExecutionIntent | Kind::Review) {
+                m.gate_decision.observe_duration(started.elapsed());
+            }
+            match verdict {
+                Err(r) => out.push(Admit::Reject(r)),
+                Ok(Verdict::Admit) => {
+                    state.apply(next, d);
+                    next += 1;
+                    out.push(Admit::Append);
+                }
+                Ok(Verdict::Refuse(refusal)) => {
+                    m.gate_refusals.fetch_add(1, Relaxed);
+                    let record = self.refusal_record(next, entries[k].bytes, d, &refusal);
+                    let recorded = DecodedEntry::decode(&record).expect("our own record decodes");
+                    state.apply(next, &recorded);
+                    next += 1;
+                    out.push(Admit::Record { record, refusal });
+                }
+            }
+        }
+        let rejected = out.iter().filter(|a| matches!(a, Admit::Reject(_))).count();
+        m.rejected.fetch_add(rejected as u64, Relaxed);
+        out
+    }
+}

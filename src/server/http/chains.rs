@@ -1,0 +1,127 @@
+//! The workflow read API: `GET /v1/chains/<chain_id>` (a decision chain,
+//! decoded, with proofs) and `GET /v1/obligations` (open break-glass
+//! reviews). Only for `--entries gatelog`.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use hyper::StatusCode;
+use serde_json::{json, Value};
+
+use super::routes::{json_response, HttpResponse};
+use super::{ApiError, App};
+use crate::access::entry::{entry_json, timestamp, Body, DecodedEntry};
+use crate::access::gate::Obligation;
+use crate::server::gatekeeper::SharedState;
+use crate::sys::clock::now_ms;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// An entry as JSON; a refusal record carries the refused entry decoded.
+pub(super) fn decoded_json(d: &DecodedEntry) -> Value {
+    let mut v = entry_json(d);
+    if let Some(Body::GateRefusal(r)) = &d.statement.body {
+        if let Ok(refused) = DecodedEntry::decode(&r.refused_entry) {
+            v["refused"] = entry_json(&refused);
+        }
+    }
+    v
+}
+
+pub(crate) fn obligation_json(o: &Obligation, now: i64) -> Value {
+    json!({
+        "chain_id": o.chain_id,
+        "index": o.index,
+        "actor": o.actor,
+        "review_deadline": serde_json::to_value(timestamp(o.deadline_ms)).unwrap_or_default(),
+        "overdue": o.deadline_ms < now,
+    })
+}
+
+fn state_gone() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "the gate state is unavailable",
+    )
+}
+
+/// The chain `chain_id`: each entry with its index, leaf hash and an
+/// inclusion proof to the current checkpoint, plus status and any open
+/// obligation.
+pub(super) fn serve_chain(app: &App, gate: &SharedState, chain_id: &str) -> Result<HttpResponse> {
+    let head = app.log.head();
+    let (indices, status, obligation) = {
+        let state = gate.read().map_err(|_| state_gone())?;
+        let (mut indices, status) = state.chain_entries(chain_id).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_chain",
+                format!("no chain {chain_id:?} in this log"),
+            )
+        })?;
+        indices.retain(|i| *i < head.size);
+        let obligation = state.obligation_of(chain_id).cloned();
+        (indices, status, obligation)
+    };
+    let mut entries = Vec::with_capacity(indices.len());
+    for index in indices {
+        let leaf = app
+            .log
+            .store()
+            .entries(index, 1)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage_error",
+                    e.to_string(),
+                )
+            })?
+            .pop()
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage_error",
+                    format!("entry {index} is missing"),
+                )
+            })?;
+        let decoded = DecodedEntry::decode(&leaf).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                e.to_string(),
+            )
+        })?;
+        let (_, proof) = app.log.inclusion_proof(index, Some(head.size))?;
+        entries.push(json!({
+            "index": index,
+            "leaf_hash": B64.encode(decoded.leaf_hash),
+            "kind": decoded.kind().name(),
+            "entry": decoded_json(&decoded),
+            "inclusion_proof": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+        }));
+    }
+    let now = now_ms();
+    Ok(json_response(json!({
+        "chain_id": chain_id,
+        "status": status,
+        "tree_size": head.size,
+        "checkpoint": head.checkpoint.to_string(),
+        "obligation": obligation.map(|o| obligation_json(&o, now)),
+        "entries": entries,
+    })))
+}
+
+/// Open break-glass reviews, overdue first.
+pub(super) fn serve_obligations(gate: &SharedState) -> Result<HttpResponse> {
+    let now = now_ms();
+    let state = gate.read().map_err(|_| state_gone())?;
+    let open: Vec<Value> = state
+        .obligations()
+        .into_iter()
+        .map(|o| obligation_json(o, now))
+        .collect();
+    Ok(json_response(json!({
+        "now": serde_json::to_value(timestamp(now)).unwrap_or_default(),
+        "obligations": open,
+    })))
+}

@@ -1,0 +1,133 @@
+//! API errors and the one place that maps errors to HTTP statuses.
+//! Every error answers with JSON `{"error": {"code", "message"}}`, plus
+//! `field` when one field is at fault and any details (e.g. the rules a
+//! refused intent broke).
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+
+use crate::server::log::ReadError;
+use crate::server::sequencer::SubmitError;
+use crate::tlog::tiles::TilePathError;
+
+/// An error answer: status, machine-readable code, human message.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// More members of the error object (e.g. `field`, the request field
+    /// at fault); boxed to keep errors small on the success path.
+    pub details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// The same error, naming the field at fault.
+    pub fn at(self, field: impl Into<String>) -> Self {
+        self.with("field", field.into().into())
+    }
+
+    /// The same error with one more member in its JSON object.
+    pub fn with(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.details
+            .get_or_insert_with(Default::default)
+            .insert(key.to_string(), value);
+        self
+    }
+
+    /// 405 naming the methods `path` accepts, with an Allow header.
+    pub fn method_not_allowed(path: &str, allowed: &'static str) -> Response<Full<Bytes>> {
+        let mut r = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{path} accepts {allowed} only"),
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allowed));
+        r
+    }
+
+    /// 400 for a query parameter.
+    pub fn bad_param(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_parameter", message)
+    }
+
+    /// The JSON response.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let mut error = serde_json::Map::new();
+        error.insert("code".into(), self.code.into());
+        error.insert("message".into(), self.message.into());
+        error.extend(self.details.map(|d| *d).unwrap_or_default());
+        let body = serde_json::json!({ "error": error });
+        let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+        *r.status_mut() = self.status;
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        // A tile that is missing now may exist in a second: no cache may
+        // keep an error.
+        r.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        let (status, code) = match &e {
+            ReadError::BeyondTree { .. } => (StatusCode::BAD_REQUEST, "tree_size_too_large"),
+            ReadError::IndexOutOfRange { .. } => (StatusCode::BAD_REQUEST, "index_out_of_range"),
+            ReadError::BadOldSize { .. } => (StatusCode::BAD_REQUEST, "bad_old_size"),
+            ReadError::EmptyTree => (StatusCode::BAD_REQUEST, "empty_tree"),
+            ReadError::LeafNotFound { .. } => (StatusCode::NOT_FOUND, "leaf_not_found"),
+            ReadError::Storage(_) | ReadError::MissingEntries { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "storage_error")
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        let (status, code) = match &e {
+            SubmitError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            SubmitError::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "sequencer_stopped"),
+            SubmitError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
+            SubmitError::Rejected(r) => {
+                let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
+                let e = ApiError::new(status, r.code, r.message.clone());
+                return match &r.field {
+                    Some(f) => e.at(f.clone()),
+                    None => e,
+                };
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<TilePathError> for ApiError {
+    fn from(e: TilePathError) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_tile_path", e.to_string())
+    }
+}

@@ -1,0 +1,141 @@
+//! The log's HTTP API: the write API (`POST /v1/entries`), its C2SP
+//! tlog-tiles read API, proofs and metrics; and the HTTP plumbing
+//! ([`serve_http`], the response helpers, [`ApiError`]) that the witness's
+//! and monitor's own servers use too.
+//!
+//! The only module that imports hyper's server. It takes a bound listener
+//! and a shutdown future, so tests can bind port 0.
+
+pub(crate) mod chains;
+mod error;
+pub(crate) mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use error::ApiError;
+
+use crate::server::log::Log;
+use crate::server::sequencer::SequencerHandle;
+use crate::server::witnessing::Witnessing;
+
+/// Limits of the HTTP layer.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Largest entry accepted; never more than [`crate::tlog::tiles::MAX_ENTRY_BYTES`].
+    pub max_entry_bytes: usize,
+    /// Most concurrent connections; further ones wait to be accepted.
+    pub max_connections: usize,
+    /// Longest wait for a request's headers, and for its body.
+    pub read_timeout: Duration,
+    /// Longest an append waits for the witness quorum.
+    pub witness_timeout: Duration,
+}
+
+/// Everything a request handler needs.
+pub struct App {
+    /// The log.
+    pub log: Arc<Log>,
+    /// Where appends go.
+    pub sequencer: SequencerHandle,
+    /// Cosignatures gathered from witnesses, if any are configured.
+    pub witnessing: Option<Arc<Witnessing>>,
+    /// Limits.
+    pub config: ServerConfig,
+    /// The gate, when the log holds gatelog entries (`--entries gatelog`).
+    pub gate: Option<Gate>,
+}
+
+/// What the HTTP layer needs of the gate.
+pub struct Gate {
+    /// The gate state, read for chains and obligations.
+    pub state: crate::server::gatekeeper::SharedState,
+    /// Stateless limits checked before an entry queues.
+    pub limits: crate::access::entry::Limits,
+}
+
+/// Serves the log's HTTP API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let limits = HttpLimits {
+        max_connections: app.config.max_connections,
+        read_timeout: app.config.read_timeout,
+    };
+    let handler = move |req| {
+        let app = app.clone();
+        async move { routes::handle(&app, req).await }
+    };
+    serve_http(listener, limits, handler, shutdown).await
+}
+
+/// Connection limits shared by every gatelog HTTP service.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Most concurrent connections; further ones wait to be accepted.
+    pub max_connections: usize,
+    /// Longest wait for a request's headers.
+    pub read_timeout: Duration,
+}
+
+/// Serves HTTP/1.1 on `listener` with `handler` until `shutdown` resolves.
+pub async fn serve_http<H, F>(
+    listener: TcpListener,
+    limits: HttpLimits,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            _ = &mut shutdown => return Ok(()),
+        };
+        let (stream, _) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                // Out of file descriptors and the like: keep serving.
+                Err(e) => {
+                    eprintln!("gatelog: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let response = handler(req);
+                async move { Ok::<_, std::convert::Infallible>(response.await) }
+            });
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.read_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            drop(permit);
+        });
+    }
+}

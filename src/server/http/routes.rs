@@ -1,0 +1,511 @@
+//! Request routing, decoding and encoding. The logic lives in
+//! [`crate::server::log::Log`] and [`crate::server::sequencer`]; each `serve_*` here only
+//! turns HTTP into a call and the result into HTTP.
+
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE as B64URL};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{chains, ApiError, App, Gate};
+use crate::access::entry::{validate, DecodedEntry};
+use crate::server::gatekeeper::SharedState;
+use crate::sys::clock::now_ms;
+use crate::tlog::decimal::parse_decimal;
+use crate::tlog::merkle::Hash;
+use crate::tlog::tiles::{TileKind, TilePath, MAX_ENTRY_BYTES};
+use crate::tlog::tlog_proof::TlogProof;
+
+pub(crate) type HttpResponse = Response<Full<Bytes>>;
+type Result<T> = std::result::Result<T, ApiError>;
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const SHORT_LIVED: &str = "public, max-age=1";
+
+/// Answers one request; errors become JSON error responses.
+pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> HttpResponse {
+    let response = route(app, req)
+        .await
+        .unwrap_or_else(ApiError::into_response);
+    app.log.metrics.count_response(response.status().as_u16());
+    response
+}
+
+async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
+    let path = req.uri().path();
+    let allowed = match path {
+        "/v1/entries" => "POST",
+        "/v1/log"
+        | "/checkpoint"
+        | "/v1/proof/inclusion"
+        | "/v1/proof/consistency"
+        | "/metrics" => "GET, HEAD",
+        p if p.starts_with("/tile/") => "GET, HEAD",
+        "/v1/obligations" => "GET, HEAD",
+        p if p.starts_with("/v1/chains/") => "GET, HEAD",
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no such endpoint: {path}"),
+            ))
+        }
+    };
+    // hyper sends no body in answer to HEAD, so HEAD is served as GET.
+    let method = req.method();
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    if !allowed.split(", ").any(|m| m == method) {
+        return Ok(ApiError::method_not_allowed(path, allowed));
+    }
+    let path = path.to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    match path.as_str() {
+        "/v1/entries" => serve_add_entry(app, req).await,
+        "/v1/log" => Ok(serve_log_info(app)),
+        "/checkpoint" => Ok(serve_checkpoint(app)),
+        "/metrics" => {
+            let mut text = app.log.metrics.render();
+            if let Some(w) = &app.witnessing {
+                w.render_metrics(&mut text);
+            }
+            Ok(bytes_response(
+                text.into(),
+                "text/plain; version=0.0.4; charset=utf-8",
+                "no-store",
+            ))
+        }
+        // Proofs and tiles read RocksDB, which may wait on the disk: keep
+        // that off the threads that drive every connection.
+        "/v1/proof/inclusion" => blocking(app, move |app| serve_inclusion(app, &query)).await,
+        "/v1/proof/consistency" => blocking(app, move |app| serve_consistency(app, &query)).await,
+        "/v1/obligations" => chains::serve_obligations(gate(app)?),
+        p if p.starts_with("/v1/chains/") => {
+            let id = percent_decode(p.strip_prefix("/v1/chains/").expect("routed on prefix"))?;
+            blocking(app, move |app| chains::serve_chain(app, gate(app)?, &id)).await
+        }
+        _ => {
+            blocking(app, move |app| {
+                serve_tile(app, path.strip_prefix("/tile/").expect("routed on prefix"))
+            })
+            .await
+        }
+    }
+}
+
+/// Runs a handler that does blocking reads on the blocking thread pool.
+async fn blocking<F>(app: &Arc<App>, f: F) -> Result<HttpResponse>
+where
+    F: FnOnce(&App) -> Result<HttpResponse> + Send + 'static,
+{
+    let app = app.clone();
+    run_blocking(move || f(&app)).await?
+}
+
+/// Runs `f` on the blocking pool; a panic in it becomes a 500.
+pub(crate) async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            e.to_string(),
+        )
+    })
+}
+
+pub(crate) fn bytes_response(
+    body: Bytes,
+    content_type: &'static str,
+    cache: &'static str,
+) -> HttpResponse {
+    let mut r = Response::new(Full::new(body));
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    r
+}
+
+pub(crate) fn json_response(value: serde_json::Value) -> HttpResponse {
+    bytes_response(value.to_string().into(), "application/json", "no-store")
+}
+
+fn b64_list(hashes: &[Hash]) -> Vec<String> {
+    hashes.iter().map(|h| B64.encode(h)).collect()
+}
+
+fn serve_log_info(app: &App) -> HttpResponse {
+    json_response(json!({
+        "origin": app.log.origin(),
+        "verifier_key": app.log.verifier().to_vkey(),
+        "tree_size": app.log.head().size,
+    }))
+}
+
+fn serve_checkpoint(app: &App) -> HttpResponse {
+    // With witnesses, the checkpoint they cosigned (the latest that
+    // reached the quorum, when one is set) and their cosignatures.
+    let cosigned = app.witnessing.as_ref().and_then(|w| w.served());
+    let text = match cosigned {
+        Some(c) => c.note(),
+        None => app.log.head().checkpoint.to_string(),
+    };
+    bytes_response(text.into(), "text/plain; charset=utf-8", SHORT_LIVED)
+}
+
+/// Reads a request body of at most `limit` bytes within `timeout`.
+pub(crate) async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let read = Limited::new(req.into_body(), limit).collect();
+    let collected = tokio::time::timeout(timeout, read).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body did not arrive within {timeout:?}"),
+        )
+    })?;
+    let body = collected.map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            too_large()
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("reading body: {e}"),
+            )
+        }
+    })?;
+    Ok(body.to_bytes())
+}
+
+/// The gate state, or 404 when the log holds opaque entries.
+fn gate(app: &App) -> Result<&SharedState> {
+    app.gate.as_ref().map(|g| &g.state).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_a_gatelog",
+            "this log is serving opaque entries (--entries opaque): it has no chains",
+        )
+    })
+}
+
+/// Stateless checks of a gatelog entry, before it queues for the gate.
+/// The entry, decoded, goes on to the sequencer (which then need not
+/// decode it again).
+fn check_entry(gate: &Gate, entry: &[u8]) -> Result<DecodedEntry> {
+    let decoded = DecodedEntry::decode(entry).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed_entry", e.message).at(e.field)
+    })?;
+    validate(&decoded, now_ms(), &gate.limits).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_entry", e.message).at(e.field)
+    })?;
+    Ok(decoded)
+}
+
+async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpResponse> {
+    let body = read_body(req, app.config.max_body_bytes, app.config.read_timeout).await?;
+    let entry = decode_entry(app, body)?;
+    let decoded = match &app.gate {
+        Some(gate) => Some(check_entry(gate, &entry)?),
+        None => None,
+    };
+    let appended = app.sequencer.submit(entry, decoded).await?;
+    let (proof, checkpoint) = match app.witnessing.as_ref().filter(|w| w.quorum() > 0) {
+        None => (appended.proof, appended.head.checkpoint.to_string()),
+        Some(w) => {
+            let index = appended.index;
+            // The entry may have just missed a round: allow for the rest
+            // of that one and the whole next one.
+            let timeout = 2 * app.config.witness_timeout;
+            let cosigned = w.wait_for_quorum(index, timeout).await.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "witness_quorum_timeout",
+                    format!(
+                        "entry {index} is durable in the log, but {} witnesses did not cosign a checkpoint covering it within {timeout:?}; retry for its proof",
+                        w.quorum()
+                    ),
+                )
+            })?;
+            // The sequencer's proof stands if the witnesses cosigned the
+            // batch's own checkpoint; a later one needs its own proof.
+            let size = cosigned.head.size;
+            let proof = if size == appended.head.size {
+                appended.proof
+            } else if let Some(p) = cosigned.proof(index) {
+                p.clone()
+            } else {
+                let log = app.log.clone();
+                run_blocking(move || log.inclusion_proof(index, Some(size)))
+                    .await??
+                    .1
+            };
+            (proof, cosigned.note())
+        }
+    };
+    let bundle = TlogProof {
+        extra: None,
+        index: appended.index,
+        proof,
+        checkpoint,
+    };
+    if let Some(refusal) = &appended.refusal {
+        let violations: Vec<serde_json::Value> = refusal
+            .violations
+            .iter()
+            .map(|v| json!({"rule": v.rule, "code": v.code, "message": v.message}))
+            .collect();
+        let rules: Vec<String> = refusal
+            .violations
+            .iter()
+            .map(|v| format!("rule {} ({})", v.rule, v.code))
+            .collect();
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "gate_refused",
+            format!("the gate refused this entry: {}", rules.join(", ")),
+        )
+        .with("violations", violations.into())
+        .with(
+            "policy",
+            serde_json::to_value(&refusal.policy).unwrap_or_default(),
+        )
+        .with(
+            "refusal_record",
+            json!({
+                "index": appended.index,
+                "leaf_hash": B64.encode(appended.leaf_hash),
+                "checkpoint": bundle.checkpoint,
+                "proof": bundle.encode(),
+            }),
+        ));
+    }
+    // A struct, not json!(): this is the hot path, and a Value tree costs
+    // an allocation per field.
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        index: u64,
+        leaf_hash: String,
+        checkpoint: &'a str,
+        proof: String,
+        duplicate: bool,
+    }
+    let body = serde_json::to_vec(&Answer {
+        index: appended.index,
+        leaf_hash: B64.encode(appended.leaf_hash),
+        checkpoint: &bundle.checkpoint,
+        proof: bundle.encode(),
+        duplicate: appended.duplicate,
+    })
+    .expect("serialising plain data");
+    Ok(bytes_response(body.into(), "application/json", "no-store"))
+}
+
+/// Turns a request body into the entry to log.
+fn decode_entry(app: &App, body: Bytes) -> Result<Vec<u8>> {
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "empty_entry",
+            "the request body is empty; an entry needs at least one byte",
+        ));
+    }
+    let max = app.config.max_entry_bytes.min(MAX_ENTRY_BYTES);
+    if body.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "entry_too_large",
+            format!("entry is {} bytes, the limit is {max}", body.len()),
+        ));
+    }
+    Ok(body.to_vec())
+}
+
+fn serve_tile(app: &App, rest: &str) -> Result<HttpResponse> {
+    let tile = TilePath::parse(rest)?;
+    let data = match tile.kind {
+        TileKind::Hashes { level } => app.log.hash_tile(level, tile.index, tile.width)?,
+        TileKind::Entries => app.log.entry_bundle(tile.index, tile.width)?,
+    };
+    match data {
+        Some(bytes) => Ok(bytes_response(
+            bytes.into(),
+            "application/octet-stream",
+            IMMUTABLE,
+        )),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "tile_not_found",
+            format!(
+                "{tile} is not in the current tree of size {}",
+                app.log.head().size
+            ),
+        )),
+    }
+}
+
+/// Query parameters, percent-decoded. '+' is kept as '+', so base64
+/// values work whether or not the client escaped them.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: &str, allowed: &[&str]) -> Result<Query> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for part in raw.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            let (k, v) = (percent_decode(k)?, percent_decode(v)?);
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::bad_param(format!(
+                    "unknown parameter {k:?}; this endpoint takes {}",
+                    allowed.join(", ")
+                )));
+            }
+            if pairs.iter().any(|(pk, _)| *pk == k) {
+                return Err(ApiError::bad_param(format!("parameter {k:?} given twice")));
+            }
+            pairs.push((k, v));
+        }
+        Ok(Query(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn u64(&self, name: &str) -> Result<Option<u64>> {
+        let Some(v) = self.get(name) else {
+            return Ok(None);
+        };
+        parse_decimal(v).map(Some).ok_or_else(|| {
+            ApiError::bad_param(format!("{name} must be a decimal integer, got {v:?}"))
+        })
+    }
+
+    fn required_u64(&self, name: &str) -> Result<u64> {
+        self.u64(name)?
+            .ok_or_else(|| ApiError::bad_param(format!("missing required parameter {name}")))
+    }
+}
+
+pub(super) fn percent_decode(s: &str) -> Result<String> {
+    let bad = || ApiError::bad_param("malformed percent-encoding in query");
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).ok_or_else(bad)?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+/// A leaf hash given as standard or URL-safe base64, or as hex.
+fn parse_leaf_hash(v: &str) -> Result<Hash> {
+    let decoded = if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        (0..32)
+            .map(|i| u8::from_str_radix(&v[2 * i..2 * i + 2], 16).ok())
+            .collect::<Option<Vec<u8>>>()
+    } else {
+        B64.decode(v).or_else(|_| B64URL.decode(v)).ok()
+    };
+    decoded
+        .and_then(|d| Hash::try_from(d).ok())
+        .ok_or_else(|| ApiError::bad_param("leaf_hash must be a SHA-256 hash in base64 or hex"))
+}
+
+fn serve_inclusion(app: &App, raw: &str) -> Result<HttpResponse> {
+    let q = Query::parse(raw, &["index", "leaf_hash", "tree_size"])?;
+    let tree_size = q.u64("tree_size")?;
+    let index = match (q.u64("index")?, q.get("leaf_hash")) {
+        (Some(i), None) => i,
+        (None, Some(h)) => app.log.find_leaf(&parse_leaf_hash(h)?, tree_size)?,
+        _ => {
+            return Err(ApiError::bad_param(
+                "give exactly one of index and leaf_hash",
+            ))
+        }
+    };
+    let (size, hashes) = app.log.inclusion_proof(index, tree_size)?;
+    Ok(json_response(json!({
+        "index": index,
+        "tree_size": size,
+        "hashes": b64_list(&hashes),
+    })))
+}
+
+fn serve_consistency(app: &App, raw: &str) -> Result<HttpResponse> {
+    let q = Query::parse(raw, &["old_size", "tree_size"])?;
+    let old = q.required_u64("old_size")?;
+    let (size, hashes) = app.log.consistency_proof(old, q.u64("tree_size")?)?;
+    Ok(json_response(json!({
+        "old_size": old,
+        "tree_size": size,
+        "hashes": b64_list(&hashes),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing_is_strict() {
+        let q = Query::parse("index=5&tree_size=10", &["index", "tree_size"]).unwrap();
+        assert_eq!(q.u64("index").unwrap(), Some(5));
+        assert!(Query::parse("index=1&index=2", &["index"]).is_err());
+        assert!(Query::parse("bogus=1", &["index"]).is_err());
+        let q = Query::parse("index=05", &["index"]).unwrap();
+        assert!(q.u64("index").is_err());
+        let q = Query::parse("index=-1", &["index"]).unwrap();
+        assert!(q.u64("index").is_err());
+        assert!(Query::parse("index=%zz", &["index"]).is_err());
+    }
+
+    #[test]
+    fn leaf_hashes_parse_in_every_spelling() {
+        let h = [0xfbu8; 32];
+        let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(parse_leaf_hash(&B64.encode(h)).unwrap(), h);
+        assert_eq!(parse_leaf_hash(&B64URL.encode(h)).unwrap(), h);
+        assert_eq!(parse_leaf_hash(&hex).unwrap(), h);
+        assert!(parse_leaf_hash("AAAA").is_err());
+    }
+}

@@ -1,0 +1,425 @@
+//! The sequencer: one thread that batches submissions (by count and by
+//! delay), deduplicates them, assigns indices, and commits the entries,
+//! the changed tiles and a newly signed checkpoint in one fsync'd write.
+//! Only then does it answer each submission, with its index and an
+//! inclusion proof against that checkpoint.
+//!
+//! An [`Admission`] (the gate, for gatelog entries) decides in log order
+//! what each new submission becomes: appended, replaced by the log's
+//! record of a refusal, or rejected without logging anything.
+//!
+//! The queue in front of it is bounded: when full, submissions are
+//! refused at once ([`SubmitError::Overloaded`]) instead of piling up.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+use crate::access::entry::DecodedEntry;
+use crate::access::gate::{Refusal, Rejection};
+use crate::server::log::{Log, LogHead};
+use crate::server::store::{Commit, Store};
+use crate::tlog::checkpoint::Checkpoint;
+use crate::tlog::merkle::{leaf_hash, Hash, Prover};
+use crate::tlog::tiles::{append_leaves, Overlay, TileNodes};
+
+/// Batching limits.
+#[derive(Clone, Debug)]
+pub struct SequencerConfig {
+    /// Most submissions in one batch.
+    pub max_batch_size: usize,
+    /// Longest a batch waits for more submissions after its first.
+    pub max_batch_delay: Duration,
+    /// Most submissions waiting for the sequencer.
+    pub max_pending: usize,
+    /// Most entry bytes waiting for the sequencer (queued or in the
+    /// batch being committed).
+    pub max_pending_bytes: usize,
+}
+
+/// A sequenced, durable entry and the proof of it.
+#[derive(Debug)]
+pub struct Appended {
+    /// Index of the entry in the log.
+    pub index: u64,
+    /// Leaf hash of the entry.
+    pub leaf_hash: Hash,
+    /// Inclusion proof against `head`.
+    pub proof: Vec<Hash>,
+    /// The checkpoint that covers the entry.
+    pub head: Arc<LogHead>,
+    /// Whether the entry was already in the log, or came earlier in the
+    /// same batch; only the first submission of an entry is not.
+    pub duplicate: bool,
+    /// Set when the gate refused the submission: it was not appended, and
+    /// `index`, `leaf_hash` and `proof` are those of the log's record of
+    /// the refusal.
+    pub refusal: Option<Refusal>,
+}
+
+/// What a new submission becomes.
+#[derive(Debug)]
+pub enum Admit {
+    /// Append it.
+    Append,
+    /// Append `record` (the log's own entry) in its place.
+    Record { record: Vec<u8>, refusal: Refusal },
+    /// Append nothing.
+    Reject(Rejection),
+}
+
+/// Decides what new submissions become, in log order. Runs on the
+/// sequencer thread, so it may keep state without locks of its own.
+pub trait Admission: Send + 'static {
+    /// One answer per entry; `first` is the index the first `Append` or
+    /// `Record` gets, and each takes the next.
+    fn admit(&mut self, first: u64, entries: &[Submitted<'_>]) -> Vec<Admit>;
+}
+
+/// A new submission as the admission sees it.
+pub struct Submitted<'a> {
+    pub bytes: &'a [u8],
+    /// The entry as the HTTP layer already decoded (and validated) it, so
+    /// the sequencer thread does not decode it again.
+    pub decoded: Option<&'a DecodedEntry>,
+}
+
+/// Why a submission was not sequenced.
+#[derive(Debug, Error, Clone)]
+pub enum SubmitError {
+    #[error("the sequencer queue is full; retry later")]
+    Overloaded,
+    #[error("the sequencer has stopped (shutdown or storage failure)")]
+    Stopped,
+    #[error("storage failure while sequencing: {0}")]
+    Storage(String),
+    #[error("{}", .0.message)]
+    Rejected(Rejection),
+}
+
+struct Submission {
+    entry: Vec<u8>,
+    decoded: Option<DecodedEntry>,
+    leaf: Hash,
+    arrived: Instant,
+    reply: oneshot::Sender<Result<Appended, SubmitError>>,
+}
+
+/// Submits entries to the sequencer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct SequencerHandle {
+    tx: SyncSender<Submission>,
+    log: Arc<Log>,
+    pending_bytes: Arc<AtomicUsize>,
+    max_pending_bytes: usize,
+}
+
+/// Starts the sequencer thread for `log`. It runs until every handle is
+/// dropped (after draining the queue) or storage fails, which its result
+/// reports. A log has one sequencer: a second `start` panics.
+pub fn start(
+    log: Arc<Log>,
+    config: SequencerConfig,
+    mut admission: Option<Box<dyn Admission>>,
+) -> (SequencerHandle, JoinHandle<Result<(), SubmitError>>) {
+    assert!(log.claim_writer(), "a log has exactly one sequencer");
+    let (tx, rx) = mpsc::sync_channel(config.max_pending);
+    let pending_bytes = Arc::new(AtomicUsize::new(0));
+    let handle = SequencerHandle {
+        tx,
+        log: log.clone(),
+        pending_bytes: pending_bytes.clone(),
+        max_pending_bytes: config.max_pending_bytes,
+    };
+    let thread = std::thread::Builder::new()
+        .name("sequencer".into())
+        .spawn(move || run(&log, &config, &rx, &pending_bytes, admission.as_deref_mut()))
+        .expect("spawning the sequencer thread");
+    (handle, thread)
+}
+
+impl SequencerHandle {
+    /// Sequences `entry`; resolves once it is durable and covered by a
+    /// signed checkpoint.
+    /// `decoded` is the entry already decoded, if it was.
+    pub async fn submit(
+        &self,
+        entry: Vec<u8>,
+        decoded: Option<DecodedEntry>,
+    ) -> Result<Appended, SubmitError> {
+        let len = entry.len();
+        let queued = self.pending_bytes.fetch_add(len, Relaxed) + len;
+        if queued > self.max_pending_bytes {
+            self.pending_bytes.fetch_sub(len, Relaxed);
+            self.log.metrics.overloaded.fetch_add(1, Relaxed);
+            return Err(SubmitError::Overloaded);
+        }
+        let (reply, answer) = oneshot::channel();
+        let sub = Submission {
+            leaf: decoded
+                .as_ref()
+                .map_or_else(|| leaf_hash(&entry), |d| d.leaf_hash),
+            entry,
+            decoded,
+            arrived: Instant::now(),
+            reply,
+        };
+        let refused = match self.tx.try_send(sub) {
+            Ok(()) => return answer.await.unwrap_or(Err(SubmitError::Stopped)),
+            Err(TrySendError::Full(_)) => {
+                self.log.metrics.overloaded.fetch_add(1, Relaxed);
+                SubmitError::Overloaded
+            }
+            Err(TrySendError::Disconnected(_)) => SubmitError::Stopped,
+        };
+        self.pending_bytes.fetch_sub(len, Relaxed);
+        Err(refused)
+    }
+}
+
+fn run(
+    log: &Log,
+    config: &SequencerConfig,
+    rx: &mpsc::Receiver<Submission>,
+    pending_bytes: &AtomicUsize,
+    mut admission: Option<&mut dyn Admission>,
+) -> Result<(), SubmitError> {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + config.max_batch_delay;
+        while batch.len() < config.max_batch_size {
+            // Take what is already queued, then wait out the delay.
+            match rx.try_recv() {
+                Ok(s) => {
+                    batch.push(s);
+                    continue;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            match rx.recv_timeout(deadline - now) {
+                Ok(s) => batch.push(s),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let bytes: usize = batch.iter().map(|s| s.entry.len()).sum();
+        let result = integrate(log, batch, admission.as_deref_mut());
+        pending_bytes.fetch_sub(bytes, Relaxed);
+        if let Err(e) = result {
+            // Storage may now hold more than we know: stop rather than
+            // risk signing a checkpoint inconsistent with what is on disk.
+            for s in rx.try_iter() {
+                let _ = s.reply.send(Err(SubmitError::Stopped));
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Sequences one batch and answers every submission in it. An error means
+/// storage failed; every submission of the batch has been answered with it.
+fn integrate(
+    log: &Log,
+    batch: Vec<Submission>,
+    admission: Option<&mut dyn Admission>,
+) -> Result<(), SubmitError> {
+    let result = sequence(log, &batch, admission);
+    let m = &log.metrics;
+    match result {
+        Ok(Sequenced {
+            head,
+            outcomes,
+            mut prover,
+        }) => {
+            for (s, outcome) in batch.into_iter().zip(outcomes) {
+                let answer = outcome.map_err(SubmitError::Rejected).and_then(|o| {
+                    let proof = prover
+                        .inclusion(o.index, head.size)
+                        .map_err(|e| SubmitError::Storage(e.to_string()))?;
+                    Ok(Appended {
+                        index: o.index,
+                        leaf_hash: o.leaf,
+                        proof,
+                        head: head.clone(),
+                        duplicate: o.duplicate,
+                        refusal: o.refusal,
+                    })
+                });
+                m.integration_latency.observe_duration(s.arrived.elapsed());
+                let _ = s.reply.send(answer);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            for s in batch {
+                let _ = s.reply.send(Err(e.clone()));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Where one submission of a committed batch ended up.
+struct Outcome {
+    index: u64,
+    leaf: Hash,
+    duplicate: bool,
+    refusal: Option<Refusal>,
+}
+
+/// A committed batch.
+struct Sequenced<'a> {
+    /// The head covering the batch.
+    head: Arc<LogHead>,
+    /// Each submission's outcome, in batch order.
+    outcomes: Vec<Result<Outcome, Rejection>>,
+    /// Proofs over the committed tree; it remembers the batch's tiles.
+    prover: Prover<TileNodes<Overlay<&'a Store>>>,
+}
+
+/// Assigns indices and commits the batch.
+fn sequence<'a>(
+    log: &'a Log,
+    batch: &[Submission],
+    admission: Option<&mut dyn Admission>,
+) -> Result<Sequenced<'a>, SubmitError> {
+    let storage = |e: &dyn std::fmt::Display| SubmitError::Storage(e.to_string());
+    let store = log.store();
+    let head = log.head();
+    // Each submission is either already stored, or the first or a repeat
+    // of a new entry (by its position in `new`).
+    enum Seen {
+        Stored(u64),
+        New(usize),
+    }
+    let mut new: Vec<&Submission> = Vec::new();
+    let mut in_batch: HashMap<Hash, usize> = HashMap::new();
+    let mut seen = Vec::with_capacity(batch.len());
+    for s in batch {
+        if let Some(&k) = in_batch.get(&s.leaf) {
+            seen.push((Seen::New(k), true));
+        } else if let Some(i) = store.index_of(&s.leaf).map_err(|e| storage(&e))? {
+            seen.push((Seen::Stored(i), true));
+        } else {
+            in_batch.insert(s.leaf, new.len());
+            seen.push((Seen::New(new.len()), false));
+            new.push(s);
+        }
+    }
+    let admits = match admission {
+        Some(a) if !new.is_empty() => {
+            let entries: Vec<Submitted> = new
+                .iter()
+                .map(|s| Submitted {
+                    bytes: &s.entry,
+                    decoded: s.decoded.as_ref(),
+                })
+                .collect();
+            let admits = a.admit(head.size, &entries);
+            assert_eq!(admits.len(), new.len(), "one answer per entry");
+            admits
+        }
+        _ => new.iter().map(|_| Admit::Append).collect(),
+    };
+    // What each new entry became, and the leaves to append.
+    type Placed = std::result::Result<(u64, Hash, Option<Refusal>), Rejection>;
+    let mut placed: Vec<Placed> = Vec::with_capacity(new.len());
+    let mut fresh: Vec<(u64, Hash, &[u8])> = Vec::with_capacity(new.len());
+    for (s, admit) in new.iter().zip(&admits) {
+        let index = head.size + fresh.len() as u64;
+        match admit {
+            Admit::Append => {
+                fresh.push((index, s.leaf, &s.entry));
+                placed.push(Ok((index, s.leaf, None)));
+            }
+            Admit::Record { record, refusal } => {
+                let leaf = leaf_hash(record);
+                fresh.push((index, leaf, record));
+                placed.push(Ok((index, leaf, Some(refusal.clone()))));
+            }
+            Admit::Reject(r) => placed.push(Err(r.clone())),
+        }
+    }
+    let outcomes = seen
+        .into_iter()
+        .zip(batch)
+        .map(|((at, duplicate), s)| match at {
+            Seen::Stored(index) => Ok(Outcome {
+                index,
+                leaf: s.leaf,
+                duplicate,
+                refusal: None,
+            }),
+            Seen::New(k) => placed[k].clone().map(|(index, leaf, refusal)| Outcome {
+                index,
+                leaf,
+                duplicate,
+                refusal,
+            }),
+        })
+        .collect();
+    let m = &log.metrics;
+    m.duplicates
+        .fetch_add((batch.len() - new.len()) as u64, Relaxed);
+    let leaves: Vec<Hash> = fresh.iter().map(|f| f.1).collect();
+    let changed = if leaves.is_empty() {
+        HashMap::new()
+    } else {
+        append_leaves(store, head.size, &leaves).map_err(|e| storage(&e))?
+    };
+    let mut prover = Prover::new(TileNodes::new(Overlay {
+        changed,
+        base: store,
+    }));
+    if fresh.is_empty() {
+        return Ok(Sequenced {
+            head,
+            outcomes,
+            prover,
+        });
+    }
+    let size = head.size + fresh.len() as u64;
+    let root = prover.root(size).map_err(|e| storage(&e))?;
+    let checkpoint = Checkpoint {
+        origin: log.origin().to_string(),
+        size,
+        root,
+        extensions: vec![],
+    }
+    .sign(log.signer())
+    .map_err(|e| storage(&e))?;
+    let started = Instant::now();
+    store
+        .commit(&Commit {
+            entries: &fresh,
+            tiles: &prover.source().reader().changed,
+            checkpoint: &checkpoint,
+        })
+        .map_err(|e| storage(&e))?;
+    m.commit_latency.observe_duration(started.elapsed());
+    m.batches.fetch_add(1, Relaxed);
+    m.batch_size.observe(batch.len() as f64);
+    m.appends.fetch_add(fresh.len() as u64, Relaxed);
+    let new_head = Arc::new(LogHead {
+        size,
+        root,
+        checkpoint: checkpoint.into(),
+    });
+    log.set_head(new_head.clone());
+    Ok(Sequenced {
+        head: new_head,
+        outcomes,
+        prover,
+    })
+}

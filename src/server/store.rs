@@ -1,0 +1,184 @@
+//! Durable storage of the log in RocksDB: entries, the leaf-hash index
+//! used for deduplication, hash tiles and the latest signed checkpoint.
+//!
+//! The one file that imports `rocksdb`. Contract: when [`Store::commit`]
+//! returns Ok, everything in the commit is on disk (WAL fsync'd) and
+//! visible to readers, all or nothing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{BlockBasedOptions, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use thiserror::Error;
+
+use crate::tlog::merkle::Hash;
+use crate::tlog::tiles::{TileReader, TileSet};
+
+const KEY_CHECKPOINT: &[u8] = b"c";
+const PREFIX_ENTRY: u8 = b'e';
+const PREFIX_LEAF: u8 = b'h';
+const PREFIX_TILE: u8 = b't';
+
+/// Storage failures.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("RocksDB: {0}")]
+    Db(#[from] rocksdb::Error),
+    #[error("storage is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The log's RocksDB database.
+pub struct Store {
+    db: DB,
+}
+
+/// One batch of the log to make durable at once.
+pub struct Commit<'a> {
+    /// New entries: (index, leaf hash, bytes).
+    pub entries: &'a [(u64, Hash, &'a [u8])],
+    /// Every tile that changed, with its whole new content.
+    pub tiles: &'a TileSet,
+    /// The signed checkpoint covering the entries.
+    pub checkpoint: &'a str,
+}
+
+fn entry_key(index: u64) -> [u8; 9] {
+    let mut k = [PREFIX_ENTRY; 9];
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn leaf_key(leaf: &Hash) -> [u8; 33] {
+    let mut k = [PREFIX_LEAF; 33];
+    k[1..].copy_from_slice(leaf);
+    k
+}
+
+fn tile_key(level: u8, index: u64) -> [u8; 10] {
+    let mut k = [PREFIX_TILE; 10];
+    k[1] = level;
+    k[2..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+impl Store {
+    /// Opens the database in `dir`, creating it only if `create`.
+    pub fn open(dir: &Path, create: bool) -> Result<Store, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(create);
+        opts.set_max_background_jobs(2);
+        // Leaf-hash lookups (dedup) are point reads of random keys: a
+        // bloom filter keeps misses off the disk.
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&table);
+        // Most dedup lookups miss and most of them are answered by the
+        // memtable: a memtable bloom filter spares the skiplist walk.
+        opts.set_memtable_whole_key_filtering(true);
+        opts.set_memtable_prefix_bloom_ratio(0.1);
+        let db = DB::open(&opts, dir)?;
+        Ok(Store { db })
+    }
+
+    /// The latest signed checkpoint, if the log was ever initialised.
+    pub fn checkpoint(&self) -> Result<Option<String>, StoreError> {
+        match self.db.get(KEY_CHECKPOINT)? {
+            None => Ok(None),
+            Some(v) => String::from_utf8(v)
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt("checkpoint is not UTF-8".into())),
+        }
+    }
+
+    /// Index of the entry with this leaf hash, if logged.
+    pub fn index_of(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
+        match self.db.get_pinned(leaf_key(leaf))? {
+            None => Ok(None),
+            Some(v) => {
+                let b: [u8; 8] = v[..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("leaf index is not 8 bytes".into()))?;
+                Ok(Some(u64::from_be_bytes(b)))
+            }
+        }
+    }
+
+    /// Entries `start .. start+count` in order; fewer if some are missing.
+    pub fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let from = entry_key(start);
+        let iter = self
+            .db
+            .iterator(IteratorMode::From(&from, Direction::Forward));
+        let mut out = Vec::with_capacity(count as usize);
+        for (i, item) in iter.take(count as usize).enumerate() {
+            let (k, v) = item?;
+            if k[..] != entry_key(start + i as u64) {
+                break;
+            }
+            out.push(v.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Writes a batch atomically and fsyncs it before returning.
+    pub fn commit(&self, c: &Commit<'_>) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (index, leaf, bytes) in c.entries {
+            batch.put(entry_key(*index), bytes);
+            batch.put(leaf_key(leaf), index.to_be_bytes());
+        }
+        for ((level, index), tile) in c.tiles {
+            batch.put(tile_key(*level, *index), tile.as_slice());
+        }
+        batch.put(KEY_CHECKPOINT, c.checkpoint.as_bytes());
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+}
+
+impl TileReader for Store {
+    type Error = StoreError;
+    fn read_tile(&self, level: u8, index: u64) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+        Ok(self.db.get(tile_key(level, index))?.map(Arc::new))
+    }
+}
+
+/// A witness's record of the latest checkpoint it cosigned for each log.
+/// Contract: when [`WitnessDb::set_latest`] returns Ok, the record is on
+/// disk (WAL fsync'd).
+pub struct WitnessDb {
+    db: DB,
+}
+
+impl WitnessDb {
+    /// Opens (creating if needed) the witness database in `dir`.
+    pub fn open(dir: &Path) -> Result<WitnessDb, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        Ok(WitnessDb {
+            db: DB::open(&opts, dir)?,
+        })
+    }
+
+    /// The latest checkpoint cosigned for `origin`, verbatim.
+    pub fn latest(&self, origin: &str) -> Result<Option<String>, StoreError> {
+        match self.db.get(origin.as_bytes())? {
+            None => Ok(None),
+            Some(v) => String::from_utf8(v)
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt(format!("record for {origin} is not UTF-8"))),
+        }
+    }
+
+    /// Durably records `checkpoint` as the latest cosigned for `origin`.
+    pub fn set_latest(&self, origin: &str, checkpoint: &str) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_opt(origin.as_bytes(), checkpoint.as_bytes(), &wo)?;
+        Ok(())
+    }
+}
