@@ -15,12 +15,19 @@
 //!   opened log, the sequencer, the gatekeeper, witnessing, HTTP, metrics).
 //! - [`observers`]: what watches a log from outside: the witness, the
 //!   monitor and its follower (feature `server`), and the mirror.
+//! - [`audit`] (feature `verifier`): the auditor's tools: the audit and its
+//!   evidence package, and the one-off verifications.
+//!
+//! `src/cli/` (the `gatelog` binary) parses arguments and makes one call
+//! into these parts per command.
 //!
 //! The verifying side (`--no-default-features`, or `--features verifier`
 //! for the auditor's binary) has `tlog`, `access`, the client half of `sys`
 //! and the mirror: no RocksDB, no HTTP server.
 
 pub mod access;
+#[cfg(feature = "verifier")]
+pub mod audit;
 #[cfg(any(feature = "server", feature = "verifier"))]
 pub mod observers;
 #[cfg(feature = "server")]

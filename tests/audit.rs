@@ -233,7 +233,7 @@ fn audit_finds_each_injected_violation_and_nothing_else() {
         "{ok}"
     );
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
-    assert!(report.contains("FINDINGS") && report.contains("admitted_despite_gate"));
+    assert!(report.contains("4 finding(s)") && report.contains("admitted_despite_gate"));
 
     // A changed byte in a mirror of it: the tree no longer verifies.
     let mirror = tmp.path().join("mirror");

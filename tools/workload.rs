@@ -186,7 +186,14 @@ fn main() -> anyhow::Result<()> {
     let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
     const HOUR: i64 = 3_600_000;
 
+    let progress = indicatif::ProgressBar::new(args.chains).with_style(
+        indicatif::ProgressStyle::with_template(
+            "workload: {bar:30} {human_pos}/{human_len} chains ({percent}%), {per_sec}, {eta} left",
+        )
+        .expect("a valid template"),
+    );
     for n in 0..args.chains {
+        progress.inc(1);
         let chain = format!("CHG-{n}");
         let r = pick(&mut rng, "requester");
         let requester = &cast["requester"][r];
@@ -368,6 +375,7 @@ fn main() -> anyhow::Result<()> {
             *expected.entry(code).or_default() += 1;
         }
     }
+    progress.finish_and_clear();
     write_log(&args.out, &log_key, &w.entries)?;
     std::fs::write(args.out.join("log.vkey"), log_key.verifier().to_vkey())?;
     std::fs::write(

@@ -5,7 +5,6 @@
 mod audit;
 #[cfg(feature = "server")]
 mod server;
-mod source;
 mod verify;
 
 use std::process::ExitCode;
@@ -13,7 +12,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use hyper::Uri;
 
 /// gatelog: a transparency log for access changes.
 ///
@@ -169,32 +167,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Monitor(args) => server::monitor(args),
         Command::Verify(command) => Ok(verify::run(command)),
         Command::Mirror(args) => mirror(&args),
-        Command::Audit(args) => Ok(audit::audit(&args)),
+        Command::Audit(args) => Ok(audit::audit(args)),
         #[cfg(feature = "server")]
         Command::Keygen(args) => server::keygen(&args).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "server")]
         Command::Submit(args) => server::submit(&args),
     }
-}
-
-pub(crate) fn parse_url(url: &str) -> anyhow::Result<Uri> {
-    let uri: Uri = url.parse().with_context(|| format!("bad URL {url:?}"))?;
-    if uri.scheme_str() != Some("http") || uri.port_u16().is_none() {
-        anyhow::bail!("URL {url:?} must be http://HOST:PORT[/prefix]");
-    }
-    Ok(uri)
-}
-
-/// GET `path` under `base`, blocking; the status and body.
-pub(crate) fn fetch(base: &Uri, path: &str, timeout: Duration) -> anyhow::Result<(u16, Vec<u8>)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let (status, body) = runtime
-        .block_on(gatelog::sys::client::http_get(base, path, timeout))
-        .map_err(|e| anyhow::anyhow!("GET {base}{path}: {e}"))?;
-    Ok((status, body.to_vec()))
 }
 
 #[derive(Args, Debug)]
@@ -214,6 +192,7 @@ pub struct MirrorArgs {
 
 fn mirror(args: &MirrorArgs) -> anyhow::Result<ExitCode> {
     use gatelog::observers::mirror::{mirror, MirrorError};
+    use gatelog::sys::client::parse_url;
     let usage = |m: String| {
         eprintln!("gatelog: error: {m}");
         Ok(ExitCode::from(2))
@@ -230,20 +209,14 @@ fn mirror(args: &MirrorArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let mut shown = 0u64;
+    let bar = progress_bar("mirror", "entries");
     let progress = |done: u64, all: u64| {
-        // About a hundred updates per run, on one line.
-        if done == all || done >= shown + all.div_ceil(100) {
-            shown = done;
-            eprint!(
-                "\rgatelog mirror: {done}/{all} entries ({}%)",
-                done * 100 / all.max(1)
-            );
-        }
+        bar.set_length(all);
+        bar.set_position(done);
     };
     let timeout = Duration::from_secs(args.timeout_secs);
     let result = runtime.block_on(mirror(&log, &key, &args.dir, timeout, progress));
-    eprintln!();
+    bar.finish_and_clear();
     match result {
         Ok(r) => {
             println!(
@@ -266,4 +239,14 @@ fn mirror(args: &MirrorArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// A progress bar on stderr for a long command: `what` done of all, its
+/// rate and what is left. Drawn only when stderr is a terminal.
+pub(crate) fn progress_bar(what: &str, unit: &str) -> indicatif::ProgressBar {
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{what}: {{bar:30}} {{human_pos}}/{{human_len}} {unit} ({{percent}}%), {{per_sec}}, {{eta}} left"
+    ))
+    .expect("a valid template");
+    indicatif::ProgressBar::new(0).with_style(style)
 }

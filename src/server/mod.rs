@@ -8,6 +8,7 @@
 //! - [`witnessing`]: the log's rounds of asking witnesses to cosign.
 //! - [`http`]: the HTTP API (`serve_x` maps HTTP; the logic is below it).
 //! - [`metrics`]: Prometheus counters and histograms.
+//! - [`run`]: `gatelog serve`: all of the above, started and stopped.
 //!
 //! Uses [`crate::tlog`], [`crate::access`] and [`crate::sys`]. The
 //! observers may use its HTTP plumbing and storage; the pure parts and the
@@ -17,6 +18,7 @@ pub mod gatekeeper;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod run;
 pub mod sequencer;
 pub mod store;
 pub mod witnessing;

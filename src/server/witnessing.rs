@@ -297,13 +297,13 @@ async fn rounds(
                 Ok(line) => {
                     cosignatures.push(line);
                     if stats.up.swap(1, Relaxed) == 0 {
-                        eprintln!("gatelog: witness {} is cosigning", c.config.name);
+                        tracing::info!(witness = %c.config.name, "witness is cosigning");
                     }
                     stats.cosigned_size.store(head.size, Relaxed);
                 }
                 Err(e) => {
                     if stats.up.swap(0, Relaxed) == 1 || stats.failures.load(Relaxed) == 0 {
-                        eprintln!("gatelog: witness {}: {e}", c.config.name);
+                        tracing::warn!(witness = %c.config.name, error = %e, "witness did not cosign");
                     }
                     stats.failures.fetch_add(1, Relaxed);
                 }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, Uri};
@@ -53,4 +55,26 @@ pub async fn http_request(
 /// GET `path` under `base`; the status and body.
 pub async fn http_get(base: &Uri, path: &str, timeout: Duration) -> Result<(u16, Bytes), String> {
     http_request(Method::GET, base, path, Bytes::new(), timeout).await
+}
+
+/// Parses a service URL: `http://HOST:PORT[/prefix]`.
+pub fn parse_url(url: &str) -> anyhow::Result<Uri> {
+    let uri: Uri = url.parse().with_context(|| format!("bad URL {url:?}"))?;
+    if uri.scheme_str() != Some("http") || uri.port_u16().is_none() {
+        anyhow::bail!("URL {url:?} must be http://HOST:PORT[/prefix]");
+    }
+    Ok(uri)
+}
+
+/// GET `path` under `base`, blocking (for the command-line tools); the
+/// status and body.
+pub fn fetch(base: &Uri, path: &str, timeout: Duration) -> anyhow::Result<(u16, Vec<u8>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (status, body) = runtime
+        .block_on(http_get(base, path, timeout))
+        .map_err(|e| anyhow::anyhow!("GET {base}{path}: {e}"))?;
+    Ok((status, body.to_vec()))
 }

@@ -44,6 +44,10 @@ pub const INTEGRITY_CODES: [&str; 7] = [
     "not_consistent_with_since",
 ];
 
+/// The most bars the report's timeline has: a day each for two years,
+/// longer spans in runs of days.
+pub const TIMELINE_BUCKETS: i64 = 731;
+
 /// How many findings the summary keeps for a report; all of them go out
 /// through [`Auditor::take_output`].
 pub const SUMMARY_FINDINGS: usize = 1000;
@@ -180,8 +184,9 @@ pub struct AuditSummary {
     pub executed: u64,
     pub break_glass: u64,
     pub chains_outside_period: u64,
-    /// Entries per time bucket (issuedAt) in the period, for the report's
-    /// timeline: (bucket start in ms, entries, refusals).
+    /// Entries per UTC day (issuedAt) in the period, or per run of days
+    /// past [`TIMELINE_BUCKETS`] days, for the report's timeline: (bucket
+    /// start in ms, entries, refusals).
     pub timeline: Vec<(i64, u64, u64)>,
     /// Whether the entries hash to the checkpoint's root.
     pub tree_verified: bool,
@@ -225,6 +230,7 @@ fn sorted(v: &[String]) -> Vec<String> {
 }
 
 const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// Replays a log entry by entry.
 pub struct Auditor {
@@ -649,7 +655,7 @@ impl Auditor {
         let mut rest = std::mem::take(&mut self.findings);
         rest.sort_by_key(|f| f.index);
         self.output.findings.extend(rest);
-        self.summary.timeline = timeline(&self.hours, 48);
+        self.summary.timeline = timeline(&self.hours, TIMELINE_BUCKETS);
         self.summary.first_findings.sort_by_key(|f| f.index);
         (self.summary, self.output)
     }
@@ -761,17 +767,21 @@ impl Auditor {
     }
 }
 
-/// Entries and refusals per bucket, about `buckets` across the time span.
-fn timeline(hours: &BTreeMap<i64, (u64, u64)>, buckets: i64) -> Vec<(i64, u64, u64)> {
+/// Entries and refusals per UTC day, from the first day with an entry to
+/// the last (days without entries are zeros); over `max_buckets` days, each
+/// bucket is a run of whole days, so there are never more than that.
+fn timeline(hours: &BTreeMap<i64, (u64, u64)>, max_buckets: i64) -> Vec<(i64, u64, u64)> {
     let (Some((&lo, _)), Some((&hi, _))) = (hours.first_key_value(), hours.last_key_value()) else {
         return vec![];
     };
-    let width = ((hi - lo) / buckets).max(0) + 1;
-    let mut out: Vec<(i64, u64, u64)> = (0..=(hi - lo) / width)
-        .map(|b| ((lo + b * width) * HOUR_MS, 0, 0))
+    let (first_day, last_day) = (lo.div_euclid(24), hi.div_euclid(24));
+    let days = last_day - first_day + 1;
+    let width = (days + max_buckets - 1) / max_buckets;
+    let mut out: Vec<(i64, u64, u64)> = (0..(days + width - 1) / width)
+        .map(|b| ((first_day + b * width).saturating_mul(DAY_MS), 0, 0))
         .collect();
     for (hour, (n, refused)) in hours {
-        let b = ((hour - lo) / width) as usize;
+        let b = ((hour.div_euclid(24) - first_day) / width) as usize;
         out[b].1 += n;
         out[b].2 += refused;
     }
@@ -803,16 +813,28 @@ mod tests {
     }
 
     #[test]
-    fn the_timeline_spans_every_hour_with_entries() {
+    fn the_timeline_has_a_bar_per_day() {
         let mut hours = BTreeMap::new();
-        hours.insert(10, (5, 1));
-        hours.insert(11, (2, 0));
-        hours.insert(200, (7, 0));
-        let t = timeline(&hours, 48);
-        assert_eq!(t.iter().map(|b| b.1).sum::<u64>(), 14);
-        assert_eq!(t.iter().map(|b| b.2).sum::<u64>(), 1);
-        assert_eq!(t[0], (10 * HOUR_MS, 7, 1));
-        assert!(t.len() <= 49);
-        assert_eq!(t.last().unwrap().1, 7);
+        hours.insert(10, (5, 1)); // day 0
+        hours.insert(11, (2, 0)); // day 0
+        hours.insert(200, (7, 0)); // day 8
+        hours.insert(-1, (1, 1)); // the day before the epoch
+        let t = timeline(&hours, 731);
+        assert_eq!(t.len(), 10, "days -1 to 8");
+        assert_eq!(t[0], (-DAY_MS, 1, 1));
+        assert_eq!(t[1], (0, 7, 1));
+        assert_eq!(t[9], (8 * DAY_MS, 7, 0));
+        assert!(t[2..9].iter().all(|b| b.1 == 0 && b.2 == 0));
+    }
+
+    #[test]
+    fn a_long_timeline_groups_days() {
+        let mut hours = BTreeMap::new();
+        hours.insert(0, (1, 0));
+        hours.insert(24 * 999, (2, 0)); // day 999: 1,000 days
+        let t = timeline(&hours, 100);
+        assert_eq!(t.len(), 100);
+        assert_eq!(t[1].0 - t[0].0, 10 * DAY_MS);
+        assert_eq!((t[0].1, t[99].1), (1, 2));
     }
 }

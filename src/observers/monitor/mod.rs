@@ -157,8 +157,8 @@ impl Monitor {
                     Ok((200, body)) => seen.push((source, body)),
                     // A peer that has accepted nothing yet.
                     Ok((404, _)) if source.starts_with("peer") => {}
-                    Ok((s, _)) => eprintln!("gatelog monitor: {source} answered {s}"),
-                    Err(e) => eprintln!("gatelog monitor: {source}: {e}"),
+                    Ok((s, _)) => tracing::warn!(%source, status = s, "unexpected answer"),
+                    Err(e) => tracing::warn!(%source, error = %e, "fetch failed"),
                 }
             }
             // Our own log's view first: what we serve to peers must be
@@ -206,11 +206,11 @@ impl Monitor {
                     let mut f = self.follower.lock().expect("follower");
                     if f.size() == from {
                         if let Err(e) = f.take(&entries, &cp) {
-                            eprintln!("gatelog monitor: ALERT: {e}");
+                            tracing::error!(error = %e, "ALERT: the log's entries do not replay");
                         }
                     }
                 }
-                Err(e) => eprintln!("gatelog monitor: fetching entries {from}..{}: {e}", cp.size),
+                Err(e) => tracing::warn!(from, to = cp.size, error = %e, "fetching entries failed"),
             }
         }
         let now = now_ms();
@@ -237,9 +237,7 @@ impl Monitor {
         timeout: Duration,
     ) -> Result<(), MonitorError> {
         let Ok(new) = Checkpoint::open(note.as_bytes(), &self.config.key) else {
-            eprintln!(
-                "gatelog monitor: {source} served a checkpoint the log's key did not sign; ignored"
-            );
+            tracing::warn!(%source, "served a checkpoint the log's key did not sign; ignored");
             return Ok(());
         };
         let Some((old_note, old)) = self.latest.lock().expect("monitor state").clone() else {
@@ -299,9 +297,13 @@ impl Monitor {
                     *n += 1;
                     *n
                 };
-                eprintln!(
-                    "gatelog monitor: no consistency proof {} -> {} ({failures}/{MAX_PROOF_FAILURES}): {why}",
-                    pair.0, pair.1
+                tracing::warn!(
+                    old_size = pair.0,
+                    new_size = pair.1,
+                    failures,
+                    max_failures = MAX_PROOF_FAILURES,
+                    reason = %why,
+                    "no consistency proof"
                 );
                 if failures < MAX_PROOF_FAILURES {
                     return Ok(());
@@ -375,10 +377,7 @@ impl Monitor {
             .and_then(|()| std::fs::rename(&tmp, &path))
             .and_then(|()| keyfile::sync_dir(dir));
         if let Err(e) = written {
-            eprintln!(
-                "gatelog monitor: could not write evidence to {}: {e}",
-                path.display()
-            );
+            tracing::error!(path = %path.display(), error = %e, "could not write split-view evidence");
         }
         let provable = match evidence.verify(&self.config.key) {
             Ok(v) => format!("offline-checkable ({v:?})"),
@@ -404,4 +403,85 @@ fn parse_hashes(body: &[u8]) -> Result<Vec<Hash>, String> {
                 .ok_or_else(|| "a proof hash is not base64 SHA-256".to_string())
         })
         .collect()
+}
+
+/// Why a monitor's service stopped, when it was not an error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Asked to (SIGINT, SIGTERM).
+    Shutdown,
+    /// It found a split view: the evidence is written and the alert
+    /// command ran.
+    SplitView,
+}
+
+/// Runs a monitor with its HTTP API on `listen` until it is asked to stop
+/// or finds a split view (then `alert_command` runs and peers get a little
+/// time to fetch the view it holds).
+pub fn serve(
+    config: MonitorConfig,
+    listen: std::net::SocketAddr,
+    alert_command: Option<String>,
+) -> anyhow::Result<Stopped> {
+    use crate::server::http::{serve_http, HttpLimits};
+    use anyhow::Context;
+    let (log, peers) = (config.log.to_string(), config.peers.len());
+    let poll_ms = config.poll.as_millis() as u64;
+    let monitor = Arc::new(Monitor::open(config)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let stopped = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {}", listen))?;
+        println!("gatelog: monitor of {log} with {peers} peer(s)");
+        println!("gatelog: listening on http://{}", listener.local_addr()?);
+        let served = monitor.clone();
+        let handler = move |req: hyper::Request<hyper::body::Incoming>| {
+            let served = served.clone();
+            async move { http::handle(&served, req) }
+        };
+        let limits = HttpLimits {
+            max_connections: 256,
+            read_timeout: Duration::from_secs(30),
+        };
+        let mut serving = tokio::spawn(serve_http(
+            listener,
+            limits,
+            handler,
+            crate::sys::shutdown_signal(),
+        ));
+        tokio::select! {
+            r = &mut serving => { r??; anyhow::Ok(None) }
+            e = monitor.clone().run() => {
+                alert(&e, alert_command.as_deref());
+                // Keep serving a little: peers may not have seen the view
+                // that split from theirs yet.
+                tokio::time::sleep(Duration::from_millis(2 * poll_ms).min(Duration::from_secs(10))).await;
+                Ok(Some(e))
+            }
+        }
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match stopped {
+        None => Ok(Stopped::Shutdown),
+        Some(MonitorError::SplitView { .. }) => Ok(Stopped::SplitView),
+        Some(other) => Err(other.into()),
+    }
+}
+
+/// Reports a monitor's stop loudly and runs the alert command.
+pub fn alert(e: &MonitorError, command: Option<&str>) {
+    tracing::error!(error = %e, "ALERT");
+    if let (MonitorError::SplitView { path, .. }, Some(cmd)) = (e, command) {
+        let status = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .env("GATELOG_EQUIVOCATION", path)
+            .status();
+        if let Err(err) = status {
+            tracing::error!(error = %err, "--alert-command failed to start");
+        }
+    }
 }

@@ -228,3 +228,63 @@ impl Witness {
         Ok(self.signer.cosign(&note.text, now))
     }
 }
+
+/// What `gatelog witness` runs (its flags).
+#[derive(Debug)]
+pub struct ServiceConfig {
+    /// The witness's key and its durable record per log.
+    pub data_dir: std::path::PathBuf,
+    /// Where its HTTP API listens.
+    pub listen: std::net::SocketAddr,
+    /// Its key name; None: from the host name.
+    pub name: Option<String>,
+    /// The logs it witnesses.
+    pub logs: Vec<NoteVerifier>,
+    /// Most concurrent connections.
+    pub max_connections: usize,
+    /// Longest wait for a request's headers and body.
+    pub read_timeout: std::time::Duration,
+}
+
+/// Runs a witness with its HTTP API until SIGINT or SIGTERM.
+pub fn serve(config: ServiceConfig) -> anyhow::Result<()> {
+    use crate::server::http::{serve_http, HttpLimits};
+    use anyhow::Context;
+    use http::WitnessApp;
+    let logs = config.logs.len();
+    let witness = Witness::open(&config.data_dir, config.name.as_deref(), config.logs)
+        .with_context(|| format!("opening the witness in {}", config.data_dir.display()))?;
+    let read_timeout = config.read_timeout;
+    let app = std::sync::Arc::new(WitnessApp {
+        witness,
+        read_timeout,
+    });
+    let limits = HttpLimits {
+        max_connections: config.max_connections,
+        read_timeout,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        println!(
+            "gatelog: witness {} for {} log key(s)",
+            app.witness.verifier().name(),
+            logs
+        );
+        println!("gatelog: verifier key {}", app.witness.verifier().to_vkey());
+        println!("gatelog: listening on http://{addr}");
+        let handler = move |req| {
+            let app = app.clone();
+            async move { http::handle(&app, req).await }
+        };
+        serve_http(listener, limits, handler, crate::sys::shutdown_signal()).await?;
+        println!("gatelog: shutting down");
+        anyhow::Ok(())
+    })
+}

@@ -116,7 +116,7 @@ where
                 Ok(a) => a,
                 // Out of file descriptors and the like: keep serving.
                 Err(e) => {
-                    eprintln!("gatelog: accept failed: {e}");
+                    tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -419,22 +419,23 @@ impl Query {
     }
 }
 
+/// Decodes `%XX` escapes (a `+` stays a `+`: base64 leaf hashes carry it).
+/// A `%` without two hex digits after it is an error, not a literal.
 pub(super) fn percent_decode(s: &str) -> Result<String> {
     let bad = || ApiError::bad_param("malformed percent-encoding in query");
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).ok_or_else(bad)?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
+    let well_formed = s.split('%').skip(1).all(|escape| {
+        escape
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return Err(bad());
     }
-    String::from_utf8(out).map_err(|_| bad())
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| bad())
 }
 
 /// A leaf hash given as standard or URL-safe base64, or as hex.

@@ -6,20 +6,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tlog::tiles::{tile_width, TileKind, TilePath, TileReader, HASH_SIZE, TILE_WIDTH};
 use anyhow::Context;
-use gatelog::tlog::tiles::{tile_width, TileKind, TilePath, TileReader, HASH_SIZE, TILE_WIDTH};
 use hyper::Uri;
 
-use super::{fetch, parse_url};
+use crate::sys::client::{fetch, parse_url};
 
-pub(super) enum Source {
+pub enum Source {
     Dir(PathBuf),
     Url(Uri),
 }
 
 impl Source {
     /// `log` is an `http://` URL or a directory.
-    pub(super) fn open(log: &str) -> anyhow::Result<Source> {
+    pub fn open(log: &str) -> anyhow::Result<Source> {
         if log.starts_with("http://") {
             Ok(Source::Url(parse_url(log)?))
         } else {
@@ -28,7 +28,7 @@ impl Source {
     }
 
     /// The file at `path`, or None if the log has no such file.
-    pub(super) fn get(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    pub fn get(&self, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
         match self {
             Source::Dir(dir) => {
                 let file = dir.join(path.trim_start_matches('/'));
@@ -47,14 +47,14 @@ impl Source {
     }
 
     /// The file at `path`, which must exist.
-    pub(super) fn read(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+    pub fn read(&self, path: &str) -> anyhow::Result<Vec<u8>> {
         self.get(path)?
             .ok_or_else(|| anyhow::anyhow!("{path}: not found in the log"))
     }
 
     /// Tile `tile`, or the full tile of the same index when the partial
     /// one is gone (a log or mirror that has grown past it), cut to width.
-    pub(super) fn tile(&self, tile: TilePath) -> anyhow::Result<Option<Vec<u8>>> {
+    pub fn tile(&self, tile: TilePath) -> anyhow::Result<Option<Vec<u8>>> {
         if let Some(data) = self.get(&format!("/{tile}"))? {
             return Ok(Some(data));
         }
@@ -74,13 +74,13 @@ impl Source {
     }
 
     /// The log's hash tiles for a tree of `size` leaves.
-    pub(super) fn hash_tiles(&self, size: u64) -> SourceTiles<'_> {
+    pub fn hash_tiles(&self, size: u64) -> SourceTiles<'_> {
         SourceTiles { source: self, size }
     }
 }
 
 /// Hash tiles read from a [`Source`], for proofs.
-pub(super) struct SourceTiles<'a> {
+pub struct SourceTiles<'a> {
     source: &'a Source,
     size: u64,
 }
