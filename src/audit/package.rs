@@ -148,9 +148,6 @@ pub(super) struct Package {
     /// Entries found to differ from the log's hash tiles (the first per
     /// tile): failing proofs in their tiles say nothing new.
     pub(super) leaf_mismatches: std::collections::BTreeSet<u64>,
-    /// The findings of the first chains with findings (a few each), and
-    /// how many each has, for the report's decision trails.
-    chain_findings: HashMap<String, (Vec<Finding>, usize)>,
 }
 
 fn write_file(dir: &Path, name: &str, data: String) -> anyhow::Result<()> {
@@ -227,7 +224,6 @@ impl Package {
             dir: dir.to_path_buf(),
             exceptions,
             leaf_mismatches: Default::default(),
-            chain_findings: HashMap::new(),
         })
     }
 
@@ -246,18 +242,42 @@ impl Package {
             let index = f.index.to_string();
             self.exceptions
                 .write_record([&index, &f.chain_id, &f.code, &f.message])?;
-            // Chains are reported in about the order their findings come:
-            // twice the trails shown covers those the report picks.
-            let known = self.chain_findings.len() < 2 * REPORT_TRAILS;
-            if !f.chain_id.is_empty() && (known || self.chain_findings.contains_key(&f.chain_id)) {
-                let (kept, total) = self.chain_findings.entry(f.chain_id.clone()).or_default();
-                if kept.len() < TRAIL_FINDINGS {
-                    kept.push(f.clone());
-                }
-                *total += 1;
-            }
         }
         Ok(())
+    }
+
+    /// The findings of the chains whose trails the report shows (the first
+    /// [`TRAIL_FINDINGS`] of each, and how many each has), read back from
+    /// exceptions.csv: which chains get a trail is known only once they
+    /// close, and their findings may have come long before.
+    fn trail_findings(
+        &self,
+        gathered: &Gathered,
+    ) -> anyhow::Result<HashMap<String, (Vec<Finding>, usize)>> {
+        let mut out: HashMap<String, (Vec<Finding>, usize)> = gathered
+            .trails
+            .iter()
+            .map(|t| (t.chain_id.clone(), Default::default()))
+            .collect();
+        let path = self.dir.join("exceptions.csv");
+        let mut reader =
+            csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
+        for record in reader.records() {
+            let r = record.with_context(|| format!("reading {}", path.display()))?;
+            let Some((kept, total)) = out.get_mut(&r[1]) else {
+                continue;
+            };
+            *total += 1;
+            if kept.len() < TRAIL_FINDINGS {
+                kept.push(Finding {
+                    index: r[0].parse().unwrap_or_default(),
+                    chain_id: r[1].to_string(),
+                    code: r[2].to_string(),
+                    message: r[3].to_string(),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// `manifest.json` and `report.html`, once the counts are final.
@@ -300,6 +320,7 @@ impl Package {
         });
         let manifest = serde_json::to_string_pretty(&manifest)?;
         write_file(&self.dir, "manifest.json", manifest)?;
+        let chain_findings = self.trail_findings(&gathered)?;
         let page = report::render(report::Inputs {
             cp,
             note,
@@ -307,7 +328,7 @@ impl Package {
             period,
             summary: s,
             gathered,
-            chain_findings: self.chain_findings,
+            chain_findings,
         })
         .context("rendering report.html")?;
         write_file(&self.dir, "report.html", page)?;
