@@ -1046,3 +1046,104 @@ fn the_gate_state_survives_a_restart() {
     );
     assert_eq!(e["field"], "statement.chainId");
 }
+
+#[test]
+fn a_refused_entry_sent_again_gets_its_first_refusal_record_and_appends_nothing() {
+    let mut log = Log::start();
+    let d = write();
+    let (req, dec) = log.approved("RR1", &d);
+    let more = delta(&["read"], &["write", "admin"], &[]);
+    let attempt = log.intent("deployer", "RR1", vec![req.link(), dec.link()], &more);
+    let v = log.refused("deployer", &attempt);
+    assert_eq!(codes(&v), ["delta_mismatch"]);
+    let size = log.server.tree_size();
+    let first = log.post(log.key("deployer"), &attempt).json()["error"]["refusal_record"].clone();
+    assert_eq!(first["index"].as_u64(), Some(size - 1));
+    // Anyone holding the bytes (they are public, inside the record) may
+    // send them again: each answer is the first record, and the log stays.
+    for _ in 0..100 {
+        let r = log.post(log.key("deployer"), &attempt);
+        assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+        let e = &r.json()["error"];
+        assert_eq!(e["code"], "gate_refused");
+        assert_eq!(e["violations"][0]["code"], "delta_mismatch");
+        assert_eq!(e["refusal_record"]["index"], first["index"]);
+        assert_eq!(e["refusal_record"]["leaf_hash"], first["leaf_hash"]);
+    }
+    assert_eq!(log.server.tree_size(), size);
+    // The index of refusals is durable: the same after a kill -9.
+    let dir = log._dir.path().to_path_buf();
+    log.server.kill9();
+    log.server = Server::start_gatelog(&dir, &[]);
+    let r = log.post(log.key("deployer"), &attempt);
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"]["refusal_record"]["index"], first["index"]);
+    assert_eq!(log.server.tree_size(), size);
+    // The legitimate intent is still admitted.
+    log.ok(
+        "deployer",
+        &log.intent("deployer", "RR1", vec![req.link(), dec.link()], &d),
+    );
+}
+
+#[test]
+fn the_largest_entry_the_gate_takes_is_refused_into_a_record_that_fits_a_bundle() {
+    use prost::Message;
+    let log = Log::start();
+    let info = common::get_ok(log.server.addr, "/v1/log").json();
+    let max = info["max_entry_bytes"].as_u64().unwrap() as usize;
+    // The record holds the whole entry plus the log's envelope (at most a
+    // few KB: capped violation messages, a 256-byte chain id).
+    assert!((55_000..65_535).contains(&max), "{max}");
+    let (req, dec) = log.approved("BIG", &write());
+    // An intent for another delta than the approved one, padded with a
+    // long entitlement name to exactly the largest size taken.
+    let key = log.key("deployer");
+    let sized = |name_len: usize, extras: usize| {
+        let name = "e".repeat(name_len);
+        let mut after = vec!["write".to_string(), name];
+        after.extend((0..extras).map(|i| format!("x{i}")));
+        let after: Vec<&str> = after.iter().map(String::as_str).collect();
+        let d = delta(&["read"], &after, &[]);
+        let st = log.intent("deployer", "BIG", vec![req.link(), dec.link()], &d);
+        entry::sign(key, &st).encode_to_vec()
+    };
+    // Each character of the name costs two bytes (it is in `after` and in
+    // an op): a few short extra entitlements fix the parity.
+    let (name_len, extras, bytes) = (0..6)
+        .flat_map(|extras| {
+            let base = sized(1, extras).len();
+            let guess = (max - base.min(max)) / 2;
+            (guess.saturating_sub(8)..guess + 8).map(move |n| (n.max(1), extras))
+        })
+        .map(|(n, extras)| (n, extras, sized(n, extras)))
+        .find(|(_, _, b)| b.len() == max)
+        .expect("an intent of exactly the largest size");
+    let before = log.server.tree_size();
+    let r = common::http(log.server.addr, "POST", "/v1/entries", &bytes).unwrap();
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json()["error"]["refusal_record"]["index"].as_u64(),
+        Some(before)
+    );
+    // The record is in an entry bundle that decodes and holds it whole.
+    let size = log.server.tree_size();
+    let bundle = common::get_ok(log.server.addr, &format!("/tile/entries/000.p/{size}"));
+    let entries = gatelog::tlog::tiles::decode_bundle(&bundle.body).expect("a valid bundle");
+    let record = entry::DecodedEntry::decode(entries[before as usize]).unwrap();
+    match &record.statement.body {
+        Some(entry::Body::GateRefusal(g)) => {
+            assert_eq!(g.refused_entry, bytes);
+            assert!(g.violations.iter().all(|v| v.message.len() <= 512));
+        }
+        other => panic!("not a refusal record: {other:?}"),
+    }
+    assert!(entries[before as usize].len() <= 65_535);
+    // One byte more is refused at the door, and changes nothing.
+    let over = sized(name_len + 1, extras);
+    assert!(over.len() > max);
+    let r = common::http(log.server.addr, "POST", "/v1/entries", &over).unwrap();
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.error_code(), "entry_too_large");
+    assert_eq!(log.server.tree_size(), size);
+}

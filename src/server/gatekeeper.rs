@@ -24,6 +24,7 @@ use crate::server::sequencer::{Admission, Admit, Submitted};
 use crate::server::store::StoreError;
 use crate::sys::clock::now_ms;
 use crate::tlog::note::{NoteSigner, NoteVerifier};
+use crate::tlog::tiles::MAX_ENTRY_BYTES;
 
 /// Why the gate's state could not be rebuilt from the log.
 #[derive(Debug, Error)]
@@ -84,26 +85,68 @@ impl Gatekeeper {
     pub fn state(&self) -> SharedState {
         self.state.clone()
     }
+}
 
-    /// The log's signed record of a refused entry, to sit at `index`.
-    fn refusal_record(&self, index: u64, refused: &[u8], d: &DecodedEntry, r: &Refusal) -> Vec<u8> {
-        let statement = Statement {
-            actor: Some(Actor {
-                id: self.signer.name().to_string(),
-                ..Default::default()
-            }),
-            chain_id: d.statement.chain_id.clone(),
-            issued_at: Some(timestamp(now_ms())),
-            body: Some(Body::GateRefusal(GateRefusal {
-                refused_entry: refused.to_vec(),
-                violations: r.violations.clone(),
-                policy: r.policy.clone(),
-                index,
-            })),
+/// The log's signed record of a refused entry, to sit at `index`.
+fn refusal_record(
+    signer: &NoteSigner,
+    index: u64,
+    refused: &[u8],
+    chain_id: &str,
+    r: &Refusal,
+    now_ms: i64,
+) -> Vec<u8> {
+    let statement = Statement {
+        actor: Some(Actor {
+            id: signer.name().to_string(),
             ..Default::default()
-        };
-        entry::sign(&self.signer, &statement).encode_to_vec()
+        }),
+        chain_id: chain_id.to_string(),
+        issued_at: Some(timestamp(now_ms)),
+        body: Some(Body::GateRefusal(GateRefusal {
+            refused_entry: refused.to_vec(),
+            violations: r.violations.clone(),
+            policy: r.policy.clone(),
+            index,
+        })),
+        ..Default::default()
+    };
+    entry::sign(signer, &statement).encode_to_vec()
+}
+
+/// The largest entry the gate may take for a log signed by `signer`: the
+/// log's refusal record for it, which holds the whole entry, must fit the
+/// tile format's 65,535 bytes. Found by encoding the largest record there
+/// can be (a 256-byte chain id and policy id, the most violations with the
+/// longest codes and messages, the largest index and time) around a
+/// refused entry of each candidate size.
+pub fn max_refusable_entry_bytes(signer: &NoteSigner) -> usize {
+    use crate::access::entry::proto::{PolicyRef, RuleViolation};
+    let worst = Refusal {
+        violations: vec![
+            RuleViolation {
+                rule: u32::MAX,
+                code: "c".repeat(gate::MAX_VIOLATION_CODE_BYTES),
+                message: "m".repeat(gate::MAX_VIOLATION_MESSAGE_BYTES),
+            };
+            gate::MAX_RECORDED_VIOLATIONS
+        ],
+        policy: Some(PolicyRef {
+            policy_id: "p".repeat(256),
+            version: u64::MAX,
+        }),
+    };
+    let chain_id = "x".repeat(256);
+    // The latest time a protobuf Timestamp holds, with all nanoseconds.
+    let latest = 253_402_300_799_999;
+    let size = |n: usize| {
+        refusal_record(signer, u64::MAX, &vec![0xff; n], &chain_id, &worst, latest).len()
+    };
+    let mut n = MAX_ENTRY_BYTES.saturating_sub(size(0));
+    while n > 0 && size(n) > MAX_ENTRY_BYTES {
+        n -= 1;
     }
+    n
 }
 
 impl Admission for Gatekeeper {
@@ -180,7 +223,15 @@ impl Admission for Gatekeeper {
                 }
                 Ok(Verdict::Refuse(refusal)) => {
                     m.gate_refusals.fetch_add(1, Relaxed);
-                    let record = self.refusal_record(next, entries[k].bytes, d, &refusal);
+                    let refusal = refusal.bounded();
+                    let record = refusal_record(
+                        &self.signer,
+                        next,
+                        entries[k].bytes,
+                        &d.statement.chain_id,
+                        &refusal,
+                        now_ms(),
+                    );
                     let recorded = DecodedEntry::decode(&record).expect("our own record decodes");
                     state.apply(next, &recorded);
                     next += 1;

@@ -223,6 +223,7 @@ impl Log {
                     entries: &[],
                     tiles: &Default::default(),
                     checkpoint: &text,
+                    refused: &[],
                 })?;
                 LogHead {
                     size: 0,

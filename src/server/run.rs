@@ -12,7 +12,7 @@ use anyhow::Context;
 
 use crate::access::cedar::CedarEngine;
 use crate::access::entry;
-use crate::server::gatekeeper::Gatekeeper;
+use crate::server::gatekeeper::{max_refusable_entry_bytes, Gatekeeper};
 use crate::server::http::{serve as serve_http_api, App, Gate, ServerConfig};
 use crate::server::log::Log;
 use crate::server::sequencer::{self, Admission, SequencerConfig};
@@ -45,7 +45,7 @@ pub struct ServeConfig {
     pub witness_quorum: usize,
 }
 
-pub fn serve(args: ServeConfig) -> anyhow::Result<()> {
+pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
     if !args.gatelog_entries && !args.admin_key_files.is_empty() {
         anyhow::bail!("--admin-key needs --entries gatelog: an opaque log has no identities");
     }
@@ -91,6 +91,10 @@ pub fn serve(args: ServeConfig) -> anyhow::Result<()> {
                 "gatelog: gatelog entries, bootstrap admin(s): {}",
                 names.join(", ")
             );
+            // Every refused entry is recorded whole inside a refusal
+            // record, which must fit an entry bundle too.
+            let refusable = max_refusable_entry_bytes(log.signer());
+            args.http.max_entry_bytes = args.http.max_entry_bytes.min(refusable);
             let keeper = Gatekeeper::open(log.clone(), admins, Box::new(CedarEngine::default()))
                 .context("rebuilding the gate's state from the log")?;
             let skew = args.max_clock_skew.as_millis() as i64;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use crate::access::entry::DecodedEntry;
+use crate::access::entry::{Body, DecodedEntry};
 use crate::access::gate::{Refusal, Rejection};
 use crate::server::log::{Log, LogHead};
 use crate::server::store::{Commit, Store};
@@ -288,6 +288,27 @@ struct Sequenced<'a> {
     prover: Prover<TileNodes<Overlay<&'a Store>>>,
 }
 
+/// The log's refusal record at `index`: its leaf hash and what it records.
+fn refusal_record(store: &Store, index: u64) -> Result<(Hash, Refusal), SubmitError> {
+    let corrupt = |why: &str| SubmitError::Storage(format!("refusal record {index}: {why}"));
+    let bytes = store
+        .entries(index, 1)
+        .map_err(|e| SubmitError::Storage(e.to_string()))?
+        .pop()
+        .ok_or_else(|| corrupt("missing"))?;
+    let d = DecodedEntry::decode(&bytes).map_err(|e| corrupt(&e.message))?;
+    match &d.statement.body {
+        Some(Body::GateRefusal(g)) => Ok((
+            leaf_hash(&bytes),
+            Refusal {
+                violations: g.violations.clone(),
+                policy: g.policy.clone(),
+            },
+        )),
+        _ => Err(corrupt("not a gateRefusal")),
+    }
+}
+
 /// Assigns indices and commits the batch.
 fn sequence<'a>(
     log: &'a Log,
@@ -301,6 +322,9 @@ fn sequence<'a>(
     // of a new entry (by its position in `new`).
     enum Seen {
         Stored(u64),
+        /// Refused before: the log's refusal record, its index and leaf
+        /// hash, and what it records.
+        Refused(u64, Hash, Refusal),
         New(usize),
     }
     let mut new: Vec<&Submission> = Vec::new();
@@ -311,6 +335,12 @@ fn sequence<'a>(
             seen.push((Seen::New(k), true));
         } else if let Some(i) = store.index_of(&s.leaf).map_err(|e| storage(&e))? {
             seen.push((Seen::Stored(i), true));
+        } else if let Some(i) = store.refusal_of(&s.leaf).map_err(|e| storage(&e))? {
+            // Refused once, refused for good: the same bytes get their
+            // first refusal record and append nothing, so nobody can grow
+            // the log (or frame a signer) by replaying a refused entry.
+            let (leaf, refusal) = refusal_record(store, i)?;
+            seen.push((Seen::Refused(i, leaf, refusal), true));
         } else {
             in_batch.insert(s.leaf, new.len());
             seen.push((Seen::New(new.len()), false));
@@ -336,6 +366,7 @@ fn sequence<'a>(
     type Placed = std::result::Result<(u64, Hash, Option<Refusal>), Rejection>;
     let mut placed: Vec<Placed> = Vec::with_capacity(new.len());
     let mut fresh: Vec<(u64, Hash, &[u8])> = Vec::with_capacity(new.len());
+    let mut refused: Vec<(Hash, u64)> = Vec::new();
     for (s, admit) in new.iter().zip(&admits) {
         let index = head.size + fresh.len() as u64;
         match admit {
@@ -346,6 +377,7 @@ fn sequence<'a>(
             Admit::Record { record, refusal } => {
                 let leaf = leaf_hash(record);
                 fresh.push((index, leaf, record));
+                refused.push((s.leaf, index));
                 placed.push(Ok((index, leaf, Some(refusal.clone()))));
             }
             Admit::Reject(r) => placed.push(Err(r.clone())),
@@ -360,6 +392,12 @@ fn sequence<'a>(
                 leaf: s.leaf,
                 duplicate,
                 refusal: None,
+            }),
+            Seen::Refused(index, leaf, refusal) => Ok(Outcome {
+                index,
+                leaf,
+                duplicate,
+                refusal: Some(refusal),
             }),
             Seen::New(k) => placed[k].clone().map(|(index, leaf, refusal)| Outcome {
                 index,
@@ -405,6 +443,7 @@ fn sequence<'a>(
             entries: &fresh,
             tiles: &prover.source().reader().changed,
             checkpoint: &checkpoint,
+            refused: &refused,
         })
         .map_err(|e| storage(&e))?;
     m.commit_latency.observe_duration(started.elapsed());

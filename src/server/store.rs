@@ -1,5 +1,7 @@
 //! Durable storage of the log in RocksDB: entries, the leaf-hash index
-//! used for deduplication, hash tiles and the latest signed checkpoint.
+//! used for deduplication, the index of refused entries (so a refused
+//! entry sent again gets its first refusal record), hash tiles and the
+//! latest signed checkpoint.
 //!
 //! The one file that imports `rocksdb`. Contract: when [`Store::commit`]
 //! returns Ok, everything in the commit is on disk (WAL fsync'd) and
@@ -18,6 +20,7 @@ const KEY_CHECKPOINT: &[u8] = b"c";
 const PREFIX_ENTRY: u8 = b'e';
 const PREFIX_LEAF: u8 = b'h';
 const PREFIX_TILE: u8 = b't';
+const PREFIX_REFUSED: u8 = b'r';
 
 /// Storage failures.
 #[derive(Debug, Error)]
@@ -41,6 +44,9 @@ pub struct Commit<'a> {
     pub tiles: &'a TileSet,
     /// The signed checkpoint covering the entries.
     pub checkpoint: &'a str,
+    /// Entries the gate refused: (the refused entry's leaf hash, the index
+    /// of the log's refusal record for it).
+    pub refused: &'a [(Hash, u64)],
 }
 
 fn entry_key(index: u64) -> [u8; 9] {
@@ -53,6 +59,19 @@ fn leaf_key(leaf: &Hash) -> [u8; 33] {
     let mut k = [PREFIX_LEAF; 33];
     k[1..].copy_from_slice(leaf);
     k
+}
+
+fn refused_key(leaf: &Hash) -> [u8; 33] {
+    let mut k = [PREFIX_REFUSED; 33];
+    k[1..].copy_from_slice(leaf);
+    k
+}
+
+fn read_index(v: &[u8], what: &str) -> Result<u64, StoreError> {
+    let b: [u8; 8] = v
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not 8 bytes")))?;
+    Ok(u64::from_be_bytes(b))
 }
 
 fn tile_key(level: u8, index: u64) -> [u8; 10] {
@@ -95,12 +114,16 @@ impl Store {
     pub fn index_of(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
         match self.db.get_pinned(leaf_key(leaf))? {
             None => Ok(None),
-            Some(v) => {
-                let b: [u8; 8] = v[..]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("leaf index is not 8 bytes".into()))?;
-                Ok(Some(u64::from_be_bytes(b)))
-            }
+            Some(v) => read_index(&v, "leaf index").map(Some),
+        }
+    }
+
+    /// Index of the log's refusal record for the refused entry with this
+    /// leaf hash, if the gate refused it (since refusals were indexed).
+    pub fn refusal_of(&self, refused: &Hash) -> Result<Option<u64>, StoreError> {
+        match self.db.get_pinned(refused_key(refused))? {
+            None => Ok(None),
+            Some(v) => read_index(&v, "refusal index").map(Some),
         }
     }
 
@@ -127,6 +150,9 @@ impl Store {
         for (index, leaf, bytes) in c.entries {
             batch.put(entry_key(*index), bytes);
             batch.put(leaf_key(leaf), index.to_be_bytes());
+        }
+        for (refused, record) in c.refused {
+            batch.put(refused_key(refused), record.to_be_bytes());
         }
         for ((level, index), tile) in c.tiles {
             batch.put(tile_key(*level, *index), tile.as_slice());

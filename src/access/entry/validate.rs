@@ -176,6 +176,12 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
                 "statement.policyPublication.policyId",
                 "required",
             )?;
+            // Refusal records name the policy: bounded, so they fit.
+            require(
+                p.policy_id.len() <= 256,
+                "statement.policyPublication.policyId",
+                "at most 256 bytes",
+            )?;
             require(
                 p.version >= 1,
                 "statement.policyPublication.version",

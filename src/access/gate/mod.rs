@@ -61,6 +61,41 @@ pub struct Refusal {
     pub policy: Option<crate::access::entry::proto::PolicyRef>,
 }
 
+/// Most violations a refusal record carries.
+pub const MAX_RECORDED_VIOLATIONS: usize = 16;
+/// The longest violation code and message a refusal record carries, in
+/// bytes. Messages quote what was refused (entitlement names, ids), so an
+/// uncapped message could make a record too large for an entry bundle.
+pub const MAX_VIOLATION_CODE_BYTES: usize = 64;
+pub const MAX_VIOLATION_MESSAGE_BYTES: usize = 512;
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn truncated(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max - '…'.len_utf8();
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+impl Refusal {
+    /// The refusal as the log records it: at most
+    /// [`MAX_RECORDED_VIOLATIONS`] violations, codes and messages capped,
+    /// so that the record fits the tile format whatever was refused. The
+    /// server records this and the audit compares against it.
+    pub fn bounded(mut self) -> Refusal {
+        self.violations.truncate(MAX_RECORDED_VIOLATIONS);
+        for v in &mut self.violations {
+            v.code = truncated(&v.code, MAX_VIOLATION_CODE_BYTES);
+            v.message = truncated(&v.message, MAX_VIOLATION_MESSAGE_BYTES);
+        }
+        self
+    }
+}
+
 /// The facts of a chain handed to the organisation's policy (rule 7) as
 /// its context.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -519,6 +519,7 @@ impl Auditor {
         let recorded: Vec<&str> = g.violations.iter().map(|v| v.code.as_str()).collect();
         match gate::check(&self.state, index, &refused, self.engine.as_mut()) {
             Ok(Verdict::Refuse(r)) => {
+                let r = r.bounded();
                 let replayed: Vec<&str> = r.violations.iter().map(|v| v.code.as_str()).collect();
                 if replayed != recorded {
                     let m = format!("recorded {recorded:?}, the gate now finds {replayed:?}");

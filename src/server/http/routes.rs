@@ -150,6 +150,7 @@ fn serve_log_info(app: &App) -> HttpResponse {
         "origin": app.log.origin(),
         "verifier_key": app.log.verifier().to_vkey(),
         "tree_size": app.log.head().size,
+        "max_entry_bytes": app.config.max_entry_bytes.min(MAX_ENTRY_BYTES),
     }))
 }
 
