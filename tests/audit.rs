@@ -464,3 +464,89 @@ fn an_existing_package_is_never_overwritten() {
     assert_eq!(code, 2);
     assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), manifest);
 }
+
+/// A hostile log (every entry signed by a registered key) that once made
+/// the audit panic: an access request on behalf of someone with no
+/// delegation, an entry dated `i64::MIN` seconds, and a refusal record of
+/// an entry the gate could never have seen. Each is a finding; the audit
+/// writes its package and exits 1.
+#[test]
+fn a_hostile_log_cannot_crash_the_audit() {
+    use gatelog::access::entry::proto::{statement::Body, GateRefusal, OnBehalfOf, RuleViolation};
+    use gatelog::access::entry::Timestamp;
+    let tmp = tempfile::tempdir().unwrap();
+    let u = Ungated {
+        log: Server::start(&tmp.path().join("log"), &[]),
+    };
+    let admin = NoteSigner::from_seed("admin", [1; 32]).unwrap();
+    let admin_pub = tmp.path().join("admin.key.pub");
+    std::fs::write(&admin_pub, admin.verifier().to_vkey()).unwrap();
+    let alice = NoteSigner::from_seed("alice", [2; 32]).unwrap();
+    let t = now_ms();
+    u.put(
+        &admin,
+        &build::register(
+            &human("admin"),
+            &human("alice"),
+            alice.verifier().public_key(),
+            t,
+        ),
+    );
+    let d = delta(&["read"], &["write"], &[]);
+    let tgt = || target("github", "corp/app", "alice");
+
+    let mut proxy = build::request(&human("alice"), "OBO-1", tgt(), d.clone(), t);
+    proxy.on_behalf_of = Some(OnBehalfOf {
+        principals: vec!["bob".into()],
+        delegation: None,
+    });
+    u.put(&alice, &proxy);
+
+    let mut ancient = build::request(&human("alice"), "MIN-1", tgt(), d.clone(), t);
+    ancient.issued_at = Some(Timestamp {
+        seconds: i64::MIN,
+        nanos: 0,
+    });
+    u.put(&alice, &ancient);
+
+    // A "refusal record" (not signed by the log: an opaque log takes any
+    // bytes) of the proxy request, which the gate could never have seen.
+    use prost::Message;
+    let refused = gatelog::access::entry::sign(&alice, &proxy).encode_to_vec();
+    let mut record = build::request(&human("alice"), "OBO-1", tgt(), d.clone(), t);
+    record.body = Some(Body::GateRefusal(GateRefusal {
+        refused_entry: refused,
+        violations: vec![RuleViolation {
+            rule: 6,
+            code: "delegation".into(),
+            message: "made up".into(),
+        }],
+        policy: None,
+        index: 3,
+    }));
+    u.put(&alice, &record);
+
+    let out = tmp.path().join("audit");
+    let (code, stdout) = run_gatelog(&[
+        "audit",
+        "--log",
+        &format!("http://{}", u.log.addr),
+        "--vkey",
+        &u.log.vkey,
+        "--admin-key",
+        admin_pub.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}");
+    let found = findings(&out);
+    assert!(
+        found.contains(&("invalid_entry".to_string(), "OBO-1".to_string())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("invalid_entry".to_string(), "MIN-1".to_string())),
+        "{found:?}"
+    );
+    assert!(out.join("manifest.json").exists() && out.join("report.html").exists());
+}

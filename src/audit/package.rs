@@ -49,6 +49,32 @@ const POPULATION_HEADER: [&str; 19] = [
     "chain_file",
 ];
 
+/// A value as a CSV cell a spreadsheet shows as text: a cell starting
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return would be read as a
+/// formula, and every value here may come from a hostile log, so those
+/// get a leading `'` (the OWASP advice for CSV injection).
+fn cell(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}").into()
+    } else {
+        value.into()
+    }
+}
+
+/// A cell's value as written before [`cell`] (for reading the package
+/// back).
+fn uncell(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => cell,
+    }
+}
+
+/// Writes one row, each cell through [`cell`].
+fn write_row<W: std::io::Write>(w: &mut csv::Writer<W>, row: &[&str]) -> csv::Result<()> {
+    w.write_record(row.iter().map(|v| cell(v).into_owned()))
+}
+
 /// A CSV file of the package, its header written.
 fn create_csv(dir: &Path, name: &str, header: &[&str]) -> anyhow::Result<csv::Writer<File>> {
     let path = dir.join(name);
@@ -136,7 +162,7 @@ pub(super) fn write_untrusted(out: &Path, code: &str, message: &str) -> anyhow::
         serde_json::to_string_pretty(&manifest)?,
     )?;
     let mut exceptions = create_csv(out, "exceptions.csv", &EXCEPTIONS_HEADER)?;
-    exceptions.write_record(["", "", code, message])?;
+    write_row(&mut exceptions, &["", "", code, message])?;
     exceptions.flush()?;
     Ok(())
 }
@@ -240,8 +266,10 @@ impl Package {
     pub(super) fn findings(&mut self, findings: &[Finding]) -> anyhow::Result<()> {
         for f in findings {
             let index = f.index.to_string();
-            self.exceptions
-                .write_record([&index, &f.chain_id, &f.code, &f.message])?;
+            write_row(
+                &mut self.exceptions,
+                &[&index, &f.chain_id, &f.code, &f.message],
+            )?;
         }
         Ok(())
     }
@@ -264,16 +292,16 @@ impl Package {
             csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
         for record in reader.records() {
             let r = record.with_context(|| format!("reading {}", path.display()))?;
-            let Some((kept, total)) = out.get_mut(&r[1]) else {
+            let Some((kept, total)) = out.get_mut(uncell(&r[1])) else {
                 continue;
             };
             *total += 1;
             if kept.len() < TRAIL_FINDINGS {
                 kept.push(Finding {
                     index: r[0].parse().unwrap_or_default(),
-                    chain_id: r[1].to_string(),
-                    code: r[2].to_string(),
-                    message: r[3].to_string(),
+                    chain_id: uncell(&r[1]).to_string(),
+                    code: uncell(&r[2]).to_string(),
+                    message: uncell(&r[3]).to_string(),
                 });
             }
         }
@@ -471,7 +499,7 @@ impl<'a> ChainWriter<'a> {
             &r.findings.to_string(),
             &file,
         ];
-        self.population.write_record(cols)?;
+        write_row(&mut self.population, &cols)?;
         Ok(failed)
     }
 
@@ -560,6 +588,23 @@ mod tests {
         let long = "x".repeat(256);
         let [name, _] = chain_file_names(&long);
         assert!(name.len() <= 64 + 1 + 16 + 5, "{}", name.len());
+    }
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_neutralised() {
+        for formula in ["=HYPERLINK(\"x\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            let c = cell(formula);
+            assert!(c.starts_with('\''), "{formula:?}");
+            assert_eq!(uncell(&c), formula);
+        }
+        assert_eq!(cell("CHG-1"), "CHG-1");
+        assert_eq!(uncell("CHG-1"), "CHG-1");
+        let mut w = csv::Writer::from_writer(Vec::new());
+        write_row(&mut w, &["=1+1", "a,b"]).unwrap();
+        assert_eq!(
+            String::from_utf8(w.into_inner().unwrap()).unwrap(),
+            "'=1+1,\"a,b\"\n"
+        );
     }
 
     #[test]

@@ -467,9 +467,6 @@ impl Auditor {
         } else {
             validate(d, self.at_ms, &Limits::default())
         };
-        if let Err(e) = checked {
-            self.find(index, chain, "invalid_entry", e.to_string());
-        }
         let key = match self.state.signing_key(d) {
             Err(r) => {
                 let m = format!("{}: {}", r.code, r.message);
@@ -478,6 +475,13 @@ impl Auditor {
             }
             Ok(key) => Some(key),
         };
+        if let Err(e) = checked {
+            // The gate never takes an entry that does not validate, and its
+            // rules may assume what validation checks: it is a finding, and
+            // it changes no state (a hostile log cannot crash the replay).
+            self.find(index, chain, "invalid_entry", e.to_string());
+            return (key, false);
+        }
         match gate::check(&self.state, index, d, self.engine.as_mut()) {
             Err(r) => self.find(
                 index,
@@ -516,6 +520,17 @@ impl Auditor {
                 "the refused entry does not decode".into(),
             );
         };
+        // The gate refuses only entries that validate: a record of anything
+        // else was never made by it (and must not reach its rules).
+        let at = refused.statement.issued_at.as_ref().map_or(0, millis);
+        if let Err(e) = validate(&refused, at, &Limits::default()) {
+            return self.find(
+                index,
+                chain,
+                "refusal_unjustified",
+                format!("the refused entry does not validate, so the gate never saw it: {e}"),
+            );
+        }
         let recorded: Vec<&str> = g.violations.iter().map(|v| v.code.as_str()).collect();
         match gate::check(&self.state, index, &refused, self.engine.as_mut()) {
             Ok(Verdict::Refuse(r)) => {
