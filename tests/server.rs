@@ -518,3 +518,36 @@ fn a_key_without_its_database_or_the_reverse_is_refused() {
     let server = Server::start(dir.path(), &[]);
     assert_eq!(server.tree_size(), 1);
 }
+
+#[test]
+fn a_log_keeps_its_entry_mode() {
+    // An opaque log is never served through the gate, and a gatelog log
+    // never takes opaque entries (which would skip the gate).
+    for (first, then) in [("opaque", "gatelog"), ("gatelog", "opaque")] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start_gatelog(dir.path(), &["--entries", first]);
+        let size = server.tree_size();
+        drop(server);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatelog"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--entries",
+                then,
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{first} log served as {then}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("holds a log of {first} entries")),
+            "{stderr}"
+        );
+        // The same mode still starts, with the log as it was.
+        let server = Server::start_gatelog(dir.path(), &["--entries", first]);
+        assert_eq!(server.tree_size(), size);
+    }
+}

@@ -4,7 +4,7 @@
 //! restarts it and the restart re-checks storage).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,6 +77,7 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
     let witness_timeout = args.http.witness_timeout;
     let log = Log::open(&args.data_dir, args.origin.as_deref())
         .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
+    check_entry_mode(&args.data_dir, args.gatelog_entries)?;
     let log = Arc::new(log);
     let (gate, admission) = match args.gatelog_entries {
         false => (None, None),
@@ -160,5 +161,32 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// The entry mode is part of a log: a gatelog log served with `--entries
+/// opaque` would take entries the gate never saw. It is recorded in
+/// DATA_DIR/entries on the first start (also the first start of a log made
+/// before the mode was recorded), durably, and checked on every later one.
+fn check_entry_mode(data_dir: &Path, gatelog_entries: bool) -> anyhow::Result<()> {
+    let want = if gatelog_entries { "gatelog" } else { "opaque" };
+    let path = data_dir.join("entries");
+    match std::fs::read_to_string(&path) {
+        Ok(held) if held.trim() == want => Ok(()),
+        Ok(held) => anyhow::bail!(
+            "{} holds a log of {} entries (see {}); it cannot be served with --entries {want}",
+            data_dir.display(),
+            held.trim(),
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = data_dir.join("entries.tmp");
+            let written = std::fs::write(&tmp, format!("{want}\n"))
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .and_then(|()| keyfile::sync_dir(data_dir));
+            written.with_context(|| format!("recording the entry mode in {}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }

@@ -1,7 +1,8 @@
 //! API errors and the one place that maps errors to HTTP statuses.
 //! Every error answers with JSON `{"error": {"code", "message"}}`, plus
 //! `field` when one field is at fault and any details (e.g. the rules a
-//! refused intent broke).
+//! refused intent broke). A 500 names its code but keeps its details in
+//! the log.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -68,11 +69,19 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_parameter", message)
     }
 
-    /// The JSON response.
+    /// The JSON response. A 500's message is generic: what went wrong
+    /// inside (storage paths, a panic's text) goes to the log, not to
+    /// whoever asked.
     pub fn into_response(self) -> Response<Full<Bytes>> {
+        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(code = self.code, detail = %self.message, "internal error");
+            "internal error; the server logged the details".to_string()
+        } else {
+            self.message
+        };
         let mut error = serde_json::Map::new();
         error.insert("code".into(), self.code.into());
-        error.insert("message".into(), self.message.into());
+        error.insert("message".into(), message.into());
         error.extend(self.details.map(|d| *d).unwrap_or_default());
         let body = serde_json::json!({ "error": error });
         let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
@@ -129,5 +138,45 @@ impl From<SubmitError> for ApiError {
 impl From<TilePathError> for ApiError {
     fn from(e: TilePathError) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_tile_path", e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn body(r: Response<Full<Bytes>>) -> String {
+        let bytes = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(r.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_500_keeps_its_details_out_of_the_answer() {
+        let r = ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage_error",
+            "RocksDB: IO error: /srv/secret/db/000123.sst: panicked at ...",
+        )
+        .into_response();
+        assert_eq!(r.status(), 500);
+        let text = body(r);
+        assert!(
+            text.contains("storage_error") && !text.contains("/srv/secret"),
+            "{text}"
+        );
+        // Other statuses keep their message: it tells the client what to fix.
+        let r = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_parameter",
+            "index must be a number",
+        )
+        .into_response();
+        assert!(body(r).contains("index must be a number"));
     }
 }
