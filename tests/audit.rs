@@ -20,6 +20,16 @@ struct Ungated {
 }
 
 impl Ungated {
+    /// An opaque log in `dir/log` (it takes any bytes: the gate is not
+    /// there), its bootstrap admin's key and public key file.
+    fn start(dir: &std::path::Path) -> (Ungated, NoteSigner, std::path::PathBuf) {
+        let log = Server::start(&dir.join("log"), &[]);
+        let admin = NoteSigner::from_seed("admin", [1; 32]).unwrap();
+        let admin_pub = dir.join("admin.key.pub");
+        std::fs::write(&admin_pub, admin.verifier().to_vkey()).unwrap();
+        (Ungated { log }, admin, admin_pub)
+    }
+
     fn put(&self, key: &NoteSigner, st: &Statement) -> EntryRef {
         let r = self.log.submit(key, st);
         assert_eq!(r.status, 200);
@@ -47,12 +57,7 @@ fn findings(out: &std::path::Path) -> BTreeSet<(String, String)> {
 #[test]
 fn audit_finds_each_injected_violation_and_nothing_else() {
     let tmp = tempfile::tempdir().unwrap();
-    let u = Ungated {
-        log: Server::start(&tmp.path().join("log"), &[]),
-    };
-    let admin = NoteSigner::from_seed("admin", [1; 32]).unwrap();
-    let admin_pub = tmp.path().join("admin.key.pub");
-    std::fs::write(&admin_pub, admin.verifier().to_vkey()).unwrap();
+    let (u, admin, admin_pub) = Ungated::start(tmp.path());
     let key = |id: &str, seed: u8| NoteSigner::from_seed(id, [seed; 32]).unwrap();
     let (alice, bob, deployer) = (key("alice", 2), key("bob", 3), key("deployer", 4));
     let t = now_ms();
@@ -475,12 +480,7 @@ fn a_hostile_log_cannot_crash_the_audit() {
     use gatelog::access::entry::proto::{statement::Body, GateRefusal, OnBehalfOf, RuleViolation};
     use gatelog::access::entry::Timestamp;
     let tmp = tempfile::tempdir().unwrap();
-    let u = Ungated {
-        log: Server::start(&tmp.path().join("log"), &[]),
-    };
-    let admin = NoteSigner::from_seed("admin", [1; 32]).unwrap();
-    let admin_pub = tmp.path().join("admin.key.pub");
-    std::fs::write(&admin_pub, admin.verifier().to_vkey()).unwrap();
+    let (u, admin, admin_pub) = Ungated::start(tmp.path());
     let alice = NoteSigner::from_seed("alice", [2; 32]).unwrap();
     let t = now_ms();
     u.put(
@@ -546,6 +546,15 @@ fn a_hostile_log_cannot_crash_the_audit() {
     );
     assert!(
         found.contains(&("invalid_entry".to_string(), "MIN-1".to_string())),
+        "{found:?}"
+    );
+    // The forged record: not the log's, and of an entry the gate never saw.
+    assert!(
+        found.contains(&("signer".to_string(), "OBO-1".to_string())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("refusal_unjustified".to_string(), "OBO-1".to_string())),
         "{found:?}"
     );
     assert!(out.join("manifest.json").exists() && out.join("report.html").exists());

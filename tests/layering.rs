@@ -127,9 +127,7 @@ fn each_part_uses_only_the_parts_below_it() {
             if PURE.contains(part) {
                 let std_names = names_after(&code, "std");
                 for bad in IMPURE_STD {
-                    if std_names.iter().any(|n| n == bad)
-                        || code.contains(bad) && *bad == "SystemTime"
-                    {
+                    if std_names.iter().any(|n| n == bad) {
                         violations.push(format!("{} (pure) uses std {bad}", file.display()));
                     }
                 }

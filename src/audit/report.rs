@@ -213,7 +213,7 @@ fn delta(d: Option<&EntitlementDelta>) -> String {
     )
 }
 
-fn rfc3339(ms: i64) -> String {
+fn readable_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| format!("{ms} ms"))
@@ -247,13 +247,13 @@ fn step(index: u64, d: &DecodedEntry, proof: String) -> Step {
                 delta(b.approved_delta.as_ref())
             ));
             if let Some(t) = &b.expires_at {
-                details.push(format!("expires {}", rfc3339(millis(t))));
+                details.push(format!("expires {}", readable_time(millis(t))));
             }
             if !b.reason.is_empty() {
                 details.push(format!("reason: {}", b.reason));
             }
-            let kind = kind_name(actor);
-            if b.outcome == decision::Outcome::Approve as i32 && kind == "ASSISTANT" {
+            let by_assistant = actor.is_some_and(|a| a.kind == ActorKind::Assistant as i32);
+            if b.outcome == decision::Outcome::Approve as i32 && by_assistant {
                 // Evidence of an attempt, never an approval.
                 (
                     "\u{201c}approved\u{201d}: an assistant cannot approve".to_string(),
@@ -292,7 +292,7 @@ fn step(index: u64, d: &DecodedEntry, proof: String) -> Step {
             details.push(format!("delta: {}", delta(b.delta.as_ref())));
             details.push(format!("reason: {}", b.reason));
             if let Some(t) = &b.review_deadline {
-                details.push(format!("review due {}", rfc3339(millis(t))));
+                details.push(format!("review due {}", readable_time(millis(t))));
             }
             (
                 "broke the glass (executed without approval)".to_string(),
@@ -337,7 +337,7 @@ fn step(index: u64, d: &DecodedEntry, proof: String) -> Step {
         time: st
             .issued_at
             .as_ref()
-            .map(|t| rfc3339(millis(t)))
+            .map(|t| readable_time(millis(t)))
             .unwrap_or_default(),
         actor: actor.map_or(String::new(), |a| a.id.clone()),
         actor_kind: kind_name(actor),
@@ -415,7 +415,7 @@ fn period_words(p: Option<Period>) -> String {
     let Some(p) = p else {
         return "the whole log".to_string();
     };
-    let end = |ms: i64| (ms != i64::MIN && ms != i64::MAX).then(|| rfc3339(ms));
+    let end = |ms: i64| (ms != i64::MIN && ms != i64::MAX).then(|| readable_time(ms));
     match (end(p.from_ms), end(p.to_ms)) {
         (Some(f), Some(t)) => format!("from {f} to {t} (exclusive)"),
         (Some(f), None) => format!("from {f} on"),

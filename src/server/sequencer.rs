@@ -327,6 +327,8 @@ fn sequence<'a>(
         Refused(u64, Hash, Refusal),
         New(usize),
     }
+    // Only a gate refuses: an opaque log pays no lookup for refusals.
+    let gated = admission.is_some();
     let mut new: Vec<&Submission> = Vec::new();
     let mut in_batch: HashMap<Hash, usize> = HashMap::new();
     let mut seen = Vec::with_capacity(batch.len());
@@ -335,7 +337,12 @@ fn sequence<'a>(
             seen.push((Seen::New(k), true));
         } else if let Some(i) = store.index_of(&s.leaf).map_err(|e| storage(&e))? {
             seen.push((Seen::Stored(i), true));
-        } else if let Some(i) = store.refusal_of(&s.leaf).map_err(|e| storage(&e))? {
+        } else if let Some(i) = gated
+            .then(|| store.refusal_of(&s.leaf))
+            .transpose()
+            .map_err(|e| storage(&e))?
+            .flatten()
+        {
             // Refused once, refused for good: the same bytes get their
             // first refusal record and append nothing, so nobody can grow
             // the log (or frame a signer) by replaying a refused entry.
