@@ -3,6 +3,8 @@
 //! bundles), *without* the gate, injecting each kind of violation at a
 //! known rate. `gatelog audit --log DIR` must find every injected
 //! violation and nothing else; the expected findings are printed as JSON.
+//! The log is one of rules version 1 (it has no parameters record), which
+//! the audit replays under those rules: the old-rules path, at scale.
 //!
 //!   gatelog-workload --seed 7 --chains 10000 --inject-rate 0.05 --out /tmp/wl
 //!   gatelog audit --log /tmp/wl --vkey "$(cat /tmp/wl/log.vkey)" \
@@ -175,7 +177,7 @@ fn main() -> anyhow::Result<()> {
     }
     for group in cast.values() {
         for m in group {
-            let st = build::register(&admin.actor, &m.actor, m.key.verifier().public_key(), 0);
+            let st = build::register(&admin.actor, &m.actor, "", m.key.verifier().public_key(), 0);
             w.put(&admin.key, st);
         }
     }
@@ -294,7 +296,7 @@ fn main() -> anyhow::Result<()> {
             };
             let req = w.put(
                 signer,
-                build::request(&requester.actor, &chain, t(), d.clone(), 0),
+                build::request(&requester.actor, &chain, t(), d.clone(), "", 0),
             );
             if rng.chance(0.5) {
                 let a = &cast["assistant"][pick(&mut rng, "assistant")];

@@ -42,8 +42,10 @@ pub struct AuditConfig {
     pub log: String,
     /// The log's verifier key.
     pub vkey: String,
-    /// The bootstrap admins' public key files.
+    /// The bootstrap admins' public key files (logs of rules version 1).
     pub admin_keys: Vec<PathBuf>,
+    /// The leaf hash entry 0 must have.
+    pub genesis: Option<[u8; 32]>,
     /// An earlier checkpoint the log must extend.
     pub since: Option<PathBuf>,
     /// The period reported on; None: all of it.
@@ -240,6 +242,9 @@ fn audit(args: &AuditConfig, progress: &ProgressBar) -> Result<AuditSummary, Fai
     let mut package = Package::create(&args.out)?;
     let writer = ChainWriter::create(&args.out, &source, &note, &cp, args.chains)?;
     let mut auditor = Auditor::new(key, admins, Box::new(CedarEngine::default()), period);
+    if let Some(g) = args.genesis {
+        auditor.pin_genesis(g);
+    }
     let mut keep = KeepEntries::new(args.chains);
     // Chain files are written on their own thread, beside the replay.
     let (mut summary, mut last, gathered) = std::thread::scope(|s| -> anyhow::Result<_> {

@@ -107,7 +107,7 @@ fn chain_file_names(chain_id: &str) -> [String; 2] {
         .map(|c| if plain(c) { c } else { '_' })
         .collect();
     let digest = sha2::Sha256::digest(chain_id.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::tlog::merkle::hex(&digest[..8]);
     let hashed = format!("{safe}~{hex}.json");
     let is_plain = !chain_id.is_empty()
         && chain_id.len() <= 100
@@ -339,6 +339,15 @@ impl Package {
             "findings_outside_period": s.findings_outside_period,
             "chains": s.chains,
             "chains_outside_period": s.chains_outside_period,
+            "rules": s.params.as_ref().map(|p| serde_json::json!({
+                "rules_version": p.rules_version,
+                "recorded_at_entry": p.index,
+                "max_clock_skew_ms": p.max_clock_skew_ms,
+                "admins": s.admins,
+                "admin_threshold": p.admin_threshold,
+                "note": (p.admin_threshold == 1).then_some(
+                    "admin threshold 1: one admin key alone can register the humans who approve and publish the policy"),
+            })),
             "since": since.map(|x| serde_json::json!({
                 "checkpoint": x.note,
                 "tree_size": x.size,

@@ -17,10 +17,17 @@ pub struct AuditArgs {
     /// The log's verifier key.
     #[arg(long, value_name = "VKEY")]
     vkey: String,
-    /// A bootstrap admin's public key (FILE.pub), as the log was served
-    /// with; repeatable. Identity registrations are checked against them.
-    #[arg(long = "admin-key", value_name = "FILE", required = true)]
+    /// A bootstrap admin's public key (FILE.pub), as a log made by an
+    /// older release was served with; repeatable. Only for the entries
+    /// before such a log's parameters record: a log of rules version 2
+    /// names its admins itself.
+    #[arg(long = "admin-key", value_name = "FILE")]
     admin_keys: Vec<PathBuf>,
+    /// The leaf hash (hex) of the log's first entry, as `gatelog serve`
+    /// printed it at creation: pins the admins and rules the log started
+    /// with; any other entry 0 is a `genesis_mismatch` finding.
+    #[arg(long, value_name = "DIGEST", value_parser = parse_digest)]
+    genesis: Option<[u8; 32]>,
     /// An earlier checkpoint (e.g. the last audit's): the log must extend
     /// it; the package records both and the consistency proof.
     #[arg(long, value_name = "FILE")]
@@ -45,6 +52,16 @@ pub struct AuditArgs {
     out: PathBuf,
 }
 
+fn parse_digest(s: &str) -> Result<[u8; 32], String> {
+    let bytes = (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect::<Option<Vec<u8>>>();
+    bytes
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| "expected 64 hex digits (a SHA-256 leaf hash)".to_string())
+}
+
 fn parse_period(s: &str) -> Result<Period, String> {
     Period::parse(s)
 }
@@ -55,6 +72,7 @@ pub fn audit(args: AuditArgs) -> ExitCode {
         log: args.log,
         vkey: args.vkey,
         admin_keys: args.admin_keys,
+        genesis: args.genesis,
         since: args.since,
         period: args.period,
         out: args.out,

@@ -143,14 +143,31 @@ pub struct ServeArgs {
     pub entries: Entries,
     /// A bootstrap admin's public key file (FILE.pub from `gatelog
     /// keygen`); repeatable. Admins register identities and publish
-    /// policy. Default: DATA_DIR/admin.key.pub, generated (with its
-    /// private key DATA_DIR/admin.key, id "admin") if missing.
+    /// policy. A new log records them in its first entry (and a log made
+    /// by an older release in its upgrade record); after that the admin
+    /// set lives in the log and this flag is refused. Default for a log
+    /// made by an older release: DATA_DIR/admin.key.pub.
     #[arg(long = "admin-key", value_name = "FILE")]
     pub admin_keys: Vec<PathBuf>,
-    /// How far in the future a statement's issuedAt may be, and how far
-    /// in the past an executionIntent's or breakGlass's, in seconds.
+    /// Admin signatures an action that creates authority needs (M of the
+    /// N --admin-key), recorded in a new log's first entry.
+    #[arg(long, default_value_t = 1, value_name = "M", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub admin_threshold: u32,
+    /// DEVELOPMENT ONLY: generate an admin key pair in DATA_DIR
+    /// (admin.key, id "admin") if there is none, trust it, and give a new
+    /// log a default policy that permits what the rules allow. Anyone
+    /// with DATA_DIR can then act as admin. Never for a real log.
+    #[arg(long)]
+    pub dev: bool,
+    /// How far a statement's issuedAt may be from the log's time, in
+    /// seconds; recorded in a new log's first entry.
     #[arg(long, default_value_t = 300, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub max_clock_skew_secs: u64,
+    /// How often, at most, the log records its own time (a logTime entry
+    /// before a batch), in milliseconds: entries are judged at a log time
+    /// at most this old.
+    #[arg(long, default_value_t = 1000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub log_time_resolution_ms: u64,
     /// Most entries sequenced in one batch (one fsync, one checkpoint).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_batch_size: u64,
@@ -313,7 +330,10 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
         origin: args.origin,
         gatelog_entries: matches!(args.entries, Entries::Gatelog),
         admin_key_files: args.admin_keys,
+        admin_threshold: args.admin_threshold,
+        dev: args.dev,
         max_clock_skew: Duration::from_secs(args.max_clock_skew_secs),
+        log_time_resolution: Duration::from_millis(args.log_time_resolution_ms),
         sequencer: SequencerConfig {
             max_batch_size: args.max_batch_size as usize,
             max_batch_delay: Duration::from_millis(args.max_batch_delay_ms),

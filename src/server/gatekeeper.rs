@@ -16,11 +16,11 @@ use ed25519_dalek::VerifyingKey;
 use prost::Message;
 use thiserror::Error;
 
-use crate::access::entry::proto::{Actor, GateRefusal};
+use crate::access::entry::proto::{Actor, GateRefusal, LogParameters, LogTime};
 use crate::access::entry::{self, timestamp, Body, DecodedEntry, Kind, Statement};
 use crate::access::gate::{self, GateState, PolicyEngine, Refusal, Rejection, Verdict};
 use crate::server::log::Log;
-use crate::server::sequencer::{Admission, Admit, Submitted};
+use crate::server::sequencer::{Admission, Admit, Admitted, Submitted};
 use crate::server::store::StoreError;
 use crate::sys::clock::now_ms;
 use crate::tlog::note::{NoteSigner, NoteVerifier};
@@ -38,26 +38,45 @@ pub enum ReplayError {
 /// The gate state behind a lock: the sequencer writes, readers read.
 pub type SharedState = Arc<RwLock<GateState>>;
 
+/// What the gate is started with.
+pub struct GateConfig {
+    /// The bootstrap admins: trusted for a log of rules version 1 until its
+    /// upgrade, and recorded in the parameters record of a new log or of
+    /// that upgrade. A log that has its parameters record ignores them.
+    pub admins: Vec<NoteVerifier>,
+    /// Admin signatures an authority-creating action needs.
+    pub admin_threshold: u32,
+    /// How far a statement's `issuedAt` may be from the log's time.
+    pub max_clock_skew_ms: i64,
+    /// How often, at most, the log records its time: a batch gets a
+    /// `logTime` record when the clock has moved this far since the last.
+    pub log_time_resolution_ms: i64,
+    /// Signed entries a new log appends right after its parameters (in
+    /// development mode: a default policy).
+    pub genesis: Vec<Vec<u8>>,
+}
+
 /// The sequencer's admission for gatelog entries.
 pub struct Gatekeeper {
     log: Arc<Log>,
     state: SharedState,
     engine: Box<dyn PolicyEngine + Send>,
-    /// The log's key, for its refusal records.
+    /// The log's key, for its own records.
     signer: NoteSigner,
+    config: GateConfig,
 }
 
 impl Gatekeeper {
     /// Replays every entry of `log` into a fresh state that trusts
-    /// `admins`.
+    /// `config.admins` (until the log's parameters record says otherwise).
     pub fn open(
         log: Arc<Log>,
-        admins: Vec<NoteVerifier>,
+        config: GateConfig,
         engine: Box<dyn PolicyEngine + Send>,
     ) -> Result<Self, ReplayError> {
         let signer = NoteSigner::parse(&log.signer().to_private_key_string())
             .expect("the log's own key parses");
-        let mut state = GateState::new(log.verifier().clone(), admins);
+        let mut state = GateState::new(log.verifier().clone(), config.admins.clone());
         let size = log.head().size;
         const CHUNK: u64 = 4096;
         let mut start = 0;
@@ -78,7 +97,50 @@ impl Gatekeeper {
             state: Arc::new(RwLock::new(state)),
             engine,
             signer,
+            config,
         })
+    }
+
+    /// The log's record of its own time, `now_ms`.
+    fn log_time_record(&self, now_ms: i64) -> Vec<u8> {
+        let statement = Statement {
+            actor: Some(Actor {
+                id: self.signer.name().to_string(),
+                ..Default::default()
+            }),
+            issued_at: Some(timestamp(now_ms)),
+            log_origin: self.log.origin().to_string(),
+            body: Some(Body::LogTime(LogTime {})),
+            ..Default::default()
+        };
+        entry::sign(&self.signer, &statement).encode_to_vec()
+    }
+
+    /// The log's parameters record.
+    fn parameters_record(&self, now_ms: i64) -> Vec<u8> {
+        let statement = Statement {
+            actor: Some(Actor {
+                id: self.signer.name().to_string(),
+                ..Default::default()
+            }),
+            issued_at: Some(timestamp(now_ms)),
+            log_origin: self.log.origin().to_string(),
+            body: Some(Body::LogParameters(LogParameters {
+                rules_version: gate::RULES_VERSION,
+                log_origin: self.log.origin().to_string(),
+                max_clock_skew_ms: self.config.max_clock_skew_ms.max(0) as u64,
+                admin_keys: self.config.admins.iter().map(|a| a.to_vkey()).collect(),
+                admin_threshold: self.config.admin_threshold,
+            })),
+            ..Default::default()
+        };
+        entry::sign(&self.signer, &statement).encode_to_vec()
+    }
+
+    /// Appends `record` (the log's own) to the state at `index`.
+    fn apply_own(state: &mut GateState, index: u64, record: &[u8]) {
+        let d = DecodedEntry::decode(record).expect("our own record decodes");
+        state.apply(index, &d);
     }
 
     /// The state, for readers.
@@ -150,7 +212,39 @@ pub fn max_refusable_entry_bytes(signer: &NoteSigner) -> usize {
 }
 
 impl Admission for Gatekeeper {
-    fn admit(&mut self, first: u64, entries: &[Submitted<'_>]) -> Vec<Admit> {
+    /// A log without its parameters record gets one now (with its first
+    /// time record): a new log's genesis, or an existing log's move to
+    /// rules version 2. A new log then appends its genesis entries.
+    fn opening(&mut self, first: u64) -> Vec<Vec<u8>> {
+        let mut state = self.state.write().expect("gate state lock");
+        if state.params().index.is_some() {
+            return vec![];
+        }
+        let now = now_ms();
+        let mut records = vec![self.parameters_record(now), self.log_time_record(now)];
+        for (k, r) in records.iter().enumerate() {
+            Self::apply_own(&mut state, first + k as u64, r);
+        }
+        if first == 0 {
+            for bytes in &self.config.genesis {
+                let index = first + records.len() as u64;
+                let d = DecodedEntry::decode(bytes).expect("genesis entries decode");
+                let admitted = state
+                    .signing_key(&d)
+                    .is_ok_and(|k| entry::verify(&k, &d.signed.statement, &d.signed.signature))
+                    && matches!(
+                        gate::check(&state, index, &d, self.engine.as_mut()),
+                        Ok(Verdict::Admit)
+                    );
+                assert!(admitted, "a genesis entry the gate refuses");
+                state.apply(index, &d);
+                records.push(bytes.clone());
+            }
+        }
+        records
+    }
+
+    fn admit(&mut self, first: u64, entries: &[Submitted<'_>]) -> Admitted {
         let decoded: Vec<Result<Cow<DecodedEntry>, Rejection>> = entries
             .iter()
             .map(|e| match e.decoded {
@@ -159,8 +253,30 @@ impl Admission for Gatekeeper {
                     .map(Cow::Owned)
                     .map_err(|e| Rejection::new(400, "malformed_entry", e.message).at(e.field)),
             })
+            .map(|d| match d {
+                Ok(d) if d.kind().is_log_record() => Err(Rejection::new(
+                    403,
+                    "log_only",
+                    "only the log writes gateRefusal, logParameters and logTime entries",
+                )),
+                d => d,
+            })
             .collect();
         let mut state = self.state.write().expect("gate state lock");
+        // The log's clock: under rules version 2 a batch is judged at the
+        // time its `logTime` record states, written first when the clock
+        // has moved on since the last one. It never goes back.
+        let mut prefix = Vec::new();
+        let before = state.log_time();
+        if state.rules_version() >= 2 {
+            let now = now_ms().max(before.unwrap_or(i64::MIN));
+            let due = before.is_none_or(|t| now - t >= self.config.log_time_resolution_ms);
+            if due {
+                let record = self.log_time_record(now);
+                Self::apply_own(&mut state, first, &record);
+                prefix.push(record);
+            }
+        }
         let keyed: Vec<Option<(&DecodedEntry, VerifyingKey)>> = decoded
             .iter()
             .map(|d| {
@@ -172,7 +288,7 @@ impl Admission for Gatekeeper {
         let verified = entry::verify_all(&keyed);
         let m = &self.log.metrics;
         m.signature_check.observe_duration(started.elapsed());
-        let mut next = first;
+        let mut next = first + prefix.len() as u64;
         let mut out = Vec::with_capacity(entries.len());
         for (k, d) in decoded.iter().enumerate() {
             let d: &DecodedEntry = match d {
@@ -224,13 +340,14 @@ impl Admission for Gatekeeper {
                 Ok(Verdict::Refuse(refusal)) => {
                     m.gate_refusals.fetch_add(1, Relaxed);
                     let refusal = refusal.bounded();
+                    let at = state.log_time().unwrap_or_else(now_ms);
                     let record = refusal_record(
                         &self.signer,
                         next,
                         entries[k].bytes,
                         &d.statement.chain_id,
                         &refusal,
-                        now_ms(),
+                        at,
                     );
                     let recorded = DecodedEntry::decode(&record).expect("our own record decodes");
                     state.apply(next, &recorded);
@@ -241,6 +358,15 @@ impl Admission for Gatekeeper {
         }
         let rejected = out.iter().filter(|a| matches!(a, Admit::Reject(_))).count();
         m.rejected.fetch_add(rejected as u64, Relaxed);
-        out
+        if rejected == out.len() && !prefix.is_empty() {
+            // Nothing to time: rejected submissions do not make the log
+            // record its clock (or anyone could grow it with junk).
+            state.rewind_log_time(before);
+            prefix.clear();
+        }
+        Admitted {
+            prefix,
+            answers: out,
+        }
     }
 }

@@ -12,13 +12,15 @@ use anyhow::Context;
 
 use crate::access::cedar::CedarEngine;
 use crate::access::entry;
-use crate::server::gatekeeper::{max_refusable_entry_bytes, Gatekeeper};
+use crate::access::gate;
+use crate::server::gatekeeper::{max_refusable_entry_bytes, GateConfig, Gatekeeper};
 use crate::server::http::{serve as serve_http_api, App, Gate, ServerConfig};
 use crate::server::log::Log;
 use crate::server::sequencer::{self, Admission, SequencerConfig};
 use crate::server::witnessing::{WitnessConfig, Witnessing};
 use crate::sys::keyfile;
 use crate::sys::shutdown_signal;
+use crate::tlog::note::NoteSigner;
 
 /// What `gatelog serve` runs (its flags).
 #[derive(Debug)]
@@ -31,10 +33,17 @@ pub struct ServeConfig {
     pub origin: Option<String>,
     /// Signed workflow entries through the gate, or any bytes (opaque).
     pub gatelog_entries: bool,
-    /// The bootstrap admins' public key files; none: DATA_DIR/admin.key.pub.
+    /// The bootstrap admins' public key files, for a new log or the
+    /// upgrade of an old one; none: DATA_DIR/admin.key.pub if it exists.
     pub admin_key_files: Vec<PathBuf>,
-    /// How far a statement may be dated ahead, or an intent back.
+    /// M of the N bootstrap admins, for a new log.
+    pub admin_threshold: u32,
+    /// Development mode: a generated admin key and a default policy.
+    pub dev: bool,
+    /// How far a statement's issuedAt may be from the log's time.
     pub max_clock_skew: Duration,
+    /// How often, at most, the log records its time.
+    pub log_time_resolution: Duration,
     /// Batching and queue limits.
     pub sequencer: SequencerConfig,
     /// The HTTP layer's limits.
@@ -82,22 +91,38 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
     let (gate, admission) = match args.gatelog_entries {
         false => (None, None),
         true => {
-            let admins = if args.admin_key_files.is_empty() {
-                keyfile::bootstrap_admin(&args.data_dir)?
-            } else {
-                keyfile::read_admin_keys(&args.admin_key_files).context("--admin-key")?
-            };
-            let names: Vec<&str> = admins.iter().map(|a| a.name()).collect();
-            println!(
-                "gatelog: gatelog entries, bootstrap admin(s): {}",
-                names.join(", ")
-            );
+            let config = gate_config(&args, &log)?;
             // Every refused entry is recorded whole inside a refusal
             // record, which must fit an entry bundle too.
             let refusable = max_refusable_entry_bytes(log.signer());
             args.http.max_entry_bytes = args.http.max_entry_bytes.min(refusable);
-            let keeper = Gatekeeper::open(log.clone(), admins, Box::new(CedarEngine::default()))
+            let flagged = !args.admin_key_files.is_empty();
+            let keeper = Gatekeeper::open(log.clone(), config, Box::new(CedarEngine::default()))
                 .context("rebuilding the gate's state from the log")?;
+            {
+                let state = keeper.state();
+                let state = state.read().expect("gate state lock");
+                let names: Vec<String> = state.admins().map(|a| a.name().to_string()).collect();
+                match state.params().index {
+                    Some(at) if flagged => anyhow::bail!(
+                        "the admin set of this log is in the log (entry {at}); --admin-key only names the bootstrap admins of a new log"
+                    ),
+                    Some(_) => println!(
+                        "gatelog: gatelog entries, rules version {}, admins (from the log): {}",
+                        state.rules_version(),
+                        names.join(", ")
+                    ),
+                    None if names.is_empty() => anyhow::bail!(
+                        "{} needs its bootstrap admins, which its first entry records: --admin-key FILE.pub (from `gatelog keygen`), or --dev for a development log",
+                        if log.head().size == 0 { "a new log" } else { "a log moving to rules version 2" }
+                    ),
+                    None => println!(
+                        "gatelog: gatelog entries; recording rules version {} and bootstrap admin(s) {}",
+                        gate::RULES_VERSION,
+                        names.join(", ")
+                    ),
+                }
+            }
             let skew = args.max_clock_skew.as_millis() as i64;
             let gate = Gate {
                 state: keeper.state(),
@@ -109,7 +134,16 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
             (Some(gate), Some(Box::new(keeper) as Box<dyn Admission>))
         }
     };
-    let (handle, sequencer_thread) = sequencer::start(log.clone(), args.sequencer, admission);
+    let (handle, sequencer_thread) = sequencer::start(log.clone(), args.sequencer, admission)
+        .context("appending the log's opening records")?;
+    if args.gatelog_entries {
+        if let Some(genesis) = log.store().entries(0, 1)?.pop() {
+            println!(
+                "gatelog: genesis entry digest {} (pin it: gatelog audit --genesis)",
+                crate::tlog::merkle::hex(&crate::tlog::merkle::leaf_hash(&genesis))
+            );
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -163,6 +197,63 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
         None => Ok(()),
     }
 }
+
+/// The gate's configuration from the flags: the bootstrap admins (from
+/// --admin-key, the development key, or DATA_DIR/admin.key.pub of a log
+/// made by an older release), and for a new development log a default
+/// policy signed by the development admin.
+fn gate_config(args: &ServeConfig, log: &Log) -> anyhow::Result<GateConfig> {
+    let dev = if args.dev {
+        eprintln!("gatelog: DEVELOPMENT MODE: the admin key is in the data dir; never use this for a real log");
+        Some(keyfile::dev_admin(&args.data_dir)?)
+    } else {
+        None
+    };
+    let admins = if !args.admin_key_files.is_empty() {
+        keyfile::read_admin_keys(&args.admin_key_files).context("--admin-key")?
+    } else if let Some(key) = &dev {
+        vec![key.verifier()]
+    } else {
+        keyfile::legacy_admin(&args.data_dir)?
+    };
+    if args.admin_threshold as usize > admins.len().max(1) {
+        anyhow::bail!(
+            "--admin-threshold {} needs at least that many --admin-key (got {})",
+            args.admin_threshold,
+            admins.len()
+        );
+    }
+    let skew = args.max_clock_skew.as_millis() as i64;
+    let genesis = match &dev {
+        Some(key) if log.head().size == 0 => vec![dev_policy(key, log.origin())],
+        _ => vec![],
+    };
+    Ok(GateConfig {
+        admins,
+        admin_threshold: args.admin_threshold,
+        max_clock_skew_ms: skew,
+        log_time_resolution_ms: args.log_time_resolution.as_millis() as i64,
+        genesis,
+    })
+}
+
+/// A development log's default policy: permit every execution the rules
+/// allow (at least one human approval, or a break-glass).
+fn dev_policy(admin: &NoteSigner, origin: &str) -> Vec<u8> {
+    use prost::Message;
+    let st = entry::build::publish_policy(
+        &entry::build::human(admin.name()),
+        "default",
+        1,
+        DEV_POLICY,
+        0,
+        crate::sys::clock::now_ms(),
+    );
+    entry::sign(admin, &entry::build::for_log(st, origin)).encode_to_vec()
+}
+
+/// The Cedar of a development log's default policy.
+pub const DEV_POLICY: &str = "permit(principal, action == Action::\"execute\", resource)\nwhen { context.human_approvals >= 1 || context.break_glass };\n";
 
 /// The entry mode is part of a log: a gatelog log served with `--entries
 /// opaque` would take entries the gate never saw. It is recorded in

@@ -74,12 +74,27 @@ pub enum Admit {
     Reject(Rejection),
 }
 
+/// What a batch becomes.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    /// The log's own records to append before the batch's entries (e.g.
+    /// its clock).
+    pub prefix: Vec<Vec<u8>>,
+    /// One answer per entry.
+    pub answers: Vec<Admit>,
+}
+
 /// Decides what new submissions become, in log order. Runs on the
 /// sequencer thread, so it may keep state without locks of its own.
 pub trait Admission: Send + 'static {
-    /// One answer per entry; `first` is the index the first `Append` or
-    /// `Record` gets, and each takes the next.
-    fn admit(&mut self, first: u64, entries: &[Submitted<'_>]) -> Vec<Admit>;
+    /// Records the log appends before it takes any submission (a new
+    /// log's genesis, or the records of a rules upgrade); `first` is the
+    /// index the first gets.
+    fn opening(&mut self, first: u64) -> Vec<Vec<u8>>;
+    /// The prefix records and one answer per entry; `first` is the index
+    /// the first prefix record (then the first `Append` or `Record`)
+    /// gets, and each takes the next.
+    fn admit(&mut self, first: u64, entries: &[Submitted<'_>]) -> Admitted;
 }
 
 /// A new submission as the admission sees it.
@@ -120,15 +135,25 @@ pub struct SequencerHandle {
     max_pending_bytes: usize,
 }
 
-/// Starts the sequencer thread for `log`. It runs until every handle is
-/// dropped (after draining the queue) or storage fails, which its result
-/// reports. A log has one sequencer: a second `start` panics.
+/// The sequencer thread's handle: its result says why it stopped.
+pub type SequencerThread = JoinHandle<Result<(), SubmitError>>;
+
+/// Appends the admission's opening records (durably, before returning),
+/// then starts the sequencer thread for `log`. It runs until every handle
+/// is dropped (after draining the queue) or storage fails, which its
+/// result reports. A log has one sequencer: a second `start` panics.
 pub fn start(
     log: Arc<Log>,
     config: SequencerConfig,
     mut admission: Option<Box<dyn Admission>>,
-) -> (SequencerHandle, JoinHandle<Result<(), SubmitError>>) {
+) -> Result<(SequencerHandle, SequencerThread), SubmitError> {
     assert!(log.claim_writer(), "a log has exactly one sequencer");
+    if let Some(a) = admission.as_deref_mut() {
+        let opening = a.opening(log.head().size);
+        if !opening.is_empty() {
+            sequence_records(&log, opening)?;
+        }
+    }
     let (tx, rx) = mpsc::sync_channel(config.max_pending);
     let pending_bytes = Arc::new(AtomicUsize::new(0));
     let handle = SequencerHandle {
@@ -141,7 +166,24 @@ pub fn start(
         .name("sequencer".into())
         .spawn(move || run(&log, &config, &rx, &pending_bytes, admission.as_deref_mut()))
         .expect("spawning the sequencer thread");
-    (handle, thread)
+    Ok((handle, thread))
+}
+
+/// Appends the log's own `records` alone, as one batch.
+fn sequence_records(log: &Log, records: Vec<Vec<u8>>) -> Result<(), SubmitError> {
+    struct Records(Option<Vec<Vec<u8>>>);
+    impl Admission for Records {
+        fn opening(&mut self, _: u64) -> Vec<Vec<u8>> {
+            vec![]
+        }
+        fn admit(&mut self, _: u64, _: &[Submitted<'_>]) -> Admitted {
+            Admitted {
+                prefix: self.0.take().unwrap_or_default(),
+                answers: vec![],
+            }
+        }
+    }
+    sequence(log, &[], Some(&mut Records(Some(records)))).map(|_| ())
 }
 
 impl SequencerHandle {
@@ -354,8 +396,8 @@ fn sequence<'a>(
             new.push(s);
         }
     }
-    let admits = match admission {
-        Some(a) if !new.is_empty() => {
+    let admitted = match admission {
+        Some(a) if !new.is_empty() || batch.is_empty() => {
             let entries: Vec<Submitted> = new
                 .iter()
                 .map(|s| Submitted {
@@ -363,18 +405,26 @@ fn sequence<'a>(
                     decoded: s.decoded.as_ref(),
                 })
                 .collect();
-            let admits = a.admit(head.size, &entries);
-            assert_eq!(admits.len(), new.len(), "one answer per entry");
-            admits
+            let admitted = a.admit(head.size, &entries);
+            assert_eq!(admitted.answers.len(), new.len(), "one answer per entry");
+            admitted
         }
-        _ => new.iter().map(|_| Admit::Append).collect(),
+        _ => Admitted {
+            prefix: vec![],
+            answers: new.iter().map(|_| Admit::Append).collect(),
+        },
     };
-    // What each new entry became, and the leaves to append.
+    let admits = &admitted.answers;
+    // What each new entry became, and the leaves to append: the log's
+    // prefix records first.
     type Placed = std::result::Result<(u64, Hash, Option<Refusal>), Rejection>;
     let mut placed: Vec<Placed> = Vec::with_capacity(new.len());
     let mut fresh: Vec<(u64, Hash, &[u8])> = Vec::with_capacity(new.len());
+    for record in &admitted.prefix {
+        fresh.push((head.size + fresh.len() as u64, leaf_hash(record), record));
+    }
     let mut refused: Vec<(Hash, u64)> = Vec::new();
-    for (s, admit) in new.iter().zip(&admits) {
+    for (s, admit) in new.iter().zip(admits) {
         let index = head.size + fresh.len() as u64;
         match admit {
             Admit::Append => {

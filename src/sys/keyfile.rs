@@ -114,19 +114,55 @@ pub fn read_admin_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<NoteVerifier>> {
     Ok(keys)
 }
 
-/// The bootstrap admin of a log started without admin key files:
-/// DATA_DIR/admin.key.pub, generated (with DATA_DIR/admin.key) on first
-/// start.
-pub fn bootstrap_admin(data_dir: &Path) -> anyhow::Result<Vec<NoteVerifier>> {
+/// The development admin (`gatelog serve --dev`): DATA_DIR/admin.key and
+/// its .pub, generated when neither exists. A key file missing its pair is
+/// an error: nothing is ever overwritten.
+pub fn dev_admin(data_dir: &Path) -> anyhow::Result<NoteSigner> {
     let private = data_dir.join("admin.key");
     let public = pub_path(&private);
+    match (private.exists(), public.exists()) {
+        (false, false) => {
+            let key = new_actor_key("admin")?;
+            write_key_pair(&key, &private)?;
+            println!(
+                "gatelog: generated the development admin key {} (id admin); sign admin statements with it",
+                private.display()
+            );
+            Ok(key)
+        }
+        (true, true) => {
+            let key = read_private_key(&private)?;
+            if read_public_key(&public)? != key.verifier() {
+                anyhow::bail!(
+                    "{} and {} are not a pair; move them away or restore the right one",
+                    private.display(),
+                    public.display()
+                );
+            }
+            Ok(key)
+        }
+        (has_private, _) => anyhow::bail!(
+            "{} is missing its pair {}; restore it (nothing is overwritten)",
+            if has_private {
+                private.display()
+            } else {
+                public.display()
+            },
+            if has_private {
+                public.display()
+            } else {
+                private.display()
+            },
+        ),
+    }
+}
+
+/// The bootstrap admin of a log made by an older release, which kept it in
+/// DATA_DIR/admin.key.pub: none if that file does not exist. Read only.
+pub fn legacy_admin(data_dir: &Path) -> anyhow::Result<Vec<NoteVerifier>> {
+    let public = data_dir.join("admin.key.pub");
     if !public.exists() {
-        let key = new_actor_key("admin")?;
-        write_key_pair(&key, &private)?;
-        println!(
-            "gatelog: generated the bootstrap admin key {} (id admin); sign admin statements with it",
-            private.display()
-        );
+        return Ok(vec![]);
     }
     Ok(vec![read_public_key(&public)?])
 }

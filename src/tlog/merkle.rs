@@ -35,6 +35,11 @@ pub fn empty_root() -> Hash {
 }
 
 /// Leaf hash of an entry: SHA-256(0x00 || entry).
+/// Lower-case hex, the way digests are printed for people.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn leaf_hash(entry: &[u8]) -> Hash {
     let mut h = Sha256::new();
     h.update([0u8]);
@@ -446,10 +451,6 @@ mod tests {
             hex(&empty_root()),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-    }
-
-    fn hex(h: &[u8]) -> String {
-        h.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[test]

@@ -17,7 +17,8 @@ use prost::Message;
 use super::{Pacer, Session};
 
 /// Actors each client registers.
-pub const CAST_SIZE: usize = 8;
+/// (and one owner of their machines).
+pub const CAST_SIZE: usize = 9;
 const APPROVERS: usize = 5;
 const MINUTE: i64 = 60_000;
 
@@ -48,7 +49,7 @@ impl Setup {
         let st =
             build::publish_policy(&human(admin.name()), "loadgen", version, cedar, 2, now_ms());
         if session
-            .append(sign(admin, &st), Instant::now())
+            .append(sign(admin, &st, session.log.name()), Instant::now())
             .await?
             .is_none()
         {
@@ -64,8 +65,9 @@ impl Setup {
     }
 }
 
-fn sign(key: &NoteSigner, st: &Statement) -> Vec<u8> {
-    entry::sign(key, st).encode_to_vec()
+/// `st` signed by `key` for the log whose origin is `origin`.
+fn sign(key: &NoteSigner, st: &Statement, origin: &str) -> Vec<u8> {
+    entry::sign(key, &build::for_log(st.clone(), origin)).encode_to_vec()
 }
 
 /// One registered identity.
@@ -105,15 +107,45 @@ impl Cast {
         actors.extend((0..APPROVERS).map(|i| human(&id(&format!("approver{i}")))));
         let admin_actor = human(admin.name());
         let mut members = Vec::new();
+        let origin = session.log.name().to_string();
+        // The machines answer to the requester's manager, approver 0's
+        // colleague: a person outside every approval.
+        let owner = id("owner");
+        let owner_key = NoteSigner::from_seed(&owner, [0x5a; 32])?;
+        let st = build::register(
+            &admin_actor,
+            &human(&owner),
+            "",
+            owner_key.verifier().public_key(),
+            now_ms(),
+        );
+        if session
+            .append(sign(&admin, &st, &origin), Instant::now())
+            .await?
+            .is_none()
+        {
+            bail!("registering {owner} failed");
+        }
         for (i, actor) in actors.into_iter().enumerate() {
             let mut seed = [0u8; 32];
             seed[..8].copy_from_slice(&session.id.to_be_bytes());
             seed[8] = i as u8;
             seed[9..17].copy_from_slice(&now_ms().to_be_bytes());
             let key = NoteSigner::from_seed(&actor.id, seed)?;
-            let st = build::register(&admin_actor, &actor, key.verifier().public_key(), now_ms());
+            let owned = if actor.kind == entry::ActorKind::Human as i32 {
+                ""
+            } else {
+                owner.as_str()
+            };
+            let st = build::register(
+                &admin_actor,
+                &actor,
+                owned,
+                key.verifier().public_key(),
+                now_ms(),
+            );
             if session
-                .append(sign(&admin, &st), Instant::now())
+                .append(sign(&admin, &st, &origin), Instant::now())
                 .await?
                 .is_none()
             {
@@ -143,7 +175,8 @@ impl Cast {
         let Some(due) = pacer.next().await else {
             return Ok(None);
         };
-        let answer = session.append(sign(&who.key, st), due).await?;
+        let origin = session.log.name().to_string();
+        let answer = session.append(sign(&who.key, st, &origin), due).await?;
         Ok(Some(answer.and_then(|a| {
             let index = a["index"].as_u64()?;
             let leaf = super::b64(a["leaf_hash"].as_str()?)?;
@@ -178,7 +211,14 @@ impl Cast {
             }
             let req = step!(
                 &self.requester,
-                build::request(&self.requester.actor, &chain, tgt, d.clone(), t)
+                build::request(
+                    &self.requester.actor,
+                    &chain,
+                    tgt,
+                    d.clone(),
+                    &self.executor.actor.id,
+                    t
+                )
             );
             // Two distinct rationales: identical statements would be one entry.
             for digest in [[1; 32], [2; 32]] {

@@ -104,8 +104,15 @@ fn in_chain(
     }
 }
 
-/// An admin registers `identity` with `public_key`.
-pub fn register(admin: &Actor, identity: &Actor, public_key: [u8; 32], now_ms: i64) -> Statement {
+/// An admin registers `identity` with `public_key`; an NHI or assistant
+/// names its accountable human `owner` (a HUMAN names none: "").
+pub fn register(
+    admin: &Actor,
+    identity: &Actor,
+    owner: &str,
+    public_key: [u8; 32],
+    now_ms: i64,
+) -> Statement {
     by(
         admin,
         now_ms,
@@ -113,8 +120,16 @@ pub fn register(admin: &Actor, identity: &Actor, public_key: [u8; 32], now_ms: i
             operation: identity_registration::Operation::Register as i32,
             identity: Some(identity.clone()),
             public_key: public_key.to_vec(),
+            owner: owner.into(),
+            compromised_at: None,
         }),
     )
+}
+
+/// `statement` bound to the log whose origin is `origin`.
+pub fn for_log(mut statement: Statement, origin: &str) -> Statement {
+    statement.log_origin = origin.into();
+    statement
 }
 
 pub fn publish_policy(
@@ -133,6 +148,7 @@ pub fn publish_policy(
             version,
             cedar: cedar.into(),
             privileged_approvals,
+            classes: vec![],
         }),
     )
 }
@@ -166,11 +182,13 @@ pub fn delegate(
     )
 }
 
+/// `actor` asks for `delta` on `target`, to be executed by `executor`.
 pub fn request(
     actor: &Actor,
     chain: &str,
     target: Target,
     delta: EntitlementDelta,
+    executor: &str,
     now_ms: i64,
 ) -> Statement {
     Statement {
@@ -183,6 +201,7 @@ pub fn request(
             Body::AccessRequest(AccessRequest {
                 delta: Some(delta),
                 justification: String::new(),
+                executor: executor.into(),
             }),
         )
     }

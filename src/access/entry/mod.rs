@@ -175,6 +175,8 @@ pub enum Kind {
     DelegationGrant,
     Revocation,
     GateRefusal,
+    LogParameters,
+    LogTime,
     /// No body, or one this version does not know.
     Unknown,
 }
@@ -194,8 +196,18 @@ impl Kind {
             Some(Body::DelegationGrant(_)) => Kind::DelegationGrant,
             Some(Body::Revocation(_)) => Kind::Revocation,
             Some(Body::GateRefusal(_)) => Kind::GateRefusal,
+            Some(Body::LogParameters(_)) => Kind::LogParameters,
+            Some(Body::LogTime(_)) => Kind::LogTime,
             None => Kind::Unknown,
         }
+    }
+
+    /// Whether only the log itself writes this kind, under its own key.
+    pub fn is_log_record(self) -> bool {
+        matches!(
+            self,
+            Kind::GateRefusal | Kind::LogParameters | Kind::LogTime
+        )
     }
 
     /// The name used in JSON and messages (the body's field name).
@@ -213,6 +225,8 @@ impl Kind {
             Kind::DelegationGrant => "delegationGrant",
             Kind::Revocation => "revocation",
             Kind::GateRefusal => "gateRefusal",
+            Kind::LogParameters => "logParameters",
+            Kind::LogTime => "logTime",
             Kind::Unknown => "unknown",
         }
     }

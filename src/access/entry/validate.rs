@@ -118,6 +118,8 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
             | Kind::PolicyPublication
             | Kind::DelegationGrant
             | Kind::Revocation
+            | Kind::LogParameters
+            | Kind::LogTime
     );
     if in_chain {
         require(
@@ -293,7 +295,7 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
                 .ok_or_else(|| EntryError::new("statement.revocation.revoked", "required"))?;
             check_ref(revoked, "statement.revocation.revoked")?;
         }
-        Body::GateRefusal(_) => {}
+        Body::GateRefusal(_) | Body::LogParameters(_) | Body::LogTime(_) => {}
     }
     Ok(())
 }

@@ -6,11 +6,76 @@
 //! auditor replays it over the log alone, reaching the same verdicts.
 //! Rule 7 (the organisation's Cedar policy) is behind [`PolicyEngine`] so
 //! this module needs no Cedar.
+//!
+//! # The rules, versioned
+//!
+//! A log records the rules it is judged by. Before its `logParameters`
+//! record a log is under **rules version 1** (the rules of the first
+//! releases, kept so that old logs still audit). From that record on,
+//! **rules version 2** judges every entry, including chains opened
+//! earlier. A new log's first entry is that record; an existing log gets
+//! it on its first start under a release that knows version 2.
+//!
+//! The log's own records (written and signed by the log key, never
+//! accepted from a client): `logParameters` (rules version, origin, clock
+//! skew, admin set and threshold), `logTime` (the log's clock: every
+//! entry after it was admitted at its `issuedAt`, until the next one) and
+//! `gateRefusal` (an attempt the gate refused, holding the whole refused
+//! entry).
+//!
+//! Version 2, for every statement: it names this log (`logOrigin`); its
+//! `issuedAt` is within the recorded skew of the log's time; its signer is
+//! registered with an active key (or is an admin). Then:
+//!
+//! - **Chains.** A chain opens with an `accessRequest` (naming its
+//!   executor) or a `breakGlass`, and every later statement links earlier
+//!   entries of the same chain and target. A statement that breaks a chain
+//!   rule (another chain's entry, another target, a closed chain, a second
+//!   opener) is refused and recorded.
+//! - **Decisions** (APPROVE and DENY alike) come only from a HUMAN who is
+//!   not the requester, the subject who gains the access, or the named
+//!   executor, comparing the people behind identities (an NHI or
+//!   assistant is registered with its accountable human owner). An
+//!   approval is within the request (same `before`, a subset of its
+//!   operations) and lasts no longer than the policy's class allows.
+//!   Ineligible decisions are refused when made.
+//! - **Intents**, rules 1-8: (1) the request and approvals are linked;
+//!   (2) distinct people, no assistant or NHI approval; (3) the intent's
+//!   delta equals every linked approval's, as sets, and is within the
+//!   request; (4) approvals unexpired at the log's time, unused, unrevoked,
+//!   not voided by a key revocation or compromise, and no unrevoked DENY in
+//!   the chain; (5) as many distinct human approvals as the policy's
+//!   entitlement classes require for privileged adds and high-risk removes
+//!   (the requester's flags can only raise this); (6) delegated approvals
+//!   rest on a grant valid when the approval was admitted; (7) a policy is
+//!   published (none: nothing executes) and permits it; (8) the executor is
+//!   the one the request names.
+//! - **Outcomes** come from the intent's executor, once per intent, and
+//!   link an intent.
+//! - **Break-glass**: a review deadline within the policy's window; only
+//!   the one who broke the glass executes, once; a review comes from
+//!   another human, after the execution.
+//!
+//! # One chain lifecycle
+//!
+//! A chain is *requested*, then *approved* or *denied*, then *executed*
+//! (or its execution failed); a break-glass chain is *awaiting review*
+//! after its execution. A chain holds at most one open **obligation** at a
+//! time: a break-glass *review*, or an *undo* (opened when a review
+//! REVOKEs the break-glass, due at once). An undo is an intent that links
+//! the entry that opened it and exactly reverses the change: it needs no
+//! new approval and is exempt from rule 5, and anyone but the reviewer
+//! (or an assistant) may execute it; its successful outcome discharges the
+//! obligation. A chain closes when it has executed and holds no open
+//! obligation; nothing joins it after that.
 
+pub mod classes;
 mod rules;
 mod state;
 
-pub use state::{Chain, ChainStatus, Closure, GateState, Obligation, Recorded};
+pub use state::{
+    Chain, ChainStatus, Closure, GateState, Obligation, ObligationKind, Params, Recorded,
+};
 
 use crate::access::entry::proto::{PolicyPublication, RuleViolation};
 use crate::access::entry::DecodedEntry;
@@ -125,6 +190,9 @@ pub trait PolicyEngine {
     fn allows(&mut self, policy: &PolicyPublication, facts: &IntentFacts) -> Result<bool, String>;
 }
 
+/// The rules version this gate writes into new logs and upgrades.
+pub const RULES_VERSION: u32 = 2;
+
 /// The default number of distinct human approvals for a privileged
 /// increase or a high-risk removal (the two-person rule).
 pub const DEFAULT_PRIVILEGED_APPROVALS: u32 = 2;
@@ -139,7 +207,37 @@ pub fn check(
     entry: &DecodedEntry,
     engine: &mut dyn PolicyEngine,
 ) -> Result<Verdict, Rejection> {
+    if entry.kind().is_log_record() {
+        return rules::log_record(state, index, entry);
+    }
+    let v2 = state.rules_version() >= 2;
+    if v2 {
+        rules::bound_to_log(state, entry)?;
+    }
     state.authorize(entry)?;
-    let linked = state.resolve_links(index, entry)?;
+    let linked = match state.resolve_links(index, entry) {
+        Ok(linked) => linked,
+        // Under version 2, an authenticated attempt that breaks a chain
+        // rule is evidence: it is refused and recorded.
+        Err(r) if v2 && CHAIN_RULES.contains(&r.code) => {
+            return Ok(Verdict::Refuse(Refusal {
+                violations: vec![RuleViolation {
+                    rule: 1,
+                    code: r.code.to_string(),
+                    message: r.message,
+                }],
+                policy: None,
+            }))
+        }
+        Err(r) => return Err(r),
+    };
     rules::check(state, entry, &linked, engine)
 }
+
+/// Rejections that become recorded refusals under rules version 2.
+const CHAIN_RULES: &[&str] = &[
+    "cross_chain_link",
+    "target_mismatch",
+    "chain_closed",
+    "chain_exists",
+];

@@ -1,15 +1,114 @@
 //! The rules, per statement kind. An `executionIntent` passes rules 1-7
-//! (DESIGN.md, "The gate") or is refused naming every rule it broke; a
-//! `review` must come from another human.
+//! (and 8 under rules version 2; see the module docs) or is refused
+//! naming every rule it broke; a `review` must come from another human.
 
 use std::collections::BTreeSet;
 
-use super::state::{GateState, Recorded};
+use super::classes::requirements;
+use super::state::{GateState, ObligationKind, Recorded};
 use super::{IntentFacts, PolicyEngine, Refusal, Rejection, Verdict, DEFAULT_PRIVILEGED_APPROVALS};
 use crate::access::entry::proto::{
     decision, entitlement_op, EntitlementDelta, PolicyRef, RuleViolation,
 };
 use crate::access::entry::{millis, ActorKind, Body, DecodedEntry, Kind};
+
+/// The log's own records: where they may stand.
+pub(super) fn log_record(
+    state: &GateState,
+    index: u64,
+    entry: &DecodedEntry,
+) -> Result<Verdict, Rejection> {
+    let st = &entry.statement;
+    match &st.body {
+        Some(Body::LogParameters(p)) => {
+            if index != 0 && state.params().index.is_some() {
+                return Err(Rejection::new(
+                    409,
+                    "parameters_fixed",
+                    "a log records its parameters once: first, or when it moves to rules version 2",
+                ));
+            }
+            if p.rules_version != 2 {
+                return Err(Rejection::new(
+                    422,
+                    "unknown_rules_version",
+                    format!(
+                        "rules version {} is not one this gate knows (2)",
+                        p.rules_version
+                    ),
+                ));
+            }
+            if p.admin_keys.is_empty() || p.admin_threshold as usize > p.admin_keys.len() {
+                return Err(Rejection::new(
+                    422,
+                    "bad_admin_set",
+                    "name at least one admin and a threshold no larger than the set",
+                ));
+            }
+            Ok(Verdict::Admit)
+        }
+        Some(Body::LogTime(_)) => {
+            if state.rules_version() < 2 {
+                return Err(Rejection::new(
+                    422,
+                    "log_time_before_parameters",
+                    "the log's clock starts with rules version 2",
+                ));
+            }
+            let t = st.issued_at.as_ref().map_or(0, millis);
+            match state.log_time() {
+                Some(before) if t < before => Err(Rejection::new(
+                    422,
+                    "log_time_backwards",
+                    format!("the log's time went back {} ms", before - t),
+                )),
+                _ => Ok(Verdict::Admit),
+            }
+        }
+        _ => Ok(Verdict::Admit),
+    }
+}
+
+/// Rules version 2 for every statement: it names this log, and its time
+/// is within the skew of the log's.
+pub(super) fn bound_to_log(state: &GateState, entry: &DecodedEntry) -> Result<(), Rejection> {
+    let st = &entry.statement;
+    let params = state.params();
+    if st.log_origin != params.origin {
+        return Err(Rejection::new(
+            403,
+            "wrong_log",
+            format!(
+                "this statement is for log {:?}; this log is {:?}",
+                st.log_origin, params.origin
+            ),
+        )
+        .at("statement.logOrigin"));
+    }
+    let Some(now) = state.log_time() else {
+        return Err(Rejection::new(
+            422,
+            "no_log_time",
+            "the log has not recorded its time before this entry",
+        ));
+    };
+    let issued = st.issued_at.as_ref().map_or(0, millis);
+    let off = issued.saturating_sub(now);
+    if off.saturating_abs() > params.max_clock_skew_ms {
+        return Err(Rejection::new(
+            422,
+            "clock_skew",
+            format!(
+                "issuedAt is {} ms {} the log's time; at most {} ms is allowed",
+                off.saturating_abs(),
+                if off > 0 { "after" } else { "before" },
+                params.max_clock_skew_ms
+            ),
+        )
+        .at("statement.issuedAt"));
+    }
+    Ok(())
+}
 
 pub(super) fn check(
     state: &GateState,
@@ -31,6 +130,9 @@ pub(super) fn check(
                 )
                 .at("statement.links"));
             }
+            if state.rules_version() >= 2 && entry.kind() == Kind::Decision {
+                return Ok(decision_v2(state, entry, chain.opener));
+            }
             Ok(Verdict::Admit)
         }
         Kind::ExecutionOutcome => {
@@ -44,6 +146,56 @@ pub(super) fn check(
                     "an executionOutcome links the executionIntent or breakGlass it reports on",
                 )
                 .at("statement.links"));
+            }
+            if state.rules_version() >= 2 {
+                return Ok(outcome_v2(entry, linked, state));
+            }
+            Ok(Verdict::Admit)
+        }
+        Kind::AccessRequest if state.rules_version() >= 2 => {
+            let Some(Body::AccessRequest(r)) = &st.body else {
+                unreachable!()
+            };
+            let field = "statement.accessRequest.executor";
+            if r.executor.is_empty() {
+                return Err(Rejection::new(
+                    422,
+                    "executor_required",
+                    "a request names the identity that will execute it",
+                )
+                .at(field));
+            }
+            if state.kind_of(&r.executor).is_none() {
+                return Err(Rejection::new(
+                    422,
+                    "unknown_executor",
+                    format!("{:?} is not a registered identity", r.executor),
+                )
+                .at(field));
+            }
+            Ok(Verdict::Admit)
+        }
+        Kind::BreakGlass if state.rules_version() >= 2 => {
+            let Some(Body::BreakGlass(b)) = &st.body else {
+                unreachable!()
+            };
+            let system = st.target.as_ref().map_or("", |t| t.system.as_str());
+            let need = requirements(state.policy(), system, b.delta.as_ref().expect("validated"));
+            let deadline = b.review_deadline.as_ref().map_or(0, millis);
+            let window = deadline.saturating_sub(state.time_of(st));
+            if window > need.max_review_window_ms {
+                return Ok(verdict(
+                    vec![violation(
+                        9,
+                        "review_window",
+                        format!(
+                            "the review deadline is {} s away; the policy allows at most {} s",
+                            window / 1000,
+                            need.max_review_window_ms / 1000
+                        ),
+                    )],
+                    None,
+                ));
             }
             Ok(Verdict::Admit)
         }
@@ -114,21 +266,199 @@ fn review(state: &GateState, entry: &DecodedEntry, linked: &[&Recorded]) -> Verd
             "a break-glass review comes from a HUMAN",
         ));
     }
-    if bg.actor_id() == reviewer {
+    let v2 = state.rules_version() >= 2;
+    // Under rules version 2, the person behind the breaker neither.
+    let same = if v2 {
+        state.person_of(bg.actor_id()) == state.person_of(reviewer)
+    } else {
+        bg.actor_id() == reviewer
+    };
+    if same {
         v.push(violation(
             0,
             "self_review",
             format!("{reviewer} broke the glass and cannot review it"),
         ));
     }
-    if state.obligation_of(&st.chain_id).is_none() {
+    let open = state
+        .obligation_of(&st.chain_id)
+        .filter(|o| !v2 || o.kind == ObligationKind::Review);
+    if open.is_none() {
         v.push(violation(
             0,
             "already_reviewed",
             "this break-glass has been reviewed",
         ));
     }
+    if v2 && state.used_by(bg.index).is_none() {
+        v.push(violation(
+            0,
+            "review_before_execution",
+            "a review follows the execution it reviews",
+        ));
+    }
     verdict(v, None)
+}
+
+/// Rules version 2 for a decision, when it is made: only a person who may
+/// approve decides (a DENY too: an ineligible DENY would be a veto anyone
+/// could cast), and an approval is within the request and its lifetime.
+fn decision_v2(state: &GateState, entry: &DecodedEntry, opener: u64) -> Verdict {
+    let st = &entry.statement;
+    let Some(Body::Decision(d)) = &st.body else {
+        unreachable!()
+    };
+    let request = state.recorded(opener).expect("chains have an opener");
+    let Some(Body::AccessRequest(req)) = &request.statement.body else {
+        unreachable!("decisions rest on requests")
+    };
+    let who = entry.signed.signer_id.as_str();
+    let person = state.person_of(who);
+    let subject = state
+        .chain(&st.chain_id)
+        .map_or("", |c| c.target.subject.as_str());
+    let mut v = Vec::new();
+    if state.kind_of(who) != Some(ActorKind::Human) {
+        v.push(violation(
+            2,
+            "approval_by_non_human",
+            format!("{who} is not a HUMAN; only humans decide"),
+        ));
+    }
+    if person == state.person_of(request.actor_id()) {
+        v.push(violation(
+            2,
+            "self_approval",
+            format!("{who} requested this change (or answers for who did)"),
+        ));
+    }
+    if who == subject || person == state.person_of(subject) {
+        v.push(violation(
+            2,
+            "subject_approves",
+            format!("{who} gains the access (or answers for who does)"),
+        ));
+    }
+    if !req.executor.is_empty() && person == state.person_of(&req.executor) {
+        v.push(violation(
+            2,
+            "approver_executes",
+            format!("{who} is (or answers for) the executor {}", req.executor),
+        ));
+    }
+    if d.outcome == decision::Outcome::Approve as i32 {
+        let approved = d.approved_delta.as_ref().expect("validated");
+        let requested = req.delta.as_ref().expect("validated");
+        if !within(approved, requested) {
+            v.push(violation(
+                3,
+                "approval_exceeds_request",
+                format!(
+                    "approves more than request {} asked for (same before, a subset of its operations)",
+                    request.index
+                ),
+            ));
+        }
+        let system = st.target.as_ref().map_or("", |t| t.system.as_str());
+        let need = requirements(state.policy(), system, approved);
+        let lasts = d
+            .expires_at
+            .as_ref()
+            .map_or(0, millis)
+            .saturating_sub(state.time_of(st));
+        if lasts > need.max_approval_lifetime_ms {
+            v.push(violation(
+                4,
+                "approval_lifetime",
+                format!(
+                    "the approval lasts {} s; the policy allows at most {} s",
+                    lasts / 1000,
+                    need.max_approval_lifetime_ms / 1000
+                ),
+            ));
+        }
+    }
+    verdict(v, None)
+}
+
+/// Rules version 2 for an outcome: only the intent's executor reports it,
+/// once, and only on an intent (a break-glass is reported through one).
+fn outcome_v2(entry: &DecodedEntry, linked: &[&Recorded], state: &GateState) -> Verdict {
+    let who = entry.signed.signer_id.as_str();
+    let Some(intent) = linked.iter().find(|r| r.kind() == Kind::ExecutionIntent) else {
+        return verdict(
+            vec![violation(
+                8,
+                "outcome_without_intent",
+                "an outcome reports on the executionIntent it links",
+            )],
+            None,
+        );
+    };
+    let mut v = Vec::new();
+    if intent.actor_id() != who {
+        v.push(violation(
+            8,
+            "not_the_executor",
+            format!(
+                "only {}, who declared intent {}, reports its outcome",
+                intent.actor_id(),
+                intent.index
+            ),
+        ));
+    }
+    if state.is_reported(intent.index) {
+        v.push(violation(
+            8,
+            "outcome_reported",
+            format!(
+                "the outcome of intent {} is already in the log",
+                intent.index
+            ),
+        ));
+    }
+    verdict(v, None)
+}
+
+/// `narrow` is `wide` or narrower: the same `before`, and a subset of its
+/// operations (sets, not lists).
+fn within(narrow: &EntitlementDelta, wide: &EntitlementDelta) -> bool {
+    set(&narrow.before) == set(&wide.before) && op_set(narrow).is_subset(&op_set(wide))
+}
+
+/// The same change, as sets.
+fn same_delta(a: &EntitlementDelta, b: &EntitlementDelta) -> bool {
+    set(&a.before) == set(&b.before) && set(&a.after) == set(&b.after) && op_set(a) == op_set(b)
+}
+
+fn set(v: &[String]) -> BTreeSet<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn op_set(d: &EntitlementDelta) -> BTreeSet<(i32, &str)> {
+    d.ops
+        .iter()
+        .map(|o| (o.op, o.entitlement.as_str()))
+        .collect()
+}
+
+/// The delta that undoes `d`: from its `after` back to its `before`.
+fn undoes(undo: &EntitlementDelta, d: &EntitlementDelta) -> bool {
+    let reversed: BTreeSet<(i32, &str)> = d
+        .ops
+        .iter()
+        .map(|o| {
+            let back = if o.op == entitlement_op::Op::Add as i32 {
+                entitlement_op::Op::Remove
+            } else {
+                entitlement_op::Op::Add
+            };
+            (back as i32, o.entitlement.as_str())
+        })
+        .collect();
+    set(&undo.before) == set(&d.after)
+        && set(&undo.after) == set(&d.before)
+        && op_set(undo) == reversed
 }
 
 fn delta_of(r: &Recorded) -> Option<&EntitlementDelta> {
@@ -151,7 +481,7 @@ fn ops(delta: &EntitlementDelta, op: entitlement_op::Op) -> Vec<String> {
         .collect()
 }
 
-/// Rules 1-7 for an execution intent.
+/// Rules 1-7 (and 8 under rules version 2) for an execution intent.
 fn intent(
     state: &GateState,
     entry: &DecodedEntry,
@@ -165,15 +495,66 @@ fn intent(
     let delta = body.delta.as_ref().expect("validated");
     let executor = entry.signed.signer_id.as_str();
     let executor_kind = st.actor.as_ref().map_or(0, |a| a.kind);
-    let issued = st.issued_at.as_ref().map_or(0, millis);
+    // When the rules judge it: the log's time under version 2, else the
+    // intent's own (bounded) issuedAt.
+    let now = state.time_of(st);
+    let v2 = state.rules_version() >= 2;
     let chain = state.chain(&st.chain_id).expect("links resolved");
     let opener = state.recorded(chain.opener).expect("chains have an opener");
     let target = &chain.target;
     let mut v = Vec::new();
+    let same = |a: &EntitlementDelta, b: &EntitlementDelta| {
+        if v2 {
+            same_delta(a, b)
+        } else {
+            a == b
+        }
+    };
+    // Version 2 compares people: an NHI or assistant stands for its owner.
+    let person = |id: &'_ str| -> String {
+        if v2 {
+            state.person_of(id).to_string()
+        } else {
+            id.to_string()
+        }
+    };
 
     let break_glass = opener.kind() == Kind::BreakGlass;
+    let undo = state
+        .obligation_of(&st.chain_id)
+        .filter(|o| v2 && o.kind == ObligationKind::Undo);
     let mut approvers: Vec<&Recorded> = Vec::new();
-    if break_glass {
+    let mut need = requirements(state.policy(), &target.system, delta);
+    if let Some(o) = undo {
+        // Undoing a revoked break-glass: no approval, exempt from rule 5,
+        // by anyone but the reviewer who revoked it or an assistant.
+        need.approvals = 0;
+        if !linked.iter().any(|r| r.index == o.opened_by) {
+            v.push(violation(
+                1,
+                "undo_not_linked",
+                format!("link review {}, which opened the undo", o.opened_by),
+            ));
+        }
+        if !delta_of(opener).is_some_and(|d| undoes(delta, d)) {
+            v.push(violation(
+                3,
+                "not_an_undo",
+                format!(
+                    "must undo exactly the change of breakGlass {}",
+                    opener.index
+                ),
+            ));
+        }
+        let reviewer = state.recorded(o.opened_by).map_or("", Recorded::actor_id);
+        if person(reviewer) == person(executor) || executor_kind == ActorKind::Assistant as i32 {
+            v.push(violation(
+                2,
+                "undo_executor",
+                "the reviewer who revoked it, or an ASSISTANT, does not undo it",
+            ));
+        }
+    } else if break_glass {
         // An emergency write: no approvals, but the break-glass must be
         // linked and the write must be the declared one.
         if !linked.iter().any(|r| r.index == opener.index) {
@@ -183,7 +564,7 @@ fn intent(
                 "link the chain's breakGlass",
             ));
         }
-        if delta_of(opener) != Some(delta) {
+        if !delta_of(opener).is_some_and(|d| same(d, delta)) {
             v.push(violation(
                 3,
                 "delta_mismatch",
@@ -215,6 +596,9 @@ fn intent(
         }
     } else {
         let requester = opener.actor_id();
+        let Some(Body::AccessRequest(request)) = &opener.statement.body else {
+            unreachable!("a chain not opened by a break-glass is opened by a request")
+        };
         // Rule 1: request -> decision(s) -> intent, all linked.
         if !linked.iter().any(|r| r.index == opener.index) {
             v.push(violation(
@@ -235,7 +619,8 @@ fn intent(
                     }
                     approvers.push(r);
                 }
-                Some(Body::Decision(_)) => v.push(violation(
+                // Version 2 vetoes on every DENY in the chain, below.
+                Some(Body::Decision(_)) if !v2 => v.push(violation(
                     1,
                     "denied",
                     format!("decision {} denies the request", r.index),
@@ -255,8 +640,36 @@ fn intent(
                 "link at least one approving decision",
             ));
         }
+        if v2 {
+            // Rule 4: a DENY is a veto, linked or not.
+            for d in state.denials(chain) {
+                v.push(violation(
+                    4,
+                    "denied",
+                    format!("decision {d} denies the request"),
+                ));
+            }
+            // Rule 8: the executor the request named, and no other.
+            if executor != request.executor {
+                v.push(violation(
+                    8,
+                    "wrong_executor",
+                    format!(
+                        "request {} names {} as its executor",
+                        opener.index, request.executor
+                    ),
+                ));
+            }
+            if !request.delta.as_ref().is_some_and(|r| within(delta, r)) {
+                v.push(violation(
+                    3,
+                    "intent_exceeds_request",
+                    format!("does more than request {} asked for", opener.index),
+                ));
+            }
+        }
         // Rule 2: distinct actors; no assistant approves.
-        if executor == requester {
+        if person(executor) == person(requester) {
             v.push(violation(
                 2,
                 "executor_is_requester",
@@ -265,21 +678,27 @@ fn intent(
         }
         for a in &approvers {
             let who = a.actor_id();
-            if a.actor_kind() == ActorKind::Assistant {
+            if v2 && state.kind_of(who) != Some(ActorKind::Human) {
+                v.push(violation(
+                    2,
+                    "approval_by_non_human",
+                    format!("{who} is not a HUMAN; only humans approve"),
+                ));
+            } else if a.actor_kind() == ActorKind::Assistant {
                 v.push(violation(
                     2,
                     "assistant_approval",
                     format!("{who} is an ASSISTANT; assistants never fill an approval slot"),
                 ));
             }
-            if who == requester {
+            if person(who) == person(requester) {
                 v.push(violation(
                     2,
                     "self_approval",
                     format!("{who} approved their own request"),
                 ));
             }
-            if who == executor {
+            if person(who) == person(executor) {
                 v.push(violation(
                     2,
                     "approver_executes",
@@ -289,7 +708,7 @@ fn intent(
         }
         for a in &approvers {
             // Rule 3: exactly the approved delta.
-            if delta_of(a) != Some(delta) {
+            if !delta_of(a).is_some_and(|d| same(d, delta)) {
                 v.push(violation(
                     3,
                     "delta_mismatch",
@@ -301,14 +720,14 @@ fn intent(
                 unreachable!()
             };
             let expires = d.expires_at.as_ref().map_or(0, millis);
-            if issued > expires {
+            if now > expires {
                 v.push(violation(
                     4,
                     "approval_expired",
                     format!(
                         "decision {} expired {} ms before the intent",
                         a.index,
-                        issued.saturating_sub(expires)
+                        now.saturating_sub(expires)
                     ),
                 ));
             }
@@ -326,21 +745,38 @@ fn intent(
                     format!("decision {} was revoked", a.index),
                 ));
             }
+            if v2 && state.is_voided(a.index) {
+                v.push(violation(
+                    4,
+                    "approval_voided",
+                    format!(
+                        "decision {} was signed by a key since revoked or reported compromised",
+                        a.index
+                    ),
+                ));
+            }
             // Rule 6: delegated authority rests on a valid grant.
             if let Some(obo) = &a.statement.on_behalf_of {
                 delegation(state, a, obo, target, &mut v);
             }
         }
-        // Rule 5: the two-person rule for privileged and high-risk changes.
-        let adds = !ops(delta, entitlement_op::Op::Add).is_empty();
-        let removes = !ops(delta, entitlement_op::Op::Remove).is_empty();
-        if (adds && delta.privileged) || (removes && delta.high_risk) {
-            let needed = state
-                .policy()
-                .map(|p| p.privileged_approvals)
-                .filter(|n| *n > 0)
-                .unwrap_or(DEFAULT_PRIVILEGED_APPROVALS);
-            let humans = human_approvers(&approvers, requester, executor).len();
+        // Rule 5: the two-person rule for privileged and high-risk changes
+        // (version 2: as many as the policy's classes say).
+        let needed = if v2 {
+            (need.privileged || need.high_risk).then_some(need.approvals)
+        } else {
+            let adds = !ops(delta, entitlement_op::Op::Add).is_empty();
+            let removes = !ops(delta, entitlement_op::Op::Remove).is_empty();
+            ((adds && delta.privileged) || (removes && delta.high_risk)).then(|| {
+                state
+                    .policy()
+                    .map(|p| p.privileged_approvals)
+                    .filter(|n| *n > 0)
+                    .unwrap_or(DEFAULT_PRIVILEGED_APPROVALS)
+            })
+        };
+        if let Some(needed) = needed {
+            let humans = human_approvers(state, &approvers, requester, executor).len();
             if humans < needed as usize {
                 v.push(violation(
                     5,
@@ -358,7 +794,13 @@ fn intent(
         policy_id: p.policy_id.clone(),
         version: p.version,
     });
-    if st.policy != in_force {
+    if v2 && in_force.is_none() {
+        v.push(violation(
+            7,
+            "no_policy",
+            "no policy is published: nothing executes until an admin publishes one",
+        ));
+    } else if st.policy != in_force {
         v.push(violation(
             7,
             "policy_mismatch",
@@ -372,7 +814,12 @@ fn intent(
         ));
     } else if let Some(policy) = state.policy() {
         let requester = if break_glass { "" } else { opener.actor_id() };
-        let humans = human_approvers(&approvers, requester, executor);
+        let humans = human_approvers(state, &approvers, requester, executor);
+        let (privileged, high_risk) = if v2 {
+            (need.privileged, need.high_risk)
+        } else {
+            (delta.privileged, delta.high_risk)
+        };
         let facts = IntentFacts {
             chain_id: st.chain_id.clone(),
             executor: executor.to_string(),
@@ -387,8 +834,8 @@ fn intent(
             subject: target.subject.clone(),
             adds: ops(delta, entitlement_op::Op::Add),
             removes: ops(delta, entitlement_op::Op::Remove),
-            privileged: delta.privileged,
-            high_risk: delta.high_risk,
+            privileged,
+            high_risk,
             break_glass,
             recommended: chain.entries.iter().any(|i| {
                 state
@@ -412,16 +859,22 @@ fn intent(
     verdict(v, in_force)
 }
 
-/// Distinct HUMAN approvers who are neither the requester nor the executor.
+/// Distinct HUMAN approvers who are neither the requester nor the
+/// executor (under rules version 2: distinct people, neither the people
+/// behind the requester nor the executor).
 fn human_approvers<'a>(
+    state: &'a GateState,
     approvers: &[&'a Recorded],
-    requester: &str,
-    executor: &str,
+    requester: &'a str,
+    executor: &'a str,
 ) -> BTreeSet<&'a str> {
+    let v2 = state.rules_version() >= 2;
+    let person = |id: &'a str| if v2 { state.person_of(id) } else { id };
+    let (requester, executor) = (person(requester), person(executor));
     approvers
         .iter()
         .filter(|a| a.actor_kind() == ActorKind::Human)
-        .map(|a| a.actor_id())
+        .map(|a| person(a.actor_id()))
         .filter(|id| *id != requester && *id != executor)
         .collect()
 }
@@ -481,7 +934,7 @@ fn delegation(
             ),
         ));
     }
-    let at = approval.issued_ms();
+    let at = approval.admitted_ms;
     let from = g.not_before.as_ref().map_or(0, millis);
     let until = g.not_after.as_ref().map_or(0, millis);
     if at < from || at > until {

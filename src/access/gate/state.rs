@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::Rejection;
 use crate::access::entry::proto::{
-    decision, execution_outcome, identity_registration::Operation, review, Actor,
+    decision, execution_outcome, identity_registration::Operation, review, Actor, LogParameters,
     PolicyPublication, Target,
 };
 use crate::access::entry::{millis, ActorKind, Body, DecodedEntry, Kind, Statement};
@@ -23,6 +23,11 @@ pub struct Recorded {
     pub index: u64,
     pub leaf_hash: Hash,
     pub statement: Arc<Statement>,
+    /// Which key of its signer signed it.
+    pub key_id: u32,
+    /// When the log admitted it: the log's time (rules version 2), else
+    /// its own `issuedAt`.
+    pub admitted_ms: i64,
 }
 
 impl Recorded {
@@ -93,21 +98,40 @@ pub enum ChainStatus {
     Refused,
     BreakGlassAwaitingReview,
     Reviewed,
+    /// A review revoked the break-glass: the change awaits its undo.
+    AwaitingUndo,
 }
 
-/// An open break-glass review.
+/// What an open obligation asks for.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ObligationKind {
+    /// A break-glass awaits its review by another human.
+    Review,
+    /// A change must be undone (a break-glass whose review revoked it):
+    /// an executor removes it, without a new approval.
+    Undo,
+}
+
+/// Something a chain still owes: the one kind of obligation every
+/// lifecycle rule opens (see the gate's docs, "One chain lifecycle").
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Obligation {
     pub chain_id: String,
-    /// The `breakGlass` entry.
+    /// The `breakGlass` entry that opened the chain.
     pub index: u64,
     pub actor: String,
     pub deadline_ms: i64,
+    pub kind: ObligationKind,
+    /// The entry that opened the obligation (for an undo: the review).
+    pub opened_by: u64,
 }
 
 #[derive(Debug, Clone)]
 struct Identity {
     actor: Actor,
+    /// The accountable human behind an NHI or ASSISTANT, if named.
+    owner: String,
     /// key id → (key, still allowed to sign).
     keys: HashMap<u32, (VerifyingKey, bool)>,
 }
@@ -131,6 +155,27 @@ pub struct GateState {
     used: HashMap<u64, u64>,
     policy: Option<Arc<PolicyPublication>>,
     obligations: BTreeMap<u64, Obligation>,
+    /// The rules and parameters in force (from the log's
+    /// `logParameters` record; rules version 1 before one).
+    params: Params,
+    /// The log's time: the `issuedAt` of its latest `logTime` record.
+    log_time_ms: Option<i64>,
+    /// Approvals void because the key that signed them was revoked or
+    /// reported compromised.
+    voided: HashSet<u64>,
+    /// Intents whose outcome has been reported.
+    reported: HashSet<u64>,
+}
+
+/// Every parameter that changes a verdict, as the log recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params {
+    pub rules_version: u32,
+    pub origin: String,
+    pub max_clock_skew_ms: i64,
+    pub admin_threshold: u32,
+    /// Where the parameters record is.
+    pub index: Option<u64>,
 }
 
 impl GateState {
@@ -152,7 +197,81 @@ impl GateState {
             used: HashMap::new(),
             policy: None,
             obligations: BTreeMap::new(),
+            params: Params {
+                rules_version: 1,
+                origin: String::new(),
+                max_clock_skew_ms: 0,
+                admin_threshold: 1,
+                index: None,
+            },
+            log_time_ms: None,
+            voided: HashSet::new(),
+            reported: HashSet::new(),
         }
+    }
+
+    /// The rules and parameters in force.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The gate's rules version in force.
+    pub fn rules_version(&self) -> u32 {
+        self.params.rules_version
+    }
+
+    /// The log's time, once it has recorded one.
+    pub fn log_time(&self) -> Option<i64> {
+        self.log_time_ms
+    }
+
+    /// Sets the log's time back to `t` (the sequencer undoes a `logTime`
+    /// record it did not append because nothing followed it).
+    pub fn rewind_log_time(&mut self, t: Option<i64>) {
+        self.log_time_ms = t;
+    }
+
+    /// The time the log's rules judge `at` by: the log's own clock under
+    /// rules version 2, the statement's `issuedAt` before.
+    pub fn time_of(&self, st: &Statement) -> i64 {
+        match (self.params.rules_version, self.log_time_ms) {
+            (2.., Some(t)) => t,
+            _ => st.issued_at.as_ref().map_or(0, millis),
+        }
+    }
+
+    /// The person accountable for `id`: the owner of an NHI or assistant
+    /// that names one, else `id` itself.
+    pub fn person_of<'a>(&'a self, id: &'a str) -> &'a str {
+        match self.identities.get(id) {
+            Some(i) if !i.owner.is_empty() => i.owner.as_str(),
+            _ => id,
+        }
+    }
+
+    /// The registered kind of `id` (admins are HUMAN).
+    pub fn kind_of(&self, id: &str) -> Option<ActorKind> {
+        if self.admins.contains_key(id) {
+            return Some(ActorKind::Human);
+        }
+        let i = self.identities.get(id)?;
+        ActorKind::try_from(i.actor.kind).ok()
+    }
+
+    /// Whether `index` is an approval voided by a key revocation or
+    /// compromise.
+    pub fn is_voided(&self, index: u64) -> bool {
+        self.voided.contains(&index)
+    }
+
+    /// Whether the outcome of intent `index` has been reported.
+    pub fn is_reported(&self, index: u64) -> bool {
+        self.reported.contains(&index)
+    }
+
+    /// The admins' verifier keys.
+    pub fn admins(&self) -> impl Iterator<Item = &NoteVerifier> {
+        self.admins.values()
     }
 
     /// The key that must have signed `entry`, if its signer, key and actor
@@ -162,14 +281,14 @@ impl GateState {
         let key_id = entry.signed.key_id;
         let kind = entry.kind();
         let log = self.log_key.name() == signer.as_str();
-        if kind == Kind::GateRefusal || log {
-            if log && kind == Kind::GateRefusal && key_id == self.log_key.key_id() {
+        if kind.is_log_record() || log {
+            if log && kind.is_log_record() && key_id == self.log_key.key_id() {
                 return Ok(verifying_key(&self.log_key));
             }
             return Err(Rejection::new(
                 403,
                 "log_only",
-                "only the log writes gateRefusal entries, under its own name",
+                "only the log writes gateRefusal, logParameters and logTime entries, under its own name",
             ));
         }
         let actor = entry.statement.actor.as_ref();
@@ -287,6 +406,35 @@ impl GateState {
                 )
                 .at(field));
             }
+            let kind = r.identity.as_ref().map_or(0, |a| a.kind);
+            if self.params.rules_version >= 2 && op == Operation::Register {
+                let machine = kind != ActorKind::Human as i32;
+                let field = "statement.identityRegistration.owner";
+                if machine && r.owner.is_empty() {
+                    return Err(Rejection::new(
+                        422,
+                        "owner_required",
+                        "an NHI or ASSISTANT names its accountable human owner",
+                    )
+                    .at(field));
+                }
+                if !r.owner.is_empty() && self.kind_of(&r.owner) != Some(ActorKind::Human) {
+                    return Err(Rejection::new(
+                        422,
+                        "unknown_owner",
+                        format!("{:?} is not a registered HUMAN", r.owner),
+                    )
+                    .at(field));
+                }
+                if !machine && !r.owner.is_empty() {
+                    return Err(Rejection::new(
+                        422,
+                        "human_owner",
+                        "a HUMAN answers for themselves and names no owner",
+                    )
+                    .at(field));
+                }
+            }
             if op != Operation::Register {
                 let existing = existing.ok_or_else(|| {
                     Rejection::new(404, "unknown_identity", format!("{id} is not registered"))
@@ -301,6 +449,17 @@ impl GateState {
                     .at("statement.identityRegistration.identity.kind"));
                 }
                 let kid = key_id(id, ALG_ED25519, &r.public_key);
+                if op == Operation::RotateKey
+                    && r.compromised_at.is_some()
+                    && self.params.rules_version < 2
+                {
+                    return Err(Rejection::new(
+                        422,
+                        "unsupported_field",
+                        "compromisedAt needs rules version 2",
+                    )
+                    .at("statement.identityRegistration.compromisedAt"));
+                }
                 if op == Operation::RevokeKey && !existing.keys.get(&kid).is_some_and(|k| k.1) {
                     return Err(Rejection::new(
                         404,
@@ -329,6 +488,8 @@ impl GateState {
                 | Kind::PolicyPublication
                 | Kind::DelegationGrant
                 | Kind::Revocation
+                | Kind::LogParameters
+                | Kind::LogTime
         );
         if chain_kind && self.is_closed(&st.chain_id) {
             let opens = matches!(kind, Kind::AccessRequest | Kind::BreakGlass);
@@ -392,7 +553,11 @@ impl GateState {
                     .at("statement.chainId"));
                 }
             }
-            Kind::IdentityRegistration | Kind::PolicyPublication | Kind::DelegationGrant => {}
+            Kind::IdentityRegistration
+            | Kind::PolicyPublication
+            | Kind::DelegationGrant
+            | Kind::LogParameters
+            | Kind::LogTime => {}
             Kind::Revocation => {
                 let Some(Body::Revocation(r)) = &st.body else {
                     unreachable!()
@@ -476,12 +641,23 @@ impl GateState {
     /// returns the chain it closed, if it closed one.
     pub fn apply(&mut self, index: u64, entry: &DecodedEntry) -> Option<Closure> {
         let st = entry.statement.clone();
+        let admitted_ms = self.time_of(&st);
         let rec = Recorded {
             index,
             leaf_hash: entry.leaf_hash,
             statement: st.clone(),
+            key_id: entry.signed.key_id,
+            admitted_ms,
         };
         match &st.body {
+            Some(Body::LogParameters(p)) => {
+                self.set_params(index, p);
+                return None;
+            }
+            Some(Body::LogTime(_)) => {
+                self.log_time_ms = Some(st.issued_at.as_ref().map_or(0, millis));
+                return None;
+            }
             Some(Body::IdentityRegistration(r)) => {
                 let actor = r.identity.clone()?;
                 let Ok(key) = <[u8; 32]>::try_from(r.public_key.as_slice()) else {
@@ -497,22 +673,43 @@ impl GateState {
                         .entry(actor.id.clone())
                         .or_insert_with(|| Identity {
                             actor: actor.clone(),
+                            owner: r.owner.clone(),
                             keys: HashMap::new(),
                         });
-                match op {
+                // Which unused approvals of this identity become void:
+                // those signed by a revoked key, or by a rotated-out key
+                // admitted at or after the stated compromise.
+                let void: Option<Box<dyn Fn(&Recorded) -> bool>> = match op {
                     Operation::Register | Operation::RotateKey => {
                         for k in identity.keys.values_mut() {
                             k.1 = false;
                         }
                         identity.keys.insert(kid, (vk, true));
                         identity.actor = actor;
+                        r.compromised_at.as_ref().map(|t| {
+                            let since = millis(t);
+                            Box::new(move |d: &Recorded| d.key_id != kid && d.admitted_ms >= since)
+                                as Box<dyn Fn(&Recorded) -> bool>
+                        })
                     }
                     Operation::RevokeKey => {
                         if let Some(k) = identity.keys.get_mut(&kid) {
                             k.1 = false;
                         }
+                        Some(Box::new(move |d: &Recorded| d.key_id == kid))
                     }
-                    Operation::Unspecified => {}
+                    Operation::Unspecified => None,
+                };
+                if let Some(void) = void {
+                    let id = r.identity.as_ref().map_or("", |a| a.id.as_str());
+                    let hit: Vec<u64> = self
+                        .recorded
+                        .values()
+                        .filter(|d| d.kind() == Kind::Decision && d.actor_id() == id)
+                        .filter(|d| !self.used.contains_key(&d.index) && void(d))
+                        .map(|d| d.index)
+                        .collect();
+                    self.voided.extend(hit);
                 }
                 return None;
             }
@@ -571,12 +768,58 @@ impl GateState {
                         index,
                         actor: rec.actor_id().to_string(),
                         deadline_ms: b.review_deadline.as_ref().map_or(0, millis),
+                        kind: ObligationKind::Review,
+                        opened_by: index,
                     },
                 );
             }
-            Some(Body::Review(_)) => {
+            Some(Body::Review(rv)) => {
+                // Under rules version 2 a REVOKE turns the review into an
+                // obligation to undo the change, due at once.
+                let revoke =
+                    self.params.rules_version >= 2 && rv.verdict == review::Verdict::Revoke as i32;
                 for link in &st.links {
-                    self.obligations.remove(&link.index);
+                    let Some(o) = self.obligations.get_mut(&link.index) else {
+                        continue;
+                    };
+                    if o.kind != ObligationKind::Review {
+                        continue;
+                    }
+                    if revoke {
+                        o.kind = ObligationKind::Undo;
+                        o.deadline_ms = admitted_ms;
+                        o.opened_by = index;
+                    } else {
+                        self.obligations.remove(&link.index);
+                    }
+                }
+            }
+            Some(Body::ExecutionOutcome(o)) => {
+                let intent = st.links.iter().find_map(|l| {
+                    self.recorded
+                        .get(&l.index)
+                        .filter(|r| r.kind() == Kind::ExecutionIntent)
+                });
+                if let Some(intent) = intent {
+                    self.reported.insert(intent.index);
+                    // An undo that succeeded discharges the obligation.
+                    let succeeded = o.result == execution_outcome::Result::Succeeded as i32;
+                    let undo = self.chains.get(&st.chain_id).and_then(|c| {
+                        self.obligations
+                            .get(&c.opener)
+                            .filter(|o| o.kind == ObligationKind::Undo)
+                            .filter(|o| {
+                                intent
+                                    .statement
+                                    .links
+                                    .iter()
+                                    .any(|l| l.index == o.opened_by)
+                            })
+                            .map(|_| c.opener)
+                    });
+                    if let Some(opener) = undo.filter(|_| succeeded) {
+                        self.obligations.remove(&opener);
+                    }
                 }
             }
             Some(Body::ExecutionIntent(_)) => {
@@ -620,6 +863,8 @@ impl GateState {
         for i in &chain.entries {
             self.used.remove(i);
             self.revoked.remove(i);
+            self.voided.remove(i);
+            self.reported.remove(i);
         }
         let key = chain_key(chain_id);
         self.closed.insert(key, status);
@@ -700,6 +945,20 @@ impl GateState {
         open
     }
 
+    /// The chain's unrevoked DENY decisions by identities that may decide.
+    pub fn denials(&self, chain: &Chain) -> Vec<u64> {
+        chain
+            .entries
+            .iter()
+            .filter_map(|i| self.recorded.get(i))
+            .filter(|r| {
+                matches!(&r.statement.body, Some(Body::Decision(d)) if d.outcome == decision::Outcome::Deny as i32)
+            })
+            .filter(|r| !self.revoked.contains(&r.index))
+            .map(|r| r.index)
+            .collect()
+    }
+
     /// The open obligation of a chain, if any.
     pub fn obligation_of(&self, chain_id: &str) -> Option<&Obligation> {
         let chain = self.chains.get(chain_id)?;
@@ -754,7 +1013,31 @@ impl GateState {
                 _ => status,
             };
         }
-        status
+        match self.obligations.get(&chain.opener) {
+            Some(o) if o.kind == ObligationKind::Undo => ChainStatus::AwaitingUndo,
+            _ => status,
+        }
+    }
+}
+
+impl GateState {
+    /// Applies the log's parameters record: from here on its rules, its
+    /// origin, its skew and its admin set judge every entry.
+    fn set_params(&mut self, index: u64, p: &LogParameters) {
+        self.params = Params {
+            rules_version: p.rules_version,
+            origin: p.log_origin.clone(),
+            max_clock_skew_ms: i64::try_from(p.max_clock_skew_ms).unwrap_or(i64::MAX),
+            admin_threshold: p.admin_threshold.max(1),
+            index: Some(index),
+        };
+        let admins: HashMap<String, NoteVerifier> = p
+            .admin_keys
+            .iter()
+            .filter_map(|k| NoteVerifier::parse(k).ok())
+            .map(|a| (a.name().to_string(), a))
+            .collect();
+        self.admins = admins;
     }
 }
 

@@ -34,7 +34,8 @@ use checker::Checker;
 
 /// Findings about the log's integrity rather than its rules: reported
 /// whatever the period.
-pub const INTEGRITY_CODES: [&str; 7] = [
+pub const INTEGRITY_CODES: [&str; 8] = [
+    "genesis_mismatch",
     "tree_mismatch",
     "leaf_mismatch",
     "tile_mismatch",
@@ -190,6 +191,11 @@ pub struct AuditSummary {
     pub timeline: Vec<(i64, u64, u64)>,
     /// Whether the entries hash to the checkpoint's root.
     pub tree_verified: bool,
+    /// The rules and parameters the log recorded, as they stood at its
+    /// end (None: a log of rules version 1 throughout).
+    pub params: Option<crate::access::gate::Params>,
+    /// The admins as the log's end left them.
+    pub admins: Vec<String>,
 }
 
 impl AuditSummary {
@@ -256,8 +262,11 @@ pub struct Auditor {
     last_after: HashMap<Digest16, (Digest16, u64)>,
     /// Entries and refusals per hour of issue time, in the period.
     hours: BTreeMap<i64, (u64, u64)>,
-    /// The issue time of the entry being checked.
+    /// The time of the entry being checked: the log's under rules
+    /// version 2, its own issuedAt before.
     at_ms: i64,
+    /// The leaf hash entry 0 must have (`--genesis`).
+    genesis: Option<Hash>,
 }
 
 impl Auditor {
@@ -285,7 +294,14 @@ impl Auditor {
             last_after: HashMap::new(),
             hours: BTreeMap::new(),
             at_ms: 0,
+            genesis: None,
         }
+    }
+
+    /// Pins the log's first entry: an audit of a log whose entry 0 has
+    /// another leaf hash reports `genesis_mismatch`.
+    pub fn pin_genesis(&mut self, leaf_hash: Hash) {
+        self.genesis = Some(leaf_hash);
     }
 
     /// Findings and chain reports made since the last call.
@@ -442,6 +458,14 @@ impl Auditor {
         debug_assert_eq!(index, self.range.size());
         self.range.push(leaf_hash);
         self.summary.entries += 1;
+        if let Some(pinned) = self.genesis.filter(|g| index == 0 && *g != leaf_hash) {
+            let m = format!(
+                "entry 0 has leaf hash {}; --genesis pins {}",
+                crate::tlog::merkle::hex(&leaf_hash),
+                crate::tlog::merkle::hex(&pinned)
+            );
+            self.find(0, "", "genesis_mismatch", m);
+        }
         let d = match decoded {
             Ok(d) => d,
             Err(e) => {
@@ -451,8 +475,9 @@ impl Auditor {
         };
         *self.summary.by_kind.entry(d.kind().name()).or_default() += 1;
         let chain = d.statement.chain_id.as_str();
-        // Judged at its own time: the audit has no "now" for old entries.
-        self.at_ms = d.statement.issued_at.as_ref().map_or(0, millis);
+        // Judged at the log's time (rules version 2), or at its own time
+        // before: the audit has no "now" for old entries.
+        self.at_ms = self.state.time_of(&d.statement);
         if self.period.contains(self.at_ms) {
             let bucket = self
                 .hours
@@ -461,8 +486,8 @@ impl Auditor {
             bucket.0 += 1;
             bucket.1 += u64::from(d.kind() == Kind::GateRefusal);
         }
-        // The log's own refusal records are checked by their signature.
-        let checked = if d.kind() == Kind::GateRefusal {
+        // The log's own records are checked by their signature.
+        let checked = if d.kind().is_log_record() {
             Ok(())
         } else {
             validate(d, self.at_ms, &Limits::default())
@@ -530,6 +555,38 @@ impl Auditor {
                 "refusal_unjustified",
                 format!("the refused entry does not validate, so the gate never saw it: {e}"),
             );
+        }
+        // The gate checks a signature before its rules: a refusal of an
+        // entry no registered identity signed was never made by it (an
+        // operator fabricating "attempts" by someone).
+        let signed = self
+            .state
+            .signing_key(&refused)
+            .map(|key| entry::verify(&key, &refused.signed.statement, &refused.signed.signature));
+        match signed {
+            Ok(true) => {}
+            Ok(false) => {
+                return self.find(
+                    index,
+                    chain,
+                    "refusal_unjustified",
+                    format!(
+                        "the refused entry's signature does not verify with the key of {}",
+                        refused.signed.signer_id
+                    ),
+                )
+            }
+            Err(r) => {
+                return self.find(
+                    index,
+                    chain,
+                    "refusal_unjustified",
+                    format!(
+                        "the refused entry's signer could not sign it then: {}",
+                        r.message
+                    ),
+                )
+            }
         }
         let recorded: Vec<&str> = g.violations.iter().map(|v| v.code.as_str()).collect();
         match gate::check(&self.state, index, &refused, self.engine.as_mut()) {
@@ -629,6 +686,10 @@ impl Auditor {
             self.settle(last);
         }
         self.summary.tree_verified = self.range.size() == cp.size && self.range.root() == cp.root;
+        let params = self.state.params();
+        self.summary.params = params.index.is_some().then(|| params.clone());
+        self.summary.admins = self.state.admins().map(|a| a.name().to_string()).collect();
+        self.summary.admins.sort();
         if !self.summary.tree_verified {
             let m = format!(
                 "{} entries that do not hash to the checkpoint's root at size {}: an entry was changed, swapped, dropped or duplicated",

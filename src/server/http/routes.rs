@@ -504,7 +504,7 @@ mod tests {
     #[test]
     fn leaf_hashes_parse_in_every_spelling() {
         let h = [0xfbu8; 32];
-        let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::tlog::merkle::hex(&h);
         assert_eq!(parse_leaf_hash(&B64.encode(h)).unwrap(), h);
         assert_eq!(parse_leaf_hash(&B64URL.encode(h)).unwrap(), h);
         assert_eq!(parse_leaf_hash(&hex).unwrap(), h);

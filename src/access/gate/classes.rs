@@ -1,0 +1,181 @@
+//! Entitlement classes (rules version 2): what the published policy says
+//! a change needs. Which entitlements are privileged to add or high-risk
+//! to remove, how many human approvals they need, and how long an
+//! approval or a break-glass review window may last. The requester's
+//! `privileged`/`highRisk` flags can raise these, never lower them.
+
+use crate::access::entry::proto::{entitlement_op::Op, EntitlementDelta, PolicyPublication};
+
+use super::DEFAULT_PRIVILEGED_APPROVALS;
+
+/// The longest an approval lasts when no class says otherwise: 7 days.
+pub const DEFAULT_MAX_APPROVAL_LIFETIME_MS: i64 = 7 * 24 * 3600 * 1000;
+/// The longest a break-glass waits for review when no class says
+/// otherwise: 72 hours.
+pub const DEFAULT_MAX_REVIEW_WINDOW_MS: i64 = 72 * 3600 * 1000;
+
+/// What a delta needs under the policy in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requirements {
+    /// An entitlement it adds is privileged.
+    pub privileged: bool,
+    /// An entitlement it removes is high-risk.
+    pub high_risk: bool,
+    /// Distinct human approvals it needs (at least 1).
+    pub approvals: u32,
+    pub max_approval_lifetime_ms: i64,
+    pub max_review_window_ms: i64,
+}
+
+/// What `delta` on `system` needs under `policy`: every matching class
+/// applies and the strictest value wins.
+pub fn requirements(
+    policy: Option<&PolicyPublication>,
+    system: &str,
+    delta: &EntitlementDelta,
+) -> Requirements {
+    let base = policy
+        .map(|p| p.privileged_approvals)
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_PRIVILEGED_APPROVALS);
+    let adds: Vec<&str> = entitlements(delta, Op::Add).collect();
+    let removes: Vec<&str> = entitlements(delta, Op::Remove).collect();
+    let mut r = Requirements {
+        privileged: delta.privileged && !adds.is_empty(),
+        high_risk: delta.high_risk && !removes.is_empty(),
+        approvals: 1,
+        max_approval_lifetime_ms: DEFAULT_MAX_APPROVAL_LIFETIME_MS,
+        max_review_window_ms: DEFAULT_MAX_REVIEW_WINDOW_MS,
+    };
+    if r.privileged || r.high_risk {
+        r.approvals = base;
+    }
+    let classes = policy.map_or(&[][..], |p| p.classes.as_slice());
+    for class in classes
+        .iter()
+        .filter(|c| c.system.is_empty() || c.system == system)
+    {
+        let matches = |list: &[&str]| list.iter().any(|e| glob_match(&class.pattern, e));
+        let (added, removed) = (matches(&adds), matches(&removes));
+        let needs = if class.approvals > 0 {
+            class.approvals
+        } else {
+            base
+        };
+        if added && class.privileged {
+            r.privileged = true;
+            r.approvals = r.approvals.max(needs);
+        }
+        if removed && class.high_risk {
+            r.high_risk = true;
+            r.approvals = r.approvals.max(needs);
+        }
+        if added || removed {
+            if let Some(ms) = seconds_ms(class.max_approval_lifetime_seconds) {
+                r.max_approval_lifetime_ms = r.max_approval_lifetime_ms.min(ms);
+            }
+            if let Some(ms) = seconds_ms(class.max_review_window_seconds) {
+                r.max_review_window_ms = r.max_review_window_ms.min(ms);
+            }
+        }
+    }
+    r
+}
+
+fn entitlements(delta: &EntitlementDelta, op: Op) -> impl Iterator<Item = &str> {
+    delta
+        .ops
+        .iter()
+        .filter(move |o| o.op == op as i32)
+        .map(|o| o.entitlement.as_str())
+}
+
+/// 0 means "the default"; anything else in milliseconds, saturating.
+fn seconds_ms(s: u64) -> Option<i64> {
+    (s > 0).then(|| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of
+/// characters (including none) and everything else matches itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    // The last `*` seen and the text position it currently covers up to.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::entry::build::delta;
+    use crate::access::entry::proto::EntitlementClass;
+
+    #[test]
+    fn globs_match_runs_of_anything() {
+        assert!(glob_match("admin", "admin"));
+        assert!(!glob_match("admin", "admins"));
+        assert!(glob_match("admin*", "admins"));
+        assert!(glob_match("*:write", "repo:write"));
+        assert!(!glob_match("*:write", "repo:read"));
+        assert!(glob_match("a*b*c", "aXXbYYc"));
+        assert!(!glob_match("a*b*c", "aXXbYY"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("", "x"));
+    }
+
+    fn policy(classes: Vec<EntitlementClass>) -> PolicyPublication {
+        PolicyPublication {
+            policy_id: "p".into(),
+            version: 1,
+            cedar: "permit(principal, action, resource);".into(),
+            privileged_approvals: 0,
+            classes,
+        }
+    }
+
+    #[test]
+    fn the_policy_decides_privilege_and_the_requester_can_only_raise_it() {
+        let p = policy(vec![EntitlementClass {
+            system: "github".into(),
+            pattern: "admin".into(),
+            privileged: true,
+            approvals: 3,
+            max_approval_lifetime_seconds: 3600,
+            ..Default::default()
+        }]);
+        // Unflagged, but the class makes it privileged.
+        let d = delta(&["read"], &["admin"], &[]);
+        let r = requirements(Some(&p), "github", &d);
+        assert!(r.privileged);
+        assert_eq!(r.approvals, 3);
+        assert_eq!(r.max_approval_lifetime_ms, 3_600_000);
+        // Another system: the class does not apply.
+        let r = requirements(Some(&p), "aws", &d);
+        assert!(!r.privileged);
+        assert_eq!(r.approvals, 1);
+        assert_eq!(r.max_approval_lifetime_ms, DEFAULT_MAX_APPROVAL_LIFETIME_MS);
+        // The requester raises an ordinary change to the default two.
+        let mut w = delta(&["read"], &["write"], &[]);
+        w.privileged = true;
+        assert_eq!(requirements(Some(&p), "github", &w).approvals, 2);
+        // A removal is high-risk only where a class says so.
+        let rm = delta(&["read", "admin"], &[], &["admin"]);
+        assert!(!requirements(Some(&p), "github", &rm).high_risk);
+    }
+}
