@@ -108,6 +108,7 @@ mod tests {
             version: 1,
             cedar: text.into(),
             privileged_approvals: 0,
+            classes: vec![],
         }
     }
 

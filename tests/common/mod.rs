@@ -135,9 +135,20 @@ impl Server {
         Self::start_command("serve", data_dir, &all)
     }
 
-    /// Starts `gatelog serve` on gatelog entries (the default) with ARGS.
+    /// Starts `gatelog serve` on gatelog entries (the default) with ARGS;
+    /// in development mode (DATA_DIR/admin.key, a default policy) unless
+    /// ARGS name the admins.
     pub fn start_gatelog(data_dir: &Path, args: &[&str]) -> Server {
-        Self::start_command("serve", data_dir, args)
+        let mut all = args.to_vec();
+        if !args.contains(&"--admin-key") && !args.contains(&"--dev") {
+            all.push("--dev");
+        }
+        Self::start_command("serve", data_dir, &all)
+    }
+
+    /// The log's origin (its key's name).
+    pub fn origin(&self) -> &str {
+        self.vkey.split('+').next().unwrap_or_default()
     }
 
     /// Starts `gatelog SUBCOMMAND --data-dir DIR --listen 127.0.0.1:0 ARGS...`
@@ -200,14 +211,19 @@ impl Server {
         r.json()
     }
 
-    /// Signs `statement` with `key` and submits it.
+    /// Signs `statement` with `key` and submits it, bound to this log
+    /// unless it names a log already.
     pub fn submit(
         &self,
         key: &gatelog::tlog::note::NoteSigner,
         statement: &gatelog::access::entry::Statement,
     ) -> HttpResponse {
         use prost::Message;
-        let leaf = gatelog::access::entry::sign(key, statement).encode_to_vec();
+        let mut statement = statement.clone();
+        if statement.log_origin.is_empty() {
+            statement.log_origin = self.origin().to_string();
+        }
+        let leaf = gatelog::access::entry::sign(key, &statement).encode_to_vec();
         http(self.addr, "POST", "/v1/entries", &leaf).expect("POST")
     }
 

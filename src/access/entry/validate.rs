@@ -476,6 +476,7 @@ mod tests {
             body: Some(Body::AccessRequest(AccessRequest {
                 delta: Some(delta()),
                 justification: "on-call".into(),
+                executor: "deployer".into(),
             })),
             ..Default::default()
         }
@@ -516,11 +517,11 @@ mod tests {
             kind: ActorKind::Human as i32,
             ..Default::default()
         };
-        let st = crate::access::entry::build::register(&admin, &bob, weak, NOW);
+        let st = crate::access::entry::build::register(&admin, &bob, "", weak, NOW);
         assert_eq!(field_of(&st), "statement.identityRegistration.publicKey");
         let good = NoteSigner::from_seed("bob", [5; 32]).unwrap();
         let st =
-            crate::access::entry::build::register(&admin, &bob, good.verifier().public_key(), NOW);
+            crate::access::entry::build::register(&admin, &bob, "", good.verifier().public_key(), NOW);
         check(&st).unwrap();
     }
 
