@@ -69,7 +69,7 @@ fn audit_finds_each_injected_violation_and_nothing_else() {
     ] {
         u.put(
             &admin,
-            &build::register(&human("admin"), &actor, k.verifier().public_key(), t),
+            &build::register(&human("admin"), &actor, "", k.verifier().public_key(), t),
         );
     }
     let d = delta(&["read"], &["write"], &[]);
@@ -78,7 +78,7 @@ fn audit_finds_each_injected_violation_and_nothing_else() {
     // A clean chain.
     let req = u.put(
         &alice,
-        &build::request(&human("alice"), "OK-1", tgt(), d.clone(), t),
+        &build::request(&human("alice"), "OK-1", tgt(), d.clone(), "", t),
     );
     let dec = u.put(
         &bob,
@@ -106,7 +106,7 @@ fn audit_finds_each_injected_violation_and_nothing_else() {
     // Injected: a self-approved execution the gate would have refused.
     let req = u.put(
         &alice,
-        &build::request(&human("alice"), "SELF-1", tgt(), d.clone(), t),
+        &build::request(&human("alice"), "SELF-1", tgt(), d.clone(), "", t),
     );
     let selfie = u.put(
         &alice,
@@ -135,7 +135,7 @@ fn audit_finds_each_injected_violation_and_nothing_else() {
     let mallory = key("mallory", 9);
     u.put(
         &mallory,
-        &build::request(&human("mallory"), "EVIL-1", tgt(), d.clone(), t),
+        &build::request(&human("mallory"), "EVIL-1", tgt(), d.clone(), "", t),
     );
 
     // Injected: an outcome that is not what the intent declared.
@@ -146,6 +146,7 @@ fn audit_finds_each_injected_violation_and_nothing_else() {
             "DRIFT-1",
             target("github", "corp/lib", "alice"),
             d.clone(),
+            "",
             t,
         ),
     );
@@ -488,6 +489,7 @@ fn a_hostile_log_cannot_crash_the_audit() {
         &build::register(
             &human("admin"),
             &human("alice"),
+            "",
             alice.verifier().public_key(),
             t,
         ),
@@ -495,14 +497,14 @@ fn a_hostile_log_cannot_crash_the_audit() {
     let d = delta(&["read"], &["write"], &[]);
     let tgt = || target("github", "corp/app", "alice");
 
-    let mut proxy = build::request(&human("alice"), "OBO-1", tgt(), d.clone(), t);
+    let mut proxy = build::request(&human("alice"), "OBO-1", tgt(), d.clone(), "", t);
     proxy.on_behalf_of = Some(OnBehalfOf {
         principals: vec!["bob".into()],
         delegation: None,
     });
     u.put(&alice, &proxy);
 
-    let mut ancient = build::request(&human("alice"), "MIN-1", tgt(), d.clone(), t);
+    let mut ancient = build::request(&human("alice"), "MIN-1", tgt(), d.clone(), "", t);
     ancient.issued_at = Some(Timestamp {
         seconds: i64::MIN,
         nanos: 0,
@@ -513,7 +515,7 @@ fn a_hostile_log_cannot_crash_the_audit() {
     // bytes) of the proxy request, which the gate could never have seen.
     use prost::Message;
     let refused = gatelog::access::entry::sign(&alice, &proxy).encode_to_vec();
-    let mut record = build::request(&human("alice"), "OBO-1", tgt(), d.clone(), t);
+    let mut record = build::request(&human("alice"), "OBO-1", tgt(), d.clone(), "", t);
     record.body = Some(Body::GateRefusal(GateRefusal {
         refused_entry: refused,
         violations: vec![RuleViolation {

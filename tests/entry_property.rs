@@ -234,7 +234,7 @@ fn statement_of(kind: u8, p: Parts) -> Statement {
     } = p;
     let digest: [u8; 32] = hash.clone().try_into().unwrap();
     match kind {
-        0 => build::request(&a, &chain, target, delta, ms),
+        0 => build::request(&a, &chain, target, delta, &w1, ms),
         1 => build::recommend(&a, &chain, links, delta, digest, ms),
         2 => build::approve(&a, &chain, links, delta, ms2, ms),
         3 => build::intent(&a, &chain, links, delta, policy, ms),
@@ -242,7 +242,7 @@ fn statement_of(kind: u8, p: Parts) -> Statement {
         5 => build::break_glass(&a, &chain, target, delta, &w1, ms2, ms),
         6 => build::review(&a, &chain, links, flag, ms),
         7 => build::revoke(&a, build::link(number, &hash), &w1, ms),
-        8 => build::register(&build::human(&w1), &a, digest, ms),
+        8 => build::register(&build::human(&w1), &a, &w2, digest, ms),
         9 => build::publish_policy(&a, &w1, number, &w2, number as u32, ms),
         10 => build::delegate(&a, &w1, &w2, &chain, &target.resource, ms, ms2, ms),
         11 => build::on_behalf_of(
@@ -262,6 +262,7 @@ fn statement_of(kind: u8, p: Parts) -> Statement {
             target: Some(target),
             issued_at: None,
             policy,
+            log_origin: w2.clone(),
             body: Some(match number % 6 {
                 0 => Body::Decision(Decision {
                     outcome: decision::Outcome::Deny as i32,
@@ -283,6 +284,8 @@ fn statement_of(kind: u8, p: Parts) -> Statement {
                     operation: identity_registration::Operation::RevokeKey as i32,
                     identity: None,
                     public_key: hash,
+                    owner: String::new(),
+                    compromised_at: None,
                 }),
                 4 => Body::GateRefusal(GateRefusal {
                     refused_entry: hash,
@@ -385,7 +388,7 @@ fn valid_with_delta(
 ) -> Statement {
     let ms = NOW + offset_ms;
     match kind {
-        0 => build::request(actor, chain, target, delta, ms),
+        0 => build::request(actor, chain, target, delta, "deployer", ms),
         1 => build::recommend(actor, chain, links, delta, [7; 32], ms),
         2 => build::approve(actor, chain, links, delta, ms + 60 * MINUTE, ms),
         3 => build::intent(actor, chain, links, delta, None, ms),
@@ -426,6 +429,7 @@ fn valid_signed() -> impl Strategy<Value = (Statement, [u8; 32])> {
                         build::register(
                             &actor,
                             &build::human(&word),
+                            "",
                             pk.verifier().public_key(),
                             ms,
                         )

@@ -244,7 +244,14 @@ fn an_approved_chain_executes_and_reads_back_with_proofs() {
     let d = write();
     let rec_target = log.ok(
         "alice",
-        &build::request(log.actor("alice"), "CHG-1", tgt(), d.clone(), "deployer", now()),
+        &build::request(
+            log.actor("alice"),
+            "CHG-1",
+            tgt(),
+            d.clone(),
+            "deployer",
+            now(),
+        ),
     );
     let rec = log.ok(
         "copilot",
@@ -302,7 +309,14 @@ fn an_approved_chain_executes_and_reads_back_with_proofs() {
     assert_eq!(codes(&v), ["chain_closed"]);
     let v = log.refused(
         "alice",
-        &build::request(log.actor("alice"), "CHG-1", tgt(), d.clone(), "deployer", now()),
+        &build::request(
+            log.actor("alice"),
+            "CHG-1",
+            tgt(),
+            d.clone(),
+            "deployer",
+            now(),
+        ),
     );
     assert_eq!(codes(&v), ["chain_exists"]);
     let chain = log.chain("CHG-1");
@@ -507,7 +521,14 @@ fn rule_3_approvals_stay_within_the_request_and_the_intent_is_what_was_approved(
     let t = now();
     let req = log.ok(
         "alice",
-        &build::request(log.actor("alice"), "C3", tgt(), asked.clone(), "deployer", t),
+        &build::request(
+            log.actor("alice"),
+            "C3",
+            tgt(),
+            asked.clone(),
+            "deployer",
+            t,
+        ),
     );
     let approve = |d: &EntitlementDelta| {
         build::approve(
@@ -951,7 +972,14 @@ fn break_glass_opens_a_review_only_another_human_closes() {
 fn unknown_revoked_and_wrong_keys_are_refused_and_not_logged() {
     let mut log = Log::start();
     let d = write();
-    let st = build::request(log.actor("alice"), "K1", tgt(), d.clone(), "deployer", now());
+    let st = build::request(
+        log.actor("alice"),
+        "K1",
+        tgt(),
+        d.clone(),
+        "deployer",
+        now(),
+    );
     let stranger = NoteSigner::from_seed("mallory", [3; 32]).unwrap();
     let mut as_mallory = st.clone();
     as_mallory.actor = Some(human("mallory"));
@@ -1029,11 +1057,25 @@ fn malformed_and_inconsistent_entries_get_4xx_naming_the_field() {
 
     let d = write();
     let alice = log.key("alice");
-    let mut no_body = build::request(log.actor("alice"), "B1", tgt(), d.clone(), "deployer", now());
+    let mut no_body = build::request(
+        log.actor("alice"),
+        "B1",
+        tgt(),
+        d.clone(),
+        "deployer",
+        now(),
+    );
     no_body.body = None;
     let e = log.rejected(alice, &no_body, 422, "invalid_entry");
     assert_eq!(e["field"], "statement.body");
-    let mut no_subject = build::request(log.actor("alice"), "B1", tgt(), d.clone(), "deployer", now());
+    let mut no_subject = build::request(
+        log.actor("alice"),
+        "B1",
+        tgt(),
+        d.clone(),
+        "deployer",
+        now(),
+    );
     no_subject.target.as_mut().unwrap().subject.clear();
     let e = log.rejected(alice, &no_subject, 422, "invalid_entry");
     assert_eq!(e["field"], "statement.target.subject");
@@ -1091,7 +1133,14 @@ fn malformed_and_inconsistent_entries_get_4xx_naming_the_field() {
     assert_eq!(codes(&v), ["cross_chain_link"]);
     let v = log.refused(
         "alice",
-        &build::request(log.actor("alice"), "B1", tgt(), d.clone(), "deployer", now()),
+        &build::request(
+            log.actor("alice"),
+            "B1",
+            tgt(),
+            d.clone(),
+            "deployer",
+            now(),
+        ),
     );
     assert_eq!(codes(&v), ["chain_exists"]);
     // A copy of a signed entry under another leaf hash (an unknown field
@@ -1147,7 +1196,14 @@ fn the_gate_state_survives_a_restart() {
     assert_eq!(log.chain("R1")["status"], "executed");
     let v = log.refused(
         "alice",
-        &build::request(log.actor("alice"), "R1", tgt(), d.clone(), "deployer", now()),
+        &build::request(
+            log.actor("alice"),
+            "R1",
+            tgt(),
+            d.clone(),
+            "deployer",
+            now(),
+        ),
     );
     assert_eq!(codes(&v), ["chain_exists"]);
 }
@@ -1239,7 +1295,9 @@ fn the_largest_entry_the_gate_takes_is_refused_into_a_record_that_fits_a_bundle(
     let before = log.server.tree_size();
     let r = common::http(log.server.addr, "POST", "/v1/entries", &bytes).unwrap();
     assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
-    let at = r.json()["error"]["refusal_record"]["index"].as_u64().unwrap();
+    let at = r.json()["error"]["refusal_record"]["index"]
+        .as_u64()
+        .unwrap();
     assert!(at == before || at == before + 1, "{at} after {before}");
     // The record is in an entry bundle that decodes and holds it whole.
     let size = log.server.tree_size();

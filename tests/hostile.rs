@@ -340,6 +340,7 @@ fn registration(actor: &Actor, key: &NoteSigner) -> Statement {
     build::register(
         &human("admin"),
         actor,
+        "",
         key.verifier().public_key(),
         now_ms(),
     )
@@ -577,7 +578,7 @@ fn entry_signed_with_a_revoked_key_is_reported_at_its_index() {
     let t = now_ms();
     let request = |who: &Actor, chain: &str| {
         let tgt = target("github", "corp/app", &who.id);
-        build::request(who, chain, tgt, delta(&["read"], &["write"], &[]), t)
+        build::request(who, chain, tgt, delta(&["read"], &["write"], &[]), "", t)
     };
     // The rotated identity signs with its new key: fine.
     u.put(&alice_new, &request(&alice, "NEW-KEY-1"));
@@ -618,7 +619,7 @@ fn forged_chain_link_is_reported_at_its_index() {
     let tgt = target("github", "corp/app", "alice");
     let req = u.put(
         &alice_key,
-        &build::request(&alice, "CHG-1", tgt, d.clone(), t),
+        &build::request(&alice, "CHG-1", tgt, d.clone(), "", t),
     );
     let approval = u.put(
         &bob_key,
@@ -663,7 +664,7 @@ fn entry_with_a_bad_signature_is_reported_at_its_index() {
     let t = now_ms();
     let request = |chain: &str| {
         let tgt = target("github", "corp/app", "alice");
-        build::request(&alice, chain, tgt, delta(&["read"], &["write"], &[]), t)
+        build::request(&alice, chain, tgt, delta(&["read"], &["write"], &[]), "", t)
     };
     // Enough good entries around it that it sits inside a signature batch.
     for n in 0..300 {

@@ -208,6 +208,7 @@ fn a_monitor_reports_overdue_break_glass_reviews_from_the_entries() {
         let st = build::register(
             &human("admin"),
             &human(id),
+            "",
             key.verifier().public_key(),
             now(),
         );
@@ -250,7 +251,21 @@ fn a_monitor_reports_overdue_break_glass_reviews_from_the_entries() {
     assert_eq!(report["obligations"][0]["chain_id"], "BG-7");
     assert_eq!(report["obligations"][0]["index"], bg_index);
     assert!(report["not_gatelog"].is_null());
-    // Another human reviews: the monitor's list empties.
+    // Carol executes under it; another human reviews it afterwards: the
+    // monitor's list empties.
+    let intent = build::intent(
+        &human("carol"),
+        "BG-7",
+        vec![build::link(bg_index, &bg_leaf)],
+        delta(&[], &["superuser"], &[]),
+        Some(gatelog::access::entry::proto::PolicyRef {
+            policy_id: "default".into(),
+            version: 1,
+        }),
+        now(),
+    );
+    let r = log.submit(&keys[0], &intent);
+    assert_eq!(r.status, 200, "{}", r.text());
     let review = build::review(
         &human("bob"),
         "BG-7",

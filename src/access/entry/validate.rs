@@ -520,8 +520,13 @@ mod tests {
         let st = crate::access::entry::build::register(&admin, &bob, "", weak, NOW);
         assert_eq!(field_of(&st), "statement.identityRegistration.publicKey");
         let good = NoteSigner::from_seed("bob", [5; 32]).unwrap();
-        let st =
-            crate::access::entry::build::register(&admin, &bob, "", good.verifier().public_key(), NOW);
+        let st = crate::access::entry::build::register(
+            &admin,
+            &bob,
+            "",
+            good.verifier().public_key(),
+            NOW,
+        );
         check(&st).unwrap();
     }
 
