@@ -70,7 +70,7 @@ if [[ $# -ge 1 ]]; then
     ADMIN_KEY=${ADMIN_KEY:?"with a log URL, set ADMIN_KEY to the admin's private key file"}
 else
     # Port 0: the server picks a free port and prints it.
-    "$GATELOG" serve --data-dir "$WORK/log" --listen 127.0.0.1:0 >"$WORK/server.out" 2>&1 &
+    "$GATELOG" serve --dev --data-dir "$WORK/log" --listen 127.0.0.1:0 >"$WORK/server.out" 2>&1 &
     SERVER_PID=$!
     URL=""
     for _ in $(seq 100); do
@@ -185,28 +185,32 @@ echo "CHG-1042: request, recommendation, delegated approval, execution:"
 admit 07 alice
 admit 08 copilot '.links = [$req]' --argjson req "$(ref 07)"
 expect_status CHG-1042 recommended
-admit 09 bob '.links = [$req] | .onBehalfOf.delegation = $grant' \
-    --argjson req "$(ref 07)" --argjson grant "$(ref 06)"
+# An approval lasts at most what the policy allows (7 days by default).
+EXPIRES=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)
+admit 09 bob '.links = [$req] | .onBehalfOf.delegation = $grant | .decision.expiresAt = $exp' \
+    --argjson req "$(ref 07)" --argjson grant "$(ref 06)" --arg exp "$EXPIRES"
 expect_status CHG-1042 approved
 admit 10 deployer '.links = [$req, $dec]' --argjson req "$(ref 07)" --argjson dec "$(ref 09)"
 admit 11 deployer '.links = [$intent]' --argjson intent "$(ref 10)"
 expect_status CHG-1042 executed
 
-echo "CHG-1043: alice approves her own request; the gate refuses the intent:"
-# Two rules break: rule 2 (self_approval), and rule 7, because the policy's
-# context.human_approvals counts only approvers who are neither the
-# requester nor the executor, so it is 0 here.
+echo "CHG-1043: alice approves her own request; the gate refuses it, and the intent:"
+# Her approval is refused when made: she requested it (self_approval) and
+# gains the access (subject_approves). The intent then has no approval
+# (rule 1), and the policy wants a human one (rule 7).
 admit 12 alice
-admit 13 alice '.links = [$req]' --argjson req "$(ref 12)"
-refuse 14 deployer self_approval,policy_denies '.links = [$req, $dec]' \
-    --argjson req "$(ref 12)" --argjson dec "$(ref 13)"
+refuse 13 alice self_approval,subject_approves '.links = [$req] | .decision.expiresAt = $exp' \
+    --argjson req "$(ref 12)" --arg exp "$EXPIRES"
+refuse 14 deployer no_approval,policy_denies '.links = [$req]' --argjson req "$(ref 12)"
 expect_status CHG-1043 refused
 [[ $(curl -sf "$URL/v1/chains/CHG-1043" |
     jq -r --arg i "${INDEX[14]}" '.entries[] | select(.index == ($i | tonumber)) | .kind') == gateRefusal ]] ||
     fail "the refusal record ${INDEX[14]} is not in chain CHG-1043"
 
-echo "INC-7731: bob breaks glass; alice ratifies it:"
-admit 15 bob
+echo "INC-7731: bob breaks glass and executes; alice ratifies it afterwards:"
+DEADLINE=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)
+admit 15 bob '.breakGlass.reviewDeadline = $dl' --arg dl "$DEADLINE"
+admit 15b bob '.links = [$bg]' --argjson bg "$(ref 15)"
 expect_status INC-7731 break_glass_awaiting_review
 [[ $(open_obligations INC-7731) == 1 ]] || fail "no open review obligation for INC-7731"
 echo "  open obligation: $(curl -sf "$URL/v1/obligations" | jq -c '.obligations[0]')"

@@ -281,12 +281,32 @@ pub(super) fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     if statement.issued_at.is_none() {
         statement.issued_at = Some(timestamp(gatelog::sys::clock::now_ms()));
     }
-    let signed = entry::sign(&key, &statement).encode_to_vec();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     let timeout = Duration::from_secs(args.timeout_secs);
+    if statement.log_origin.is_empty() {
+        // A statement names the log it is for; ask the log its name.
+        let (status, body) = runtime
+            .block_on(gatelog::sys::client::http_request(
+                hyper::Method::GET,
+                &log,
+                "/v1/log",
+                Vec::new().into(),
+                timeout,
+            ))
+            .map_err(|e| anyhow::anyhow!("asking {} for its origin: {e}", args.log))?;
+        let about: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        match about["origin"].as_str() {
+            Some(origin) if status == 200 => statement.log_origin = origin.to_string(),
+            _ => anyhow::bail!(
+                "{} did not say its origin (GET /v1/log: HTTP {status}); set logOrigin in the statement",
+                args.log
+            ),
+        }
+    }
+    let signed = entry::sign(&key, &statement).encode_to_vec();
     let (status, body) = runtime
         .block_on(gatelog::sys::client::http_request(
             hyper::Method::POST,
