@@ -117,7 +117,7 @@ fn the_report_shows_a_chains_decision_trail_and_its_finding_in_a_browser() {
     let row = population
         .iter()
         .find(|r| {
-            r[17].parse::<u64>().unwrap() > 0
+            r[19].parse::<u64>().unwrap() > 0
                 && !r[5].is_empty()
                 && !r[7].is_empty()
                 && !r[11].is_empty()
@@ -130,7 +130,7 @@ fn the_report_shows_a_chains_decision_trail_and_its_finding_in_a_browser() {
         .expect("the chain's finding");
     // The request's delta, from the chain's own file (the signed statement).
     let file: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(pkg.join(&row[18])).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(pkg.join(&row[20])).unwrap()).unwrap();
     let request = file["entries"]
         .as_array()
         .unwrap()

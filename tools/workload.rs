@@ -77,16 +77,20 @@ struct Member {
     key: NoteSigner,
 }
 
-/// The violations injected, by the audit code that must report them.
-const INJECTIONS: [(&str, &str); 8] = [
-    ("self_approval", "admitted_despite_gate"),
-    ("assistant_approval", "admitted_despite_gate"),
-    ("delta_mismatch", "admitted_despite_gate"),
-    ("unknown_signer", "signer"),
-    ("outcome_mismatch", "outcome_mismatch"),
-    ("drift", "drift"),
-    ("unreviewed_break_glass", "unreviewed_break_glass"),
-    ("late_review", "late_review"),
+/// The violations injected, by the audit codes that must report them.
+const INJECTIONS: [(&str, &[&str]); 8] = [
+    ("self_approval", &["admitted_despite_gate"]),
+    ("assistant_approval", &["admitted_despite_gate"]),
+    // An unapproved entitlement is also beyond what was requested.
+    (
+        "delta_mismatch",
+        &["admitted_despite_gate", "executed_beyond_request"],
+    ),
+    ("unknown_signer", &["signer"]),
+    ("outcome_mismatch", &["outcome_mismatch"]),
+    ("drift", &["drift"]),
+    ("unreviewed_break_glass", &["unreviewed_break_glass"]),
+    ("late_review", &["late_review"]),
 ];
 
 struct Writer {
@@ -369,12 +373,14 @@ fn main() -> anyhow::Result<()> {
         last_after.insert(key, executed_after);
         if let Some(kind) = injection {
             *injected.entry(kind).or_default() += 1;
-            let code = INJECTIONS
+            let codes = INJECTIONS
                 .iter()
                 .find(|(k, _)| *k == kind)
                 .expect("listed")
                 .1;
-            *expected.entry(code).or_default() += 1;
+            for code in codes {
+                *expected.entry(code).or_default() += 1;
+            }
         }
     }
     progress.finish_and_clear();

@@ -27,7 +27,7 @@ use super::{ChainFiles, Since};
 const EXCEPTIONS_HEADER: [&str; 4] = ["index", "chain_id", "code", "message"];
 
 /// population.csv's columns.
-const POPULATION_HEADER: [&str; 19] = [
+const POPULATION_HEADER: [&str; 21] = [
     "chain_id",
     "opened_index",
     "opened_at",
@@ -39,8 +39,10 @@ const POPULATION_HEADER: [&str; 19] = [
     "system",
     "resource",
     "subject",
-    "adds",
-    "removes",
+    "requested_adds",
+    "requested_removes",
+    "executed_adds",
+    "executed_removes",
     "privileged",
     "policy",
     "break_glass",
@@ -487,7 +489,7 @@ impl<'a> ChainWriter<'a> {
                 file: file.clone(),
             });
         }
-        let cols: [&str; 19] = [
+        let cols: [&str; 21] = [
             &r.chain_id,
             &r.opened_index.to_string(),
             &rfc3339(r.opened_ms),
@@ -501,6 +503,8 @@ impl<'a> ChainWriter<'a> {
             &r.subject,
             &r.adds.join(" "),
             &r.removes.join(" "),
+            &r.executed_adds.join(" "),
+            &r.executed_removes.join(" "),
             &r.privileged.to_string(),
             &r.policy,
             &r.break_glass.to_string(),

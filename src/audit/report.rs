@@ -46,9 +46,11 @@ pub fn explain(code: &str) -> &'static str {
         "admitted_despite_gate" => "The log admitted a step that the gate's rules refuse (for an execution: an access change without the approvals the policy requires).",
         "refusal_unjustified" => "The log recorded a refusal that the gate's rules would not make.",
         "refusal_differs" => "The log's refusal names other rule violations than the gate finds.",
+        "executed_beyond_request" => "The execution changed more than the request asked for (other entitlements, or a broader change), whatever approved it.",
         "outcome_mismatch" => "The reported outcome does not match the execution intent it reports on (another target, or other entitlements).",
         "drift" => "The state observed before this change differs from the state observed after the previous change to the same target: something changed the access outside the log.",
         "late_review" => "A break-glass change was reviewed after its review deadline.",
+        "revoked_not_undone" => "A review revoked a break-glass change, and no execution has undone the change since.",
         "unreviewed_break_glass" => "A break-glass change was never reviewed, and its review deadline has passed.",
         _ => "See the message.",
     }

@@ -73,6 +73,7 @@ pub mod classes;
 mod rules;
 mod state;
 
+pub use rules::within;
 pub use state::{
     Chain, ChainStatus, Closure, GateState, Obligation, ObligationKind, Params, Recorded,
 };

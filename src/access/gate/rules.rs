@@ -422,7 +422,7 @@ fn outcome_v2(entry: &DecodedEntry, linked: &[&Recorded], state: &GateState) -> 
 
 /// `narrow` is `wide` or narrower: the same `before`, and a subset of its
 /// operations (sets, not lists).
-fn within(narrow: &EntitlementDelta, wide: &EntitlementDelta) -> bool {
+pub fn within(narrow: &EntitlementDelta, wide: &EntitlementDelta) -> bool {
     set(&narrow.before) == set(&wide.before) && op_set(narrow).is_subset(&op_set(wide))
 }
 

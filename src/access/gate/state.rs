@@ -46,10 +46,6 @@ impl Recorded {
             .and_then(|a| ActorKind::try_from(a.kind).ok())
             .unwrap_or(ActorKind::Unspecified)
     }
-
-    pub fn issued_ms(&self) -> i64 {
-        self.statement.issued_at.as_ref().map_or(0, millis)
-    }
 }
 
 /// One open decision chain: its opening statement and every entry in it.

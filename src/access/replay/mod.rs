@@ -24,7 +24,8 @@ use sha2::{Digest, Sha256};
 use crate::access::entry::proto::{decision, entitlement_op, execution_outcome, workload_identity};
 use crate::access::entry::{self, millis, validate, Body, DecodedEntry, EntryError, Kind, Limits};
 use crate::access::gate::{
-    self, Chain, ChainStatus, Closure, GateState, PolicyEngine, Recorded, Verdict,
+    self, Chain, ChainStatus, Closure, GateState, Obligation, ObligationKind, PolicyEngine,
+    Recorded, Verdict,
 };
 use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::merkle::{leaf_hash, CompactRange, Hash};
@@ -143,8 +144,12 @@ pub struct PopulationRow {
     pub system: String,
     pub resource: String,
     pub subject: String,
+    /// What the request asked for.
     pub adds: Vec<String>,
     pub removes: Vec<String>,
+    /// What the admitted intent executed.
+    pub executed_adds: Vec<String>,
+    pub executed_removes: Vec<String>,
     pub privileged: bool,
     pub policy: String,
     pub break_glass: bool,
@@ -612,6 +617,25 @@ impl Auditor {
         let st = &d.statement;
         let chain = st.chain_id.as_str();
         match &st.body {
+            Some(Body::ExecutionIntent(i)) => {
+                // What ran must be within what was asked (a request for
+                // read executed as admin is a finding, whatever approved it).
+                let requested = self.state.chain(chain).and_then(|c| {
+                    match self.state.recorded(c.opener).map(|r| &r.statement.body) {
+                        Some(Some(Body::AccessRequest(r))) => r.delta.clone(),
+                        _ => None,
+                    }
+                });
+                if let (Some(requested), Some(executed)) = (requested, &i.delta) {
+                    if !gate::within(executed, &requested) {
+                        let m = format!(
+                            "executed {:?}, the request asked for {:?}",
+                            executed.after, requested.after
+                        );
+                        self.find(index, chain, "executed_beyond_request", m);
+                    }
+                }
+            }
             Some(Body::ExecutionOutcome(o))
                 if o.result == execution_outcome::Result::Succeeded as i32 =>
             {
@@ -656,7 +680,8 @@ impl Auditor {
                     .insert(target, (entitlements_digest(&o.observed_after), index));
             }
             Some(Body::Review(_)) => {
-                let reviewed = st.issued_at.as_ref().map_or(0, millis);
+                // At the log's time under rules version 2.
+                let reviewed = self.state.time_of(st);
                 for l in &st.links {
                     let late = self
                         .state
@@ -698,20 +723,31 @@ impl Auditor {
             );
             self.find(cp.size, "", "tree_mismatch", m);
         }
-        let overdue: Vec<(u64, String, i64)> = self
+        let overdue: Vec<Obligation> = self
             .state
             .obligations()
             .into_iter()
             .filter(|o| o.deadline_ms < now_ms)
-            .map(|o| (o.index, o.chain_id.clone(), o.deadline_ms))
+            .cloned()
             .collect();
-        for (index, chain, deadline) in overdue {
-            self.at_ms = self.state.recorded(index).map_or(0, Recorded::issued_ms);
-            let m = format!(
-                "break-glass {index} has no review by another human, {} s past its deadline",
-                (now_ms - deadline) / 1000
-            );
-            self.find(index, &chain, "unreviewed_break_glass", m);
+        for o in overdue {
+            let index = o.index;
+            self.at_ms = self.state.recorded(index).map_or(0, |r| r.admitted_ms);
+            let late = (now_ms - o.deadline_ms) / 1000;
+            let (code, m) = match o.kind {
+                ObligationKind::Review => (
+                    "unreviewed_break_glass",
+                    format!("break-glass {index} has no review by another human, {late} s past its deadline"),
+                ),
+                ObligationKind::Undo => (
+                    "revoked_not_undone",
+                    format!(
+                        "review {} revoked break-glass {index}, and no execution has undone it ({late} s)",
+                        o.opened_by
+                    ),
+                ),
+            };
+            self.find(index, &o.chain_id, code, m);
         }
         let mut open: Vec<(String, Chain)> = self
             .state
@@ -775,7 +811,7 @@ impl Auditor {
             opened_ms: records
                 .iter()
                 .find(|r| r.index == chain.opener)
-                .map_or(0, |r| r.issued_ms()),
+                .map_or(0, |r| r.admitted_ms),
             status: serde_json::to_value(status)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
@@ -819,8 +855,17 @@ impl Auditor {
                 Some(Body::Decision(d)) if d.outcome == decision::Outcome::Approve as i32 => {
                     row.approvers.push(r.actor_id().to_string());
                 }
-                Some(Body::ExecutionIntent(_)) => {
+                Some(Body::ExecutionIntent(i)) => {
                     row.executor = r.actor_id().to_string();
+                    row.executed_adds.clear();
+                    row.executed_removes.clear();
+                    for op in i.delta.iter().flat_map(|d| &d.ops) {
+                        if op.op == entitlement_op::Op::Add as i32 {
+                            row.executed_adds.push(op.entitlement.clone());
+                        } else {
+                            row.executed_removes.push(op.entitlement.clone());
+                        }
+                    }
                     row.executor_workload = st
                         .actor
                         .as_ref()
