@@ -1320,3 +1320,328 @@ fn the_largest_entry_the_gate_takes_is_refused_into_a_record_that_fits_a_bundle(
     assert_eq!(r.error_code(), "entry_too_large");
     assert_eq!(log.server.tree_size(), size);
 }
+
+// ---------------------------------------------------------------------
+// Rules version 2: each rule attempted by the actor who would game it,
+// beside the legitimate variant.
+
+/// A deny by someone who may decide.
+fn deny(log: &Log, who: &str, chain: &str, req: &At) -> Statement {
+    let mut st = build::approve(
+        log.actor(who),
+        chain,
+        vec![req.link()],
+        write(),
+        now() + MINUTE,
+        now(),
+    );
+    if let Some(entry::Body::Decision(d)) = &mut st.body {
+        d.outcome = entry::proto::decision::Outcome::Deny as i32;
+        d.approved_delta = None;
+        d.expires_at = None;
+    }
+    st
+}
+
+#[test]
+fn a_deny_is_a_veto_whether_or_not_the_executor_links_it() {
+    let log = Log::start();
+    let d = write();
+    let (req, bob) = log.approved("V1", &d);
+    let no = log.ok("carol", &deny(&log, "carol", "V1", &req));
+    assert_eq!(log.chain("V1")["status"], "denied");
+    // The executor leaves the DENY out of its links: still vetoed.
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "V1", vec![req.link(), bob.link()], &d),
+    );
+    assert_eq!(codes(&v), ["denied"]);
+    assert_eq!(v[0].0, 4);
+    // Carol withdraws her DENY: the approved change may run.
+    log.ok(
+        "carol",
+        &build::revoke(log.actor("carol"), no.link(), "resolved", now()),
+    );
+    log.ok(
+        "deployer",
+        &log.intent("deployer", "V1", vec![req.link(), bob.link()], &d),
+    );
+}
+
+#[test]
+fn revoking_a_key_voids_the_unused_approvals_it_signed() {
+    let mut log = Log::start();
+    let d = write();
+    let (req1, bob1) = log.approved("K-A", &d);
+    let (req2, bob2) = log.approved("K-B", &d);
+    log.ok(
+        "deployer",
+        &log.intent("deployer", "K-A", vec![req1.link(), bob1.link()], &d),
+    );
+    // Bob's key is compromised and revoked: his used approval stands, his
+    // unused one is void.
+    let bob_key = log.key("bob").verifier().public_key();
+    let mut revoke = build::register(log.actor("admin"), &human("bob"), "", bob_key, now());
+    if let Some(entry::Body::IdentityRegistration(r)) = &mut revoke.body {
+        r.operation = entry::proto::identity_registration::Operation::RevokeKey as i32;
+    }
+    log.ok("admin", &revoke);
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "K-B", vec![req2.link(), bob2.link()], &d),
+    );
+    assert_eq!(codes(&v), ["approval_voided"]);
+    // A rotation voids nothing by itself; one stating a compromise voids
+    // what the old key signed from then on.
+    let new_bob = NoteSigner::from_seed("bob", [0x42; 32]).unwrap();
+    let admin = log.actor("admin").clone();
+    let rotate = |key: &NoteSigner, compromised: Option<i64>| {
+        let mut st = build::register(
+            &admin,
+            &human("bob"),
+            "",
+            key.verifier().public_key(),
+            now(),
+        );
+        if let Some(entry::Body::IdentityRegistration(r)) = &mut st.body {
+            r.operation = entry::proto::identity_registration::Operation::RotateKey as i32;
+            r.compromised_at = compromised.map(entry::timestamp);
+        }
+        st
+    };
+    log.ok("admin", &rotate(&new_bob, None));
+    log.keys.get_mut("bob").unwrap().1 = new_bob;
+    let (req3, bob3) = log.approved("K-C", &d);
+    let (req4, bob4) = log.approved("K-D", &d);
+    log.ok(
+        "deployer",
+        &log.intent("deployer", "K-C", vec![req3.link(), bob3.link()], &d),
+    );
+    let newest = NoteSigner::from_seed("bob", [0x43; 32]).unwrap();
+    log.ok("admin", &rotate(&newest, Some(now() - MINUTE)));
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "K-D", vec![req4.link(), bob4.link()], &d),
+    );
+    assert_eq!(codes(&v), ["approval_voided"]);
+}
+
+#[test]
+fn a_statement_for_another_log_is_refused() {
+    let log = Log::start();
+    let d = write();
+    let mut st = build::request(log.actor("alice"), "O1", tgt(), d.clone(), "deployer", now());
+    st.log_origin = "other.example/gatelog".into();
+    let e = log.rejected(log.key("alice"), &st, 403, "wrong_log");
+    assert_eq!(e["field"], "statement.logOrigin");
+    // The same statement for this log is fine.
+    st.log_origin = log.server.origin().to_string();
+    log.ok("alice", &st);
+}
+
+#[test]
+fn times_are_the_logs_and_lifetimes_are_bounded() {
+    let log = Log::start();
+    let d = write();
+    // A request dated 2001, and one an hour old: the log's clock says no.
+    let ancient = build::request(log.actor("alice"), "T1", tgt(), d.clone(), "deployer", 978_307_200_000);
+    let e = log.rejected(log.key("alice"), &ancient, 422, "clock_skew");
+    assert_eq!(e["field"], "statement.issuedAt");
+    let stale = build::request(log.actor("alice"), "T1", tgt(), d.clone(), "deployer", now() - 60 * MINUTE);
+    log.rejected(log.key("alice"), &stale, 422, "clock_skew");
+    let req = log.ok(
+        "alice",
+        &build::request(log.actor("alice"), "T1", tgt(), d.clone(), "deployer", now()),
+    );
+    // An approval for a year: longer than the default 7 days.
+    let t = now();
+    let long = build::approve(log.actor("bob"), "T1", vec![req.link()], d.clone(), t + 365 * 24 * 60 * MINUTE, t);
+    let v = log.refused("bob", &long);
+    assert_eq!(codes(&v), ["approval_lifetime"]);
+    // A break-glass whose review is due in year 9999: never overdue, so
+    // refused; 72 hours is the default window.
+    let bg = |deadline: i64| {
+        build::break_glass(
+            log.actor("carol"),
+            "T2",
+            target("postgres", "prod/db", "carol"),
+            delta(&[], &["superuser"], &[]),
+            "INC-1",
+            deadline,
+            now(),
+        )
+    };
+    let v = log.refused("carol", &bg(253_402_300_799_000));
+    assert_eq!(codes(&v), ["review_window"]);
+    log.ok("carol", &bg(now() + 71 * 60 * MINUTE));
+}
+
+#[test]
+fn a_review_follows_the_execution_and_a_revoke_is_undone_without_approval() {
+    let log = Log::start();
+    let d = delta(&["read"], &["superuser"], &[]);
+    let t = now();
+    let bg = log.ok(
+        "carol",
+        &build::break_glass(
+            log.actor("carol"),
+            "U1",
+            target("postgres", "prod/db", "carol"),
+            d.clone(),
+            "INC-2",
+            t + 60 * MINUTE,
+            t,
+        ),
+    );
+    let review = |who: &str, ratify: bool| {
+        build::review(log.actor(who), "U1", vec![bg.link()], ratify, now())
+    };
+    let v = log.refused("bob", &review("bob", false));
+    assert_eq!(codes(&v), ["review_before_execution"]);
+    // Nobody reports an outcome on a break-glass without an intent.
+    let v = log.refused(
+        "carol",
+        &build::outcome(log.actor("carol"), "U1", vec![bg.link()], vec![], "x", now()),
+    );
+    assert_eq!(codes(&v), ["outcome_without_intent"]);
+    let int = log.ok("carol", &log.intent("carol", "U1", vec![bg.link()], &d));
+    let v = log.refused(
+        "bob",
+        &build::outcome(log.actor("bob"), "U1", vec![int.link()], vec![], "x", now()),
+    );
+    assert_eq!(codes(&v), ["not_the_executor"]);
+    log.ok(
+        "carol",
+        &build::outcome(
+            log.actor("carol"),
+            "U1",
+            vec![int.link()],
+            vec!["read".into(), "superuser".into()],
+            "pg-1",
+            now(),
+        ),
+    );
+    // Bob revokes it: the change must be undone, at once.
+    let revoked = log.ok("bob", &review("bob", false));
+    assert_eq!(log.chain("U1")["status"], "awaiting_undo");
+    let open = get_ok(log.server.addr, "/v1/obligations").json();
+    let o = &open["obligations"][0];
+    assert_eq!((o["chain_id"].as_str(), o["kind"].as_str()), (Some("U1"), Some("undo")), "{open}");
+    let undo = delta(&["read", "superuser"], &[], &["superuser"]);
+    let links = vec![revoked.link()];
+    // The reviewer does not undo it himself; nor does anyone do something else.
+    let v = log.refused("bob", &log.intent("bob", "U1", links.clone(), &undo));
+    assert_eq!(codes(&v), ["undo_executor"]);
+    let v = log.refused("deployer", &log.intent("deployer", "U1", links.clone(), &write()));
+    assert!(codes(&v).contains(&"not_an_undo"), "{v:?}");
+    // The undo: no approval needed, exempt from the two-person rule.
+    let undone = log.ok("deployer", &log.intent("deployer", "U1", links, &undo));
+    log.ok(
+        "deployer",
+        &build::outcome(
+            log.actor("deployer"),
+            "U1",
+            vec![undone.link()],
+            vec!["read".into()],
+            "pg-2",
+            now(),
+        ),
+    );
+    let open = get_ok(log.server.addr, "/v1/obligations").json();
+    assert_eq!(open["obligations"].as_array().unwrap().len(), 0, "{open}");
+}
+
+#[test]
+fn machines_answer_to_a_registered_human() {
+    let mut log = Log::start();
+    let bot = nhi("builder", "spiffe://corp.example/ns/ci/sa/builder");
+    let key = NoteSigner::from_seed("builder", [0x77; 32]).unwrap();
+    let reg = |owner: &str| {
+        build::register(log.actor("admin"), &bot, owner, key.verifier().public_key(), now())
+    };
+    let e = log.rejected(log.key("admin"), &reg(""), 422, "owner_required");
+    assert_eq!(e["field"], "statement.identityRegistration.owner");
+    log.rejected(log.key("admin"), &reg("nobody"), 422, "unknown_owner");
+    log.rejected(log.key("admin"), &reg("deployer"), 422, "unknown_owner");
+    log.ok("admin", &reg("alice"));
+    log.keys.insert("builder".into(), (bot, key));
+    // alice's bot cannot execute what alice approved, nor what she asked.
+    let t = now();
+    let req = log.ok(
+        "bob",
+        &build::request(log.actor("bob"), "M1", target("github", "corp/x", "bob"), write(), "builder", t),
+    );
+    let v = log.refused(
+        "alice",
+        &build::approve(log.actor("alice"), "M1", vec![req.link()], write(), t + MINUTE, t),
+    );
+    assert_eq!(codes(&v), ["approver_executes"]);
+}
+
+#[test]
+fn without_a_policy_nothing_executes_and_admins_are_never_made_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    // No admin named, not in development mode: a new log will not start.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatelog"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("none"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--admin-key"), "{err}");
+    assert!(!dir.path().join("none/admin.key").exists());
+    // A development key missing its pair is never overwritten.
+    let half = dir.path().join("half");
+    std::fs::create_dir_all(&half).unwrap();
+    std::fs::write(half.join("admin.key.pub"), "x").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatelog"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&half)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!half.join("admin.key").exists());
+
+    // A real log: the admin's key made with keygen, no policy published.
+    let admin_file = dir.path().join("admin.key");
+    let (code, _) = common::run_gatelog(&[
+        "keygen",
+        "--id",
+        "admin",
+        "--out",
+        admin_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let pub_file = format!("{}.pub", admin_file.display());
+    let server = Server::start_gatelog(&dir.path().join("log"), &["--admin-key", &pub_file]);
+    let admin = gatelog::sys::keyfile::read_private_key(&admin_file).unwrap();
+    let mut log = Log {
+        server,
+        _dir: tempfile::tempdir().unwrap(),
+        admin: (human("admin"), admin),
+        keys: HashMap::new(),
+        policy: std::cell::RefCell::new(None),
+    };
+    log.register(human("alice"));
+    log.register(human("bob"));
+    log.register(human("olivia"));
+    log.register(nhi("deployer", "spiffe://corp.example/ns/ci/sa/deployer"));
+    let d = write();
+    let (req, bob) = log.approved("P1", &d);
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "P1", vec![req.link(), bob.link()], &d),
+    );
+    assert_eq!(codes(&v), ["no_policy"]);
+    // The admin set is the log's now: naming others at a restart fails.
+    let data = dir.path().join("log");
+    log.server.kill9();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatelog"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-key", &pub_file, "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is in the log"));
+}

@@ -32,6 +32,9 @@ pub(crate) fn obligation_json(o: &Obligation, now: i64) -> Value {
         "chain_id": o.chain_id,
         "index": o.index,
         "actor": o.actor,
+        "kind": o.kind,
+        "opened_by": o.opened_by,
+        // For an undo, when it fell due (at once).
         "review_deadline": serde_json::to_value(timestamp(o.deadline_ms)).unwrap_or_default(),
         "overdue": o.deadline_ms < now,
     })
