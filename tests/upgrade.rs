@@ -1,0 +1,107 @@
+//! A log made by the release before rules version 2 (a committed fixture,
+//! `tests/fixtures/v1-log`) keeps working: served by this release it gets
+//! its rules-version record once, its old entries audit under the rules
+//! they were admitted under, new entries are judged by version 2, and the
+//! audit of the whole log finds nothing.
+
+mod common;
+
+use std::path::Path;
+
+use common::{get_ok, Server};
+use gatelog::access::entry::build::{self, delta, human, target};
+use gatelog::sys::keyfile::read_private_key;
+
+fn copy_fixture(to: &Path) {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-log");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Git keeps no file modes: key files are the server's secrets again.
+    for key in ["log.key", "admin.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let p = to.join(key);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+fn audit(server: &Server, admin_pub: &Path, out: &Path) -> (i32, serde_json::Value) {
+    let url = format!("http://{}", server.addr);
+    let (code, output) = common::run_gatelog(&[
+        "audit",
+        "--log",
+        &url,
+        "--vkey",
+        &server.vkey,
+        "--admin-key",
+        admin_pub.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let manifest = std::fs::read(out.join("manifest.json"))
+        .unwrap_or_else(|_| panic!("no manifest: {output}"));
+    (code, serde_json::from_slice(&manifest).unwrap())
+}
+
+#[test]
+fn a_log_of_the_previous_release_upgrades_once_and_still_audits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("log");
+    copy_fixture(&data);
+    let admin_pub = data.join("admin.key.pub");
+    let mut server = Server::start_gatelog(&data, &["--admin-key", admin_pub.to_str().unwrap()]);
+    // The 16 entries of the old release, then the parameters record and
+    // the log's first time record.
+    let upgraded = server.tree_size();
+    assert_eq!(upgraded, 18);
+    let (code, manifest) = audit(&server, &admin_pub, &tmp.path().join("audit-1"));
+    assert_eq!(code, 0, "{manifest:#}");
+    assert_eq!(manifest["findings"], 0);
+    assert_eq!(manifest["rules"]["rules_version"], 2);
+    assert_eq!(manifest["rules"]["recorded_at_entry"], 16);
+    assert_eq!(manifest["rules"]["admins"], serde_json::json!(["admin"]));
+    assert!(manifest["rules"]["note"]
+        .as_str()
+        .is_some_and(|n| n.contains("one admin key")));
+
+    // New entries are judged by rules version 2: statements name the log,
+    // and a request names its executor.
+    let admin = read_private_key(&data.join("admin.key")).unwrap();
+    let dana = gatelog::tlog::note::NoteSigner::from_seed("dana", [0x0d; 32]).unwrap();
+    let st = build::register(
+        &human("admin"),
+        &human("dana"),
+        "",
+        dana.verifier().public_key(),
+        gatelog::sys::clock::now_ms(),
+    );
+    assert_eq!(server.submit(&admin, &st).status, 200);
+    let d = delta(&["read"], &["write"], &[]);
+    let unnamed = build::request(
+        &human("dana"),
+        "NEW-1",
+        target("github", "corp/x", "dana"),
+        d.clone(),
+        "",
+        gatelog::sys::clock::now_ms(),
+    );
+    let r = server.submit(&dana, &unnamed);
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.error_code(), "executor_required");
+
+    // Restarted without flags: the admins come from the log, and the
+    // rules-version record is not written again.
+    let size = server.tree_size();
+    server.kill9();
+    let server = Server::start_command("serve", &data, &[]);
+    assert_eq!(server.tree_size(), size);
+    let (code, manifest) = audit(&server, &admin_pub, &tmp.path().join("audit-2"));
+    assert_eq!(code, 0, "{manifest:#}");
+    assert_eq!(manifest["findings"], 0);
+    let log = get_ok(server.addr, "/v1/log").json();
+    assert_eq!(log["tree_size"].as_u64(), Some(size));
+}
