@@ -176,6 +176,25 @@ impl Log {
         at
     }
 
+    /// Audits the whole log (the admins come from the log itself): the
+    /// real gate's log must replay with no finding.
+    fn audits_clean(&self) {
+        let out = tempfile::tempdir().unwrap();
+        let url = format!("http://{}", self.server.addr);
+        let pkg = out.path().join("audit");
+        let (code, output) = common::run_gatelog(&[
+            "audit",
+            "--log",
+            &url,
+            "--vkey",
+            &self.server.vkey,
+            "--out",
+            pkg.to_str().unwrap(),
+        ]);
+        let exceptions = std::fs::read_to_string(pkg.join("exceptions.csv")).unwrap_or_default();
+        assert_eq!(code, 0, "{output}\n{exceptions}");
+    }
+
     fn chain(&self, id: &str) -> serde_json::Value {
         get_ok(self.server.addr, &format!("/v1/chains/{id}")).json()
     }
@@ -372,6 +391,7 @@ fn an_approved_chain_executes_and_reads_back_with_proofs() {
             .status,
         404
     );
+    log.audits_clean();
 }
 
 #[test]
@@ -512,6 +532,7 @@ fn rule_2_only_people_outside_the_change_approve_and_only_the_named_executor_exe
     assert_eq!(codes(&v), ["not_the_executor"]);
     log.ok("deployer", &outcome("deployer", "x-3"));
     assert_eq!(log.chain("C2")["status"], "executed");
+    log.audits_clean();
 }
 
 #[test]
@@ -567,6 +588,7 @@ fn rule_3_approvals_stay_within_the_request_and_the_intent_is_what_was_approved(
         "deployer",
         &log.intent("deployer", "C3", vec![req.link(), dec.link()], &reordered),
     );
+    log.audits_clean();
 }
 
 #[test]
@@ -756,6 +778,7 @@ fn rule_5_privileged_increases_need_two_humans() {
     assert_eq!(codes(&v), ["insufficient_human_approvals"]);
     let message = |v: &[(u64, String)]| v.len();
     assert_eq!(message(&v), 1);
+    log.audits_clean();
 }
 
 #[test]
@@ -1366,6 +1389,7 @@ fn a_deny_is_a_veto_whether_or_not_the_executor_links_it() {
         "deployer",
         &log.intent("deployer", "V1", vec![req.link(), bob.link()], &d),
     );
+    log.audits_clean();
 }
 
 #[test]
@@ -1424,13 +1448,21 @@ fn revoking_a_key_voids_the_unused_approvals_it_signed() {
         &log.intent("deployer", "K-D", vec![req4.link(), bob4.link()], &d),
     );
     assert_eq!(codes(&v), ["approval_voided"]);
+    log.audits_clean();
 }
 
 #[test]
 fn a_statement_for_another_log_is_refused() {
     let log = Log::start();
     let d = write();
-    let mut st = build::request(log.actor("alice"), "O1", tgt(), d.clone(), "deployer", now());
+    let mut st = build::request(
+        log.actor("alice"),
+        "O1",
+        tgt(),
+        d.clone(),
+        "deployer",
+        now(),
+    );
     st.log_origin = "other.example/gatelog".into();
     let e = log.rejected(log.key("alice"), &st, 403, "wrong_log");
     assert_eq!(e["field"], "statement.logOrigin");
@@ -1444,18 +1476,46 @@ fn times_are_the_logs_and_lifetimes_are_bounded() {
     let log = Log::start();
     let d = write();
     // A request dated 2001, and one an hour old: the log's clock says no.
-    let ancient = build::request(log.actor("alice"), "T1", tgt(), d.clone(), "deployer", 978_307_200_000);
+    let ancient = build::request(
+        log.actor("alice"),
+        "T1",
+        tgt(),
+        d.clone(),
+        "deployer",
+        978_307_200_000,
+    );
     let e = log.rejected(log.key("alice"), &ancient, 422, "clock_skew");
     assert_eq!(e["field"], "statement.issuedAt");
-    let stale = build::request(log.actor("alice"), "T1", tgt(), d.clone(), "deployer", now() - 60 * MINUTE);
+    let stale = build::request(
+        log.actor("alice"),
+        "T1",
+        tgt(),
+        d.clone(),
+        "deployer",
+        now() - 60 * MINUTE,
+    );
     log.rejected(log.key("alice"), &stale, 422, "clock_skew");
     let req = log.ok(
         "alice",
-        &build::request(log.actor("alice"), "T1", tgt(), d.clone(), "deployer", now()),
+        &build::request(
+            log.actor("alice"),
+            "T1",
+            tgt(),
+            d.clone(),
+            "deployer",
+            now(),
+        ),
     );
     // An approval for a year: longer than the default 7 days.
     let t = now();
-    let long = build::approve(log.actor("bob"), "T1", vec![req.link()], d.clone(), t + 365 * 24 * 60 * MINUTE, t);
+    let long = build::approve(
+        log.actor("bob"),
+        "T1",
+        vec![req.link()],
+        d.clone(),
+        t + 365 * 24 * 60 * MINUTE,
+        t,
+    );
     let v = log.refused("bob", &long);
     assert_eq!(codes(&v), ["approval_lifetime"]);
     // A break-glass whose review is due in year 9999: never overdue, so
@@ -1474,6 +1534,7 @@ fn times_are_the_logs_and_lifetimes_are_bounded() {
     let v = log.refused("carol", &bg(253_402_300_799_000));
     assert_eq!(codes(&v), ["review_window"]);
     log.ok("carol", &bg(now() + 71 * 60 * MINUTE));
+    log.audits_clean();
 }
 
 #[test]
@@ -1501,7 +1562,14 @@ fn a_review_follows_the_execution_and_a_revoke_is_undone_without_approval() {
     // Nobody reports an outcome on a break-glass without an intent.
     let v = log.refused(
         "carol",
-        &build::outcome(log.actor("carol"), "U1", vec![bg.link()], vec![], "x", now()),
+        &build::outcome(
+            log.actor("carol"),
+            "U1",
+            vec![bg.link()],
+            vec![],
+            "x",
+            now(),
+        ),
     );
     assert_eq!(codes(&v), ["outcome_without_intent"]);
     let int = log.ok("carol", &log.intent("carol", "U1", vec![bg.link()], &d));
@@ -1526,13 +1594,20 @@ fn a_review_follows_the_execution_and_a_revoke_is_undone_without_approval() {
     assert_eq!(log.chain("U1")["status"], "awaiting_undo");
     let open = get_ok(log.server.addr, "/v1/obligations").json();
     let o = &open["obligations"][0];
-    assert_eq!((o["chain_id"].as_str(), o["kind"].as_str()), (Some("U1"), Some("undo")), "{open}");
+    assert_eq!(
+        (o["chain_id"].as_str(), o["kind"].as_str()),
+        (Some("U1"), Some("undo")),
+        "{open}"
+    );
     let undo = delta(&["read", "superuser"], &[], &["superuser"]);
     let links = vec![revoked.link()];
     // The reviewer does not undo it himself; nor does anyone do something else.
     let v = log.refused("bob", &log.intent("bob", "U1", links.clone(), &undo));
     assert_eq!(codes(&v), ["undo_executor"]);
-    let v = log.refused("deployer", &log.intent("deployer", "U1", links.clone(), &write()));
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "U1", links.clone(), &write()),
+    );
     assert!(codes(&v).contains(&"not_an_undo"), "{v:?}");
     // The undo: no approval needed, exempt from the two-person rule.
     let undone = log.ok("deployer", &log.intent("deployer", "U1", links, &undo));
@@ -1549,6 +1624,7 @@ fn a_review_follows_the_execution_and_a_revoke_is_undone_without_approval() {
     );
     let open = get_ok(log.server.addr, "/v1/obligations").json();
     assert_eq!(open["obligations"].as_array().unwrap().len(), 0, "{open}");
+    log.audits_clean();
 }
 
 #[test]
@@ -1557,7 +1633,13 @@ fn machines_answer_to_a_registered_human() {
     let bot = nhi("builder", "spiffe://corp.example/ns/ci/sa/builder");
     let key = NoteSigner::from_seed("builder", [0x77; 32]).unwrap();
     let reg = |owner: &str| {
-        build::register(log.actor("admin"), &bot, owner, key.verifier().public_key(), now())
+        build::register(
+            log.actor("admin"),
+            &bot,
+            owner,
+            key.verifier().public_key(),
+            now(),
+        )
     };
     let e = log.rejected(log.key("admin"), &reg(""), 422, "owner_required");
     assert_eq!(e["field"], "statement.identityRegistration.owner");
@@ -1569,11 +1651,25 @@ fn machines_answer_to_a_registered_human() {
     let t = now();
     let req = log.ok(
         "bob",
-        &build::request(log.actor("bob"), "M1", target("github", "corp/x", "bob"), write(), "builder", t),
+        &build::request(
+            log.actor("bob"),
+            "M1",
+            target("github", "corp/x", "bob"),
+            write(),
+            "builder",
+            t,
+        ),
     );
     let v = log.refused(
         "alice",
-        &build::approve(log.actor("alice"), "M1", vec![req.link()], write(), t + MINUTE, t),
+        &build::approve(
+            log.actor("alice"),
+            "M1",
+            vec![req.link()],
+            write(),
+            t + MINUTE,
+            t,
+        ),
     );
     assert_eq!(codes(&v), ["approver_executes"]);
 }
@@ -1638,7 +1734,14 @@ fn without_a_policy_nothing_executes_and_admins_are_never_made_silently() {
     let data = dir.path().join("log");
     log.server.kill9();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatelog"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-key", &pub_file, "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-key",
+            &pub_file,
+            "--data-dir",
+        ])
         .arg(&data)
         .output()
         .unwrap();
