@@ -1,17 +1,20 @@
-//! Criterion benches for the gate: one decision on a chain of 10 entries
-//! (rules 1-7, with and without the Cedar policy), and the sequencer's
-//! admission of a batch of signed workflow entries (one batch signature
-//! verification, the gate, the state update), without HTTP or storage.
+//! Criterion benches for the gate (rules version 2): one decision on a
+//! chain of 10 entries (with the Cedar policy, and with none, which the
+//! rules refuse), and the sequencer's admission of a batch of signed
+//! workflow entries (one batch signature verification, the gate, the
+//! state update), without HTTP or storage.
 
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use gatelog::access::cedar::CedarEngine;
 use gatelog::access::entry::build::{self, delta, human, link, nhi, target};
-use gatelog::access::entry::proto::{Actor, EntitlementDelta, EntryRef, PolicyRef, Statement};
+use gatelog::access::entry::proto::{
+    Actor, EntitlementDelta, EntryRef, LogParameters, LogTime, PolicyRef, Statement,
+};
 use gatelog::access::entry::{self, DecodedEntry};
 use gatelog::access::gate::{self, GateState, Verdict};
-use gatelog::server::gatekeeper::Gatekeeper;
+use gatelog::server::gatekeeper::{GateConfig, Gatekeeper};
 use gatelog::server::log::Log;
 use gatelog::server::sequencer::{Admission, Admit, Submitted};
 use gatelog::tlog::merkle::leaf_hash;
@@ -19,6 +22,7 @@ use gatelog::tlog::note::NoteSigner;
 use prost::Message;
 
 const NOW: i64 = 1_800_000_000_000;
+const ORIGIN: &str = "bench/log";
 const MINUTE: i64 = 60_000;
 const APPROVERS: usize = 5;
 
@@ -28,9 +32,12 @@ struct Member {
 }
 
 /// A cast like the load generator's: requester, assistant, executor and
-/// five approvers, registered by `admin`.
+/// five approvers, registered by `admin`, and the owner of the machines.
 struct Cast {
+    /// When its statements are issued.
+    now: i64,
     admin: Member,
+    owner: Member,
     requester: Member,
     assistant: Member,
     executor: Member,
@@ -43,9 +50,11 @@ fn member(actor: Actor, seed: u8) -> Member {
 }
 
 impl Cast {
-    fn new() -> Cast {
+    fn new(now: i64) -> Cast {
         Cast {
+            now,
             admin: member(human("admin"), 1),
+            owner: member(human("owner"), 5),
             requester: member(human("requester"), 2),
             assistant: member(build::assistant("assistant", "spiffe://b/ai", "m", "a"), 3),
             executor: member(nhi("executor", "spiffe://b/ci"), 4),
@@ -63,18 +72,24 @@ impl Cast {
             leaves: vec![],
         };
         for m in self.everyone() {
+            let owner = if m.actor.kind == entry::ActorKind::Human as i32 {
+                ""
+            } else {
+                "owner"
+            };
             let st = build::register(
                 &self.admin.actor,
                 &m.actor,
+                owner,
                 m.key.verifier().public_key(),
-                NOW,
+                self.now,
             );
             batch.push(&self.admin, &st);
         }
         if !with_policy {
             return (batch, None);
         }
-        let st = build::publish_policy(&self.admin.actor, "bench", 1, POLICY, 2, NOW);
+        let st = build::publish_policy(&self.admin.actor, "bench", 1, POLICY, 2, self.now);
         batch.push(&self.admin, &st);
         let policy = PolicyRef {
             policy_id: "bench".into(),
@@ -84,9 +99,14 @@ impl Cast {
     }
 
     fn everyone(&self) -> impl Iterator<Item = &Member> {
-        [&self.requester, &self.assistant, &self.executor]
-            .into_iter()
-            .chain(&self.approvers)
+        [
+            &self.owner,
+            &self.requester,
+            &self.assistant,
+            &self.executor,
+        ]
+        .into_iter()
+        .chain(&self.approvers)
     }
 }
 
@@ -98,7 +118,7 @@ struct Batch {
 
 impl Batch {
     fn push(&mut self, who: &Member, st: &Statement) -> EntryRef {
-        let leaf = entry::sign(&who.key, st).encode_to_vec();
+        let leaf = entry::sign(&who.key, &build::for_log(st.clone(), ORIGIN)).encode_to_vec();
         let at = link(self.first + self.leaves.len() as u64, &leaf_hash(&leaf));
         self.leaves.push(leaf);
         at
@@ -108,10 +128,11 @@ impl Batch {
     /// intent, the outcome.
     fn chain(&mut self, cast: &Cast, id: &str, policy: &Option<PolicyRef>) {
         let d = privileged();
+        let now = cast.now;
         let tgt = target("k8s", "prod/svc", "requester");
         let req = self.push(
             &cast.requester,
-            &build::request(&cast.requester.actor, id, tgt, d.clone(), NOW),
+            &build::request(&cast.requester.actor, id, tgt, d.clone(), "executor", now),
         );
         // Two distinct rationales: identical statements would be one entry.
         for digest in [[1; 32], [2; 32]] {
@@ -121,7 +142,7 @@ impl Batch {
                 vec![req.clone()],
                 d.clone(),
                 digest,
-                NOW,
+                now,
             );
             self.push(&cast.assistant, &st);
         }
@@ -132,8 +153,8 @@ impl Batch {
                 id,
                 vec![req.clone()],
                 d.clone(),
-                NOW + MINUTE,
-                NOW,
+                now + 60 * MINUTE,
+                now,
             );
             links.push(self.push(a, &st));
         }
@@ -143,10 +164,10 @@ impl Batch {
             links,
             d.clone(),
             policy.clone(),
-            NOW,
+            now,
         );
         let executed = self.push(&cast.executor, &intent);
-        let outcome = build::outcome(&cast.executor.actor, id, vec![executed], vec![], id, NOW);
+        let outcome = build::outcome(&cast.executor.actor, id, vec![executed], vec![], id, now);
         self.push(&cast.executor, &outcome);
     }
 }
@@ -160,15 +181,44 @@ fn privileged() -> EntitlementDelta {
 const POLICY: &str = r#"permit(principal, action == Action::"execute", resource)
     when { context.human_approvals >= 2 && !context.break_glass };"#;
 
-/// A state with the cast registered and (optionally) the policy published,
-/// plus the decoded intent of one chain of 10 and where it goes.
+/// The log's own record with `body`, signed by `log_key`.
+fn log_record(log_key: &NoteSigner, body: entry::Body) -> Vec<u8> {
+    let st = Statement {
+        actor: Some(Actor {
+            id: log_key.name().into(),
+            ..Default::default()
+        }),
+        issued_at: Some(entry::timestamp(NOW)),
+        log_origin: ORIGIN.into(),
+        body: Some(body),
+        ..Default::default()
+    };
+    entry::sign(log_key, &st).encode_to_vec()
+}
+
+/// A state of rules version 2 with the cast registered and (optionally)
+/// the policy published, plus the decoded intent of one chain of 10 and
+/// where it goes.
 fn decision_setup(with_policy: bool) -> (GateState, DecodedEntry, u64) {
-    let cast = Cast::new();
-    let log_key = NoteSigner::from_seed("log", [99; 32]).unwrap();
-    let mut state = GateState::new(log_key.verifier(), vec![cast.admin.key.verifier()]);
+    let cast = Cast::new(NOW);
+    let log_key = NoteSigner::from_seed(ORIGIN, [99; 32]).unwrap();
+    let mut state = GateState::new(log_key.verifier(), vec![]);
+    let params = log_record(
+        &log_key,
+        entry::Body::LogParameters(LogParameters {
+            rules_version: gate::RULES_VERSION,
+            log_origin: ORIGIN.into(),
+            max_clock_skew_ms: 300_000,
+            admin_keys: vec![cast.admin.key.verifier().to_vkey()],
+            admin_threshold: 1,
+        }),
+    );
+    let time = log_record(&log_key, entry::Body::LogTime(LogTime {}));
     let (mut setup, policy) = cast.setup(with_policy);
+    setup.first = 2;
     setup.chain(&cast, "C", &policy);
-    let leaves = setup.leaves;
+    let mut leaves = vec![params, time];
+    leaves.extend(setup.leaves);
     let intent_at = leaves.len() - 2;
     for (i, leaf) in leaves[..intent_at].iter().enumerate() {
         state.apply(i as u64, &DecodedEntry::decode(leaf).unwrap());
@@ -183,14 +233,13 @@ fn decision(c: &mut Criterion) {
     for with_policy in [false, true] {
         let (state, intent, index) = decision_setup(with_policy);
         let mut engine = CedarEngine::default();
-        assert_eq!(
-            gate::check(&state, index, &intent, &mut engine).unwrap(),
-            Verdict::Admit
-        );
+        // Without a policy nothing executes (rule 7 refuses it).
+        let verdict = gate::check(&state, index, &intent, &mut engine).unwrap();
+        assert_eq!(verdict == Verdict::Admit, with_policy, "{verdict:?}");
         let name = if with_policy {
-            "rules_1_to_7_cedar"
+            "rules_1_to_8_cedar"
         } else {
-            "rules_1_to_6"
+            "refused_no_policy"
         };
         g.bench_function(name, |b| {
             b.iter(|| gate::check(&state, index, &intent, &mut engine).unwrap())
@@ -202,15 +251,23 @@ fn decision(c: &mut Criterion) {
 fn admission(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(Log::open(dir.path(), Some("bench/log")).unwrap());
-    let cast = Cast::new();
-    let mut keeper = Gatekeeper::open(
-        log,
-        vec![cast.admin.key.verifier()],
-        Box::new(CedarEngine::default()),
-    )
-    .unwrap();
+    let cast = Cast::new(gatelog::sys::clock::now_ms());
+    let config = GateConfig {
+        admins: vec![cast.admin.key.verifier()],
+        admin_threshold: 1,
+        max_clock_skew_ms: 300_000,
+        // One time record, at the start: the batches below are signed
+        // with links to the indices they will get, so nothing may come
+        // between them (a real client links what is already appended).
+        log_time_resolution_ms: 3_600_000,
+        genesis: vec![],
+    };
+    let mut keeper = Gatekeeper::open(log, config, Box::new(CedarEngine::default())).unwrap();
+    let opened = keeper.opening(0).len() as u64;
     // Register the cast and publish the policy (not measured).
-    let (setup, policy) = cast.setup(true);
+    let (mut setup, policy) = cast.setup(true);
+    setup.first = opened;
+    // (The leaves were linked from 0; the setup batch links nothing.)
     let refs: Vec<Submitted> = setup
         .leaves
         .iter()
@@ -219,11 +276,10 @@ fn admission(c: &mut Criterion) {
             decoded: None,
         })
         .collect();
-    assert!(keeper
-        .admit(0, &refs)
-        .iter()
-        .all(|a| matches!(a, Admit::Append)));
-    let mut next = setup.leaves.len() as u64;
+    let admitted = keeper.admit(opened, &refs);
+    assert!(admitted.prefix.is_empty());
+    assert!(admitted.answers.iter().all(|a| matches!(a, Admit::Append)));
+    let mut next = opened + setup.leaves.len() as u64;
     let mut chain = 0u64;
     const CHAINS: usize = 26; // ~256 entries, the sequencer's batches at 10k/s.
     let mut g = c.benchmark_group("admission");
@@ -252,9 +308,9 @@ fn admission(c: &mut Criterion) {
                         decoded: None,
                     })
                     .collect();
-                let admits = keeper.admit(batch.first, &refs);
-                debug_assert!(admits.iter().all(|a| matches!(a, Admit::Append)));
-                admits
+                let admitted = keeper.admit(batch.first, &refs);
+                debug_assert!(admitted.answers.iter().all(|a| matches!(a, Admit::Append)));
+                admitted
             },
             BatchSize::PerIteration,
         )

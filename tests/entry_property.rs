@@ -534,6 +534,7 @@ proptest! {
             signer_id,
             key_id,
             signature,
+            endorsements: vec![],
         }
         .encode_to_vec();
         for leaf in [&bytes, &wrapped] {

@@ -1748,3 +1748,125 @@ fn without_a_policy_nothing_executes_and_admins_are_never_made_silently() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is in the log"));
 }
+
+#[test]
+fn authority_takes_m_of_n_admins_and_the_admin_set_changes_in_the_log() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let admins: Vec<NoteSigner> = (1..=4)
+        .map(|i| NoteSigner::from_seed(&format!("admin{i}"), [0x30 + i as u8; 32]).unwrap())
+        .collect();
+    let mut pubs = Vec::new();
+    for a in &admins[..3] {
+        let p = dir.path().join(format!("{}.key.pub", a.name()));
+        std::fs::write(&p, a.verifier().to_vkey()).unwrap();
+        pubs.push(p.to_str().unwrap().to_string());
+    }
+    let mut args = vec!["--admin-threshold", "2"];
+    for p in &pubs {
+        args.extend(["--admin-key", p.as_str()]);
+    }
+    let server = Server::start_gatelog(&dir.path().join("log"), &args);
+    let origin = server.origin().to_string();
+    // Signed by `by[0]`, endorsed by the rest.
+    let post = |by: &[&NoteSigner], st: &Statement| {
+        let mut signed = entry::sign(by[0], &build::for_log(st.clone(), &origin));
+        for e in &by[1..] {
+            entry::endorse(e, &mut signed);
+        }
+        http(server.addr, "POST", "/v1/entries", &signed.encode_to_vec()).unwrap()
+    };
+    let (a1, a2, a3, a4) = (&admins[0], &admins[1], &admins[2], &admins[3]);
+    let alice = NoteSigner::from_seed("alice", [0x41; 32]).unwrap();
+    let reg = |by: &NoteSigner, who: &Actor, owner: &str, key: &NoteSigner| {
+        build::register(
+            &human(by.name()),
+            who,
+            owner,
+            key.verifier().public_key(),
+            now(),
+        )
+    };
+    // One admin alone cannot create a human who approves.
+    let r = post(&[a1], &reg(a1, &human("alice"), "", &alice));
+    assert_eq!(
+        (r.status, r.error_code()),
+        (403, "admin_quorum".to_string())
+    );
+    // Nor with a signature by someone who is not an admin, or twice.
+    let r = post(&[a1, &alice], &reg(a1, &human("alice"), "", &alice));
+    assert_eq!(r.error_code(), "admin_quorum");
+    let r = post(&[a1, a1], &reg(a1, &human("alice"), "", &alice));
+    assert_eq!(
+        (r.status, r.error_code()),
+        (422, "invalid_entry".to_string())
+    );
+    // Two of the three: done.
+    let r = post(&[a1, a2], &reg(a1, &human("alice"), "", &alice));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A machine owned by alice creates no approver: one admin suffices.
+    let bot = NoteSigner::from_seed("bot", [0x42; 32]).unwrap();
+    let r = post(
+        &[a3],
+        &reg(a3, &nhi("bot", "spiffe://corp.example/bot"), "alice", &bot),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A policy takes two as well.
+    let policy = |by: &NoteSigner| {
+        build::publish_policy(
+            &human(by.name()),
+            "org",
+            1,
+            gatelog::server::run::DEV_POLICY,
+            0,
+            now(),
+        )
+    };
+    assert_eq!(post(&[a2], &policy(a2)).error_code(), "admin_quorum");
+    assert_eq!(post(&[a2, a3], &policy(a2)).status, 200);
+    // The admins replace admin3 with admin4, threshold 1 from then on.
+    let change = |by: &NoteSigner, keys: &[&NoteSigner], threshold: u32| Statement {
+        actor: Some(human(by.name())),
+        issued_at: Some(entry::timestamp(now())),
+        body: Some(entry::Body::AdminSetChange(entry::proto::AdminSetChange {
+            admin_keys: keys.iter().map(|k| k.verifier().to_vkey()).collect(),
+            admin_threshold: threshold,
+        })),
+        ..Default::default()
+    };
+    assert_eq!(
+        post(&[a3], &change(a3, &[a3], 1)).error_code(),
+        "admin_quorum"
+    );
+    let r = post(&[a1, a2], &change(a1, &[a1, a2, a4], 1));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let carol = NoteSigner::from_seed("carol", [0x43; 32]).unwrap();
+    let r = post(&[a3], &reg(a3, &human("carol"), "", &carol));
+    // admin3 is nobody now.
+    assert_eq!(
+        (r.status, r.error_code()),
+        (401, "unknown_signer".to_string())
+    );
+    let r = post(&[a4], &reg(a4, &human("carol"), "", &carol));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The audit reads the admins and the threshold from the log.
+    let out = dir.path().join("audit");
+    let url = format!("http://{}", server.addr);
+    let (code, output) = common::run_gatelog(&[
+        "audit",
+        "--log",
+        &url,
+        "--vkey",
+        &server.vkey,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{output}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["rules"]["admins"],
+        serde_json::json!(["admin1", "admin2", "admin4"])
+    );
+    assert_eq!(manifest["rules"]["admin_threshold"], 1);
+}

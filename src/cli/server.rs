@@ -36,6 +36,12 @@ pub struct SubmitArgs {
     /// The signer's private key file (from `gatelog keygen`).
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
+    /// Another admin's private key file, whose signature (an endorsement)
+    /// joins the signer's; repeatable. An admin action that creates
+    /// authority (the admin set, a HUMAN's registration or key, a policy)
+    /// needs as many admins as the log's admin threshold.
+    #[arg(long = "endorse-key", value_name = "FILE")]
+    pub endorse_keys: Vec<PathBuf>,
     /// Where to save the tlog-proof bundle (default: STATEMENT with the
     /// extension .tlog-proof).
     #[arg(long, value_name = "FILE")]
@@ -306,7 +312,11 @@ pub(super) fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
             ),
         }
     }
-    let signed = entry::sign(&key, &statement).encode_to_vec();
+    let mut signed = entry::sign(&key, &statement);
+    for path in &args.endorse_keys {
+        entry::endorse(&keyfile::read_private_key(path)?, &mut signed);
+    }
+    let signed = signed.encode_to_vec();
     let (status, body) = runtime
         .block_on(gatelog::sys::client::http_request(
             hyper::Method::POST,

@@ -113,7 +113,18 @@ pub fn sign(key: &NoteSigner, statement: &Statement) -> SignedEntry {
         signer_id: key.name().to_string(),
         key_id: key.key_id(),
         statement: bytes,
+        endorsements: vec![],
     }
+}
+
+/// `entry` with `key`'s endorsement of its statement added (another
+/// admin co-signing an action that needs M of N).
+pub fn endorse(key: &NoteSigner, entry: &mut SignedEntry) {
+    entry.endorsements.push(proto::Endorsement {
+        signer_id: key.name().to_string(),
+        key_id: key.key_id(),
+        signature: key.sign_bytes(&signed_message(&entry.statement)).to_vec(),
+    });
 }
 
 /// Whether `signature` is `key`'s signature over `statement`.
@@ -177,6 +188,7 @@ pub enum Kind {
     GateRefusal,
     LogParameters,
     LogTime,
+    AdminSetChange,
     /// No body, or one this version does not know.
     Unknown,
 }
@@ -198,6 +210,7 @@ impl Kind {
             Some(Body::GateRefusal(_)) => Kind::GateRefusal,
             Some(Body::LogParameters(_)) => Kind::LogParameters,
             Some(Body::LogTime(_)) => Kind::LogTime,
+            Some(Body::AdminSetChange(_)) => Kind::AdminSetChange,
             None => Kind::Unknown,
         }
     }
@@ -227,6 +240,7 @@ impl Kind {
             Kind::GateRefusal => "gateRefusal",
             Kind::LogParameters => "logParameters",
             Kind::LogTime => "logTime",
+            Kind::AdminSetChange => "adminSetChange",
             Kind::Unknown => "unknown",
         }
     }

@@ -30,6 +30,9 @@ impl Default for Limits {
     }
 }
 
+/// Most endorsements (further admin signatures) an entry carries.
+pub const MAX_ENDORSEMENTS: usize = 16;
+
 type Result = std::result::Result<(), EntryError>;
 
 fn err(field: &str, message: impl Into<String>) -> Result {
@@ -58,6 +61,27 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
         "signedEntry.signature",
         "must be a 64-byte Ed25519 signature",
     )?;
+    require(
+        entry.signed.endorsements.len() <= MAX_ENDORSEMENTS,
+        "signedEntry.endorsements",
+        "at most 16",
+    )?;
+    for (i, e) in entry.signed.endorsements.iter().enumerate() {
+        let field = format!("signedEntry.endorsements[{i}]");
+        require(
+            e.signature.len() == 64,
+            &field,
+            "a 64-byte Ed25519 signature",
+        )?;
+        require(
+            e.signer_id != entry.signed.signer_id
+                && !entry.signed.endorsements[..i]
+                    .iter()
+                    .any(|o| o.signer_id == e.signer_id),
+            &field,
+            "each admin signs once",
+        )?;
+    }
     let actor = st
         .actor
         .as_ref()
@@ -120,6 +144,7 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
             | Kind::Revocation
             | Kind::LogParameters
             | Kind::LogTime
+            | Kind::AdminSetChange
     );
     if in_chain {
         require(
@@ -294,6 +319,32 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
                 .as_ref()
                 .ok_or_else(|| EntryError::new("statement.revocation.revoked", "required"))?;
             check_ref(revoked, "statement.revocation.revoked")?;
+        }
+        Body::AdminSetChange(c) => {
+            let field = "statement.adminSetChange.adminKeys";
+            require(!c.admin_keys.is_empty(), field, "names at least one admin")?;
+            require(
+                c.admin_keys.len() <= MAX_ENDORSEMENTS + 1,
+                field,
+                "at most 17 admins",
+            )?;
+            for (i, k) in c.admin_keys.iter().enumerate() {
+                let v = crate::tlog::note::NoteVerifier::parse(k)
+                    .map_err(|e| EntryError::new(format!("{field}[{i}]"), e.to_string()))?;
+                require(
+                    !c.admin_keys[..i].iter().any(|o| {
+                        crate::tlog::note::NoteVerifier::parse(o)
+                            .is_ok_and(|o| o.name() == v.name())
+                    }),
+                    &format!("{field}[{i}]"),
+                    "names an admin twice",
+                )?;
+            }
+            require(
+                c.admin_threshold >= 1 && c.admin_threshold as usize <= c.admin_keys.len(),
+                "statement.adminSetChange.adminThreshold",
+                "at least 1 and at most the number of admins",
+            )?;
         }
         Body::GateRefusal(_) | Body::LogParameters(_) | Body::LogTime(_) => {}
     }

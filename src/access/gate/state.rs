@@ -354,13 +354,25 @@ impl GateState {
         let kind = entry.kind();
         let admin_only = matches!(
             kind,
-            Kind::IdentityRegistration | Kind::PolicyPublication | Kind::DelegationGrant
+            Kind::IdentityRegistration
+                | Kind::PolicyPublication
+                | Kind::DelegationGrant
+                | Kind::AdminSetChange
         );
         if admin_only && !admin {
             return Err(Rejection::new(
                 403,
                 "admin_only",
                 format!("{} statements come from an admin", kind.name()),
+            ));
+        }
+        if admin_only && self.params.rules_version >= 2 {
+            self.admin_quorum(entry)?;
+        } else if kind == Kind::AdminSetChange {
+            return Err(Rejection::new(
+                422,
+                "needs_rules_version_2",
+                "the admin set lives in the log from rules version 2",
             ));
         }
         let assistant = entry
@@ -469,6 +481,55 @@ impl GateState {
         Ok(())
     }
 
+    /// Rules version 2: an admin action that creates authority (changing
+    /// the admin set, registering or re-keying a HUMAN, publishing a
+    /// policy) carries the signatures of at least the threshold of
+    /// distinct admins: its signer's and its endorsements'.
+    fn admin_quorum(&self, entry: &DecodedEntry) -> Result<(), Rejection> {
+        let creates_authority = match &entry.statement.body {
+            Some(Body::PolicyPublication(_)) | Some(Body::AdminSetChange(_)) => true,
+            Some(Body::IdentityRegistration(r)) => {
+                r.identity.as_ref().map_or(0, |a| a.kind) == ActorKind::Human as i32
+            }
+            _ => false,
+        };
+        let needed = self.params.admin_threshold as usize;
+        if !creates_authority || needed <= 1 {
+            return Ok(());
+        }
+        let endorsed = entry
+            .signed
+            .endorsements
+            .iter()
+            .filter(|e| e.signer_id != entry.signed.signer_id)
+            .filter(|e| {
+                self.admins.get(&e.signer_id).is_some_and(|a| {
+                    a.key_id() == e.key_id
+                        && crate::access::entry::verify(
+                            &verifying_key(a),
+                            &entry.signed.statement,
+                            &e.signature,
+                        )
+                })
+            })
+            .map(|e| e.signer_id.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let have = 1 + endorsed;
+        if have < needed {
+            return Err(Rejection::new(
+                403,
+                "admin_quorum",
+                format!(
+                    "a {} that creates authority needs {needed} admins' signatures; it has {have} valid",
+                    entry.kind().name()
+                ),
+            )
+            .at("signedEntry.endorsements"));
+        }
+        Ok(())
+    }
+
     /// The statements `entry` links to, checked to be in the log with the
     /// right hash and in the same chain, and the chain itself consistent.
     pub(super) fn resolve_links(
@@ -486,6 +547,7 @@ impl GateState {
                 | Kind::Revocation
                 | Kind::LogParameters
                 | Kind::LogTime
+                | Kind::AdminSetChange
         );
         if chain_kind && self.is_closed(&st.chain_id) {
             let opens = matches!(kind, Kind::AccessRequest | Kind::BreakGlass);
@@ -553,7 +615,8 @@ impl GateState {
             | Kind::PolicyPublication
             | Kind::DelegationGrant
             | Kind::LogParameters
-            | Kind::LogTime => {}
+            | Kind::LogTime
+            | Kind::AdminSetChange => {}
             Kind::Revocation => {
                 let Some(Body::Revocation(r)) = &st.body else {
                     unreachable!()
@@ -654,6 +717,11 @@ impl GateState {
                 self.log_time_ms = Some(st.issued_at.as_ref().map_or(0, millis));
                 return None;
             }
+            Some(Body::AdminSetChange(c)) => {
+                self.set_admins(&c.admin_keys);
+                self.params.admin_threshold = c.admin_threshold.max(1);
+                return None;
+            }
             Some(Body::IdentityRegistration(r)) => {
                 let actor = r.identity.clone()?;
                 let Ok(key) = <[u8; 32]>::try_from(r.public_key.as_slice()) else {
@@ -673,36 +741,37 @@ impl GateState {
                             keys: HashMap::new(),
                         });
                 // Which unused approvals of this identity become void:
-                // those signed by a revoked key, or by a rotated-out key
-                // admitted at or after the stated compromise.
-                let void: Option<Box<dyn Fn(&Recorded) -> bool>> = match op {
+                // those signed by a revoked key (`Some((kid, None))`), or
+                // by a rotated-out key admitted at or after the stated
+                // compromise (`Some((new kid, Some(since)))`).
+                let void: Option<(u32, Option<i64>)> = match op {
                     Operation::Register | Operation::RotateKey => {
                         for k in identity.keys.values_mut() {
                             k.1 = false;
                         }
                         identity.keys.insert(kid, (vk, true));
                         identity.actor = actor;
-                        r.compromised_at.as_ref().map(|t| {
-                            let since = millis(t);
-                            Box::new(move |d: &Recorded| d.key_id != kid && d.admitted_ms >= since)
-                                as Box<dyn Fn(&Recorded) -> bool>
-                        })
+                        r.compromised_at.as_ref().map(|t| (kid, Some(millis(t))))
                     }
                     Operation::RevokeKey => {
                         if let Some(k) = identity.keys.get_mut(&kid) {
                             k.1 = false;
                         }
-                        Some(Box::new(move |d: &Recorded| d.key_id == kid))
+                        Some((kid, None))
                     }
                     Operation::Unspecified => None,
                 };
-                if let Some(void) = void {
+                if let Some((kid, since)) = void {
+                    let signed_by_void_key = |d: &Recorded| match since {
+                        None => d.key_id == kid,
+                        Some(since) => d.key_id != kid && d.admitted_ms >= since,
+                    };
                     let id = r.identity.as_ref().map_or("", |a| a.id.as_str());
                     let hit: Vec<u64> = self
                         .recorded
                         .values()
                         .filter(|d| d.kind() == Kind::Decision && d.actor_id() == id)
-                        .filter(|d| !self.used.contains_key(&d.index) && void(d))
+                        .filter(|d| !self.used.contains_key(&d.index) && signed_by_void_key(d))
                         .map(|d| d.index)
                         .collect();
                     self.voided.extend(hit);
@@ -1027,13 +1096,17 @@ impl GateState {
             admin_threshold: p.admin_threshold.max(1),
             index: Some(index),
         };
-        let admins: HashMap<String, NoteVerifier> = p
-            .admin_keys
+        self.set_admins(&p.admin_keys);
+    }
+
+    /// Replaces the admin set (keys that do not parse are left out: fail
+    /// closed).
+    fn set_admins(&mut self, keys: &[String]) {
+        self.admins = keys
             .iter()
             .filter_map(|k| NoteVerifier::parse(k).ok())
             .map(|a| (a.name().to_string(), a))
             .collect();
-        self.admins = admins;
     }
 }
 
