@@ -1870,3 +1870,74 @@ fn authority_takes_m_of_n_admins_and_the_admin_set_changes_in_the_log() {
     );
     assert_eq!(manifest["rules"]["admin_threshold"], 1);
 }
+
+#[test]
+fn races_for_one_approval_admit_exactly_one_every_time() {
+    let log = Log::start();
+    let d = write();
+    let server = &log.server;
+    for round in 0..20 {
+        let chain = format!("RACE-{round}");
+        let (req, bob) = log.approved(&chain, &d);
+        // The named executor sends two different intents on the same
+        // approval (another time, so other bytes), and carol a third.
+        let mut first = log.intent("deployer", &chain, vec![req.link(), bob.link()], &d);
+        let mut second = first.clone();
+        first.issued_at = Some(entry::timestamp(now() - 1));
+        second.issued_at = Some(entry::timestamp(now() - 2));
+        let third = log.intent("carol", &chain, vec![req.link(), bob.link()], &d);
+        let attempts = [
+            (log.key("deployer"), &first),
+            (log.key("deployer"), &second),
+            (log.key("carol"), &third),
+        ];
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let running: Vec<_> = attempts
+                .iter()
+                .map(|(key, st)| s.spawn(move || server.submit(key, st).status))
+                .collect();
+            running.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+        assert_eq!(statuses[2], 403, "round {round}: carol is not the executor");
+    }
+    log.audits_clean();
+}
+
+#[test]
+fn a_revocation_racing_an_intent_is_ordered_by_the_log() {
+    let log = Log::start();
+    let d = write();
+    let server = &log.server;
+    for round in 0..20 {
+        let chain = format!("RR-{round}");
+        let (req, bob) = log.approved(&chain, &d);
+        let intent = log.intent("deployer", &chain, vec![req.link(), bob.link()], &d);
+        let revoke = build::revoke(log.actor("bob"), bob.link(), "race", now());
+        let (deployer, bob_key) = (log.key("deployer"), log.key("bob"));
+        let (executed, revoked) = std::thread::scope(|s| {
+            let a = s.spawn(|| server.submit(deployer, &intent));
+            let b = s.spawn(|| server.submit(bob_key, &revoke));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        // The revocation is always appended; the intent is admitted only
+        // if the log ordered it first, and refused (approval_revoked) if not.
+        assert_eq!(revoked.status, 200, "{}", revoked.text());
+        let revoked_at = revoked.json()["index"].as_u64().unwrap();
+        match executed.status {
+            200 => assert!(executed.json()["index"].as_u64().unwrap() < revoked_at),
+            403 => {
+                let e = &executed.json()["error"];
+                assert_eq!(e["violations"][0]["code"], "approval_revoked", "{e}");
+                assert!(e["refusal_record"]["index"].as_u64().unwrap() > revoked_at);
+            }
+            s => panic!("round {round}: HTTP {s}: {}", executed.text()),
+        }
+    }
+    log.audits_clean();
+}
+
