@@ -561,3 +561,262 @@ fn a_hostile_log_cannot_crash_the_audit() {
     );
     assert!(out.join("manifest.json").exists() && out.join("report.html").exists());
 }
+
+/// A log of rules version 2 written around the gate: an opaque server
+/// takes whatever we append, including records signed with its own key
+/// (read from its data dir, as a dishonest operator could).
+#[test]
+fn a_rules_v2_log_written_around_the_gate_is_caught_per_kind() {
+    use gatelog::access::entry::proto::{
+        decision, GateRefusal, LogParameters, LogTime, RuleViolation,
+    };
+    use gatelog::access::entry::{self, Body};
+    use prost::Message;
+    let tmp = tempfile::tempdir().unwrap();
+    let (u, admin, _) = Ungated::start(tmp.path());
+    let log_key = gatelog::sys::keyfile::read_private_key(&tmp.path().join("log/log.key")).unwrap();
+    let origin = u.log.origin().to_string();
+    let t = now_ms();
+    let by_log = |body: Body| {
+        let st = Statement {
+            actor: Some(gatelog::access::entry::proto::Actor {
+                id: log_key.name().into(),
+                ..Default::default()
+            }),
+            issued_at: Some(entry::timestamp(t)),
+            log_origin: origin.clone(),
+            body: Some(body),
+            ..Default::default()
+        };
+        entry::sign(&log_key, &st).encode_to_vec()
+    };
+    u.log.append(&by_log(Body::LogParameters(LogParameters {
+        rules_version: 2,
+        log_origin: origin.clone(),
+        max_clock_skew_ms: 300_000,
+        admin_keys: vec![admin.verifier().to_vkey()],
+        admin_threshold: 1,
+    })));
+    u.log.append(&by_log(Body::LogTime(LogTime {})));
+    let key = |id: &str, seed: u8| NoteSigner::from_seed(id, [seed; 32]).unwrap();
+    let (alice, bob, carol, olivia, deployer) = (
+        key("alice", 2),
+        key("bob", 3),
+        key("carol", 5),
+        key("olivia", 6),
+        key("deployer", 4),
+    );
+    let deployer_actor = nhi("deployer", "spiffe://corp/ci/deployer");
+    for (actor, owner, k) in [
+        (human("alice"), "", &alice),
+        (human("bob"), "", &bob),
+        (human("carol"), "", &carol),
+        (human("olivia"), "", &olivia),
+        (deployer_actor.clone(), "olivia", &deployer),
+    ] {
+        u.put(
+            &admin,
+            &build::register(&human("admin"), &actor, owner, k.verifier().public_key(), t),
+        );
+    }
+    u.put(
+        &admin,
+        &build::publish_policy(
+            &human("admin"),
+            "default",
+            1,
+            gatelog::server::run::DEV_POLICY,
+            0,
+            t,
+        ),
+    );
+    let policy = Some(gatelog::access::entry::proto::PolicyRef {
+        policy_id: "default".into(),
+        version: 1,
+    });
+    let d = delta(&["read"], &["write"], &[]);
+    let tgt = || target("github", "corp/app", "alice");
+    let request = |chain: &str, d: &gatelog::access::entry::proto::EntitlementDelta| {
+        u.put(
+            &alice,
+            &build::request(&human("alice"), chain, tgt(), d.clone(), "deployer", t),
+        )
+    };
+    let approve = |who: &NoteSigner,
+                   chain: &str,
+                   req: &EntryRef,
+                   d: &gatelog::access::entry::proto::EntitlementDelta| {
+        u.put(
+            who,
+            &build::approve(
+                &human(who.name()),
+                chain,
+                vec![req.clone()],
+                d.clone(),
+                t + MINUTE,
+                t,
+            ),
+        )
+    };
+    let intent = |who: &NoteSigner,
+                  chain: &str,
+                  links: Vec<EntryRef>,
+                  d: &gatelog::access::entry::proto::EntitlementDelta| {
+        let actor = if who.name() == "deployer" {
+            deployer_actor.clone()
+        } else {
+            human(who.name())
+        };
+        u.put(
+            who,
+            &build::intent(&actor, chain, links, d.clone(), policy.clone(), t),
+        )
+    };
+    let outcome = |who: &NoteSigner, chain: &str, int: EntryRef| {
+        let actor = if who.name() == "deployer" {
+            deployer_actor.clone()
+        } else {
+            human(who.name())
+        };
+        u.put(
+            who,
+            &build::outcome(&actor, chain, vec![int], d.after.clone(), "c", t),
+        )
+    };
+
+    // Legitimate chains: no finding.
+    for chain in ["OK-1", "OK-2"] {
+        let req = request(chain, &d);
+        let dec = approve(&bob, chain, &req, &d);
+        let int = intent(&deployer, chain, vec![req, dec], &d);
+        outcome(&deployer, chain, int);
+    }
+    // A self-approval the gate refuses when made (and the intent on it).
+    let req = request("SELF", &d);
+    let selfie = approve(&alice, "SELF", &req, &d);
+    intent(&deployer, "SELF", vec![req, selfie], &d);
+    // The person behind the executor approving.
+    let req = request("OWNER", &d);
+    approve(&olivia, "OWNER", &req, &d);
+    // Someone other than the named executor executing.
+    let req = request("EXEC", &d);
+    let dec = approve(&bob, "EXEC", &req, &d);
+    intent(&carol, "EXEC", vec![req, dec], &d);
+    // The outcome reported by someone other than the executor.
+    let req = request("OUT", &d);
+    let dec = approve(&bob, "OUT", &req, &d);
+    let int = intent(&deployer, "OUT", vec![req, dec], &d);
+    outcome(&bob, "OUT", int);
+    // An approval and an execution broader than the request.
+    let broad = delta(&["read"], &["admin"], &[]);
+    let req = request("BROAD", &d);
+    let dec = approve(&bob, "BROAD", &req, &broad);
+    intent(&deployer, "BROAD", vec![req, dec], &broad);
+    // A DENY the executor leaves out.
+    let req = request("DENY", &d);
+    let dec = approve(&bob, "DENY", &req, &d);
+    let mut no = build::approve(
+        &human("carol"),
+        "DENY",
+        vec![req.clone()],
+        d.clone(),
+        t + MINUTE,
+        t,
+    );
+    if let Some(Body::Decision(x)) = &mut no.body {
+        x.outcome = decision::Outcome::Deny as i32;
+    }
+    u.put(&carol, &no);
+    intent(&deployer, "DENY", vec![req, dec], &d);
+    // A request dated an hour before the log's time, and one for another log.
+    u.put(
+        &alice,
+        &build::request(
+            &human("alice"),
+            "SKEW",
+            tgt(),
+            d.clone(),
+            "deployer",
+            t - 60 * MINUTE,
+        ),
+    );
+    let mut elsewhere = build::request(
+        &human("alice"),
+        "ELSEWHERE",
+        tgt(),
+        d.clone(),
+        "deployer",
+        t,
+    );
+    elsewhere.log_origin = "other.example/log".into();
+    u.put(&alice, &elsewhere);
+    // A refusal record the gate never made: the "refused" entry is signed
+    // by a key alice never had.
+    let forged = entry::sign(
+        &key("alice", 66),
+        &build::for_log(
+            build::request(&human("alice"), "FRAMED", tgt(), d.clone(), "deployer", t),
+            &origin,
+        ),
+    )
+    .encode_to_vec();
+    let mut record = by_log(Body::GateRefusal(GateRefusal {
+        refused_entry: forged,
+        violations: vec![RuleViolation {
+            rule: 1,
+            code: "chain_exists".into(),
+            message: "made up".into(),
+        }],
+        policy: None,
+        index: 0,
+    }));
+    // (Its chain id names the framed chain.)
+    let mut g = gatelog::access::entry::SignedEntry::decode(record.as_slice()).unwrap();
+    let mut st = Statement::decode(g.statement.as_slice()).unwrap();
+    st.chain_id = "FRAMED".into();
+    g = entry::sign(&log_key, &st);
+    record = g.encode_to_vec();
+    u.log.append(&record);
+
+    let url = format!("http://{}", u.log.addr);
+    let out = tmp.path().join("audit");
+    let (code, output) = run_gatelog(&[
+        "audit",
+        "--log",
+        &url,
+        "--vkey",
+        &u.log.vkey,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{output}");
+    let expected: BTreeSet<(String, String)> = [
+        ("admitted_despite_gate", "SELF"),
+        ("admitted_despite_gate", "OWNER"),
+        ("admitted_despite_gate", "EXEC"),
+        ("admitted_despite_gate", "OUT"),
+        ("admitted_despite_gate", "BROAD"),
+        ("executed_beyond_request", "BROAD"),
+        ("admitted_despite_gate", "DENY"),
+        ("should_have_been_rejected", "SKEW"),
+        ("should_have_been_rejected", "ELSEWHERE"),
+        ("refusal_unjustified", "FRAMED"),
+    ]
+    .into_iter()
+    .map(|(c, ch)| (c.to_string(), ch.to_string()))
+    .collect();
+    assert_eq!(findings(&out), expected, "{output}");
+    let exceptions = std::fs::read_to_string(out.join("exceptions.csv")).unwrap();
+    for code in [
+        "clock_skew",
+        "wrong_log",
+        "self_approval",
+        "approver_executes",
+        "wrong_executor",
+        "not_the_executor",
+        "approval_exceeds_request",
+        "denied",
+    ] {
+        assert!(exceptions.contains(code), "{code}: {exceptions}");
+    }
+}

@@ -1940,4 +1940,3 @@ fn a_revocation_racing_an_intent_is_ordered_by_the_log() {
     }
     log.audits_clean();
 }
-
