@@ -245,23 +245,41 @@ impl Admission for Gatekeeper {
     }
 
     fn admit(&mut self, first: u64, entries: &[Submitted<'_>]) -> Admitted {
-        let decoded: Vec<Result<Cow<DecodedEntry>, Rejection>> = entries
-            .iter()
-            .map(|e| match e.decoded {
-                Some(d) => Ok(Cow::Borrowed(d)),
-                None => DecodedEntry::decode(e.bytes)
-                    .map(Cow::Owned)
-                    .map_err(|e| Rejection::new(400, "malformed_entry", e.message).at(e.field)),
-            })
-            .map(|d| match d {
-                Ok(d) if d.kind().is_log_record() => Err(Rejection::new(
-                    403,
-                    "log_only",
-                    "only the log writes gateRefusal, logParameters and logTime entries",
-                )),
-                d => d,
-            })
-            .collect();
+        let decoded: Vec<Result<Cow<DecodedEntry>, Rejection>> =
+            entries
+                .iter()
+                .map(|e| match e.decoded {
+                    Some(d) => Ok(Cow::Borrowed(d)),
+                    // Not through the HTTP layer: decode and validate here, as
+                    // it does (the gate's rules rely on what validation checks,
+                    // and never refuse-record what could not be an entry).
+                    None => DecodedEntry::decode(e.bytes)
+                        .map_err(|e| Rejection::new(400, "malformed_entry", e.message).at(e.field))
+                        .and_then(|d| {
+                            let limits = entry::Limits {
+                                max_future_ms: self.config.max_clock_skew_ms,
+                                max_backdate_ms: self.config.max_clock_skew_ms,
+                            };
+                            match d.kind().is_log_record() {
+                                true => Ok(d),
+                                false => entry::validate(&d, now_ms(), &limits)
+                                    .map(|()| d)
+                                    .map_err(|e| {
+                                        Rejection::new(422, "invalid_entry", e.message).at(e.field)
+                                    }),
+                            }
+                        })
+                        .map(Cow::Owned),
+                })
+                .map(|d| match d {
+                    Ok(d) if d.kind().is_log_record() => Err(Rejection::new(
+                        403,
+                        "log_only",
+                        "only the log writes gateRefusal, logParameters and logTime entries",
+                    )),
+                    d => d,
+                })
+                .collect();
         let mut state = self.state.write().expect("gate state lock");
         // The log's clock: under rules version 2 a batch is judged at the
         // time its `logTime` record states, written first when the clock
