@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 
 use gatelog::access::entry::{self, DecodedEntry, Limits};
 use gatelog::access::gate::{self, GateState};
-use gatelog_fuzz::{verifiers, AllowAll, Cast, NOW};
+use gatelog_fuzz::{verifiers, AllowAll, Cast, NOW, ORIGIN};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
@@ -37,7 +37,11 @@ fuzz_target!(|data: &[u8]| {
     }
 
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(statement) = entry::statement_from_json(text) {
+        if let Ok(mut statement) = entry::statement_from_json(text) {
+            // Bound to the cast's log unless it names one.
+            if statement.log_origin.is_empty() {
+                statement.log_origin = ORIGIN.into();
+            }
             let id = statement.actor.as_ref().map_or("", |a| a.id.as_str());
             let key = cast
                 .actors
@@ -48,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
             let leaf = signed.encode_to_vec();
             let decoded = DecodedEntry::decode(&leaf).expect("a signed statement decodes");
             assert_eq!(
-                decoded.statement, statement,
+                *decoded.statement, statement,
                 "the statement changed in transit"
             );
             assert_eq!(decoded.signed, signed);

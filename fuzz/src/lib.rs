@@ -1,10 +1,14 @@
-//! A small, fixed log history for the fuzz targets: an admin, a cast of
-//! identities, a policy, a delegation grant, one approved chain (request +
-//! approval) and one break-glass chain awaiting review. Built in code with
-//! fixed keys, so every run (and the seed writer) sees the same leaves.
+//! A small, fixed log history for the fuzz targets, under rules version 2:
+//! the log's parameters and clock records, an admin, a cast of identities
+//! (the machines owned by the admin), a policy, a delegation grant, one
+//! approved chain (request + approval) and one break-glass chain awaiting
+//! review. Built in code with fixed keys, so every run (and the seed
+//! writer) sees the same leaves.
 
 use gatelog::access::entry::build::{self, delta, human, link, nhi, target};
-use gatelog::access::entry::proto::{decision, Actor, Decision, EntryRef, PolicyRef, Statement};
+use gatelog::access::entry::proto::{
+    decision, Actor, Decision, EntryRef, LogParameters, LogTime, PolicyRef, Statement,
+};
 use gatelog::access::entry::{self, Body, DecodedEntry};
 use gatelog::access::gate::{GateState, IntentFacts, PolicyEngine};
 use gatelog::tlog::note::{NoteSigner, NoteVerifier};
@@ -12,13 +16,18 @@ use prost::Message;
 
 /// The gate's "now", and the `now_ms` given to `validate`.
 pub const NOW: i64 = 1_800_000_000_000;
+/// The log's origin (its key's name).
+pub const ORIGIN: &str = "log.example";
 const MINUTE: i64 = 60_000;
 
 /// Rule 7 without Cedar (not in the verifier-only build): allows all.
 pub struct AllowAll;
 
 impl PolicyEngine for AllowAll {
-    fn compile(&mut self, _: &gatelog::access::entry::proto::PolicyPublication) -> Result<(), String> {
+    fn compile(
+        &mut self,
+        _: &gatelog::access::entry::proto::PolicyPublication,
+    ) -> Result<(), String> {
         Ok(())
     }
 
@@ -71,7 +80,7 @@ fn key(name: &str, seed: u8) -> NoteSigner {
 
 impl Cast {
     pub fn new() -> Cast {
-        let log = key("log.example", 0);
+        let log = key(ORIGIN, 0);
         let admin = key("admin", 1);
         let actors = vec![
             (human("alice"), key("alice", 2)),
@@ -109,9 +118,25 @@ impl Cast {
         };
         let admin_actor = human("admin");
         let t0 = NOW - 30 * MINUTE;
+        cast.append_log_record(
+            t0,
+            Body::LogParameters(LogParameters {
+                rules_version: 2,
+                log_origin: ORIGIN.into(),
+                max_clock_skew_ms: 5 * MINUTE as u64,
+                admin_keys: vec![cast.admin.verifier().to_vkey()],
+                admin_threshold: 1,
+            }),
+        );
+        cast.tick(t0);
         for i in 0..cast.actors.len() {
             let (actor, key) = &cast.actors[i];
-            let st = build::register(&admin_actor, actor, key.verifier().public_key(), t0);
+            let owner = if actor.kind == entry::ActorKind::Human as i32 {
+                ""
+            } else {
+                "admin"
+            };
+            let st = build::register(&admin_actor, actor, owner, key.verifier().public_key(), t0);
             cast.append_as_admin(&st);
         }
         let st = build::publish_policy(
@@ -136,11 +161,13 @@ impl Cast {
         cast.grant = cast.append_as_admin(&st);
 
         let d = Self::delta();
+        cast.tick(NOW - 10 * MINUTE);
         let st = build::request(
             &cast.actor("alice"),
             "CHG-1",
             Self::target(),
             d.clone(),
+            "deployer",
             NOW - 10 * MINUTE,
         );
         cast.request = cast.append_as("alice", &st);
@@ -167,7 +194,28 @@ impl Cast {
             NOW - 2 * MINUTE,
         );
         cast.break_glass = cast.append_as("bob", &st);
+        cast.tick(NOW);
         cast
+    }
+
+    /// The log's own record, signed by its key.
+    fn append_log_record(&mut self, at: i64, body: Body) -> usize {
+        let st = Statement {
+            actor: Some(Actor {
+                id: self.log.name().into(),
+                ..Default::default()
+            }),
+            issued_at: Some(entry::timestamp(at)),
+            body: Some(body),
+            ..Default::default()
+        };
+        let leaf = Self::leaf(&self.log, &st);
+        self.append(leaf)
+    }
+
+    /// The log records its time.
+    fn tick(&mut self, at: i64) {
+        self.append_log_record(at, Body::LogTime(LogTime {}));
     }
 
     pub fn delta() -> gatelog::access::entry::proto::EntitlementDelta {
@@ -189,9 +237,9 @@ impl Cast {
             .expect("a cast member")
     }
 
-    /// Signs `st` with `key` into a leaf.
+    /// Signs `st`, bound to this log, with `key` into a leaf.
     pub fn leaf(key: &NoteSigner, st: &Statement) -> Vec<u8> {
-        entry::sign(key, st).encode_to_vec()
+        entry::sign(key, &build::for_log(st.clone(), ORIGIN)).encode_to_vec()
     }
 
     fn append(&mut self, leaf: Vec<u8>) -> usize {
@@ -314,6 +362,7 @@ impl Cast {
                     "CHG-2",
                     target("github", "org/repo", "carol"),
                     delta(&[], &["read"], &[]),
+                    "deployer",
                     NOW,
                 ),
             ),
