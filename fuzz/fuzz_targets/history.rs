@@ -12,6 +12,8 @@
 
 #![no_main]
 
+use std::sync::OnceLock;
+
 use gatelog::access::entry::{self, DecodedEntry, Limits};
 use gatelog::access::gate::{self, GateState};
 use gatelog::access::replay::{Auditor, Period};
@@ -24,8 +26,10 @@ use libfuzzer_sys::fuzz_target;
 /// not its length.
 const MAX_LEAVES: usize = 64;
 
+static CAST: OnceLock<Cast> = OnceLock::new();
+
 fuzz_target!(|data: &[u8]| {
-    let cast = Cast::new();
+    let cast = CAST.get_or_init(Cast::new);
     let mut leaves: Vec<Vec<u8>> = cast.history.iter().map(|a| a.leaf.clone()).collect();
     let mut rest = data;
     while rest.len() >= 2 && leaves.len() < cast.history.len() + MAX_LEAVES {
@@ -36,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // The gate, leaf by leaf, on a state built from the same log.
-    let (log, admins) = verifiers(&cast);
+    let (log, admins) = verifiers(cast);
     let mut state = GateState::new(log.clone(), admins.clone());
     for (i, leaf) in leaves.iter().enumerate() {
         let Ok(d) = DecodedEntry::decode(leaf) else {
