@@ -768,7 +768,7 @@ fn a_rules_v2_log_written_around_the_gate_is_caught_per_kind() {
             message: "made up".into(),
         }],
         policy: None,
-        index: 0,
+        index: u.log.tree_size(),
     }));
     // (Its chain id names the framed chain.)
     let mut g = gatelog::access::entry::SignedEntry::decode(record.as_slice()).unwrap();

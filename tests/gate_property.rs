@@ -206,7 +206,7 @@ fn gate_history(steps: &[Step]) -> (Vec<Vec<u8>>, NoteVerifier) {
     };
     let mut keeper = Gatekeeper::open(log, config, Box::new(CedarEngine::default())).unwrap();
     let mut leaves = keeper.opening(0);
-    let mut submit = |keeper: &mut Gatekeeper, leaves: &mut Vec<Vec<u8>>, leaf: Vec<u8>| {
+    let submit = |keeper: &mut Gatekeeper, leaves: &mut Vec<Vec<u8>>, leaf: Vec<u8>| {
         let first = leaves.len() as u64;
         let admitted = keeper.admit(
             first,

@@ -439,52 +439,49 @@ fn check_target(target: Option<&Target>) -> Result {
 /// A delta is exact: `after` is `before` with `ops` applied, each op
 /// changes something, and no list repeats an entitlement.
 /// The entitlements of `list`, which must not repeat one.
-fn entitlement_set<'a>(
-    list: &'a [String],
-    field: &str,
-) -> std::result::Result<BTreeSet<&'a str>, EntryError> {
+fn entitlement_set(
+    list: &[String],
+    field: impl Fn() -> String,
+) -> std::result::Result<BTreeSet<&str>, EntryError> {
     let set: BTreeSet<&str> = list.iter().map(String::as_str).collect();
     if set.len() != list.len() {
-        return Err(EntryError::new(field, "repeats an entitlement"));
+        return Err(EntryError::new(field(), "repeats an entitlement"));
     }
     Ok(set)
 }
 
 fn check_delta(delta: Option<&EntitlementDelta>, field: &str) -> Result {
+    // Field paths are formatted only for an error: every entry of a
+    // replayed log passes through here.
     let d = delta.ok_or_else(|| EntryError::new(field, "required"))?;
-    require(
-        !d.ops.is_empty(),
-        &format!("{field}.ops"),
-        "at least one ADD or REMOVE",
-    )?;
-    let mut state = entitlement_set(&d.before, &format!("{field}.before"))?;
-    let after = entitlement_set(&d.after, &format!("{field}.after"))?;
+    if d.ops.is_empty() {
+        return err(&format!("{field}.ops"), "at least one ADD or REMOVE");
+    }
+    let mut state = entitlement_set(&d.before, || format!("{field}.before"))?;
+    let after = entitlement_set(&d.after, || format!("{field}.after"))?;
     for (i, op) in d.ops.iter().enumerate() {
-        let f = format!("{field}.ops[{i}]");
-        require(
-            !op.entitlement.is_empty(),
-            &format!("{f}.entitlement"),
-            "required",
-        )?;
+        let f = || format!("{field}.ops[{i}]");
+        if op.entitlement.is_empty() {
+            return err(&format!("{}.entitlement", f()), "required");
+        }
         match entitlement_op::Op::try_from(op.op) {
-            Ok(entitlement_op::Op::Add) => require(
-                state.insert(&op.entitlement),
-                &f,
-                "adds an entitlement already held",
-            )?,
-            Ok(entitlement_op::Op::Remove) => require(
-                state.remove(op.entitlement.as_str()),
-                &f,
-                "removes an entitlement not held",
-            )?,
-            _ => return err(&format!("{f}.op"), "must be ADD or REMOVE"),
+            Ok(entitlement_op::Op::Add) if !state.insert(&op.entitlement) => {
+                return err(&f(), "adds an entitlement already held")
+            }
+            Ok(entitlement_op::Op::Remove) if !state.remove(op.entitlement.as_str()) => {
+                return err(&f(), "removes an entitlement not held")
+            }
+            Ok(entitlement_op::Op::Add | entitlement_op::Op::Remove) => {}
+            _ => return err(&format!("{}.op", f()), "must be ADD or REMOVE"),
         }
     }
-    require(
-        state == after,
-        &format!("{field}.after"),
-        "is not `before` with `ops` applied",
-    )
+    if state != after {
+        return err(
+            &format!("{field}.after"),
+            "is not `before` with `ops` applied",
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -38,11 +38,11 @@ pub fn requirements(
         .map(|p| p.privileged_approvals)
         .filter(|n| *n > 0)
         .unwrap_or(DEFAULT_PRIVILEGED_APPROVALS);
-    let adds: Vec<&str> = entitlements(delta, Op::Add).collect();
-    let removes: Vec<&str> = entitlements(delta, Op::Remove).collect();
+    let adds = || entitlements(delta, Op::Add);
+    let removes = || entitlements(delta, Op::Remove);
     let mut r = Requirements {
-        privileged: delta.privileged && !adds.is_empty(),
-        high_risk: delta.high_risk && !removes.is_empty(),
+        privileged: delta.privileged && adds().next().is_some(),
+        high_risk: delta.high_risk && removes().next().is_some(),
         approvals: 1,
         max_approval_lifetime_ms: DEFAULT_MAX_APPROVAL_LIFETIME_MS,
         max_review_window_ms: DEFAULT_MAX_REVIEW_WINDOW_MS,
@@ -55,8 +55,10 @@ pub fn requirements(
         .iter()
         .filter(|c| c.system.is_empty() || c.system == system)
     {
-        let matches = |list: &[&str]| list.iter().any(|e| glob_match(&class.pattern, e));
-        let (added, removed) = (matches(&adds), matches(&removes));
+        let (added, removed) = (
+            adds().any(|e| glob_match(&class.pattern, e)),
+            removes().any(|e| glob_match(&class.pattern, e)),
+        );
         let needs = if class.approvals > 0 {
             class.approvals
         } else {

@@ -542,6 +542,12 @@ impl Auditor {
 
     /// A refusal record must be one the gate would make.
     fn refusal(&mut self, index: u64, chain: &str, g: &crate::access::entry::proto::GateRefusal) {
+        // The log writes each record's own index into it, so no two are
+        // the same leaf; a record elsewhere was not written there.
+        if g.index != index {
+            let m = format!("the record says it is entry {}", g.index);
+            self.find(index, chain, "refusal_differs", m);
+        }
         let Ok(refused) = DecodedEntry::decode(&g.refused_entry) else {
             return self.find(
                 index,
