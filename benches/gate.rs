@@ -1,8 +1,9 @@
 //! Criterion benches for the gate (rules version 2): one decision on a
 //! chain of 10 entries (with the Cedar policy, and with none, which the
 //! rules refuse), and the sequencer's admission of a batch of signed
-//! workflow entries (one batch signature verification, the gate, the
-//! state update), without HTTP or storage.
+//! workflow entries as the HTTP layer hands them over, decoded and
+//! validated (one batch signature verification, the gate, the state
+//! update), without HTTP or storage.
 
 use std::sync::Arc;
 
@@ -297,15 +298,22 @@ fn admission(c: &mut Criterion) {
                     batch.chain(&cast, &format!("B{chain}"), &policy);
                 }
                 next += batch.leaves.len() as u64;
-                batch
+                // Decoded and validated before, as the HTTP layer does.
+                let decoded: Vec<DecodedEntry> = batch
+                    .leaves
+                    .iter()
+                    .map(|l| DecodedEntry::decode(l).unwrap())
+                    .collect();
+                (batch, decoded)
             },
-            |batch| {
+            |(batch, decoded)| {
                 let refs: Vec<Submitted> = batch
                     .leaves
                     .iter()
-                    .map(|l| Submitted {
+                    .zip(&decoded)
+                    .map(|(l, d)| Submitted {
                         bytes: l,
-                        decoded: None,
+                        decoded: Some(d),
                     })
                     .collect();
                 let admitted = keeper.admit(batch.first, &refs);
