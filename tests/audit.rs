@@ -820,3 +820,105 @@ fn a_rules_v2_log_written_around_the_gate_is_caught_per_kind() {
         assert!(exceptions.contains(code), "{code}: {exceptions}");
     }
 }
+
+/// The log's clock, checked: a time that goes back, and times later than
+/// a witness's cosignature of the checkpoint that covers them.
+#[test]
+fn the_logs_clock_never_goes_back_nor_past_its_witnesses() {
+    use gatelog::access::entry::proto::{LogParameters, LogTime};
+    use gatelog::access::entry::{self, Body};
+    use gatelog::tlog::cosignature::CosignatureSigner;
+    let tmp = tempfile::tempdir().unwrap();
+    let (u, admin, _) = Ungated::start(tmp.path());
+    let log_key = gatelog::sys::keyfile::read_private_key(&tmp.path().join("log/log.key")).unwrap();
+    let origin = u.log.origin().to_string();
+    let t = now_ms();
+    let by_log = |at: i64, body: Body| {
+        let st = Statement {
+            actor: Some(gatelog::access::entry::proto::Actor {
+                id: log_key.name().into(),
+                ..Default::default()
+            }),
+            issued_at: Some(entry::timestamp(at)),
+            log_origin: origin.clone(),
+            body: Some(body),
+            ..Default::default()
+        };
+        entry::sign(&log_key, &st).encode_to_vec()
+    };
+    use prost::Message;
+    u.log.append(&by_log(
+        t,
+        Body::LogParameters(LogParameters {
+            rules_version: 2,
+            log_origin: origin.clone(),
+            max_clock_skew_ms: 300_000,
+            admin_keys: vec![admin.verifier().to_vkey()],
+            admin_threshold: 1,
+        }),
+    ));
+    u.log.append(&by_log(t, Body::LogTime(LogTime {})));
+    u.log
+        .append(&by_log(t + 60 * MINUTE, Body::LogTime(LogTime {})));
+    u.log
+        .append(&by_log(t + 55 * MINUTE, Body::LogTime(LogTime {})));
+    // A mirror whose checkpoint a witness cosigned now.
+    let url = format!("http://{}", u.log.addr);
+    let mirror = tmp.path().join("mirror");
+    let (code, _) = run_gatelog(&[
+        "mirror",
+        "--log",
+        &url,
+        "--vkey",
+        &u.log.vkey,
+        mirror.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let witness = CosignatureSigner::from_seed("w1.example", [7; 32]).unwrap();
+    let note = std::fs::read_to_string(mirror.join("checkpoint")).unwrap();
+    let text = &note[..note.find("\n\n").unwrap() + 1];
+    let cosigned = format!("{note}{}", witness.cosign(text, (t / 1000) as u64));
+    std::fs::write(mirror.join("checkpoint"), cosigned).unwrap();
+    let audit = |extra: &[&str], out: &str| {
+        let out = tmp.path().join(out);
+        let mut args = vec![
+            "audit",
+            "--log",
+            mirror.to_str().unwrap(),
+            "--vkey",
+            &u.log.vkey,
+        ];
+        args.extend_from_slice(extra);
+        args.extend(["--out", out.to_str().unwrap()]);
+        let (code, output) = run_gatelog(&args);
+        assert_eq!(code, 1, "{output}");
+        let found: BTreeSet<(String, String)> = std::fs::read_to_string(out.join("exceptions.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let cols: Vec<&str> = l.splitn(4, ',').collect();
+                (cols[0].to_string(), cols[2].to_string())
+            })
+            .collect();
+        found
+    };
+    let set = |v: &[(&str, &str)]| -> BTreeSet<(String, String)> {
+        v.iter()
+            .map(|(i, c)| (i.to_string(), c.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        audit(&[], "plain"),
+        set(&[("3", "should_have_been_rejected")])
+    );
+    let w = witness.verifier().to_vkey();
+    assert_eq!(
+        audit(&["--witness-key", &w], "witnessed"),
+        set(&[
+            ("2", "log_time_after_cosignature"),
+            ("3", "log_time_after_cosignature"),
+            ("3", "should_have_been_rejected"),
+        ])
+    );
+}

@@ -46,6 +46,8 @@ pub struct AuditConfig {
     pub admin_keys: Vec<PathBuf>,
     /// The leaf hash entry 0 must have.
     pub genesis: Option<[u8; 32]>,
+    /// Witnesses whose cosignatures of the checkpoint bound the log's time.
+    pub witness_keys: Vec<String>,
     /// An earlier checkpoint the log must extend.
     pub since: Option<PathBuf>,
     /// The period reported on; None: all of it.
@@ -161,6 +163,32 @@ pub(super) struct Since {
     pub(super) consistent: bool,
 }
 
+/// The earliest time (POSIX seconds) a witness of `witness_keys` cosigned
+/// the checkpoint `note`, if any did.
+fn cosigned_at(witness_keys: &[String], note: &[u8]) -> Result<Option<u64>, Failure> {
+    use crate::tlog::cosignature::CosignatureVerifier;
+    use crate::tlog::note::Note;
+    if witness_keys.is_empty() {
+        return Ok(None);
+    }
+    let witnesses = witness_keys
+        .iter()
+        .map(|k| {
+            CosignatureVerifier::parse(k).map_err(|e| anyhow::anyhow!("--witness-key {k:?}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let parsed = Note::parse(note).map_err(|e| anyhow::anyhow!("the checkpoint: {e}"))?;
+    let earliest = parsed
+        .signatures
+        .iter()
+        .filter_map(|s| witnesses.iter().find_map(|w| w.verify(&parsed.text, s)))
+        .min();
+    if earliest.is_none() {
+        eprintln!("gatelog: no cosignature by a --witness-key on the checkpoint; the log's time is not bounded by one");
+    }
+    Ok(earliest)
+}
+
 fn since(
     args: &AuditConfig,
     key: &NoteVerifier,
@@ -244,6 +272,9 @@ fn audit(args: &AuditConfig, progress: &ProgressBar) -> Result<AuditSummary, Fai
     let mut auditor = Auditor::new(key, admins, Box::new(CedarEngine::default()), period);
     if let Some(g) = args.genesis {
         auditor.pin_genesis(g);
+    }
+    if let Some(at) = cosigned_at(&args.witness_keys, &note)? {
+        auditor.cosigned_at(at);
     }
     let mut keep = KeepEntries::new(args.chains);
     // Chain files are written on their own thread, beside the replay.

@@ -40,6 +40,7 @@ pub fn explain(code: &str) -> &'static str {
         "bad_signature" => "The entry's signature does not verify with the key its signer had registered at that point of the log: the entry was forged or altered.",
         "signer" => "The entry's signer was not a registered identity with a valid key at that point of the log.",
         "genesis_mismatch" => "The log's first entry is not the one pinned with --genesis: the log's starting admins and rules are not the ones it was created with.",
+        "log_time_after_cosignature" => "The log recorded a time later than a witness's cosignature of the checkpoint that covers it: the log dated entries into the future.",
         "not_consistent_with_since" => "The log's checkpoint does not extend the earlier checkpoint the audit started from: history was rewritten.",
         "invalid_entry" => "The entry breaks the schema's rules (a field missing, malformed or inconsistent), so the gate could not have admitted it.",
         "should_have_been_rejected" => "The log admitted an entry that the gate's checks reject.",

@@ -28,6 +28,11 @@ pub struct AuditArgs {
     /// with; any other entry 0 is a `genesis_mismatch` finding.
     #[arg(long, value_name = "DIGEST", value_parser = parse_digest)]
     genesis: Option<[u8; 32]>,
+    /// A witness's cosignature verifier key; repeatable. The checkpoint's
+    /// cosignatures by these witnesses bound the log's time: a time record
+    /// later than the earliest verified cosignature is a finding.
+    #[arg(long = "witness-key", value_name = "VKEY")]
+    witness_keys: Vec<String>,
     /// An earlier checkpoint (e.g. the last audit's): the log must extend
     /// it; the package records both and the consistency proof.
     #[arg(long, value_name = "FILE")]
@@ -73,6 +78,7 @@ pub fn audit(args: AuditArgs) -> ExitCode {
         vkey: args.vkey,
         admin_keys: args.admin_keys,
         genesis: args.genesis,
+        witness_keys: args.witness_keys,
         since: args.since,
         period: args.period,
         out: args.out,

@@ -35,8 +35,9 @@ use checker::Checker;
 
 /// Findings about the log's integrity rather than its rules: reported
 /// whatever the period.
-pub const INTEGRITY_CODES: [&str; 8] = [
+pub const INTEGRITY_CODES: [&str; 9] = [
     "genesis_mismatch",
+    "log_time_after_cosignature",
     "tree_mismatch",
     "leaf_mismatch",
     "tile_mismatch",
@@ -272,6 +273,8 @@ pub struct Auditor {
     at_ms: i64,
     /// The leaf hash entry 0 must have (`--genesis`).
     genesis: Option<Hash>,
+    /// When a witness cosigned the audited checkpoint (POSIX seconds).
+    cosigned_at: Option<u64>,
 }
 
 impl Auditor {
@@ -300,7 +303,15 @@ impl Auditor {
             hours: BTreeMap::new(),
             at_ms: 0,
             genesis: None,
+            cosigned_at: None,
         }
+    }
+
+    /// A witness cosigned the audited checkpoint at `seconds`: no time the
+    /// log recorded in it may be later (a log dating entries into the
+    /// future, e.g. to push deadlines or periods).
+    pub fn cosigned_at(&mut self, seconds: u64) {
+        self.cosigned_at = Some(seconds);
     }
 
     /// Pins the log's first entry: an audit of a log whose entry 0 has
@@ -490,6 +501,21 @@ impl Auditor {
                 .or_default();
             bucket.0 += 1;
             bucket.1 += u64::from(d.kind() == Kind::GateRefusal);
+        }
+        if let (Kind::LogTime, Some(cosigned)) = (d.kind(), self.cosigned_at) {
+            // Cosignature timestamps are whole seconds: a second's grace.
+            let bound = i64::try_from(cosigned)
+                .unwrap_or(i64::MAX)
+                .saturating_add(1)
+                .saturating_mul(1000);
+            let said = d.statement.issued_at.as_ref().map_or(0, millis);
+            if said > bound {
+                let m = format!(
+                    "the log says it is {} ms past the witness cosignature (at {cosigned} s) of the checkpoint that covers it",
+                    said - bound + 1000
+                );
+                self.find(index, "", "log_time_after_cosignature", m);
+            }
         }
         // The log's own records are checked by their signature.
         let checked = if d.kind().is_log_record() {
