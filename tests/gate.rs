@@ -1940,3 +1940,73 @@ fn a_revocation_racing_an_intent_is_ordered_by_the_log() {
     }
     log.audits_clean();
 }
+
+#[test]
+fn admins_on_different_machines_endorse_a_held_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    for id in ["admin1", "admin2"] {
+        let (code, _) =
+            common::run_gatelog(&["keygen", "--id", id, "--out", &path(&format!("{id}.key"))]);
+        assert_eq!(code, 0);
+    }
+    let server = Server::start_gatelog(
+        &dir.path().join("log"),
+        &[
+            "--admin-key",
+            &path("admin1.key.pub"),
+            "--admin-key",
+            &path("admin2.key.pub"),
+            "--admin-threshold",
+            "2",
+        ],
+    );
+    let url = format!("http://{}", server.addr);
+    let alice = NoteSigner::from_seed("alice", [0x51; 32]).unwrap();
+    let statement = build::register(
+        &human("admin1"),
+        &human("alice"),
+        "",
+        alice.verifier().public_key(),
+        now(),
+    );
+    std::fs::write(path("reg.json"), serde_json::to_string(&statement).unwrap()).unwrap();
+    // One admin alone: refused.
+    let (code, _) = common::run_gatelog(&[
+        "submit",
+        "--log",
+        &url,
+        "--key",
+        &path("admin1.key"),
+        &path("reg.json"),
+    ]);
+    assert_eq!(code, 1);
+    // Held by admin1, endorsed by admin2 (twice is refused), then sent.
+    let (code, _) = common::run_gatelog(&[
+        "submit",
+        "--log",
+        &url,
+        "--key",
+        &path("admin1.key"),
+        "--hold",
+        &path("reg.entry"),
+        &path("reg.json"),
+    ]);
+    assert_eq!(code, 0);
+    let size = server.tree_size();
+    let (code, _) =
+        common::run_gatelog(&["endorse", "--key", &path("admin2.key"), &path("reg.entry")]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        server.tree_size(),
+        size,
+        "holding and endorsing send nothing"
+    );
+    let (code, _) =
+        common::run_gatelog(&["endorse", "--key", &path("admin2.key"), &path("reg.entry")]);
+    assert_ne!(code, 0);
+    let (code, out) =
+        common::run_gatelog(&["submit", "--log", &url, "--entry", &path("reg.entry")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"index\""), "{out}");
+}

@@ -1,10 +1,13 @@
 //! Command-line interface: flags into configuration, then one library
 //! call. `server` holds what runs a log, witness or monitor (feature
-//! "server"); `verify` what an auditor runs (feature "verifier").
+//! "server"), `submit` the workflow client; `verify` what an auditor runs
+//! (feature "verifier").
 
 mod audit;
 #[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "server")]
+mod submit;
 mod verify;
 
 use std::process::ExitCode;
@@ -40,11 +43,13 @@ pub enum Command {
     /// stored tiles reproduce the stored checkpoint.
     ///
     /// By default (--entries gatelog) every entry is a signed workflow
-    /// statement that must pass the gate; without --admin-key the first
-    /// start also makes a bootstrap admin key, DATA_DIR/admin.key.
+    /// statement that must pass the gate. A new log records its admins
+    /// (--admin-key FILE.pub, from `gatelog keygen`) in its first entry;
+    /// --dev instead makes a development admin key, DATA_DIR/admin.key,
+    /// and a default policy.
     ///
     /// Try it:
-    ///   gatelog serve
+    ///   gatelog serve --dev
     ///   tools/demo --admin-key gatelog-data/admin.key
     ///   curl http://127.0.0.1:8080/checkpoint
     ///   curl http://127.0.0.1:8080/v1/obligations
@@ -149,11 +154,23 @@ pub enum Command {
     /// refusal, every broken rule) and exits 1. If the statement has no
     /// issuedAt, the current time is used.
     ///
+    /// With an admin threshold of M, M admins sign: with --endorse-key
+    /// on one machine, or one holds the signed entry (--hold FILE), the
+    /// others add theirs (`gatelog endorse`), and it goes with --entry.
+    ///
     /// Try it:
     ///   gatelog submit --log http://127.0.0.1:8080 --key alice.key examples/07-alice-requests-write.json
+    ///   gatelog submit --log URL --key admin1.key --hold reg.entry examples/01-register-alice.json
+    ///   gatelog endorse --key admin2.key reg.entry
+    ///   gatelog submit --log URL --entry reg.entry
     #[cfg(feature = "server")]
     #[command(verbatim_doc_comment)]
-    Submit(server::SubmitArgs),
+    Submit(submit::SubmitArgs),
+    /// Add this admin's signature to an entry held by `gatelog submit
+    /// --hold`, after showing what it says.
+    #[cfg(feature = "server")]
+    #[command(verbatim_doc_comment)]
+    Endorse(submit::EndorseArgs),
 }
 
 /// Runs the parsed command; the process's exit code.
@@ -171,7 +188,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "server")]
         Command::Keygen(args) => server::keygen(&args).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "server")]
-        Command::Submit(args) => server::submit(&args),
+        Command::Submit(args) => submit::submit(&args),
+        #[cfg(feature = "server")]
+        Command::Endorse(args) => submit::endorse(&args),
     }
 }
 

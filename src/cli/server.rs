@@ -1,5 +1,4 @@
-//! The commands that run a log, a witness or a monitor, and the
-//! workflow client commands (`keygen`, `submit`).
+//! The commands that run a log, a witness or a monitor, and `keygen`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,31 +25,6 @@ pub struct KeygenArgs {
     /// Where to write the private key; the public key goes to FILE.pub.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-}
-
-#[derive(Args, Debug)]
-pub struct SubmitArgs {
-    /// The log's URL, e.g. http://127.0.0.1:8080.
-    #[arg(long, value_name = "URL")]
-    pub log: String,
-    /// The signer's private key file (from `gatelog keygen`).
-    #[arg(long, value_name = "FILE")]
-    pub key: PathBuf,
-    /// Another admin's private key file, whose signature (an endorsement)
-    /// joins the signer's; repeatable. An admin action that creates
-    /// authority (the admin set, a HUMAN's registration or key, a policy)
-    /// needs as many admins as the log's admin threshold.
-    #[arg(long = "endorse-key", value_name = "FILE")]
-    pub endorse_keys: Vec<PathBuf>,
-    /// Where to save the tlog-proof bundle (default: STATEMENT with the
-    /// extension .tlog-proof).
-    #[arg(long, value_name = "FILE")]
-    pub proof_out: Option<PathBuf>,
-    /// Seconds to wait for the log's answer.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub timeout_secs: u64,
-    /// The statement, in proto3 JSON ("-" reads standard input).
-    pub statement: PathBuf,
 }
 
 /// How a service writes its logs (stderr).
@@ -269,87 +243,6 @@ pub(super) fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
         base64::engine::general_purpose::STANDARD.encode(public)
     );
     Ok(())
-}
-
-pub(super) fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
-    use gatelog::access::entry::{self, statement_from_json, timestamp};
-    use prost::Message;
-    let log = parse_url(&args.log)?;
-    let key = keyfile::read_private_key(&args.key)?;
-    let json = if args.statement.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
-    } else {
-        std::fs::read_to_string(&args.statement)
-            .with_context(|| format!("reading {}", args.statement.display()))?
-    };
-    let mut statement = statement_from_json(&json)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.statement.display()))?;
-    if statement.issued_at.is_none() {
-        statement.issued_at = Some(timestamp(gatelog::sys::clock::now_ms()));
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let timeout = Duration::from_secs(args.timeout_secs);
-    if statement.log_origin.is_empty() {
-        // A statement names the log it is for; ask the log its name.
-        let (status, body) = runtime
-            .block_on(gatelog::sys::client::http_request(
-                hyper::Method::GET,
-                &log,
-                "/v1/log",
-                Vec::new().into(),
-                timeout,
-            ))
-            .map_err(|e| anyhow::anyhow!("asking {} for its origin: {e}", args.log))?;
-        let about: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        match about["origin"].as_str() {
-            Some(origin) if status == 200 => statement.log_origin = origin.to_string(),
-            _ => anyhow::bail!(
-                "{} did not say its origin (GET /v1/log: HTTP {status}); set logOrigin in the statement",
-                args.log
-            ),
-        }
-    }
-    let mut signed = entry::sign(&key, &statement);
-    for path in &args.endorse_keys {
-        entry::endorse(&keyfile::read_private_key(path)?, &mut signed);
-    }
-    let signed = signed.encode_to_vec();
-    let (status, body) = runtime
-        .block_on(gatelog::sys::client::http_request(
-            hyper::Method::POST,
-            &log,
-            "/v1/entries",
-            signed.into(),
-            timeout,
-        ))
-        .map_err(|e| anyhow::anyhow!("submitting to {}: {e}", args.log))?;
-    let answer: serde_json::Value = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
-    let pretty = serde_json::to_string_pretty(&answer).unwrap_or_default();
-    if status != 200 {
-        eprintln!("gatelog: the log refused the statement (HTTP {status}):");
-        eprintln!("{pretty}");
-        return Ok(ExitCode::FAILURE);
-    }
-    println!("{pretty}");
-    let proof_out = args.proof_out.clone().unwrap_or_else(|| {
-        if args.statement.as_os_str() == "-" {
-            PathBuf::from("statement.tlog-proof")
-        } else {
-            args.statement.with_extension("tlog-proof")
-        }
-    });
-    let proof = answer["proof"].as_str().unwrap_or_default();
-    std::fs::write(&proof_out, proof)
-        .with_context(|| format!("writing {}", proof_out.display()))?;
-    eprintln!(
-        "gatelog: tlog-proof bundle saved to {}",
-        proof_out.display()
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
