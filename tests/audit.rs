@@ -862,6 +862,21 @@ fn the_logs_clock_never_goes_back_nor_past_its_witnesses() {
         .append(&by_log(t + 60 * MINUTE, Body::LogTime(LogTime {})));
     u.log
         .append(&by_log(t + 55 * MINUTE, Body::LogTime(LogTime {})));
+    // A time no timestamp can hold (it would overflow the arithmetic).
+    let mut st = Statement::decode(
+        gatelog::access::entry::SignedEntry::decode(
+            by_log(t, Body::LogTime(LogTime {})).as_slice(),
+        )
+        .unwrap()
+        .statement
+        .as_slice(),
+    )
+    .unwrap();
+    st.issued_at = Some(gatelog::access::entry::Timestamp {
+        seconds: -9_000_000_000_000_000,
+        nanos: 0,
+    });
+    u.log.append(&entry::sign(&log_key, &st).encode_to_vec());
     // A mirror whose checkpoint a witness cosigned now.
     let url = format!("http://{}", u.log.addr);
     let mirror = tmp.path().join("mirror");
@@ -910,7 +925,10 @@ fn the_logs_clock_never_goes_back_nor_past_its_witnesses() {
     };
     assert_eq!(
         audit(&[], "plain"),
-        set(&[("3", "should_have_been_rejected")])
+        set(&[
+            ("3", "should_have_been_rejected"),
+            ("4", "should_have_been_rejected"),
+        ])
     );
     let w = witness.verifier().to_vkey();
     assert_eq!(
@@ -919,6 +937,7 @@ fn the_logs_clock_never_goes_back_nor_past_its_witnesses() {
             ("2", "log_time_after_cosignature"),
             ("3", "log_time_after_cosignature"),
             ("3", "should_have_been_rejected"),
+            ("4", "should_have_been_rejected"),
         ])
     );
 }

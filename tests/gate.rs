@@ -1601,8 +1601,11 @@ fn a_review_follows_the_execution_and_a_revoke_is_undone_without_approval() {
     );
     let undo = delta(&["read", "superuser"], &[], &["superuser"]);
     let links = vec![revoked.link()];
-    // The reviewer does not undo it himself; nor does anyone do something else.
+    // The reviewer does not undo it himself, nor the one who broke the
+    // glass and gained the access; nor does anyone do something else.
     let v = log.refused("bob", &log.intent("bob", "U1", links.clone(), &undo));
+    assert_eq!(codes(&v), ["undo_executor"]);
+    let v = log.refused("carol", &log.intent("carol", "U1", links.clone(), &undo));
     assert_eq!(codes(&v), ["undo_executor"]);
     let v = log.refused(
         "deployer",
@@ -1804,12 +1807,11 @@ fn authority_takes_m_of_n_admins_and_the_admin_set_changes_in_the_log() {
     // Two of the three: done.
     let r = post(&[a1, a2], &reg(a1, &human("alice"), "", &alice));
     assert_eq!(r.status, 200, "{}", r.text());
-    // A machine owned by alice creates no approver: one admin suffices.
+    // A machine acts in changes too (as its owner's): two admins as well.
     let bot = NoteSigner::from_seed("bot", [0x42; 32]).unwrap();
-    let r = post(
-        &[a3],
-        &reg(a3, &nhi("bot", "spiffe://corp.example/bot"), "alice", &bot),
-    );
+    let machine = reg(a3, &nhi("bot", "spiffe://corp.example/bot"), "alice", &bot);
+    assert_eq!(post(&[a3], &machine).error_code(), "admin_quorum");
+    let r = post(&[a3, a1], &machine);
     assert_eq!(r.status, 200, "{}", r.text());
     // A policy takes two as well.
     let policy = |by: &NoteSigner| {
@@ -2009,4 +2011,110 @@ fn admins_on_different_machines_endorse_a_held_entry() {
         common::run_gatelog(&["submit", "--log", &url, "--entry", &path("reg.entry")]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("\"index\""), "{out}");
+}
+
+#[test]
+fn holes_a_hostile_review_found_stay_closed() {
+    let log = Log::start();
+    // A statement of any kind carries a chain id of at most 256 bytes: its
+    // refusal record repeats it, and must fit an entry bundle.
+    let (req, _) = log.approved("H1", &write());
+    let mut long = build::revoke(log.actor("alice"), req.link(), "x", now());
+    long.chain_id = "c".repeat(50_000);
+    let e = log.rejected(log.key("alice"), &long, 422, "invalid_entry");
+    assert_eq!(e["field"], "statement.chainId");
+
+    // A requester's privileged flag is not lowered by approving, or
+    // executing, an unflagged copy.
+    let mut flagged = write();
+    flagged.privileged = true;
+    let t = now();
+    let req = log.ok(
+        "alice",
+        &build::request(log.actor("alice"), "H2", tgt(), flagged, "deployer", t),
+    );
+    let plain = write();
+    let bob = log.ok(
+        "bob",
+        &build::approve(
+            log.actor("bob"),
+            "H2",
+            vec![req.link()],
+            plain.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "H2", vec![req.link(), bob.link()], &plain),
+    );
+    assert_eq!(codes(&v), ["insufficient_human_approvals"]);
+
+    // An admin key does not take part in changes.
+    let e = log.rejected(
+        log.key("admin"),
+        &build::request(log.actor("admin"), "H3", tgt(), write(), "deployer", now()),
+        403,
+        "admin_in_chain",
+    );
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .contains("registered identity"));
+
+    // Whoever gained access under a break-glass does not review it.
+    let d = delta(&["read"], &["deploy"], &[]);
+    let t = now();
+    let bg = log.ok(
+        "bob",
+        &build::break_glass(
+            log.actor("bob"),
+            "H4",
+            target("k8s", "prod/api", "alice"),
+            d.clone(),
+            "INC-9",
+            t + 60 * MINUTE,
+            t,
+        ),
+    );
+    log.ok("bob", &log.intent("bob", "H4", vec![bg.link()], &d));
+    let review = |who: &str| build::review(log.actor(who), "H4", vec![bg.link()], true, now());
+    let v = log.refused("alice", &review("alice"));
+    assert_eq!(codes(&v), ["review_by_subject"]);
+    log.ok("carol", &review("carol"));
+    log.audits_clean();
+}
+
+#[test]
+fn a_wider_clock_skew_is_the_logs_and_the_audit_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_gatelog(dir.path(), &["--max-clock-skew-secs", "3600"]);
+    let admin = (human("admin"), admin_key(dir.path()));
+    let mut log = Log {
+        server,
+        _dir: dir,
+        admin,
+        keys: HashMap::new(),
+        policy: std::cell::RefCell::new(Some(PolicyRef {
+            policy_id: "default".into(),
+            version: 1,
+        })),
+    };
+    log.register(human("alice"));
+    log.register(human("olivia"));
+    log.register(nhi("deployer", "spiffe://corp.example/ns/ci/sa/deployer"));
+    // Dated 10 minutes ago: within this log's hour.
+    log.ok(
+        "alice",
+        &build::request(
+            log.actor("alice"),
+            "S1",
+            tgt(),
+            write(),
+            "deployer",
+            now() - 10 * MINUTE,
+        ),
+    );
+    log.audits_clean();
 }

@@ -92,6 +92,34 @@ fn a_log_of_the_previous_release_upgrades_once_and_still_audits() {
     let r = server.submit(&dana, &unnamed);
     assert_eq!(r.status, 422, "{}", r.text());
     assert_eq!(r.error_code(), "executor_required");
+    // The old release registered its pipeline without an owner: it acts
+    // again once an admin names one.
+    let deployer = gatelog::tlog::note::NoteSigner::parse(
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-log/deployer.key"),
+        )
+        .unwrap()
+        .trim(),
+    )
+    .unwrap();
+    let deployer_actor = build::nhi("deployer", "spiffe://corp.example/ns/ci/sa/deployer");
+    let ask = |t| {
+        build::request(
+            &deployer_actor,
+            "BOT-1",
+            target("github", "corp/x", "dana"),
+            d.clone(),
+            "dana",
+            t,
+        )
+    };
+    let r = server.submit(&deployer, &ask(gatelog::sys::clock::now_ms()));
+    assert_eq!(
+        (r.status, r.error_code()),
+        (403, "no_owner".to_string()),
+        "{}",
+        r.text()
+    );
 
     // Restarted without flags: the admins come from the log, and the
     // rules-version record is not written again.

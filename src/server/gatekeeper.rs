@@ -367,6 +367,18 @@ impl Admission for Gatekeeper {
                         &refusal,
                         at,
                     );
+                    // Validation bounds every field a record repeats, so
+                    // this cannot happen; if it did, a record the tile
+                    // format cannot carry would make its bundle unservable
+                    // for ever: refuse to log it at all.
+                    if record.len() > MAX_ENTRY_BYTES {
+                        out.push(Admit::Reject(Rejection::new(
+                            413,
+                            "entry_too_large",
+                            "its refusal record would not fit an entry bundle",
+                        )));
+                        continue;
+                    }
                     let recorded = DecodedEntry::decode(&record).expect("our own record decodes");
                     state.apply(next, &recorded);
                     next += 1;

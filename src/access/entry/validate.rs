@@ -98,7 +98,7 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
             "statement.issuedAt",
             format!(
                 "{} ms in the future; at most {} ms is allowed",
-                issued - now_ms,
+                issued.saturating_sub(now_ms),
                 limits.max_future_ms
             ),
         );
@@ -110,7 +110,7 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
             "statement.issuedAt",
             format!(
                 "{} ms in the past; a {} may be dated at most {} ms back",
-                now_ms - issued,
+                now_ms.saturating_sub(issued),
                 kind.name(),
                 limits.max_backdate_ms
             ),
@@ -146,16 +146,17 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
             | Kind::LogTime
             | Kind::AdminSetChange
     );
+    // Every kind: a refusal record repeats the chain id, and must fit.
+    require(
+        st.chain_id.len() <= 256,
+        "statement.chainId",
+        "at most 256 bytes",
+    )?;
     if in_chain {
         require(
             !st.chain_id.is_empty(),
             "statement.chainId",
             "required for a chain statement",
-        )?;
-        require(
-            st.chain_id.len() <= 256,
-            "statement.chainId",
-            "at most 256 bytes",
         )?;
     }
     let opens_chain = matches!(kind, Kind::AccessRequest | Kind::BreakGlass);
@@ -357,7 +358,7 @@ const MIN_SECONDS: i64 = -62_135_596_800;
 const MAX_SECONDS: i64 = 253_402_300_799;
 
 /// A required timestamp within the protobuf range, in milliseconds.
-fn time(ts: Option<&super::Timestamp>, field: &str) -> std::result::Result<i64, EntryError> {
+pub fn time(ts: Option<&super::Timestamp>, field: &str) -> std::result::Result<i64, EntryError> {
     let ts = ts.ok_or_else(|| EntryError::new(field, "required"))?;
     if !(MIN_SECONDS..=MAX_SECONDS).contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos)
     {

@@ -55,12 +55,14 @@ pub(super) fn log_record(
                     "the log's clock starts with rules version 2",
                 ));
             }
-            let t = st.issued_at.as_ref().map_or(0, millis);
+            let t =
+                crate::access::entry::validate::time(st.issued_at.as_ref(), "statement.issuedAt")
+                    .map_err(|e| Rejection::new(422, "invalid_log_time", e.message).at(e.field))?;
             match state.log_time() {
                 Some(before) if t < before => Err(Rejection::new(
                     422,
                     "log_time_backwards",
-                    format!("the log's time went back {} ms", before - t),
+                    format!("the log's time went back {} ms", before.saturating_sub(t)),
                 )),
                 _ => Ok(Verdict::Admit),
             }
@@ -297,6 +299,17 @@ fn review(state: &GateState, entry: &DecodedEntry, linked: &[&Recorded]) -> Verd
             "a review follows the execution it reviews",
         ));
     }
+    // Nor does whoever gained the access (or answers for them).
+    let subject = state
+        .chain(&st.chain_id)
+        .map_or("", |c| c.target.subject.as_str());
+    if v2 && (reviewer == subject || state.person_of(reviewer) == state.person_of(subject)) {
+        v.push(violation(
+            0,
+            "review_by_subject",
+            format!("{reviewer} gained the access under review (or answers for who did)"),
+        ));
+    }
     verdict(v, None)
 }
 
@@ -359,7 +372,10 @@ fn decision_v2(state: &GateState, entry: &DecodedEntry, opener: u64) -> Verdict 
                 ),
             ));
         }
-        let system = st.target.as_ref().map_or("", |t| t.system.as_str());
+        // The chain's target (a decision may leave its own out).
+        let system = state
+            .chain(&st.chain_id)
+            .map_or("", |c| c.target.system.as_str());
         let need = requirements(state.policy(), system, approved);
         let lasts = d
             .expires_at
@@ -514,7 +530,16 @@ fn intent(
         .obligation_of(&st.chain_id)
         .filter(|o| v2 && o.kind == ObligationKind::Undo);
     let mut approvers: Vec<&Recorded> = Vec::new();
-    let mut need = requirements(state.policy(), &target.system, delta);
+    // The request's and approvals' flags count too: a flag may raise the
+    // approvals needed, and clearing it later must not lower them.
+    let mut flagged = delta.clone();
+    for r in std::iter::once(&opener).chain(linked.iter()) {
+        if let Some(d) = delta_of(r) {
+            flagged.privileged |= d.privileged;
+            flagged.high_risk |= d.high_risk;
+        }
+    }
+    let mut need = requirements(state.policy(), &target.system, &flagged);
     if let Some(o) = undo {
         // Undoing a revoked break-glass: no approval, exempt from rule 5,
         // by anyone but the reviewer who revoked it or an assistant.
@@ -536,12 +561,26 @@ fn intent(
                 ),
             ));
         }
+        // Not the reviewer, the one who broke the glass, or who gained
+        // the access (compared as people); no assistant.
         let reviewer = state.recorded(o.opened_by).map_or("", Recorded::actor_id);
-        if person(reviewer) == person(executor) || executor_kind == ActorKind::Assistant as i32 {
+        let involved = [reviewer, opener.actor_id(), target.subject.as_str()];
+        if involved.iter().any(|who| person(who) == person(executor))
+            || executor_kind == ActorKind::Assistant as i32
+        {
             v.push(violation(
                 2,
                 "undo_executor",
-                "the reviewer who revoked it, or an ASSISTANT, does not undo it",
+                "the reviewer, the one who broke the glass, who gained the access, or an ASSISTANT, does not undo it",
+            ));
+        }
+        // An undo that adds a privileged entitlement back is a new grant:
+        // it takes a request and its approvals.
+        if need.privileged {
+            v.push(violation(
+                5,
+                "insufficient_human_approvals",
+                "this undo adds a privileged entitlement: open a request for it",
             ));
         }
     } else if break_glass {

@@ -366,7 +366,30 @@ impl GateState {
                 format!("{} statements come from an admin", kind.name()),
             ));
         }
-        if admin_only && self.params.rules_version >= 2 {
+        let v2 = self.params.rules_version >= 2;
+        let in_chain = !admin_only && kind != Kind::Revocation;
+        if v2 && admin && in_chain {
+            // An admin key administers; the person behind it takes part in
+            // changes under their own identity (else one person could be
+            // both "alice" and admin "ops-alice" in one chain).
+            return Err(Rejection::new(
+                403,
+                "admin_in_chain",
+                "admin keys register, publish and revoke; act in a change under a registered identity",
+            ));
+        }
+        if v2 && in_chain {
+            let id = signer;
+            let machine = !matches!(self.kind_of(id), Some(ActorKind::Human) | None);
+            if machine && self.person_of(id) == id {
+                return Err(Rejection::new(
+                    403,
+                    "no_owner",
+                    format!("{id} answers to no human: an admin names its owner (ROTATE_KEY with owner) before it acts"),
+                ));
+            }
+        }
+        if (admin_only || kind == Kind::Revocation) && admin && v2 {
             self.admin_quorum(entry)?;
         } else if kind == Kind::AdminSetChange {
             return Err(Rejection::new(
@@ -415,7 +438,11 @@ impl GateState {
                 .at(field));
             }
             let kind = r.identity.as_ref().map_or(0, |a| a.kind);
-            if self.params.rules_version >= 2 && op == Operation::Register {
+            // A rotation may name (or change) a machine's owner: how an
+            // NHI registered under rules version 1 gets one.
+            let names_owner =
+                op == Operation::Register || (op == Operation::RotateKey && !r.owner.is_empty());
+            if self.params.rules_version >= 2 && names_owner {
                 let machine = kind != ActorKind::Human as i32;
                 let field = "statement.identityRegistration.owner";
                 if machine && r.owner.is_empty() {
@@ -487,10 +514,17 @@ impl GateState {
     /// distinct admins: its signer's and its endorsements'.
     fn admin_quorum(&self, entry: &DecodedEntry) -> Result<(), Rejection> {
         let creates_authority = match &entry.statement.body {
-            Some(Body::PolicyPublication(_)) | Some(Body::AdminSetChange(_)) => true,
-            Some(Body::IdentityRegistration(r)) => {
-                r.identity.as_ref().map_or(0, |a| a.kind) == ActorKind::Human as i32
-            }
+            Some(Body::PolicyPublication(_))
+            | Some(Body::AdminSetChange(_))
+            | Some(Body::IdentityRegistration(_))
+            | Some(Body::DelegationGrant(_)) => true,
+            // An admin withdrawing someone else's decision (a DENY's veto)
+            // or grant acts for the organisation.
+            Some(Body::Revocation(r)) => r
+                .revoked
+                .as_ref()
+                .and_then(|r| self.recorded.get(&r.index))
+                .is_some_and(|r| r.actor_id() != entry.signed.signer_id),
             _ => false,
         };
         let needed = self.params.admin_threshold as usize;
@@ -521,7 +555,7 @@ impl GateState {
                 403,
                 "admin_quorum",
                 format!(
-                    "a {} that creates authority needs {needed} admins' signatures; it has {have} valid",
+                    "this {} creates authority: it needs {needed} admins' signatures and has {have} valid",
                     entry.kind().name()
                 ),
             )
@@ -714,7 +748,11 @@ impl GateState {
                 return None;
             }
             Some(Body::LogTime(_)) => {
-                self.log_time_ms = Some(st.issued_at.as_ref().map_or(0, millis));
+                // Out of the protobuf range, it is no time at all (a hostile
+                // log's; the audit reports it).
+                if let Ok(t) = crate::access::entry::validate::time(st.issued_at.as_ref(), "") {
+                    self.log_time_ms = Some(t);
+                }
                 return None;
             }
             Some(Body::AdminSetChange(c)) => {
@@ -751,6 +789,9 @@ impl GateState {
                         }
                         identity.keys.insert(kid, (vk, true));
                         identity.actor = actor;
+                        if !r.owner.is_empty() {
+                            identity.owner = r.owner.clone();
+                        }
                         r.compromised_at.as_ref().map(|t| (kid, Some(millis(t))))
                     }
                     Operation::RevokeKey => {

@@ -314,6 +314,21 @@ impl Auditor {
         self.cosigned_at = Some(seconds);
     }
 
+    /// How far a statement may be dated from the time it is judged at:
+    /// the log's recorded skew under rules version 2 (the server's
+    /// `--max-clock-skew-secs`), the first releases' default before.
+    fn limits(&self) -> Limits {
+        let params = self.state.params();
+        if params.rules_version >= 2 {
+            Limits {
+                max_future_ms: params.max_clock_skew_ms,
+                max_backdate_ms: params.max_clock_skew_ms,
+            }
+        } else {
+            Limits::default()
+        }
+    }
+
     /// Pins the log's first entry: an audit of a log whose entry 0 has
     /// another leaf hash reports `genesis_mismatch`.
     pub fn pin_genesis(&mut self, leaf_hash: Hash) {
@@ -521,7 +536,7 @@ impl Auditor {
         let checked = if d.kind().is_log_record() {
             Ok(())
         } else {
-            validate(d, self.at_ms, &Limits::default())
+            validate(d, self.at_ms, &self.limits())
         };
         let key = match self.state.signing_key(d) {
             Err(r) => {
@@ -585,7 +600,7 @@ impl Auditor {
         // The gate refuses only entries that validate: a record of anything
         // else was never made by it (and must not reach its rules).
         let at = refused.statement.issued_at.as_ref().map_or(0, millis);
-        if let Err(e) = validate(&refused, at, &Limits::default()) {
+        if let Err(e) = validate(&refused, at, &self.limits()) {
             return self.find(
                 index,
                 chain,
@@ -721,7 +736,7 @@ impl Auditor {
                         .into_iter()
                         .find(|o| o.index == l.index)
                         .filter(|o| reviewed > o.deadline_ms)
-                        .map(|o| (o.index, reviewed - o.deadline_ms));
+                        .map(|o| (o.index, reviewed.saturating_sub(o.deadline_ms)));
                     if let Some((bg, by)) = late {
                         let m = format!(
                             "break-glass {bg} reviewed {} s after its deadline",
@@ -765,7 +780,7 @@ impl Auditor {
         for o in overdue {
             let index = o.index;
             self.at_ms = self.state.recorded(index).map_or(0, |r| r.admitted_ms);
-            let late = (now_ms - o.deadline_ms) / 1000;
+            let late = now_ms.saturating_sub(o.deadline_ms) / 1000;
             let (code, m) = match o.kind {
                 ObligationKind::Review => (
                     "unreviewed_break_glass",
