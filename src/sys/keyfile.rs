@@ -1,7 +1,9 @@
 //! Key files: secrets written with mode 0600 and fsync'd, directory
 //! entries fsync'd after a rename, so a key is never half-written or lost;
 //! the key pairs `gatelog keygen` writes (FILE and FILE.pub) and the
-//! bootstrap admin's.
+//! development admin's. A key file is never read or written through a
+//! symlink, and a secret others can read is refused, not quietly fixed
+//! (someone may already have copied it).
 
 use std::fs;
 use std::io::Write;
@@ -12,26 +14,65 @@ use anyhow::Context;
 
 use crate::tlog::note::{NoteSigner, NoteVerifier};
 
-/// Writes `contents` and a newline to `path` (mode 0600) and fsyncs it.
+/// Writes `contents` and a newline to a new file `path` (mode 0600) and
+/// fsyncs it. A stale file or symlink at `path` is removed first, then the
+/// file is created exclusively (O_EXCL: never through a symlink).
 pub fn write_secret(path: &Path, contents: &str) -> std::io::Result<()> {
+    write_new(path, contents, 0o600)
+}
+
+fn write_new(path: &Path, contents: &str, mode: u32) -> std::io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut f = fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
+        .create_new(true)
+        .mode(mode)
         .open(path)?;
     f.write_all(contents.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()
 }
 
-/// Reads a key file, tightening its mode to 0600 if others could read it.
+/// Writes `path` whole or not at all: a new temporary file beside it,
+/// fsync'd, renamed over it, the directory fsync'd.
+fn write_atomically(path: &Path, contents: &str, mode: u32) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    write_new(&tmp, contents, mode)?;
+    fs::rename(&tmp, path)?;
+    sync_dir(
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
+}
+
+/// Reads a key file: a regular file (not a symlink) that only its owner
+/// can read.
 pub fn read_secret(path: &Path) -> std::io::Result<String> {
-    let text = fs::read_to_string(path)?;
-    if fs::metadata(path)?.permissions().mode() & 0o077 != 0 {
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    use std::io::{Error, ErrorKind};
+    let meta = fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "is a symlink; a key file must be a regular file",
+        ));
     }
-    Ok(text)
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "others may read it (mode {:o}); if nobody did, `chmod 600` it, else make a new key",
+                mode & 0o777
+            ),
+        ));
+    }
+    fs::read_to_string(path)
 }
 
 /// Fsyncs a directory, making renames and creations in it durable.
@@ -63,12 +104,13 @@ pub fn pub_path(key: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Writes `key` to `out` (0600) and its verifier key to `out`.pub.
+/// Writes `key` to `out` (0600) and its verifier key to `out`.pub, each
+/// atomically.
 pub fn write_key_pair(key: &NoteSigner, out: &Path) -> anyhow::Result<()> {
-    write_secret(out, &key.to_private_key_string())
+    write_atomically(out, &key.to_private_key_string(), 0o600)
         .with_context(|| format!("writing {}", out.display()))?;
     let public = pub_path(out);
-    std::fs::write(&public, format!("{}\n", key.verifier().to_vkey()))
+    write_atomically(&public, &key.verifier().to_vkey(), 0o644)
         .with_context(|| format!("writing {}", public.display()))?;
     Ok(())
 }
@@ -165,4 +207,57 @@ pub fn legacy_admin(data_dir: &Path) -> anyhow::Result<Vec<NoteVerifier>> {
         return Ok(vec![]);
     }
     Ok(vec![read_public_key(&public)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_regular_files_only_their_owner_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = NoteSigner::from_seed("alice", [1; 32]).unwrap();
+        let path = dir.path().join("alice.key");
+        write_key_pair(&key, &path).unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(read_private_key(&path).unwrap().key_id(), key.key_id());
+        assert_eq!(read_public_key(&pub_path(&path)).unwrap(), key.verifier());
+        // Readable by others: refused, and left as it is.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let Err(e) = read_private_key(&path) else {
+            panic!("a secret others can read was accepted")
+        };
+        assert!(format!("{e:#}").contains("chmod 600"), "{e:#}");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        // Through a symlink: refused.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("link.key");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let Err(e) = read_private_key(&link) else {
+            panic!("a symlinked secret was accepted")
+        };
+        assert!(format!("{e:#}").contains("symlink"), "{e:#}");
+    }
+
+    #[test]
+    fn a_key_is_never_written_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        // An attacker's symlinks where the key and its temporary file go.
+        let out = dir.path().join("new.key");
+        std::os::unix::fs::symlink(&victim, &out).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("new.key.tmp")).unwrap();
+        let key = NoteSigner::from_seed("bob", [2; 32]).unwrap();
+        write_key_pair(&key, &out).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(!fs::symlink_metadata(&out).unwrap().file_type().is_symlink());
+        assert_eq!(read_private_key(&out).unwrap().key_id(), key.key_id());
+    }
 }
