@@ -2118,3 +2118,87 @@ fn a_wider_clock_skew_is_the_logs_and_the_audit_reads_it() {
     );
     log.audits_clean();
 }
+
+#[test]
+fn the_access_log_says_who_sent_what_and_what_became_of_it() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatelog"))
+        .args([
+            "serve",
+            "--dev",
+            "--log-format",
+            "json",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("log"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut addr, mut vkey) = (None, None);
+    while addr.is_none() {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(a) = line.strip_prefix("gatelog: listening on http://") {
+            addr = Some(a.parse::<std::net::SocketAddr>().unwrap());
+        }
+        if let Some(k) = line.strip_prefix("gatelog: verifier key ") {
+            vkey = Some(k.to_string());
+        }
+    }
+    let (addr, vkey) = (addr.unwrap(), vkey.unwrap());
+    let origin = vkey.split('+').next().unwrap().to_string();
+    let admin = admin_key(&dir.path().join("log"));
+    let alice = NoteSigner::from_seed("alice", [0x61; 32]).unwrap();
+    let post = |key: &NoteSigner, st: &Statement| {
+        use prost::Message;
+        let leaf = entry::sign(key, &build::for_log(st.clone(), &origin)).encode_to_vec();
+        http(addr, "POST", "/v1/entries", &leaf).unwrap().status
+    };
+    let reg = build::register(
+        &human("admin"),
+        &human("alice"),
+        "",
+        alice.verifier().public_key(),
+        now(),
+    );
+    assert_eq!(post(&admin, &reg), 200);
+    assert_eq!(post(&admin, &reg), 200); // the same bytes: a duplicate
+    let unnamed = build::request(&human("alice"), "A1", tgt(), write(), "", now());
+    assert_eq!(post(&alice, &unnamed), 422); // names no executor
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    let access: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "submission")
+        .collect();
+    let outcomes: Vec<(&str, &str)> = access
+        .iter()
+        .map(|v| {
+            (
+                v["fields"]["outcome"].as_str().unwrap(),
+                v["fields"]["signer"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("appended", "admin"),
+            ("duplicate", "admin"),
+            ("executor_required", "alice")
+        ],
+        "{text}"
+    );
+    assert!(access[0]["fields"]["peer"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert_eq!(access[0]["fields"]["kind"], "identityRegistration");
+}

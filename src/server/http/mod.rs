@@ -6,6 +6,7 @@
 //! The only module that imports hyper's server. It takes a bound listener
 //! and a shutdown future, so tests can bind port 0.
 
+pub mod access_log;
 pub(crate) mod chains;
 mod error;
 pub(crate) mod routes;
@@ -111,7 +112,7 @@ where
             p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
             _ = &mut shutdown => return Ok(()),
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(a) => a,
                 // Out of file descriptors and the like: keep serving.
@@ -126,7 +127,8 @@ where
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(access_log::Peer(peer));
                 let response = handler(req);
                 async move { Ok::<_, std::convert::Infallible>(response.await) }
             });

@@ -14,7 +14,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{chains, ApiError, App, Gate};
+use super::{access_log, chains, ApiError, App, Gate};
 use crate::access::entry::{validate, DecodedEntry};
 use crate::server::gatekeeper::SharedState;
 use crate::sys::clock::now_ms;
@@ -71,7 +71,14 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
     let path = path.to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     match path.as_str() {
-        "/v1/entries" => serve_add_entry(app, req).await,
+        "/v1/entries" => {
+            let peer = req.extensions().get::<access_log::Peer>().copied();
+            let started = std::time::Instant::now();
+            let mut seen = access_log::Submission::default();
+            let result = serve_add_entry(app, req, &mut seen).await;
+            access_log::record(peer, &seen, result.as_ref().err(), started);
+            result
+        }
         "/v1/log" => Ok(serve_log_info(app)),
         "/checkpoint" => Ok(serve_checkpoint(app)),
         "/metrics" => {
@@ -222,24 +229,44 @@ fn gate(app: &App) -> Result<&SharedState> {
 /// Stateless checks of a gatelog entry, before it queues for the gate.
 /// The entry, decoded, goes on to the sequencer (which then need not
 /// decode it again).
-fn check_entry(gate: &Gate, entry: &[u8]) -> Result<DecodedEntry> {
+/// The entry decoded and validated; what it is goes into `seen` first,
+/// for the access log.
+fn check_entry(
+    gate: &Gate,
+    entry: &[u8],
+    seen: &mut access_log::Submission,
+) -> Result<DecodedEntry> {
     let decoded = DecodedEntry::decode(entry).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "malformed_entry", e.message).at(e.field)
     })?;
+    seen.signer = decoded.signed.signer_id.clone();
+    seen.kind = decoded.kind().name();
+    seen.chain = decoded.statement.chain_id.clone();
     validate(&decoded, now_ms(), &gate.limits).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_entry", e.message).at(e.field)
     })?;
     Ok(decoded)
 }
 
-async fn serve_add_entry(app: &App, req: Request<Incoming>) -> Result<HttpResponse> {
+async fn serve_add_entry(
+    app: &App,
+    req: Request<Incoming>,
+    seen: &mut access_log::Submission,
+) -> Result<HttpResponse> {
     let body = read_body(req, app.config.max_body_bytes, app.config.read_timeout).await?;
+    seen.bytes = body.len();
     let entry = decode_entry(app, body)?;
     let decoded = match &app.gate {
-        Some(gate) => Some(check_entry(gate, &entry)?),
+        Some(gate) => Some(check_entry(gate, &entry, seen)?),
         None => None,
     };
     let appended = app.sequencer.submit(entry, decoded).await?;
+    seen.index = Some(appended.index);
+    seen.outcome = match (&appended.refusal, appended.duplicate) {
+        (Some(_), _) => "refused",
+        (None, true) => "duplicate",
+        (None, false) => "appended",
+    };
     let (proof, checkpoint) = match app.witnessing.as_ref().filter(|w| w.quorum() > 0) {
         None => (appended.proof, appended.head.checkpoint.to_string()),
         Some(w) => {
