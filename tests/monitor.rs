@@ -276,3 +276,80 @@ fn a_monitor_reports_overdue_break_glass_reviews_from_the_entries() {
     assert_eq!(log.submit(&keys[1], &review).status, 200);
     wait_for(&|r| r["obligations"].as_array().is_some_and(|o| o.is_empty()));
 }
+
+#[test]
+fn a_log_that_is_down_for_proofs_is_an_outage_not_a_split_view() {
+    use gatelog::tlog::merkle::{leaf_hash, node_hash};
+    use std::io::{Read, Write};
+    // A log that serves signed checkpoints (size 1, then 2) but answers
+    // every proof request 503, as an overloaded log may.
+    let key = NoteSigner::from_seed("flaky.example/log", [3; 32]).unwrap();
+    let (a, b) = (leaf_hash(b"a"), leaf_hash(b"b"));
+    let checkpoint = |size: u64, root| {
+        Checkpoint {
+            origin: key.name().to_string(),
+            size,
+            root,
+            extensions: vec![],
+        }
+        .sign(&key)
+        .unwrap()
+    };
+    let notes = [checkpoint(1, a), checkpoint(2, node_hash(&a, &b))];
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 2048];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).to_string();
+            let (status, body) = if request.starts_with("GET /checkpoint") {
+                let k = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                ("200 OK", notes[k.min(1)].clone())
+            } else {
+                (
+                    "503 Service Unavailable",
+                    "{\"error\":{\"code\":\"overloaded\"}}".to_string(),
+                )
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    let mut mon = Server::start_command(
+        "monitor",
+        &tmp.path().join("mon"),
+        &[
+            "--log",
+            &url,
+            "--vkey",
+            &key.verifier().to_vkey(),
+            "--poll-ms",
+            "50",
+        ],
+    );
+    // Many more polls than the split-view threshold.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served.load(std::sync::atomic::Ordering::SeqCst) < 12 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        served.load(std::sync::atomic::Ordering::SeqCst) >= 12,
+        "the monitor stopped polling"
+    );
+    assert_eq!(
+        mon.child.try_wait().unwrap(),
+        None,
+        "an outage was reported as a split view"
+    );
+    assert!(evidence_files(&tmp.path().join("mon")).is_empty());
+    mon.kill9();
+}

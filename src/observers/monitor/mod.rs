@@ -31,9 +31,11 @@ use crate::tlog::equivocation::Equivocation;
 use crate::tlog::merkle::{verify_consistency, Hash};
 use crate::tlog::note::NoteVerifier;
 
-/// Polls in a row a log may fail to prove consistency between two
-/// checkpoints it signed before that counts as a split view: one failure
-/// may be an outage, a log that never answers may be hiding a fork.
+/// Polls in a row a log may answer a consistency proof request between
+/// two checkpoints it signed with a refusal or an unreadable proof before
+/// that counts as a split view: a log that keeps refusing may be hiding a
+/// fork. An outage (no connection, a timeout, a 5xx or 429) is not an
+/// answer and counts for nothing: the monitor warns and polls again.
 pub const MAX_PROOF_FAILURES: u32 = 3;
 
 /// File holding the latest checkpoint the monitor accepted.
@@ -273,11 +275,28 @@ impl Monitor {
         );
         let served = match http_get(&self.config.log, &path, timeout).await {
             Ok((200, body)) => parse_hashes(&body).map_err(|e| format!("unreadable proof: {e}")),
+            Ok((status, _)) if status >= 500 || status == 429 => {
+                tracing::warn!(
+                    old_size = small.size,
+                    new_size = large.size,
+                    status,
+                    "the log is unavailable for a consistency proof; polling again"
+                );
+                return Ok(());
+            }
             Ok((status, body)) => Err(format!(
                 "the log answered {status}: {}",
                 String::from_utf8_lossy(&body)
             )),
-            Err(e) => Err(e),
+            Err(e) => {
+                tracing::warn!(
+                    old_size = small.size,
+                    new_size = large.size,
+                    error = %e,
+                    "the log is unreachable for a consistency proof; polling again"
+                );
+                return Ok(());
+            }
         };
         let pair = (small.size, large.size);
         let proof = match served {
