@@ -2202,3 +2202,44 @@ fn the_access_log_says_who_sent_what_and_what_became_of_it() {
         .starts_with("127.0.0.1:"));
     assert_eq!(access[0]["fields"]["kind"], "identityRegistration");
 }
+
+#[test]
+fn a_chain_is_served_a_bounded_page_at_a_time() {
+    let log = Log::start();
+    let d = write();
+    let (req, bob) = log.approved("P1", &d);
+    let int = log.ok(
+        "deployer",
+        &log.intent("deployer", "P1", vec![req.link(), bob.link()], &d),
+    );
+    log.ok(
+        "deployer",
+        &build::outcome(
+            log.actor("deployer"),
+            "P1",
+            vec![int.link()],
+            d.after.clone(),
+            "x",
+            now(),
+        ),
+    );
+    // Four entries, two at a time.
+    let page = |q: &str| get_ok(log.server.addr, &format!("/v1/chains/P1{q}")).json();
+    let first = page("?limit=2");
+    assert_eq!(first["entries_total"], 4);
+    assert_eq!(first["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(first["entries"][0]["index"], req.index);
+    assert_eq!(first["next_offset"], 2);
+    let second = page("?offset=2&limit=2");
+    assert_eq!(second["entries"][1]["index"], int.index + 1);
+    assert!(second["next_offset"].is_null());
+    assert_eq!(page("")["entries"].as_array().unwrap().len(), 4);
+    for bad in ["?limit=0", "?limit=100000", "?offset=x", "?page=2"] {
+        let r = http(log.server.addr, "GET", &format!("/v1/chains/P1{bad}"), b"").unwrap();
+        assert_eq!(
+            (r.status, r.error_code()),
+            (400, "bad_parameter".to_string()),
+            "{bad}"
+        );
+    }
+}

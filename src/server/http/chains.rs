@@ -48,10 +48,29 @@ fn state_gone() -> ApiError {
     )
 }
 
-/// The chain `chain_id`: each entry with its index, leaf hash and an
+/// Most entries in one page of a chain (each carries its statement, up to
+/// 64 KiB, and an inclusion proof): a chain's answer is bounded however
+/// long the chain grows.
+pub const CHAIN_PAGE_MAX: u64 = 256;
+
+/// The chain `chain_id`, a page at a time (`?offset=N&limit=M`, M at most
+/// [`CHAIN_PAGE_MAX`]): each entry with its index, leaf hash and an
 /// inclusion proof to the current checkpoint, plus status and any open
-/// obligation.
-pub(super) fn serve_chain(app: &App, gate: &SharedState, chain_id: &str) -> Result<HttpResponse> {
+/// obligation, and the offset of the next page while there is one.
+pub(super) fn serve_chain(
+    app: &App,
+    gate: &SharedState,
+    chain_id: &str,
+    raw_query: &str,
+) -> Result<HttpResponse> {
+    let query = super::routes::Query::parse(raw_query, &["offset", "limit"])?;
+    let offset = query.u64("offset")?.unwrap_or(0);
+    let limit = query.u64("limit")?.unwrap_or(CHAIN_PAGE_MAX);
+    if !(1..=CHAIN_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::bad_param(format!(
+            "limit must be 1 to {CHAIN_PAGE_MAX}"
+        )));
+    }
     let head = app.log.head();
     let (indices, status, obligation) = {
         let state = gate.read().map_err(|_| state_gone())?;
@@ -66,8 +85,15 @@ pub(super) fn serve_chain(app: &App, gate: &SharedState, chain_id: &str) -> Resu
         let obligation = state.obligation_of(chain_id).cloned();
         (indices, status, obligation)
     };
-    let mut entries = Vec::with_capacity(indices.len());
-    for index in indices {
+    let total = indices.len() as u64;
+    let page: Vec<u64> = indices
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(limit as usize)
+        .collect();
+    let next = offset.saturating_add(page.len() as u64);
+    let mut entries = Vec::with_capacity(page.len());
+    for index in page {
         let leaf = app
             .log
             .store()
@@ -110,6 +136,9 @@ pub(super) fn serve_chain(app: &App, gate: &SharedState, chain_id: &str) -> Resu
         "tree_size": head.size,
         "checkpoint": head.checkpoint.to_string(),
         "obligation": obligation.map(|o| obligation_json(&o, now)),
+        "entries_total": total,
+        "offset": offset,
+        "next_offset": (next < total).then_some(next),
         "entries": entries,
     })))
 }

@@ -99,7 +99,10 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
         "/v1/obligations" => chains::serve_obligations(gate(app)?),
         p if p.starts_with("/v1/chains/") => {
             let id = percent_decode(p.strip_prefix("/v1/chains/").expect("routed on prefix"))?;
-            blocking(app, move |app| chains::serve_chain(app, gate(app)?, &id)).await
+            blocking(app, move |app| {
+                chains::serve_chain(app, gate(app)?, &id, &query)
+            })
+            .await
         }
         _ => {
             blocking(app, move |app| {
@@ -403,10 +406,10 @@ fn serve_tile(app: &App, rest: &str) -> Result<HttpResponse> {
 
 /// Query parameters, percent-decoded. '+' is kept as '+', so base64
 /// values work whether or not the client escaped them.
-struct Query(Vec<(String, String)>);
+pub(super) struct Query(Vec<(String, String)>);
 
 impl Query {
-    fn parse(raw: &str, allowed: &[&str]) -> Result<Query> {
+    pub(super) fn parse(raw: &str, allowed: &[&str]) -> Result<Query> {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for part in raw.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
@@ -432,7 +435,7 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
-    fn u64(&self, name: &str) -> Result<Option<u64>> {
+    pub(super) fn u64(&self, name: &str) -> Result<Option<u64>> {
         let Some(v) = self.get(name) else {
             return Ok(None);
         };
