@@ -551,3 +551,30 @@ fn a_log_keeps_its_entry_mode() {
         assert_eq!(server.tree_size(), size);
     }
 }
+
+#[test]
+fn one_client_cannot_hold_every_connection() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--max-connections-per-client", "2"]);
+    // Two idle connections from this address fill its share.
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(server.addr).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // A third is closed at once (it never reaches a request).
+    let mut third = std::net::TcpStream::connect(server.addr).unwrap();
+    third
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        third.read(&mut buf).unwrap_or(0),
+        0,
+        "the third connection was served"
+    );
+    // One let go: the client is served again.
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(get_ok(server.addr, "/v1/log").status, 200);
+}

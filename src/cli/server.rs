@@ -169,6 +169,11 @@ pub struct ServeArgs {
     /// Most concurrent connections; more wait to be accepted.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub max_connections: u64,
+    /// Most concurrent connections from one IP address; more are closed
+    /// at once (so one client cannot hold every slot). Behind a proxy every
+    /// client shares its address: raise it there.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_connections_per_client: u64,
     /// Seconds a client may take to send a request's headers, and its body.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub read_timeout_secs: u64,
@@ -267,6 +272,7 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_body_bytes: args.max_body_bytes as usize,
             max_entry_bytes: args.max_entry_bytes as usize,
             max_connections: args.max_connections as usize,
+            max_connections_per_client: args.max_connections_per_client as usize,
             read_timeout: Duration::from_secs(args.read_timeout_secs),
             witness_timeout: Duration::from_millis(args.witness_timeout_ms),
         },

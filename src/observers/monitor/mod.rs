@@ -464,6 +464,7 @@ pub fn serve(
         };
         let limits = HttpLimits {
             max_connections: 256,
+            max_connections_per_client: 32,
             read_timeout: Duration::from_secs(30),
         };
         let mut serving = tokio::spawn(serve_http(

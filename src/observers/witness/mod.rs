@@ -261,6 +261,7 @@ pub fn serve(config: ServiceConfig) -> anyhow::Result<()> {
     });
     let limits = HttpLimits {
         max_connections: config.max_connections,
+        max_connections_per_client: config.max_connections.min(64),
         read_timeout,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub max_entry_bytes: usize,
     /// Most concurrent connections; further ones wait to be accepted.
     pub max_connections: usize,
+    /// Most concurrent connections from one client address; further ones
+    /// are closed at once, so one client cannot take every slot.
+    pub max_connections_per_client: usize,
     /// Longest wait for a request's headers, and for its body.
     pub read_timeout: Duration,
     /// Longest an append waits for the witness quorum.
@@ -76,6 +79,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = HttpLimits {
         max_connections: app.config.max_connections,
+        max_connections_per_client: app.config.max_connections_per_client,
         read_timeout: app.config.read_timeout,
     };
     let handler = move |req| {
@@ -90,6 +94,8 @@ pub async fn serve(
 pub struct HttpLimits {
     /// Most concurrent connections; further ones wait to be accepted.
     pub max_connections: usize,
+    /// Most concurrent connections from one IP address; more are closed.
+    pub max_connections_per_client: usize,
     /// Longest wait for a request's headers.
     pub read_timeout: Duration,
 }
@@ -106,6 +112,7 @@ where
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_client = Arc::new(ClientSlots::default());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -124,6 +131,11 @@ where
             },
             _ = &mut shutdown => return Ok(()),
         };
+        let Some(slot) = per_client.take(peer.ip(), limits.max_connections_per_client) else {
+            tracing::debug!(%peer, "too many connections from this client; closed");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         tokio::spawn(async move {
@@ -137,7 +149,47 @@ where
                 .header_read_timeout(limits.read_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            drop(slot);
             drop(permit);
         });
+    }
+}
+
+/// Open connections per client address.
+#[derive(Default)]
+struct ClientSlots(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One client's connection; gives its slot back when dropped.
+struct ClientSlot {
+    slots: Arc<ClientSlots>,
+    ip: std::net::IpAddr,
+}
+
+impl ClientSlots {
+    /// A slot for `ip`, unless it holds `max` already.
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<ClientSlot> {
+        let mut open = self.0.lock().expect("client slots");
+        let n = open.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.0.lock().expect("client slots");
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                // Only clients with open connections are kept.
+                open.remove(&self.ip);
+            }
+        }
     }
 }
