@@ -68,6 +68,7 @@ mkdir -p "$WORK/keys" "$WORK/statements" "$WORK/proofs"
 if [[ $# -ge 1 ]]; then
     URL=${1%/}
     ADMIN_KEY=${ADMIN_KEY:?"with a log URL, set ADMIN_KEY to the admin's private key file"}
+    VKEY=${VKEY:?"with a log URL, set VKEY to the log's verifier key (from a source you trust)"}
 else
     # Port 0: the server picks a free port and prints it.
     "$GATELOG" serve --dev --data-dir "$WORK/log" --listen 127.0.0.1:0 >"$WORK/server.out" 2>&1 &
@@ -81,6 +82,7 @@ else
     done
     [[ -n "$URL" ]] || { cat "$WORK/server.out" >&2; fail "the server did not start listening"; }
     ADMIN_KEY="$WORK/log/admin.key" # generated on first start, id "admin"
+    VKEY=$(sed -n 's/^gatelog: verifier key //p' "$WORK/server.out") # the server's own word
 fi
 echo "log:   $URL"
 echo "gatelog: $GATELOG"
@@ -124,7 +126,7 @@ admit() {
     shift $(($# < 3 ? $# : 3))
     local file answer
     file=$(prepare "$step" "$filter" "$@")
-    if ! answer=$("$GATELOG" submit --log "$URL" --key "${KEY[$signer]}" \
+    if ! answer=$("$GATELOG" submit --log "$URL" --vkey "$VKEY" --key "${KEY[$signer]}" \
         --proof-out "$WORK/proofs/$step.tlog-proof" "$file" 2>"$WORK/stderr"); then
         cat "$WORK/stderr" >&2
         fail "step $step ($(basename "$file")) was not admitted"
@@ -142,7 +144,7 @@ refuse() {
     shift 4
     local file status=0
     file=$(prepare "$step" "$filter" "$@")
-    "$GATELOG" submit --log "$URL" --key "${KEY[$signer]}" \
+    "$GATELOG" submit --log "$URL" --vkey "$VKEY" --key "${KEY[$signer]}" \
         --proof-out "$WORK/proofs/$step.tlog-proof" "$file" >/dev/null 2>"$WORK/stderr" || status=$?
     [[ $status -eq 1 ]] || { cat "$WORK/stderr" >&2; fail "step $step: submit exited $status, expected 1"; }
     grep -q '^gatelog: the log refused the statement (HTTP 403):' "$WORK/stderr" ||

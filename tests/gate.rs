@@ -1978,6 +1978,8 @@ fn admins_on_different_machines_endorse_a_held_entry() {
         "submit",
         "--log",
         &url,
+        "--vkey",
+        &server.vkey,
         "--key",
         &path("admin1.key"),
         &path("reg.json"),
@@ -2007,10 +2009,100 @@ fn admins_on_different_machines_endorse_a_held_entry() {
     let (code, _) =
         common::run_gatelog(&["endorse", "--key", &path("admin2.key"), &path("reg.entry")]);
     assert_ne!(code, 0);
-    let (code, out) =
-        common::run_gatelog(&["submit", "--log", &url, "--entry", &path("reg.entry")]);
+    let (code, out) = common::run_gatelog(&[
+        "submit",
+        "--log",
+        &url,
+        "--vkey",
+        &server.vkey,
+        "--entry",
+        &path("reg.entry"),
+    ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("\"index\""), "{out}");
+}
+
+#[test]
+fn submit_believes_no_answer_it_cannot_verify() {
+    use std::io::{Read, Write};
+    // A fake log: any entry is "admitted", with a proof signed by a key
+    // of the right name that is not the log's.
+    let real = NoteSigner::from_seed("log.example/real", [1; 32]).unwrap();
+    let fake = NoteSigner::from_seed("log.example/real", [2; 32]).unwrap();
+    let fake_vkey = fake.verifier().to_vkey();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = vec![0u8; 65536];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let request = &buf[..n];
+            let body = if request.starts_with(b"GET /v1/log") {
+                json_of(&serde_json::json!({"origin": "log.example/real"}))
+            } else {
+                // The entry is the request body: prove it in a one-leaf tree.
+                let start = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                let leaf = gatelog::tlog::merkle::leaf_hash(&request[start..]);
+                let cp = Checkpoint {
+                    origin: "log.example/real".into(),
+                    size: 1,
+                    root: leaf,
+                    extensions: vec![],
+                }
+                .sign(&fake)
+                .unwrap();
+                let proof = gatelog::tlog::tlog_proof::TlogProof {
+                    extra: None,
+                    index: 0,
+                    proof: vec![],
+                    checkpoint: cp.clone(),
+                };
+                json_of(
+                    &serde_json::json!({"index": 0, "leaf_hash": "", "checkpoint": cp, "proof": proof.encode(), "duplicate": false}),
+                )
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("alice.key");
+    gatelog::sys::keyfile::write_key_pair(&NoteSigner::from_seed("alice", [3; 32]).unwrap(), &key)
+        .unwrap();
+    let st = dir.path().join("req.json");
+    let statement = build::request(&human("alice"), "F1", tgt(), write(), "deployer", now());
+    std::fs::write(&st, serde_json::to_string(&statement).unwrap()).unwrap();
+    let url = format!("http://{addr}");
+    let submit = |vkey: &str| {
+        common::run_gatelog(&[
+            "submit",
+            "--log",
+            &url,
+            "--vkey",
+            vkey,
+            "--key",
+            key.to_str().unwrap(),
+            st.to_str().unwrap(),
+        ])
+    };
+    let (code, out) = submit(&real.verifier().to_vkey());
+    assert_eq!(code, 1, "a forged admission was believed: {out}");
+    assert!(
+        !dir.path().join("req.tlog-proof").exists(),
+        "a forged proof was saved"
+    );
+    // The same answer does verify under the key that signed it: the
+    // check is the signature, not the shape.
+    let (code, _) = submit(&fake_vkey);
+    assert_eq!(code, 0);
+}
+
+fn json_of(v: &serde_json::Value) -> String {
+    v.to_string()
 }
 
 #[test]

@@ -18,6 +18,19 @@ pub struct SubmitArgs {
     /// The log's URL, e.g. http://127.0.0.1:8080.
     #[arg(long, value_name = "URL")]
     pub log: String,
+    /// The log's verifier key, from a source you trust (not from the log
+    /// itself). The answer must verify with it, or submit exits 1: the
+    /// checkpoint's signature, the inclusion proof, and that the entry
+    /// proven is the one sent.
+    #[arg(long, value_name = "VKEY", required_unless_present_any = ["hold", "insecure_no_verify"])]
+    pub vkey: Option<String>,
+    /// A tlog-policy file: the checkpoint must also carry its witnesses'
+    /// cosignatures.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Believe the log's answer without checking it (tests, first contact).
+    #[arg(long)]
+    pub insecure_no_verify: bool,
     /// The signer's private key file (from `gatelog keygen`).
     #[arg(long, value_name = "FILE", required_unless_present = "entry")]
     pub key: Option<PathBuf>,
@@ -123,6 +136,25 @@ pub(super) fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{pretty}");
         return Ok(ExitCode::FAILURE);
     }
+    let checked = match (&args.vkey, args.insecure_no_verify) {
+        (Some(vkey), _) => Some(check_answer(
+            vkey,
+            args.policy.as_deref(),
+            &signed,
+            &answer,
+        )?),
+        (None, true) => None,
+        (None, false) => anyhow::bail!("--vkey is required (or --insecure-no-verify)"),
+    };
+    match checked {
+        Some(Err(why)) => {
+            eprintln!("gatelog: the log's answer does not verify: {why}");
+            eprintln!("{pretty}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Some(Ok(what)) => eprintln!("gatelog: verified: {what}"),
+        None => eprintln!("gatelog: not verified (--insecure-no-verify)"),
+    }
     println!("{pretty}");
     let proof_out = args.proof_out.clone().unwrap_or_else(|| {
         if source.as_os_str() == "-" {
@@ -172,6 +204,55 @@ pub(super) fn endorse(args: &EndorseArgs) -> anyhow::Result<ExitCode> {
         1 + signed.endorsements.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the log's 200 answer proves the entry that was sent: the
+/// proven leaf is this entry's (not, say, a refusal record's), the
+/// checkpoint is signed by `vkey` (and cosigned as `policy` asks), and the
+/// inclusion proof holds. `Err` of the outer result: unusable arguments.
+fn check_answer(
+    vkey: &str,
+    policy: Option<&Path>,
+    sent: &SignedEntry,
+    answer: &serde_json::Value,
+) -> anyhow::Result<Result<String, String>> {
+    use gatelog::tlog::merkle::{hex, leaf_hash};
+    use gatelog::tlog::note::NoteVerifier;
+    use gatelog::tlog::policy::Policy;
+    use gatelog::tlog::tlog_proof::TlogProof;
+    let key = NoteVerifier::parse(vkey).map_err(|e| anyhow::anyhow!("--vkey {vkey:?}: {e}"))?;
+    let leaf = leaf_hash(&sent.encode_to_vec());
+    let Some(bundle) = answer["proof"]
+        .as_str()
+        .and_then(|p| TlogProof::parse(p).ok())
+    else {
+        return Ok(Err("no tlog-proof bundle in the answer".into()));
+    };
+    if let Some(path) = policy {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let policy =
+            Policy::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if let Err(e) = policy.verify(bundle.checkpoint.as_bytes()) {
+            return Ok(Err(format!(
+                "the checkpoint does not satisfy {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    Ok(match bundle.verify(&leaf, &key) {
+        Ok(cp) => Ok(format!(
+            "entry {} (leaf {}) is in checkpoint {} of size {}",
+            bundle.index,
+            hex(&leaf[..8]),
+            cp.origin,
+            cp.size
+        )),
+        Err(e) => Err(format!(
+            "the proof does not prove this entry at index {}: {e}",
+            bundle.index
+        )),
+    })
 }
 
 fn read_statement(path: &Path) -> anyhow::Result<Statement> {
