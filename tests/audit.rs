@@ -577,19 +577,7 @@ fn a_rules_v2_log_written_around_the_gate_is_caught_per_kind() {
     let log_key = gatelog::sys::keyfile::read_private_key(&tmp.path().join("log/log.key")).unwrap();
     let origin = u.log.origin().to_string();
     let t = now_ms();
-    let by_log = |body: Body| {
-        let st = Statement {
-            actor: Some(gatelog::access::entry::proto::Actor {
-                id: log_key.name().into(),
-                ..Default::default()
-            }),
-            issued_at: Some(entry::timestamp(t)),
-            log_origin: origin.clone(),
-            body: Some(body),
-            ..Default::default()
-        };
-        entry::sign(&log_key, &st).encode_to_vec()
-    };
+    let by_log = |body: Body| log_record(&log_key, &origin, t, body);
     u.log.append(&by_log(Body::LogParameters(LogParameters {
         rules_version: 2,
         log_origin: origin.clone(),
@@ -833,19 +821,7 @@ fn the_logs_clock_never_goes_back_nor_past_its_witnesses() {
     let log_key = gatelog::sys::keyfile::read_private_key(&tmp.path().join("log/log.key")).unwrap();
     let origin = u.log.origin().to_string();
     let t = now_ms();
-    let by_log = |at: i64, body: Body| {
-        let st = Statement {
-            actor: Some(gatelog::access::entry::proto::Actor {
-                id: log_key.name().into(),
-                ..Default::default()
-            }),
-            issued_at: Some(entry::timestamp(at)),
-            log_origin: origin.clone(),
-            body: Some(body),
-            ..Default::default()
-        };
-        entry::sign(&log_key, &st).encode_to_vec()
-    };
+    let by_log = |at: i64, body: Body| log_record(&log_key, &origin, at, body);
     use prost::Message;
     u.log.append(&by_log(
         t,
@@ -940,4 +916,26 @@ fn the_logs_clock_never_goes_back_nor_past_its_witnesses() {
             ("4", "should_have_been_rejected"),
         ])
     );
+}
+
+/// A record of the log's own (`body`, dated `at`), signed with its key as a
+/// dishonest operator could.
+fn log_record(
+    key: &NoteSigner,
+    origin: &str,
+    at: i64,
+    body: gatelog::access::entry::Body,
+) -> Vec<u8> {
+    use prost::Message;
+    let st = Statement {
+        actor: Some(gatelog::access::entry::proto::Actor {
+            id: key.name().into(),
+            ..Default::default()
+        }),
+        issued_at: Some(gatelog::access::entry::timestamp(at)),
+        log_origin: origin.into(),
+        body: Some(body),
+        ..Default::default()
+    };
+    gatelog::access::entry::sign(key, &st).encode_to_vec()
 }

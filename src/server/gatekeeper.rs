@@ -101,40 +101,38 @@ impl Gatekeeper {
         })
     }
 
-    /// The log's record of its own time, `now_ms`.
-    fn log_time_record(&self, now_ms: i64) -> Vec<u8> {
+    /// A record of the log's own, with `body`, dated `at_ms`.
+    fn own_record(&self, at_ms: i64, body: Body) -> Vec<u8> {
         let statement = Statement {
             actor: Some(Actor {
                 id: self.signer.name().to_string(),
                 ..Default::default()
             }),
-            issued_at: Some(timestamp(now_ms)),
+            issued_at: Some(timestamp(at_ms)),
             log_origin: self.log.origin().to_string(),
-            body: Some(Body::LogTime(LogTime {})),
+            body: Some(body),
             ..Default::default()
         };
         entry::sign(&self.signer, &statement).encode_to_vec()
     }
 
+    /// The log's record of its own time, `now_ms`.
+    fn log_time_record(&self, now_ms: i64) -> Vec<u8> {
+        self.own_record(now_ms, Body::LogTime(LogTime {}))
+    }
+
     /// The log's parameters record.
     fn parameters_record(&self, now_ms: i64) -> Vec<u8> {
-        let statement = Statement {
-            actor: Some(Actor {
-                id: self.signer.name().to_string(),
-                ..Default::default()
-            }),
-            issued_at: Some(timestamp(now_ms)),
-            log_origin: self.log.origin().to_string(),
-            body: Some(Body::LogParameters(LogParameters {
+        self.own_record(
+            now_ms,
+            Body::LogParameters(LogParameters {
                 rules_version: gate::RULES_VERSION,
                 log_origin: self.log.origin().to_string(),
                 max_clock_skew_ms: self.config.max_clock_skew_ms.max(0) as u64,
                 admin_keys: self.config.admins.iter().map(|a| a.to_vkey()).collect(),
                 admin_threshold: self.config.admin_threshold,
-            })),
-            ..Default::default()
-        };
-        entry::sign(&self.signer, &statement).encode_to_vec()
+            }),
+        )
     }
 
     /// Appends `record` (the log's own) to the state at `index`.
