@@ -180,17 +180,8 @@ impl Log {
     /// real gate's log must replay with no finding.
     fn audits_clean(&self) {
         let out = tempfile::tempdir().unwrap();
-        let url = format!("http://{}", self.server.addr);
         let pkg = out.path().join("audit");
-        let (code, output) = common::run_gatelog(&[
-            "audit",
-            "--log",
-            &url,
-            "--vkey",
-            &self.server.vkey,
-            "--out",
-            pkg.to_str().unwrap(),
-        ]);
+        let (code, output, _) = self.server.audit(&[], &pkg);
         let exceptions = std::fs::read_to_string(pkg.join("exceptions.csv")).unwrap_or_default();
         assert_eq!(code, 0, "{output}\n{exceptions}");
     }
@@ -1852,20 +1843,8 @@ fn authority_takes_m_of_n_admins_and_the_admin_set_changes_in_the_log() {
     let r = post(&[a4], &reg(a4, &human("carol"), "", &carol));
     assert_eq!(r.status, 200, "{}", r.text());
     // The audit reads the admins and the threshold from the log.
-    let out = dir.path().join("audit");
-    let url = format!("http://{}", server.addr);
-    let (code, output) = common::run_gatelog(&[
-        "audit",
-        "--log",
-        &url,
-        "--vkey",
-        &server.vkey,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (code, output, manifest) = server.audit(&[], &dir.path().join("audit"));
     assert_eq!(code, 0, "{output}");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(
         manifest["rules"]["admins"],
         serde_json::json!(["admin1", "admin2", "admin4"])
@@ -2213,37 +2192,15 @@ fn a_wider_clock_skew_is_the_logs_and_the_audit_reads_it() {
 
 #[test]
 fn the_access_log_says_who_sent_what_and_what_became_of_it() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatelog"))
-        .args([
-            "serve",
-            "--dev",
-            "--log-format",
-            "json",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("log"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut addr, mut vkey) = (None, None);
-    while addr.is_none() {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(a) = line.strip_prefix("gatelog: listening on http://") {
-            addr = Some(a.parse::<std::net::SocketAddr>().unwrap());
-        }
-        if let Some(k) = line.strip_prefix("gatelog: verifier key ") {
-            vkey = Some(k.to_string());
-        }
-    }
-    let (addr, vkey) = (addr.unwrap(), vkey.unwrap());
-    let origin = vkey.split('+').next().unwrap().to_string();
+    let mut server = Server::start_logging_to(
+        "serve",
+        &dir.path().join("log"),
+        &["--dev", "--log-format", "json"],
+        stderr,
+    );
+    let (addr, origin) = (server.addr, server.origin().to_string());
     let admin = admin_key(&dir.path().join("log"));
     let alice = NoteSigner::from_seed("alice", [0x61; 32]).unwrap();
     let post = |key: &NoteSigner, st: &Statement| {
@@ -2262,8 +2219,7 @@ fn the_access_log_says_who_sent_what_and_what_became_of_it() {
     assert_eq!(post(&admin, &reg), 200); // the same bytes: a duplicate
     let unnamed = build::request(&human("alice"), "A1", tgt(), write(), "", now());
     assert_eq!(post(&alice, &unnamed), 422); // names no executor
-    let _ = child.kill();
-    let _ = child.wait();
+    server.kill9();
     let text = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
     let access: Vec<serde_json::Value> = text
         .lines()

@@ -29,22 +29,11 @@ fn copy_fixture(to: &Path) {
     }
 }
 
+/// The audit of a log served from the fixture, whose first 16 entries
+/// were written under rules version 1 with this admin.
 fn audit(server: &Server, admin_pub: &Path, out: &Path) -> (i32, serde_json::Value) {
-    let url = format!("http://{}", server.addr);
-    let (code, output) = common::run_gatelog(&[
-        "audit",
-        "--log",
-        &url,
-        "--vkey",
-        &server.vkey,
-        "--admin-key",
-        admin_pub.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let manifest = std::fs::read(out.join("manifest.json"))
-        .unwrap_or_else(|_| panic!("no manifest: {output}"));
-    (code, serde_json::from_slice(&manifest).unwrap())
+    let (code, _, manifest) = server.audit(&["--admin-key", admin_pub.to_str().unwrap()], out);
+    (code, manifest)
 }
 
 #[test]

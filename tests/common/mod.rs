@@ -154,6 +154,20 @@ impl Server {
     /// Starts `gatelog SUBCOMMAND --data-dir DIR --listen 127.0.0.1:0 ARGS...`
     /// (without the --listen if ARGS has one) and waits until it listens.
     pub fn start_command(subcommand: &str, data_dir: &Path, args: &[&str]) -> Server {
+        Self::spawn(subcommand, data_dir, args, Stdio::inherit())
+    }
+
+    /// As [`Server::start_command`], its stderr (the log lines) into `stderr`.
+    pub fn start_logging_to(
+        subcommand: &str,
+        data_dir: &Path,
+        args: &[&str],
+        stderr: std::fs::File,
+    ) -> Server {
+        Self::spawn(subcommand, data_dir, args, stderr.into())
+    }
+
+    fn spawn(subcommand: &str, data_dir: &Path, args: &[&str], stderr: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gatelog"))
             .arg(subcommand)
             .arg("--data-dir")
@@ -165,7 +179,7 @@ impl Server {
             })
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("starting gatelog");
         let stdout = child.stdout.take().expect("stdout");
@@ -225,6 +239,21 @@ impl Server {
         }
         let leaf = gatelog::access::entry::sign(key, &statement).encode_to_vec();
         http(self.addr, "POST", "/v1/entries", &leaf).expect("POST")
+    }
+
+    /// Runs `gatelog audit` of this server's log (with `extra` flags) into
+    /// `out`: its exit code, its output, and the manifest (null if none).
+    pub fn audit(&self, extra: &[&str], out: &Path) -> (i32, String, serde_json::Value) {
+        let url = format!("http://{}", self.addr);
+        let mut args = vec!["audit", "--log", &url, "--vkey", &self.vkey];
+        args.extend_from_slice(extra);
+        args.extend(["--out", out.to_str().unwrap()]);
+        let (code, output) = run_gatelog(&args);
+        let manifest = std::fs::read(out.join("manifest.json"))
+            .ok()
+            .and_then(|m| serde_json::from_slice(&m).ok())
+            .unwrap_or_default();
+        (code, output, manifest)
     }
 
     pub fn tree_size(&self) -> u64 {

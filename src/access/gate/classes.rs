@@ -34,6 +34,18 @@ pub fn requirements(
     system: &str,
     delta: &EntitlementDelta,
 ) -> Requirements {
+    requirements_flagged(policy, system, delta, delta.privileged, delta.high_risk)
+}
+
+/// As [`requirements`], with the requester's flags as given (a chain's
+/// flags: set on the request or any approval, they count for the intent).
+pub fn requirements_flagged(
+    policy: Option<&PolicyPublication>,
+    system: &str,
+    delta: &EntitlementDelta,
+    privileged: bool,
+    high_risk: bool,
+) -> Requirements {
     let base = policy
         .map(|p| p.privileged_approvals)
         .filter(|n| *n > 0)
@@ -41,8 +53,8 @@ pub fn requirements(
     let adds = || entitlements(delta, Op::Add);
     let removes = || entitlements(delta, Op::Remove);
     let mut r = Requirements {
-        privileged: delta.privileged && adds().next().is_some(),
-        high_risk: delta.high_risk && removes().next().is_some(),
+        privileged: privileged && adds().next().is_some(),
+        high_risk: high_risk && removes().next().is_some(),
         approvals: 1,
         max_approval_lifetime_ms: DEFAULT_MAX_APPROVAL_LIFETIME_MS,
         max_review_window_ms: DEFAULT_MAX_REVIEW_WINDOW_MS,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::classes::requirements;
+use super::classes::{requirements, requirements_flagged};
 use super::state::{GateState, ObligationKind, Recorded};
 use super::{IntentFacts, PolicyEngine, Refusal, Rejection, Verdict, DEFAULT_PRIVILEGED_APPROVALS};
 use crate::access::entry::proto::{
@@ -532,14 +532,16 @@ fn intent(
     let mut approvers: Vec<&Recorded> = Vec::new();
     // The request's and approvals' flags count too: a flag may raise the
     // approvals needed, and clearing it later must not lower them.
-    let mut flagged = delta.clone();
-    for r in std::iter::once(&opener).chain(linked.iter()) {
-        if let Some(d) = delta_of(r) {
-            flagged.privileged |= d.privileged;
-            flagged.high_risk |= d.high_risk;
-        }
+    let (mut privileged, mut high_risk) = (delta.privileged, delta.high_risk);
+    for d in std::iter::once(&opener)
+        .chain(linked.iter())
+        .filter_map(|r| delta_of(r))
+    {
+        privileged |= d.privileged;
+        high_risk |= d.high_risk;
     }
-    let mut need = requirements(state.policy(), &target.system, &flagged);
+    let mut need =
+        requirements_flagged(state.policy(), &target.system, delta, privileged, high_risk);
     if let Some(o) = undo {
         // Undoing a revoked break-glass: no approval, exempt from rule 5,
         // by anyone but the reviewer who revoked it or an assistant.
