@@ -275,6 +275,7 @@ fn admission(c: &mut Criterion) {
         .map(|l| Submitted {
             bytes: l,
             decoded: None,
+            verified_with: None,
         })
         .collect();
     let admitted = keeper.admit(opened, &refs);
@@ -314,6 +315,9 @@ fn admission(c: &mut Criterion) {
                     .map(|(l, d)| Submitted {
                         bytes: l,
                         decoded: Some(d),
+                        // Signatures checked here, in one batch, as for
+                        // entries that did not come through HTTP.
+                        verified_with: None,
                     })
                     .collect();
                 let admitted = keeper.admit(batch.first, &refs);

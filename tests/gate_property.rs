@@ -213,6 +213,7 @@ fn gate_history(steps: &[Step]) -> (Vec<Vec<u8>>, NoteVerifier) {
             &[Submitted {
                 bytes: &leaf,
                 decoded: None,
+                verified_with: None,
             }],
         );
         leaves.extend(admitted.prefix);

@@ -12,7 +12,6 @@
 //! change, the execution intent through the gate, the outcome), each step
 //! linking the answers of earlier ones.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +26,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 #[path = "loadgen/workflow.rs"]
 mod workflow;
@@ -36,9 +34,16 @@ mod workflow;
 #[derive(Parser, Debug)]
 #[command(name = "gatelog-loadgen")]
 struct Opts {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    addr: SocketAddr,
+    /// The log's URL: http://HOST:PORT or https://HOST[:PORT].
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_parser = parse_log_url)]
+    log: hyper::Uri,
+    /// Trust the CAs in this PEM file for an https:// log, instead of the
+    /// system's roots.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
+    /// A writer's bearer token (for a log with --writers).
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
     /// Concurrent clients, one keep-alive connection each.
     #[arg(long, default_value_t = 256)]
     clients: u64,
@@ -76,28 +81,44 @@ struct Tally {
     verify_failed: AtomicU64,
 }
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let stream = TcpStream::connect(addr)
+fn parse_log_url(url: &str) -> anyhow::Result<hyper::Uri> {
+    gatelog::sys::client::parse_url(url)
+}
+
+/// One keep-alive connection to the log (HTTPS included).
+struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    token: Option<String>,
+}
+
+async fn connect(opts: &Opts) -> anyhow::Result<Connection> {
+    let stream = gatelog::sys::client::connect(&opts.log)
         .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    stream.set_nodelay(true)?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    Ok(sender)
+    Ok(Connection {
+        sender,
+        token: opts.token.clone(),
+    })
 }
 
 async fn request(
-    sender: &mut SendRequest<Full<Bytes>>,
+    conn: &mut Connection,
     method: Method,
     path: &str,
     body: Bytes,
 ) -> anyhow::Result<(u16, Bytes)> {
+    let sender = &mut conn.sender;
     sender.ready().await?;
-    let req = Request::builder()
+    let mut req = Request::builder()
         .method(method)
         .uri(path)
-        .header("host", "gatelog")
-        .body(Full::new(body))?;
+        .header("host", "gatelog");
+    if let Some(token) = &conn.token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let req = req.body(Full::new(body))?;
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await?.to_bytes();
@@ -143,7 +164,7 @@ fn check_answer(body: &[u8], entry: &[u8], log: &NoteVerifier) -> anyhow::Result
 /// One client's connection and what it has measured.
 struct Session {
     id: u64,
-    sender: SendRequest<Full<Bytes>>,
+    sender: Connection,
     opts: Arc<Opts>,
     log: Arc<NoteVerifier>,
     tally: Arc<Tally>,
@@ -159,7 +180,7 @@ impl Session {
     ) -> anyhow::Result<Session> {
         Ok(Session {
             id,
-            sender: connect(opts.addr).await?,
+            sender: connect(&opts).await?,
             opts,
             log,
             tally,
@@ -216,7 +237,7 @@ impl Session {
                 tally.errors.fetch_add(1, Relaxed);
                 eprintln!("client {}: {err:#}; reconnecting", self.id);
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                self.sender = connect(self.opts.addr)
+                self.sender = connect(&self.opts)
                     .await
                     .with_context(|| format!("client {}: giving up", self.id))?;
                 Ok(None)
@@ -285,7 +306,11 @@ async fn main() -> anyhow::Result<()> {
     if opts.clients == 0 || opts.duration == 0 || opts.verify_every == 0 {
         bail!("--clients, --duration and --verify-every must be at least 1");
     }
-    let mut probe = connect(opts.addr).await?;
+    gatelog::sys::tls::configure_client(&gatelog::sys::tls::ClientTlsFiles {
+        ca: opts.ca.clone(),
+        ..Default::default()
+    })?;
+    let mut probe = connect(&opts).await?;
     let (status, body) = request(&mut probe, Method::GET, "/v1/log", Bytes::new()).await?;
     if status != 200 {
         bail!("GET /v1/log answered {status}");

@@ -18,9 +18,9 @@ pub enum Source {
 }
 
 impl Source {
-    /// `log` is an `http://` URL or a directory.
+    /// `log` is an `http(s)://` URL or a directory.
     pub fn open(log: &str) -> anyhow::Result<Source> {
-        if log.starts_with("http://") {
+        if crate::sys::client::is_url(log) {
             Ok(Source::Url(parse_url(log)?))
         } else {
             Ok(Source::Dir(PathBuf::from(log)))

@@ -61,7 +61,7 @@ fn describe(cp: &Checkpoint) -> String {
 
 pub fn checkpoint(vkey: &str, source: &str) -> Result<Outcome, Usage> {
     let key = key(vkey)?;
-    let note = if source.starts_with("http://") {
+    let note = if crate::sys::client::is_url(source) {
         let base = parse_url(source)?;
         let (status, body) = fetch(&base, "/checkpoint", Duration::from_secs(30))?;
         if status != 200 {
@@ -147,7 +147,7 @@ pub fn consistency_proof(
     if old == 0 || old == new {
         return Ok(Ok(vec![]));
     }
-    if !log.starts_with("http://") {
+    if !crate::sys::client::is_url(log) {
         let mirror = Source::Dir(PathBuf::from(log));
         let proof = Prover::new(TileNodes::new(mirror.hash_tiles(new))).consistency(old, new);
         return Ok(proof.map_err(|e| format!("the mirror in {log} cannot prove it: {e}")));

@@ -31,6 +31,27 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
+}
+
+/// How every command connects to `https://` services (a log, a witness, a
+/// peer monitor).
+#[derive(Args, Debug)]
+struct ClientTlsArgs {
+    /// Trust the CAs in this PEM file instead of the system's roots, for
+    /// every https:// URL this command connects to. A server whose
+    /// certificate does not chain to them, or does not name the URL's
+    /// host, is refused.
+    #[arg(long, global = true, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) to present, for logs that authenticate
+    /// writers by mutual TLS; with --client-key.
+    #[arg(long, global = true, value_name = "FILE", requires = "client_key")]
+    client_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM, mode 0600).
+    #[arg(long, global = true, value_name = "FILE", requires = "client_cert")]
+    client_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -175,6 +196,12 @@ pub enum Command {
 
 /// Runs the parsed command; the process's exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    gatelog::sys::tls::configure_client(&gatelog::sys::tls::ClientTlsFiles {
+        ca: cli.tls.ca,
+        cert: cli.tls.client_cert,
+        key: cli.tls.client_key,
+    })
+    .context("TLS client")?;
     match cli.command {
         #[cfg(feature = "server")]
         Command::Serve(args) => server::serve(args).map(|()| ExitCode::SUCCESS),

@@ -10,7 +10,8 @@ use base64::Engine;
 use clap::{Args, ValueEnum};
 use gatelog::observers::monitor::{self, MonitorConfig};
 use gatelog::observers::witness;
-use gatelog::server::http::ServerConfig;
+use gatelog::server::http::quota::Rate;
+use gatelog::server::http::{HttpLimits, ServerConfig};
 use gatelog::server::run::ServeConfig;
 use gatelog::server::sequencer::SequencerConfig;
 use gatelog::sys::client::parse_url;
@@ -42,10 +43,70 @@ impl LogArgs {
     }
 }
 
+/// How a service takes connections: HTTPS, deadlines, caps.
+#[derive(Args, Debug)]
+pub struct ConnectionArgs {
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); with
+    /// --tls-key. Without it the service speaks plain HTTP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM, mode 0600).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Most concurrent connections; more wait to be accepted.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_connections: u64,
+    /// Most concurrent connections from one IP address; more are closed
+    /// at once (so one client cannot hold every slot). Behind a proxy every
+    /// client shares its address: raise it there.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub max_connections_per_client: u64,
+    /// Seconds a client may take to send a request's headers, and its
+    /// body (and the TLS handshake).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub read_timeout_secs: u64,
+    /// Seconds a response may wait for a client that reads nothing; then
+    /// the connection is closed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub write_timeout_secs: u64,
+    /// Seconds a connection lives, whatever it is doing (keep-alive
+    /// included); a response still being written then is cut.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub connection_lifetime_secs: u64,
+}
+
+impl ConnectionArgs {
+    fn limits(&self, client_ca: Option<PathBuf>) -> anyhow::Result<HttpLimits> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(gatelog::sys::tls::server_acceptor(
+                &gatelog::sys::tls::ServerTlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca,
+                },
+            )?),
+            _ if client_ca.is_some() => {
+                anyhow::bail!("--tls-client-ca needs --tls-cert and --tls-key")
+            }
+            _ => None,
+        };
+        Ok(HttpLimits {
+            max_connections: self.max_connections as usize,
+            max_connections_per_client: self.max_connections_per_client as usize,
+            read_timeout: Duration::from_secs(self.read_timeout_secs),
+            write_timeout: Duration::from_secs(self.write_timeout_secs),
+            connection_lifetime: Duration::from_secs(self.connection_lifetime_secs),
+            tls,
+        })
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct MonitorArgs {
     #[command(flatten)]
     log_output: LogArgs,
+    #[command(flatten)]
+    connections: ConnectionArgs,
     /// The log's URL, e.g. http://127.0.0.1:8080.
     #[arg(long, value_name = "URL")]
     pub log: String,
@@ -87,12 +148,8 @@ pub struct WitnessArgs {
     /// repeat for several logs (or several keys of one log).
     #[arg(long = "log", value_name = "VKEY", required = true)]
     pub logs: Vec<String>,
-    /// Most concurrent connections; more wait to be accepted.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
-    pub max_connections: u64,
-    /// Seconds a client may take to send a request's headers, and its body.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub read_timeout_secs: u64,
+    #[command(flatten)]
+    connections: ConnectionArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -166,17 +223,44 @@ pub struct ServeArgs {
     /// Largest entry, in bytes (entry bundles cap it at 65535); larger get 413.
     #[arg(long, default_value_t = 65535, value_parser = clap::value_parser!(u64).range(1..=65535))]
     pub max_entry_bytes: u64,
-    /// Most concurrent connections; more wait to be accepted.
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
-    pub max_connections: u64,
-    /// Most concurrent connections from one IP address; more are closed
-    /// at once (so one client cannot hold every slot). Behind a proxy every
-    /// client shares its address: raise it there.
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
-    pub max_connections_per_client: u64,
-    /// Seconds a client may take to send a request's headers, and its body.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub read_timeout_secs: u64,
+    #[command(flatten)]
+    connections: ConnectionArgs,
+    /// With --tls-cert: ask clients for certificates issued by the CAs in
+    /// this PEM file (mutual TLS). Clients without one still read; a
+    /// writer whose certificate's SHA-256 is in --writers is that writer.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// The log's writers: lines of `NAME token-sha256:HEX` (a bearer
+    /// token's SHA-256; the writer sends `Authorization: Bearer TOKEN`) or
+    /// `NAME cert-sha256:HEX` (a client certificate's, with
+    /// --tls-client-ca). A wrong token is refused (401).
+    #[arg(long, value_name = "FILE")]
+    pub writers: Option<PathBuf>,
+    /// Take appends from clients that are no named writer. Default: yes
+    /// for gatelog entries (each is signed by its author), no for opaque
+    /// entries (nothing else says who wrote them).
+    #[arg(long, value_name = "yes|no", value_parser = clap::builder::BoolishValueParser::new())]
+    pub anonymous_writes: Option<bool>,
+    /// Appends per second one client address may send (0: no limit);
+    /// beyond it and its burst, 429 with Retry-After. Every attempt
+    /// counts, failed ones included.
+    #[arg(long, default_value_t = 5000.0, value_name = "N")]
+    pub address_rate: f64,
+    /// Appends one address may send at once, above its rate.
+    #[arg(long, default_value_t = 10000.0, value_name = "N")]
+    pub address_burst: f64,
+    /// Appends per second one writer may send (0: no limit): a signer,
+    /// counted only when its signature verified, or an opaque log's
+    /// authenticated writer.
+    #[arg(long, default_value_t = 1000.0, value_name = "N")]
+    pub writer_rate: f64,
+    /// Appends one writer may send at once, above its rate.
+    #[arg(long, default_value_t = 5000.0, value_name = "N")]
+    pub writer_burst: f64,
+    /// Most clients (and most writers) whose quota is tracked; beyond it
+    /// the fullest buckets are forgotten.
+    #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    pub max_quota_keys: u64,
     /// A witness to ask for cosignatures after each checkpoint, as
     /// NAME=URL+VKEY (e.g. w1=http://127.0.0.1:8081+<its verifier key>);
     /// repeatable. /checkpoint then carries the cosignatures gathered.
@@ -205,7 +289,8 @@ pub(super) fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         data_dir: args.data_dir.clone(),
         poll: Duration::from_millis(args.poll_ms),
     };
-    match monitor::serve(config, args.listen, args.alert_command)? {
+    let limits = args.connections.limits(None)?;
+    match monitor::serve(config, args.listen, limits, args.alert_command)? {
         monitor::Stopped::Shutdown => Ok(ExitCode::SUCCESS),
         monitor::Stopped::SplitView => Ok(ExitCode::from(3)),
     }
@@ -223,8 +308,7 @@ pub(super) fn witness(args: WitnessArgs) -> anyhow::Result<()> {
         listen: args.listen,
         name: args.name,
         logs,
-        max_connections: args.max_connections as usize,
-        read_timeout: Duration::from_secs(args.read_timeout_secs),
+        http: args.connections.limits(None)?,
     })
 }
 
@@ -271,12 +355,21 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
         http: ServerConfig {
             max_body_bytes: args.max_body_bytes as usize,
             max_entry_bytes: args.max_entry_bytes as usize,
-            max_connections: args.max_connections as usize,
-            max_connections_per_client: args.max_connections_per_client as usize,
-            read_timeout: Duration::from_secs(args.read_timeout_secs),
+            http: args.connections.limits(args.tls_client_ca)?,
             witness_timeout: Duration::from_millis(args.witness_timeout_ms),
         },
         witnesses: args.witnesses,
         witness_quorum: args.witness_quorum,
+        writers_file: args.writers,
+        anonymous_writes: args.anonymous_writes,
+        address_rate: Rate {
+            per_second: args.address_rate,
+            burst: args.address_burst,
+        },
+        writer_rate: Rate {
+            per_second: args.writer_rate,
+            burst: args.writer_burst,
+        },
+        max_quota_keys: args.max_quota_keys as usize,
     })
 }

@@ -14,6 +14,8 @@ use crate::access::cedar::CedarEngine;
 use crate::access::entry;
 use crate::access::gate;
 use crate::server::gatekeeper::{max_refusable_entry_bytes, GateConfig, Gatekeeper};
+use crate::server::http::quota::{Quotas, Rate};
+use crate::server::http::writers::Writers;
 use crate::server::http::{serve as serve_http_api, App, Gate, ServerConfig};
 use crate::server::log::Log;
 use crate::server::sequencer::{self, Admission, SequencerConfig};
@@ -52,11 +54,39 @@ pub struct ServeConfig {
     pub witnesses: Vec<String>,
     /// Cosignatures an append waits for.
     pub witness_quorum: usize,
+    /// The writers file (`--writers`), if any.
+    pub writers_file: Option<PathBuf>,
+    /// Whether appends without a named writer are taken; None: yes for
+    /// gatelog entries (their signatures name the writer), no for opaque.
+    pub anonymous_writes: Option<bool>,
+    /// Appends per second (and burst) per client address.
+    pub address_rate: Rate,
+    /// Appends per second (and burst) per proven writer.
+    pub writer_rate: Rate,
+    /// Most token buckets each quota keeps.
+    pub max_quota_keys: usize,
 }
 
 pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
     if !args.gatelog_entries && !args.admin_key_files.is_empty() {
         anyhow::bail!("--admin-key needs --entries gatelog: an opaque log has no identities");
+    }
+    for (flag, rate) in [("address", args.address_rate), ("writer", args.writer_rate)] {
+        if !(rate.per_second >= 0.0 && rate.per_second.is_finite())
+            || (rate.per_second > 0.0 && !(rate.burst >= 1.0 && rate.burst.is_finite()))
+        {
+            anyhow::bail!(
+                "--{flag}-rate must be 0 (no limit) or more, with --{flag}-burst at least 1"
+            );
+        }
+    }
+    let anonymous = args.anonymous_writes.unwrap_or(args.gatelog_entries);
+    let writers = match &args.writers_file {
+        Some(path) => Writers::load(path, anonymous)?,
+        None => Writers::anonymous(anonymous),
+    };
+    if !anonymous && writers.is_empty() {
+        tracing::warn!("no writers: this log takes no appends (give --writers FILE, or --anonymous-writes yes)");
     }
     let witnesses = args
         .witnesses
@@ -84,6 +114,7 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let witness_timeout = args.http.witness_timeout;
+    let scheme = args.http.http.scheme();
     let log = Log::open(&args.data_dir, args.origin.as_deref())
         .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
     check_entry_mode(&args.data_dir, args.gatelog_entries)?;
@@ -158,6 +189,8 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
         witnessing,
         config: args.http,
         gate,
+        writers,
+        quotas: Quotas::new(args.address_rate, args.writer_rate, args.max_quota_keys),
     });
     // The sequencer ends only on shutdown or a storage failure; in the
     // latter case the server stops too, so a supervisor restarts it and the
@@ -176,7 +209,7 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
             args.data_dir.display()
         );
         println!("gatelog: verifier key {}", log.verifier().to_vkey());
-        println!("gatelog: listening on http://{addr}");
+        println!("gatelog: listening on {scheme}://{addr}");
         tokio::select! {
             served = serve_http_api(listener, app, shutdown_signal()) => {
                 served?;

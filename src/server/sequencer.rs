@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ed25519_dalek::VerifyingKey;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
@@ -103,6 +104,9 @@ pub struct Submitted<'a> {
     /// The entry as the HTTP layer already decoded (and validated) it, so
     /// the sequencer thread does not decode it again.
     pub decoded: Option<&'a DecodedEntry>,
+    /// The key the HTTP layer verified the entry's signature with; the
+    /// gate checks it again only if the signer's key changed since.
+    pub verified_with: Option<VerifyingKey>,
 }
 
 /// Why a submission was not sequenced.
@@ -121,6 +125,7 @@ pub enum SubmitError {
 struct Submission {
     entry: Vec<u8>,
     decoded: Option<DecodedEntry>,
+    verified_with: Option<VerifyingKey>,
     leaf: Hash,
     arrived: Instant,
     reply: oneshot::Sender<Result<Appended, SubmitError>>,
@@ -189,11 +194,13 @@ fn sequence_records(log: &Log, records: Vec<Vec<u8>>) -> Result<(), SubmitError>
 impl SequencerHandle {
     /// Sequences `entry`; resolves once it is durable and covered by a
     /// signed checkpoint.
-    /// `decoded` is the entry already decoded, if it was.
+    /// `decoded` is the entry already decoded, if it was, and
+    /// `verified_with` the key its signature verified with, if it did.
     pub async fn submit(
         &self,
         entry: Vec<u8>,
         decoded: Option<DecodedEntry>,
+        verified_with: Option<VerifyingKey>,
     ) -> Result<Appended, SubmitError> {
         let len = entry.len();
         let queued = self.pending_bytes.fetch_add(len, Relaxed) + len;
@@ -209,6 +216,7 @@ impl SequencerHandle {
                 .map_or_else(|| leaf_hash(&entry), |d| d.leaf_hash),
             entry,
             decoded,
+            verified_with,
             arrived: Instant::now(),
             reply,
         };
@@ -403,6 +411,7 @@ fn sequence<'a>(
                 .map(|s| Submitted {
                     bytes: &s.entry,
                     decoded: s.decoded.as_ref(),
+                    verified_with: s.verified_with,
                 })
                 .collect();
             let admitted = a.admit(head.size, &entries);

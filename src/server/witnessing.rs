@@ -19,7 +19,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -51,10 +50,7 @@ impl WitnessConfig {
     pub fn parse(spec: &str) -> Result<WitnessConfig, String> {
         let (name, rest) = spec.split_once('=').ok_or("want NAME=URL+VKEY")?;
         let (url, vkey) = rest.split_once('+').ok_or("want NAME=URL+VKEY")?;
-        let url: Uri = url.parse().map_err(|e| format!("bad URL {url:?}: {e}"))?;
-        if url.scheme_str() != Some("http") || url.port_u16().is_none() {
-            return Err(format!("URL {url} must be http://HOST:PORT[/prefix]"));
-        }
+        let url = crate::sys::client::parse_url(url).map_err(|e| e.to_string())?;
         let key = CosignatureVerifier::parse(vkey).map_err(|e| format!("bad witness key: {e}"))?;
         Ok(WitnessConfig {
             name: name.to_string(),
@@ -457,10 +453,7 @@ impl WitnessClient {
             .expect("checked at parse")
             .clone();
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-            let stream = TcpStream::connect(authority.as_str())
-                .await
-                .map_err(|e| format!("connecting to {authority}: {e}"))?;
-            let _ = stream.set_nodelay(true);
+            let stream = crate::sys::client::connect(&self.config.url).await?;
             let (sender, conn) = http1::handshake(TokioIo::new(stream))
                 .await
                 .map_err(|e| e.to_string())?;

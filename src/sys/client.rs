@@ -1,5 +1,7 @@
 //! A minimal HTTP/1.1 client for talking to gatelog services (a log, a
-//! peer monitor): one request per connection, bounded answer, timeout.
+//! peer monitor, a witness): one request per connection, bounded answer,
+//! timeout; `https://` URLs over TLS with the process's roots
+//! ([`crate::sys::tls`]).
 
 use std::time::Duration;
 
@@ -9,7 +11,29 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+
+/// A connection to a service: plain TCP or TLS over it.
+pub trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+
+/// Opens a connection to the service at `base` (`http://` or `https://`),
+/// the TLS handshake included.
+pub async fn connect(base: &Uri) -> Result<Box<dyn Connection>, String> {
+    let host = base.host().ok_or("URL without host")?;
+    let tls = base.scheme_str() == Some("https");
+    let port = base.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let stream = TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
+        .await
+        .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    if tls {
+        Ok(Box::new(crate::sys::tls::connect(host, stream).await?))
+    } else {
+        Ok(Box::new(stream))
+    }
+}
 
 /// The largest answer read.
 const MAX_BODY_BYTES: usize = 16 << 20;
@@ -25,9 +49,7 @@ pub async fn http_request(
     let authority = base.authority().ok_or("URL without host")?.clone();
     let uri = format!("{}{path}", base.path().trim_end_matches('/'));
     let fetch = async {
-        let stream = TcpStream::connect(authority.as_str())
-            .await
-            .map_err(|e| format!("connecting to {authority}: {e}"))?;
+        let stream = connect(base).await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
@@ -57,11 +79,26 @@ pub async fn http_get(base: &Uri, path: &str, timeout: Duration) -> Result<(u16,
     http_request(Method::GET, base, path, Bytes::new(), timeout).await
 }
 
-/// Parses a service URL: `http://HOST:PORT[/prefix]`.
+/// Whether `s` names a service by URL (rather than a file or directory).
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// Parses a service URL: `https://HOST[:PORT][/prefix]`, or
+/// `http://HOST:PORT[/prefix]` (plain HTTP names its port, so a URL
+/// missing its `s` does not quietly go to port 80).
 pub fn parse_url(url: &str) -> anyhow::Result<Uri> {
     let uri: Uri = url.parse().with_context(|| format!("bad URL {url:?}"))?;
-    if uri.scheme_str() != Some("http") || uri.port_u16().is_none() {
-        anyhow::bail!("URL {url:?} must be http://HOST:PORT[/prefix]");
+    let ok = uri.host().is_some()
+        && match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => uri.port_u16().is_some(),
+            _ => false,
+        };
+    if !ok {
+        anyhow::bail!(
+            "URL {url:?} must be https://HOST[:PORT][/prefix] or http://HOST:PORT[/prefix]"
+        );
     }
     Ok(uri)
 }

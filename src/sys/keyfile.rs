@@ -89,6 +89,7 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
+#[cfg(feature = "server")]
 /// A new key pair for `id`.
 pub fn new_actor_key(id: &str) -> anyhow::Result<NoteSigner> {
     use rand_core::{OsRng, RngCore};
@@ -156,6 +157,7 @@ pub fn read_admin_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<NoteVerifier>> {
     Ok(keys)
 }
 
+#[cfg(feature = "server")]
 /// The development admin (`gatelog serve --dev`): DATA_DIR/admin.key and
 /// its .pub, generated when neither exists. A key file missing its pair is
 /// an error: nothing is ever overwritten.

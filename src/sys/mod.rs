@@ -9,10 +9,12 @@
 pub mod client;
 #[cfg(any(feature = "server", feature = "verifier"))]
 pub mod clock;
-#[cfg(feature = "server")]
+#[cfg(any(feature = "server", feature = "verifier"))]
 pub mod keyfile;
 #[cfg(feature = "server")]
 pub mod logs;
+#[cfg(any(feature = "server", feature = "verifier"))]
+pub mod tls;
 
 /// Resolves on SIGINT or SIGTERM: how a service is asked to stop.
 #[cfg(feature = "server")]

@@ -85,6 +85,11 @@ pub fn http(
     s.write_all(body)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+/// An HTTP/1.1 response read whole (the connection closed after it).
+pub fn parse_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -130,7 +135,7 @@ impl Server {
     /// Starts `gatelog serve --data-dir DIR --listen 127.0.0.1:0
     /// --entries opaque ARGS...` (a generic log) and waits until it listens.
     pub fn start(data_dir: &Path, args: &[&str]) -> Server {
-        let mut all = vec!["--entries", "opaque"];
+        let mut all = vec!["--entries", "opaque", "--anonymous-writes", "yes"];
         all.extend_from_slice(args);
         Self::start_command("serve", data_dir, &all)
     }
@@ -190,7 +195,10 @@ impl Server {
                 Some(Ok(l)) => l,
                 _ => panic!("gatelog exited before listening: {:?}", child.wait()),
             };
-            if let Some(a) = line.strip_prefix("gatelog: listening on http://") {
+            if let Some(a) = line
+                .strip_prefix("gatelog: listening on http://")
+                .or_else(|| line.strip_prefix("gatelog: listening on https://"))
+            {
                 addr = Some(a.parse().expect("address"));
             }
             if let Some(k) = line.strip_prefix("gatelog: verifier key ") {

@@ -157,18 +157,32 @@ pub fn verify_all(entries: &[Option<(&DecodedEntry, VerifyingKey)>]) -> Vec<bool
 }
 
 /// Checks each signature (None: no key, so false): one batch
-/// verification, falling back to one by one to find the bad ones.
+/// verification; when it fails, the batch is bisected, so k bad
+/// signatures among n cost about 2·k·log2(n) batch checks, not n single
+/// ones (one bad entry per batch no longer sends the batch one by one).
 pub fn verify_signed(items: &[Option<Signed<'_>>]) -> Vec<bool> {
-    let present: Vec<Signed> = items.iter().flatten().copied().collect();
-    let all_good = batch::verify_batch(&present);
-    items
+    let present: Vec<(usize, Signed)> = items
         .iter()
-        .map(|item| match item {
-            Some(_) if all_good => true,
-            Some(s) => verify(&s.key, s.statement, s.signature),
-            None => false,
-        })
-        .collect()
+        .enumerate()
+        .filter_map(|(i, s)| s.map(|s| (i, s)))
+        .collect();
+    let mut good = vec![false; items.len()];
+    bisect(&present, &mut good);
+    good
+}
+
+/// Marks the items of `part` that verify.
+fn bisect(part: &[(usize, Signed<'_>)], good: &mut [bool]) {
+    let signed: Vec<Signed> = part.iter().map(|(_, s)| *s).collect();
+    if batch::verify_batch(&signed) {
+        for (i, _) in part {
+            good[*i] = true;
+        }
+    } else if part.len() > 1 {
+        let (left, right) = part.split_at(part.len() / 2);
+        bisect(left, good);
+        bisect(right, good);
+    }
 }
 
 /// The kinds of statement.

@@ -440,9 +440,10 @@ pub enum Stopped {
 pub fn serve(
     config: MonitorConfig,
     listen: std::net::SocketAddr,
+    limits: crate::server::http::HttpLimits,
     alert_command: Option<String>,
 ) -> anyhow::Result<Stopped> {
-    use crate::server::http::{serve_http, HttpLimits};
+    use crate::server::http::serve_http;
     use anyhow::Context;
     let (log, peers) = (config.log.to_string(), config.peers.len());
     let poll_ms = config.poll.as_millis() as u64;
@@ -456,16 +457,15 @@ pub fn serve(
             .await
             .with_context(|| format!("listening on {}", listen))?;
         println!("gatelog: monitor of {log} with {peers} peer(s)");
-        println!("gatelog: listening on http://{}", listener.local_addr()?);
+        println!(
+            "gatelog: listening on {}://{}",
+            limits.scheme(),
+            listener.local_addr()?
+        );
         let served = monitor.clone();
         let handler = move |req: hyper::Request<hyper::body::Incoming>| {
             let served = served.clone();
             async move { http::handle(&served, req) }
-        };
-        let limits = HttpLimits {
-            max_connections: 256,
-            max_connections_per_client: 32,
-            read_timeout: Duration::from_secs(30),
         };
         let mut serving = tokio::spawn(serve_http(
             listener,

@@ -240,30 +240,23 @@ pub struct ServiceConfig {
     pub name: Option<String>,
     /// The logs it witnesses.
     pub logs: Vec<NoteVerifier>,
-    /// Most concurrent connections.
-    pub max_connections: usize,
-    /// Longest wait for a request's headers and body.
-    pub read_timeout: std::time::Duration,
+    /// Connections: limits, deadlines, TLS.
+    pub http: crate::server::http::HttpLimits,
 }
 
 /// Runs a witness with its HTTP API until SIGINT or SIGTERM.
 pub fn serve(config: ServiceConfig) -> anyhow::Result<()> {
-    use crate::server::http::{serve_http, HttpLimits};
+    use crate::server::http::serve_http;
     use anyhow::Context;
     use http::WitnessApp;
     let logs = config.logs.len();
     let witness = Witness::open(&config.data_dir, config.name.as_deref(), config.logs)
         .with_context(|| format!("opening the witness in {}", config.data_dir.display()))?;
-    let read_timeout = config.read_timeout;
+    let limits = config.http;
     let app = std::sync::Arc::new(WitnessApp {
         witness,
-        read_timeout,
+        read_timeout: limits.read_timeout,
     });
-    let limits = HttpLimits {
-        max_connections: config.max_connections,
-        max_connections_per_client: config.max_connections.min(64),
-        read_timeout,
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -279,7 +272,7 @@ pub fn serve(config: ServiceConfig) -> anyhow::Result<()> {
             logs
         );
         println!("gatelog: verifier key {}", app.witness.verifier().to_vkey());
-        println!("gatelog: listening on http://{addr}");
+        println!("gatelog: listening on {}://{addr}", limits.scheme());
         let handler = move |req| {
             let app = app.clone();
             async move { http::handle(&app, req).await }

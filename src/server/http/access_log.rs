@@ -13,10 +13,17 @@ use super::ApiError;
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
 
+/// The SHA-256 (hex) of the client's TLS certificate, when it sent one
+/// that the server's client CA issued.
+#[derive(Clone, Debug)]
+pub struct ClientCert(pub String);
+
 /// What the handler learned of one submission.
 #[derive(Debug, Default)]
 pub(super) struct Submission {
     pub bytes: usize,
+    /// The authenticated writer (token or client certificate), if any.
+    pub writer: String,
     /// Empty for opaque entries or entries that did not decode.
     pub signer: String,
     pub kind: &'static str,
@@ -46,6 +53,7 @@ pub(super) fn record(
         status,
         outcome,
         index = s.index,
+        writer = %s.writer,
         signer = %s.signer,
         kind = s.kind,
         chain = %s.chain,

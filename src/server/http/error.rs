@@ -64,6 +64,18 @@ impl ApiError {
         r
     }
 
+    /// 429: a quota is spent; retry after `wait` (rounded up to seconds,
+    /// in `Retry-After` and the body's `retry_after_secs`).
+    pub fn too_many(
+        code: &'static str,
+        message: impl Into<String>,
+        wait: std::time::Duration,
+    ) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+            .with("retry_after_secs", secs.max(1).into())
+    }
+
     /// 400 for a query parameter.
     pub fn bad_param(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_parameter", message)
@@ -79,6 +91,11 @@ impl ApiError {
         } else {
             self.message
         };
+        let retry_after = self
+            .details
+            .as_ref()
+            .and_then(|d| d.get("retry_after_secs"))
+            .and_then(|v| v.as_u64());
         let mut error = serde_json::Map::new();
         error.insert("code".into(), self.code.into());
         error.insert("message".into(), message.into());
@@ -95,6 +112,9 @@ impl ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             r.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(secs) = retry_after {
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         r
     }

@@ -8,8 +8,11 @@
 
 pub mod access_log;
 pub(crate) mod chains;
+mod deadline;
 mod error;
+pub mod quota;
 pub(crate) mod routes;
+pub mod writers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,13 +41,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Largest entry accepted; never more than [`crate::tlog::tiles::MAX_ENTRY_BYTES`].
     pub max_entry_bytes: usize,
-    /// Most concurrent connections; further ones wait to be accepted.
-    pub max_connections: usize,
-    /// Most concurrent connections from one client address; further ones
-    /// are closed at once, so one client cannot take every slot.
-    pub max_connections_per_client: usize,
-    /// Longest wait for a request's headers, and for its body.
-    pub read_timeout: Duration,
+    /// Connections: limits, deadlines, TLS. Its read timeout also bounds
+    /// the wait for a request's body.
+    pub http: HttpLimits,
     /// Longest an append waits for the witness quorum.
     pub witness_timeout: Duration,
 }
@@ -61,6 +60,10 @@ pub struct App {
     pub config: ServerConfig,
     /// The gate, when the log holds gatelog entries (`--entries gatelog`).
     pub gate: Option<Gate>,
+    /// Who may append.
+    pub writers: writers::Writers,
+    /// How fast each address and each writer may append.
+    pub quotas: quota::Quotas,
 }
 
 /// What the HTTP layer needs of the gate.
@@ -77,11 +80,7 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let limits = HttpLimits {
-        max_connections: app.config.max_connections,
-        max_connections_per_client: app.config.max_connections_per_client,
-        read_timeout: app.config.read_timeout,
-    };
+    let limits = app.config.http.clone();
     let handler = move |req| {
         let app = app.clone();
         async move { routes::handle(&app, req).await }
@@ -89,15 +88,48 @@ pub async fn serve(
     serve_http(listener, limits, handler, shutdown).await
 }
 
-/// Connection limits shared by every gatelog HTTP service.
-#[derive(Clone, Copy, Debug)]
+/// Connection limits, and TLS, shared by every gatelog HTTP service.
+#[derive(Clone)]
 pub struct HttpLimits {
     /// Most concurrent connections; further ones wait to be accepted.
     pub max_connections: usize,
     /// Most concurrent connections from one IP address; more are closed.
     pub max_connections_per_client: usize,
-    /// Longest wait for a request's headers.
+    /// Longest wait for a request's headers (and for a TLS handshake).
     pub read_timeout: Duration,
+    /// Longest a write may wait for the client to read.
+    pub write_timeout: Duration,
+    /// Longest a connection lives; a response still being written then is cut.
+    pub connection_lifetime: Duration,
+    /// HTTPS when set; plain HTTP otherwise.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl HttpLimits {
+    /// The URL scheme the service answers on.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpLimits")
+            .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_client",
+                &self.max_connections_per_client,
+            )
+            .field("read_timeout", &self.read_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("connection_lifetime", &self.connection_lifetime)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 /// Serves HTTP/1.1 on `listener` with `handler` until `shutdown` resolves.
@@ -138,21 +170,61 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(access_log::Peer(peer));
-                let response = handler(req);
-                async move { Ok::<_, std::convert::Infallible>(response.await) }
-            });
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.read_timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let stream =
+                deadline::Deadlines::new(stream, limits.write_timeout, limits.connection_lifetime);
+            match &limits.tls {
+                None => serve_connection(stream, peer, None, &limits, handler).await,
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(limits.read_timeout, handshake).await {
+                        Ok(Ok(tls)) => {
+                            let cert = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .map(|c| access_log::ClientCert(crate::sys::tls::fingerprint(c)));
+                            serve_connection(tls, peer, cert, &limits, handler).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             drop(slot);
             drop(permit);
         });
     }
+}
+
+/// Serves HTTP/1.1 requests on one accepted (and, for HTTPS, handshaken)
+/// connection until it closes.
+async fn serve_connection<IO, H, F>(
+    io: IO,
+    peer: std::net::SocketAddr,
+    cert: Option<access_log::ClientCert>,
+    limits: &HttpLimits,
+    handler: H,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(access_log::Peer(peer));
+        if let Some(cert) = &cert {
+            req.extensions_mut().insert(cert.clone());
+        }
+        let response = handler(req);
+        async move { Ok::<_, std::convert::Infallible>(response.await) }
+    });
+    let _ = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
 }
 
 /// Open connections per client address.

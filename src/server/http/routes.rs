@@ -11,11 +11,15 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use ed25519_dalek::VerifyingKey;
+
+use super::writers::Writer;
 use super::{access_log, chains, ApiError, App, Gate};
-use crate::access::entry::{validate, DecodedEntry};
+use crate::access::entry::{self, validate, DecodedEntry};
 use crate::server::gatekeeper::SharedState;
 use crate::sys::clock::now_ms;
 use crate::tlog::decimal::parse_decimal;
@@ -86,6 +90,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
             if let Some(w) = &app.witnessing {
                 w.render_metrics(&mut text);
             }
+            app.quotas.render_metrics(&mut text);
             Ok(bytes_response(
                 text.into(),
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -229,16 +234,16 @@ fn gate(app: &App) -> Result<&SharedState> {
     })
 }
 
-/// Stateless checks of a gatelog entry, before it queues for the gate.
-/// The entry, decoded, goes on to the sequencer (which then need not
-/// decode it again).
-/// The entry decoded and validated; what it is goes into `seen` first,
-/// for the access log.
+/// Stateless checks of a gatelog entry, before it queues for the gate:
+/// decoding, validation and, when the log knows the signer's key, the
+/// signature (here, on the HTTP workers, not on the sequencer's thread).
+/// The entry decoded, and the key it verified with; what it is goes into
+/// `seen` first, for the access log.
 fn check_entry(
     gate: &Gate,
     entry: &[u8],
     seen: &mut access_log::Submission,
-) -> Result<DecodedEntry> {
+) -> Result<(DecodedEntry, Option<VerifyingKey>)> {
     let decoded = DecodedEntry::decode(entry).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "malformed_entry", e.message).at(e.field)
     })?;
@@ -248,7 +253,29 @@ fn check_entry(
     validate(&decoded, now_ms(), &gate.limits).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_entry", e.message).at(e.field)
     })?;
-    Ok(decoded)
+    // A signer the log does not know (yet: its registration may be in
+    // flight) is left to the gate, which answers in log order.
+    let key = gate
+        .state
+        .read()
+        .expect("gate state lock")
+        .signing_key(&decoded)
+        .ok();
+    let Some(key) = key else {
+        return Ok((decoded, None));
+    };
+    if !entry::verify(&key, &decoded.signed.statement, &decoded.signed.signature) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            format!(
+                "the signature does not verify with key {:08x} of {}",
+                decoded.signed.key_id, decoded.signed.signer_id
+            ),
+        )
+        .at("signedEntry.signature"));
+    }
+    Ok((decoded, Some(key)))
 }
 
 async fn serve_add_entry(
@@ -256,14 +283,50 @@ async fn serve_add_entry(
     req: Request<Incoming>,
     seen: &mut access_log::Submission,
 ) -> Result<HttpResponse> {
-    let body = read_body(req, app.config.max_body_bytes, app.config.read_timeout).await?;
+    // Every attempt counts against its address, before anything is checked.
+    if let Some(peer) = req.extensions().get::<access_log::Peer>() {
+        let ip = peer.0.ip();
+        if let Err(wait) = app.quotas.per_address.take(&ip, Instant::now()) {
+            app.quotas.refused_address.fetch_add(1, Relaxed);
+            return Err(ApiError::too_many(
+                "address_quota",
+                format!("too many submissions from {ip}; retry later"),
+                wait,
+            ));
+        }
+    }
+    let writer = app.writers.authenticate(&req)?;
+    if let Writer::Named(name) = &writer {
+        seen.writer = name.clone();
+    }
+    let body = read_body(req, app.config.max_body_bytes, app.config.http.read_timeout).await?;
     seen.bytes = body.len();
     let entry = decode_entry(app, body)?;
-    let decoded = match &app.gate {
-        Some(gate) => Some(check_entry(gate, &entry, seen)?),
-        None => None,
+    let (decoded, verified_with) = match &app.gate {
+        Some(gate) => {
+            let (d, k) = check_entry(gate, &entry, seen)?;
+            (Some(d), k)
+        }
+        None => (None, None),
     };
-    let appended = app.sequencer.submit(entry, decoded).await?;
+    // Only a proven writer's quota is spent: a signer whose signature
+    // verified, or a writer that authenticated.
+    let proven = match (&verified_with, &writer) {
+        (Some(_), _) => Some(seen.signer.clone()),
+        (None, Writer::Named(name)) if app.gate.is_none() => Some(name.clone()),
+        _ => None,
+    };
+    if let Some(who) = proven {
+        if let Err(wait) = app.quotas.per_writer.take(&who, Instant::now()) {
+            app.quotas.refused_writer.fetch_add(1, Relaxed);
+            return Err(ApiError::too_many(
+                "writer_quota",
+                format!("too many submissions by {who}; retry later"),
+                wait,
+            ));
+        }
+    }
+    let appended = app.sequencer.submit(entry, decoded, verified_with).await?;
     seen.index = Some(appended.index);
     seen.outcome = match (&appended.refusal, appended.duplicate) {
         (Some(_), _) => "refused",

@@ -1,0 +1,117 @@
+//! Deadlines on a connection's socket, so a client that stops reading
+//! cannot hold a connection slot: a write that makes no progress for the
+//! write timeout fails, and the whole connection ends at its lifetime
+//! (a response still being written then is cut).
+//!
+//! hyper has a header-read timeout but none for writes, and a slow reader
+//! of a large entry bundle would otherwise keep its slot for as long as it
+//! likes.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{sleep, Sleep};
+
+/// `io` with a write-progress timeout and a lifetime.
+pub struct Deadlines<IO> {
+    io: IO,
+    write_timeout: Duration,
+    /// Armed while a write waits for the peer; reset by any progress.
+    stalled: Option<Pin<Box<Sleep>>>,
+    /// When the connection ends, whatever it is doing.
+    end: Pin<Box<Sleep>>,
+}
+
+impl<IO> Deadlines<IO> {
+    pub fn new(io: IO, write_timeout: Duration, lifetime: Duration) -> Self {
+        Deadlines {
+            io,
+            write_timeout,
+            stalled: None,
+            end: Box::pin(sleep(lifetime)),
+        }
+    }
+
+    fn past_lifetime(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.end.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection lifetime reached",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+
+    /// After a write-side poll: disarm on progress, fail when stalled too long.
+    fn track<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let timeout = self.write_timeout;
+        let stalled = self.stalled.get_or_insert_with(|| Box::pin(sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read nothing within the write timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Deadlines<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.past_lifetime(cx)?;
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.past_lifetime(cx)?;
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.track(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.past_lifetime(cx)?;
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.track(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.past_lifetime(cx)?;
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.track(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.track(cx, polled)
+    }
+}
