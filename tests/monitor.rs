@@ -353,3 +353,158 @@ fn a_log_that_is_down_for_proofs_is_an_outage_not_a_split_view() {
     assert!(evidence_files(&tmp.path().join("mon")).is_empty());
     mon.kill9();
 }
+
+/// A hostile log, written around the gate (an opaque server takes any
+/// bytes): an overdue break-glass "cleared" by a review whose signature is
+/// garbage. The monitor's verified replay reports it; it does not believe
+/// the review.
+#[test]
+fn a_monitor_reports_an_unsigned_review_instead_of_believing_it() {
+    use gatelog::access::entry::build::{self, delta, human, target};
+    use gatelog::access::entry::sign;
+    use prost::Message;
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Server::start(&tmp.path().join("log"), &[]);
+    let admin = NoteSigner::from_seed("admin", [1; 32]).unwrap();
+    let admin_pub = tmp.path().join("admin.key.pub");
+    std::fs::write(&admin_pub, admin.verifier().to_vkey()).unwrap();
+    let now = gatelog::sys::clock::now_ms;
+    let (carol, bob) = (
+        NoteSigner::from_seed("carol", [2; 32]).unwrap(),
+        NoteSigner::from_seed("bob", [3; 32]).unwrap(),
+    );
+    for key in [&carol, &bob] {
+        let st = build::register(
+            &human("admin"),
+            &human(key.name()),
+            "",
+            key.verifier().public_key(),
+            now(),
+        );
+        assert_eq!(log.submit(&admin, &st).status, 200);
+    }
+    let bg = build::break_glass(
+        &human("carol"),
+        "BG-9",
+        target("postgres", "prod/payments", "carol"),
+        delta(&[], &["superuser"], &[]),
+        "INC-9",
+        now() + 500,
+        now(),
+    );
+    let answer = log.submit(&carol, &bg).json();
+    let bg_link = build::link(
+        answer["index"].as_u64().unwrap(),
+        &common::b64(answer["leaf_hash"].as_str().unwrap()),
+    );
+    let review = build::review(&human("bob"), "BG-9", vec![bg_link], true, now());
+    let mut forged = sign(&bob, &review);
+    forged.signature = vec![7; 64];
+    let r = common::http(log.addr, "POST", "/v1/entries", &forged.encode_to_vec()).unwrap();
+    assert_eq!(r.status, 200, "the opaque log takes it: {}", r.text());
+    let review_index = r.json()["index"].as_u64().unwrap();
+    let url = format!("http://{}", log.addr);
+    let out = std::fs::File::create(tmp.path().join("monitor.out")).unwrap();
+    let _mon = {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gatelog"))
+            .args([
+                "monitor",
+                "--listen",
+                "127.0.0.1:0",
+                "--log",
+                &url,
+                "--vkey",
+                &log.vkey,
+            ])
+            .args([
+                "--poll-ms",
+                "100",
+                "--admin-key",
+                admin_pub.to_str().unwrap(),
+                "--data-dir",
+            ])
+            .arg(tmp.path().join("mon"))
+            .stdout(out)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let want = format!("FINDING at entry {review_index}: bad_signature");
+        loop {
+            let text = std::fs::read_to_string(tmp.path().join("monitor.out")).unwrap();
+            if text.contains(&want) {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the monitor never reported the unsigned review: {text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait().unwrap()
+    };
+}
+
+/// A log whose entry bundle does not hash to the checkpoint it signed:
+/// evidence in the data dir, the alert command run, exit 3.
+#[test]
+fn a_monitor_keeps_evidence_of_entries_that_do_not_match_the_checkpoint() {
+    use gatelog::tlog::merkle::{leaf_hash, node_hash};
+    use gatelog::tlog::tiles::encode_bundle;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("www");
+    std::fs::create_dir_all(root.join("tile/entries/000.p")).unwrap();
+    let key = NoteSigner::from_seed("liar.example/log", [4; 32]).unwrap();
+    let note = Checkpoint {
+        origin: key.name().to_string(),
+        size: 2,
+        root: node_hash(&leaf_hash(b"grant a"), &leaf_hash(b"grant b")),
+        extensions: vec![],
+    }
+    .sign(&key)
+    .unwrap();
+    std::fs::write(root.join("checkpoint"), &note).unwrap();
+    // The bundle served holds another second entry.
+    let served: [&[u8]; 2] = [b"grant a", b"grant EVERYTHING"];
+    std::fs::write(root.join("tile/entries/000.p/2"), encode_bundle(served)).unwrap();
+    let www = common::StaticServer::start(&root);
+    let alerted = tmp.path().join("alerted");
+    let alert = format!("cp \"$GATELOG_EQUIVOCATION\" {}", alerted.display());
+    let mut mon = Server::start_command(
+        "monitor",
+        &tmp.path().join("mon"),
+        &[
+            "--log",
+            &www.url(),
+            "--vkey",
+            &key.verifier().to_vkey(),
+            "--poll-ms",
+            "100",
+            "--alert-command",
+            &alert,
+        ],
+    );
+    assert_eq!(wait_exit(&mut mon, Duration::from_secs(10)), Some(3));
+    let evidence: Vec<_> = std::fs::read_dir(tmp.path().join("mon"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("bad-entries-")
+        })
+        .collect();
+    assert_eq!(evidence.len(), 1, "{evidence:?}");
+    let text = std::fs::read_to_string(&evidence[0]).unwrap();
+    assert!(
+        text.contains("/tile/entries/000.p/2") && text.contains(&note),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&alerted).unwrap(),
+        text,
+        "the alert command got the evidence"
+    );
+}

@@ -5,6 +5,8 @@
 //! review. Built in code with fixed keys, so every run (and the seed
 //! writer) sees the same leaves.
 
+pub mod parsers;
+
 use gatelog::access::entry::build::{self, delta, human, link, nhi, target};
 use gatelog::access::entry::proto::{
     decision, Actor, Decision, EntryRef, LogParameters, LogTime, PolicyRef, Statement,

@@ -77,6 +77,7 @@ pub struct ConnectionArgs {
 
 impl ConnectionArgs {
     fn limits(&self, client_ca: Option<PathBuf>) -> anyhow::Result<HttpLimits> {
+        let client_certificates = client_ca.is_some();
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(gatelog::sys::tls::server_acceptor(
                 &gatelog::sys::tls::ServerTlsFiles {
@@ -97,6 +98,7 @@ impl ConnectionArgs {
             write_timeout: Duration::from_secs(self.write_timeout_secs),
             connection_lifetime: Duration::from_secs(self.connection_lifetime_secs),
             tls,
+            client_certificates,
         })
     }
 }
@@ -125,9 +127,15 @@ pub struct MonitorArgs {
     /// Milliseconds between polls.
     #[arg(long, default_value_t = 1000, value_name = "MS", value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub poll_ms: u64,
-    /// Shell command to run on a split view.
+    /// Shell command to run on a split view, or on entries that do not
+    /// hash to the log's checkpoint (GATELOG_EQUIVOCATION names the
+    /// evidence file).
     #[arg(long, value_name = "CMD")]
     pub alert_command: Option<String>,
+    /// A bootstrap admin's public key of a log made by an earlier release
+    /// (repeatable); a newer log names its admins in its first entry.
+    #[arg(long = "admin-key", value_name = "FILE")]
+    pub admin_keys: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -288,6 +296,7 @@ pub(super) fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
             .collect::<anyhow::Result<_>>()?,
         data_dir: args.data_dir.clone(),
         poll: Duration::from_millis(args.poll_ms),
+        admins: keyfile::read_admin_keys(&args.admin_keys)?,
     };
     let limits = args.connections.limits(None)?;
     match monitor::serve(config, args.listen, limits, args.alert_command)? {

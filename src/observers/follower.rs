@@ -1,42 +1,70 @@
 //! Follows a log's entries: fetches the entry bundles up to a checkpoint
-//! the monitor accepted, checks that they hash to that checkpoint's root,
-//! and replays them into a [`GateState`]. Break-glass obligations then come
-//! from the log's own signed history, not from what its API claims.
+//! the monitor accepted, one bundle at a time, and replays them through
+//! the auditor's verified replay ([`Auditor`]: signatures, the gate's
+//! rules, the log's own records). At the end of each pass the entries must
+//! hash to the checkpoint's root; if they do not, the log served entries
+//! its checkpoint does not commit to, and the follower says so with the
+//! evidence. Break-glass obligations and findings then come from the log's
+//! own signed history, checked, not from what its API claims.
+//!
+//! Memory: one bundle of entries at a time, plus the auditor's state.
 
 use std::time::Duration;
 
 use hyper::Uri;
+use sha2::{Digest, Sha256};
 
 use crate::access::entry::DecodedEntry;
-use crate::access::gate::{GateState, Obligation};
+use crate::access::gate::Obligation;
+use crate::access::replay::{Auditor, Finding, Period};
 use crate::sys::client::http_get;
 use crate::tlog::checkpoint::Checkpoint;
-use crate::tlog::merkle::{leaf_hash, CompactRange};
+use crate::tlog::merkle::{hex, leaf_hash, CompactRange};
 use crate::tlog::note::NoteVerifier;
 use crate::tlog::tiles::{decode_bundle, TileKind, TilePath};
 
 /// Entries per full entry bundle.
 const BUNDLE: u64 = 256;
 
-/// Entries fetched and replayed so far.
+/// Why a pass stopped.
+#[derive(Debug)]
+pub enum FollowError {
+    /// The log could not be read (down, slow, 5xx): try again later.
+    Outage(String),
+    /// The entries served do not hash to the checkpoint the log signed:
+    /// what was fetched, for the evidence file.
+    Mismatch {
+        reason: String,
+        /// Each bundle fetched in the pass: its path and SHA-256.
+        bundles: Vec<(String, String)>,
+    },
+}
+
+/// Entries fetched, checked and replayed so far.
 pub struct Follower {
+    /// The leaves replayed, committed at each checked pass.
     range: CompactRange,
-    state: GateState,
-    /// Why entries are not replayed (e.g. the log holds opaque entries).
+    /// The verified replay; None when the log holds no gatelog entries.
+    auditor: Option<Auditor>,
+    /// Why entries are not replayed (the log's first entry is not a
+    /// gatelog entry: an opaque log).
     not_gatelog: Option<String>,
 }
 
 impl Follower {
-    /// Follows the log with key `log_key` from its first entry.
-    pub fn new(log_key: NoteVerifier) -> Follower {
+    /// Follows the log with key `log_key` from its first entry; `admins`
+    /// are the bootstrap admins of a log made by an earlier release (a
+    /// newer log names its own).
+    pub fn new(log_key: NoteVerifier, admins: Vec<NoteVerifier>) -> Follower {
+        let engine = Box::new(crate::access::cedar::CedarEngine::default());
         Follower {
             range: CompactRange::default(),
-            state: GateState::new(log_key, vec![]),
+            auditor: Some(Auditor::new(log_key, admins, engine, Period::ALL)),
             not_gatelog: None,
         }
     }
 
-    /// Entries checked and replayed.
+    /// Entries checked against a checkpoint.
     pub fn size(&self) -> u64 {
         self.range.size()
     }
@@ -46,63 +74,53 @@ impl Follower {
         self.not_gatelog.as_deref()
     }
 
-    /// Open break-glass reviews, earliest deadline first.
+    /// Open obligations, earliest deadline first.
     pub fn obligations(&self) -> Vec<&Obligation> {
-        self.state.obligations()
+        self.auditor
+            .as_ref()
+            .map_or_else(Vec::new, |a| a.obligations())
     }
 
-    /// Takes `entries`, the log's entries from index [`Self::size`] up to
-    /// `cp.size`, if together with those already taken they hash to
-    /// `cp.root`; otherwise changes nothing.
-    pub fn take(&mut self, entries: &[Vec<u8>], cp: &Checkpoint) -> Result<(), String> {
-        let mut range = self.range.clone();
-        for e in entries {
-            range.push(leaf_hash(e));
-        }
-        if range.size() != cp.size {
-            return Err(format!(
-                "{} entries do not reach checkpoint size {}",
-                range.size(),
-                cp.size
-            ));
-        }
-        if range.root() != cp.root {
-            return Err(format!(
-                "the entries served up to {} do not hash to the checkpoint's root: the log serves entries its checkpoint does not commit to",
-                cp.size
-            ));
-        }
-        let first = self.range.size();
-        self.range = range;
-        for (k, e) in entries.iter().enumerate() {
-            if self.not_gatelog.is_some() {
-                break;
-            }
-            match DecodedEntry::decode(e) {
-                Ok(d) => {
-                    self.state.apply(first + k as u64, &d);
-                }
-                Err(err) => {
-                    self.not_gatelog = Some(format!(
-                        "entry {} is not a gatelog entry: {err}",
-                        first + k as u64
-                    ))
-                }
+    /// Replays the entries `first..` of one bundle into the auditor.
+    fn replay(&mut self, first: u64, entries: &[&[u8]]) {
+        if first == 0 && self.not_gatelog.is_none() {
+            if let Some(Err(e)) = entries.first().map(|e| DecodedEntry::decode(e)) {
+                // A gatelog log's first entry is always one: this log
+                // holds other entries, and nothing here is a finding.
+                self.not_gatelog = Some(format!("entry 0 is not a gatelog entry: {e}"));
+                self.auditor = None;
             }
         }
-        Ok(())
+        if let Some(a) = &mut self.auditor {
+            a.entries(first, entries);
+        }
+    }
+
+    /// Findings on the entries replayed so far, not yet taken.
+    pub fn take_findings(&mut self) -> Vec<Finding> {
+        let Some(a) = &mut self.auditor else {
+            return vec![];
+        };
+        a.settle_pending();
+        // Chain reports are the audit's, not the monitor's.
+        a.take_output().findings
     }
 }
 
-/// Fetches the log's entries from index `from` up to `cp.size` from its
-/// entry bundles.
-pub async fn fetch_entries(
+/// One pass: fetches the log's entries from the follower's size up to
+/// `cp.size`, bundle by bundle, replaying each into the follower (locked
+/// only while it replays), and checks that they hash to `cp.root`.
+pub async fn follow(
+    follower: &std::sync::Mutex<Follower>,
     log: &Uri,
-    from: u64,
     cp: &Checkpoint,
     timeout: Duration,
-) -> Result<Vec<Vec<u8>>, String> {
-    let mut entries = Vec::new();
+) -> Result<(), FollowError> {
+    let (from, mut range) = {
+        let f = follower.lock().expect("follower");
+        (f.size(), f.range.clone())
+    };
+    let mut bundles = Vec::new();
     let mut next = from;
     while next < cp.size {
         let index = next / BUNDLE;
@@ -112,22 +130,44 @@ pub async fn fetch_entries(
             index,
             width,
         };
-        let (status, body) = http_get(log, &format!("/{path}"), timeout).await?;
+        let (status, body) = http_get(log, &format!("/{path}"), timeout)
+            .await
+            .map_err(FollowError::Outage)?;
         if status != 200 {
-            return Err(format!("GET /{path} answered {status}"));
+            return Err(FollowError::Outage(format!(
+                "GET /{path} answered {status}"
+            )));
         }
-        let bundle = decode_bundle(&body).map_err(|e| format!("/{path}: {}", e.0))?;
+        bundles.push((format!("/{path}"), hex(&Sha256::digest(&body))));
+        let mismatch = |reason: String, bundles: &[(String, String)]| FollowError::Mismatch {
+            reason,
+            bundles: bundles.to_vec(),
+        };
+        let bundle = decode_bundle(&body)
+            .map_err(|e| mismatch(format!("/{path} is not an entry bundle: {}", e.0), &bundles))?;
         if bundle.len() as u64 != width {
-            return Err(format!(
-                "/{path} holds {} entries, not {width}",
-                bundle.len()
-            ));
+            let reason = format!("/{path} holds {} entries, not {width}", bundle.len());
+            return Err(mismatch(reason, &bundles));
         }
         let skip = (next - index * BUNDLE) as usize;
-        entries.extend(bundle[skip..].iter().map(|e| e.to_vec()));
+        for e in &bundle[skip..] {
+            range.push(leaf_hash(e));
+        }
+        follower
+            .lock()
+            .expect("follower")
+            .replay(next, &bundle[skip..]);
         next = index * BUNDLE + width;
     }
-    Ok(entries)
+    if range.root() != cp.root {
+        let reason = format!(
+            "the entries served up to {} do not hash to the checkpoint's root: the log serves entries its checkpoint does not commit to",
+            cp.size
+        );
+        return Err(FollowError::Mismatch { reason, bundles });
+    }
+    follower.lock().expect("follower").range = range;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -135,24 +175,11 @@ mod tests {
     use super::*;
     use crate::access::entry::build::{self, delta, human, target};
     use crate::access::entry::{self, millis};
-    use crate::tlog::merkle::{LeafHashes, Prover};
     use crate::tlog::note::NoteSigner;
     use prost::Message;
 
-    fn checkpoint(leaves: &[Vec<u8>]) -> Checkpoint {
-        let hashes: Vec<_> = leaves.iter().map(|e| leaf_hash(e)).collect();
-        Checkpoint {
-            origin: "log".into(),
-            size: leaves.len() as u64,
-            root: Prover::new(LeafHashes(&hashes))
-                .root(leaves.len() as u64)
-                .unwrap(),
-            extensions: vec![],
-        }
-    }
-
     #[test]
-    fn replays_checked_entries_and_refuses_others() {
+    fn replays_gatelog_entries_and_leaves_other_logs_alone() {
         let log = NoteSigner::from_seed("log", [1; 32]).unwrap();
         let carol = NoteSigner::from_seed("carol", [2; 32]).unwrap();
         let bg = build::break_glass(
@@ -164,19 +191,18 @@ mod tests {
             5_000,
             1_000,
         );
-        let leaves = vec![b"x".to_vec(), entry::sign(&carol, &bg).encode_to_vec()];
-        let mut f = Follower::new(log.verifier());
-        // Entries that do not match the checkpoint change nothing.
-        let mut forged = leaves.clone();
-        forged[0] = b"y".to_vec();
-        assert!(f.take(&forged, &checkpoint(&leaves)).is_err());
-        assert_eq!(f.size(), 0);
-        f.take(&leaves[..1], &checkpoint(&leaves[..1])).unwrap();
+        let leaves = [b"x".to_vec(), entry::sign(&carol, &bg).encode_to_vec()];
+        let mut f = Follower::new(log.verifier(), vec![]);
+        f.replay(0, &[&leaves[0]]);
         assert!(f.not_gatelog().is_some(), "b\"x\" is not an entry");
-        let mut f = Follower::new(log.verifier());
-        f.take(&leaves[1..], &checkpoint(&leaves[1..])).unwrap();
+        assert!(f.take_findings().is_empty());
+        let mut f = Follower::new(log.verifier(), vec![]);
+        f.replay(0, &[&leaves[1]]);
         let open = f.obligations();
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].deadline_ms, millis(&entry::timestamp(5_000)));
+        // Carol was never registered: the verified replay says so.
+        let found = f.take_findings();
+        assert!(!found.is_empty(), "an unregistered signer is a finding");
     }
 }

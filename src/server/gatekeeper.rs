@@ -301,7 +301,7 @@ impl Admission for Gatekeeper {
             .map(|(d, e)| {
                 let d: &DecodedEntry = d.as_ref().ok()?;
                 let key = state.signing_key(d).ok()?;
-                (e.verified_with != Some(key)).then_some((d, key))
+                (e.verified_with.map(|v| v.key()) != Some(key)).then_some((d, key))
             })
             .collect();
         let started = Instant::now();
@@ -328,7 +328,7 @@ impl Admission for Gatekeeper {
                 }
             };
             let good = match keyed[k] {
-                _ if entries[k].verified_with == Some(key) => true,
+                _ if entries[k].verified_with.map(|v| v.key()) == Some(key) => true,
                 Some((_, batch_key)) if batch_key == key => verified[k],
                 _ => entry::verify(&key, &d.signed.statement, &d.signed.signature),
             };

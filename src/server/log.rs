@@ -94,6 +94,17 @@ impl From<StoreError> for ReadError {
     }
 }
 
+/// Who asks for a proof: the log's own work (witness rounds, answers to
+/// appends) has its own memo and lock, so a flood of cold public proof
+/// requests never delays it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProofUser {
+    /// The log itself.
+    Log = 0,
+    /// A client of the read API.
+    Public = 1,
+}
+
 /// An opened, checked log.
 pub struct Log {
     store: Store,
@@ -102,9 +113,9 @@ pub struct Log {
     /// The latest committed state; a watch channel so that tasks (the
     /// witness round) can wait for the next one.
     head: watch::Sender<Arc<LogHead>>,
-    /// Subtree roots from earlier proofs, shared by every proof request
-    /// (see [`Prover::with_memo`]); bounded by [`PROOF_MEMO_ENTRIES`].
-    proof_memo: Mutex<HashMap<(u64, u64), Hash>>,
+    /// Subtree roots from earlier proofs (see [`Prover::with_memo`]),
+    /// one memo per [`ProofUser`], each bounded by [`PROOF_MEMO_ENTRIES`].
+    proof_memo: [Mutex<HashMap<(u64, u64), Hash>>; 2],
     /// Whether a sequencer owns the write side.
     writer_claimed: AtomicBool,
     /// Server metrics.
@@ -242,7 +253,7 @@ impl Log {
             verifier,
             head: watch::Sender::new(Arc::new(head)),
             writer_claimed: AtomicBool::new(false),
-            proof_memo: Mutex::new(HashMap::new()),
+            proof_memo: Default::default(),
             metrics: Metrics::default(),
         };
         log.check_storage()?;
@@ -321,14 +332,18 @@ impl Log {
         &self.store
     }
 
-    /// Runs `f` with a prover over the stored tiles that reuses the shared
-    /// memo. Proofs take turns: with the memo most cost microseconds, and
-    /// sharing it beats computing cold in parallel.
+    /// Runs `f` with a prover over the stored tiles that reuses `user`'s
+    /// memo. Proofs of one user take turns: with the memo most cost
+    /// microseconds, and sharing it beats computing cold in parallel. The
+    /// log's own proofs never wait behind public ones.
     fn with_prover<T>(
         &self,
+        user: ProofUser,
         f: impl FnOnce(&mut Prover<TileNodes<&Store>>) -> Result<T, TileError<StoreError>>,
     ) -> Result<T, TileError<StoreError>> {
-        let mut shared = self.proof_memo.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shared = self.proof_memo[user as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let mut prover =
             Prover::with_memo(TileNodes::new(&self.store), std::mem::take(&mut *shared));
         let result = f(&mut prover);
@@ -356,20 +371,24 @@ impl Log {
         &self,
         index: u64,
         size: Option<u64>,
+        user: ProofUser,
     ) -> Result<(u64, Vec<Hash>), ReadError> {
         let size = self.checked_size(size)?;
         if index >= size {
             return Err(ReadError::IndexOutOfRange { index, size });
         }
-        let proof = self.with_prover(|p| p.inclusion(index, size))?;
+        let proof = self.with_prover(user, |p| p.inclusion(index, size))?;
         Ok((size, proof))
     }
 
     /// Inclusion proofs of the entries `start..size` in the tree of
-    /// `size`, computed together (they share most of their nodes).
+    /// `size`, computed together (they share most of their nodes), for the
+    /// log's own answers.
     pub fn inclusion_proofs(&self, start: u64, size: u64) -> Result<Vec<Vec<Hash>>, ReadError> {
         let size = self.checked_size(Some(size))?;
-        let proofs = self.with_prover(|p| (start..size).map(|i| p.inclusion(i, size)).collect())?;
+        let proofs = self.with_prover(ProofUser::Log, |p| {
+            (start..size).map(|i| p.inclusion(i, size)).collect()
+        })?;
         Ok(proofs)
     }
 
@@ -387,12 +406,13 @@ impl Log {
         &self,
         old: u64,
         size: Option<u64>,
+        user: ProofUser,
     ) -> Result<(u64, Vec<Hash>), ReadError> {
         let size = self.checked_size(size)?;
         if old == 0 || old > size {
             return Err(ReadError::BadOldSize { old, size });
         }
-        let proof = self.with_prover(|p| p.consistency(old, size))?;
+        let proof = self.with_prover(user, |p| p.consistency(old, size))?;
         Ok((size, proof))
     }
 

@@ -85,6 +85,12 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
         Some(path) => Writers::load(path, anonymous)?,
         None => Writers::anonymous(anonymous),
     };
+    if writers.has_certificates() && !args.http.http.client_certificates {
+        anyhow::bail!("--writers names writers by certificate (cert-sha256), which needs HTTPS with --tls-client-ca");
+    }
+    if writers.has_tokens() && args.http.http.tls.is_none() {
+        tracing::warn!("--writers names writers by token, but the server speaks plain HTTP: tokens cross the network in clear; serve HTTPS (--tls-cert, --tls-key) unless every writer is on this host");
+    }
     if !anonymous && writers.is_empty() {
         tracing::warn!("no writers: this log takes no appends (give --writers FILE, or --anonymous-writes yes)");
     }

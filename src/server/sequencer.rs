@@ -18,11 +18,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::VerifyingKey;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use crate::access::entry::{Body, DecodedEntry};
+use crate::access::entry::{Body, DecodedEntry, VerifiedKey};
 use crate::access::gate::{Refusal, Rejection};
 use crate::server::log::{Log, LogHead};
 use crate::server::store::{Commit, Store};
@@ -106,7 +105,7 @@ pub struct Submitted<'a> {
     pub decoded: Option<&'a DecodedEntry>,
     /// The key the HTTP layer verified the entry's signature with; the
     /// gate checks it again only if the signer's key changed since.
-    pub verified_with: Option<VerifyingKey>,
+    pub verified_with: Option<VerifiedKey>,
 }
 
 /// Why a submission was not sequenced.
@@ -125,7 +124,7 @@ pub enum SubmitError {
 struct Submission {
     entry: Vec<u8>,
     decoded: Option<DecodedEntry>,
-    verified_with: Option<VerifyingKey>,
+    verified_with: Option<VerifiedKey>,
     leaf: Hash,
     arrived: Instant,
     reply: oneshot::Sender<Result<Appended, SubmitError>>,
@@ -200,7 +199,7 @@ impl SequencerHandle {
         &self,
         entry: Vec<u8>,
         decoded: Option<DecodedEntry>,
-        verified_with: Option<VerifyingKey>,
+        verified_with: Option<VerifiedKey>,
     ) -> Result<Appended, SubmitError> {
         let len = entry.len();
         let queued = self.pending_bytes.fetch_add(len, Relaxed) + len;

@@ -397,11 +397,13 @@ impl WitnessClient {
                 vec![]
             } else {
                 let (log, size) = (log.clone(), head.size);
-                tokio::task::spawn_blocking(move || log.consistency_proof(old, Some(size)))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("consistency proof {old}..{size}: {e}"))?
-                    .1
+                tokio::task::spawn_blocking(move || {
+                    log.consistency_proof(old, Some(size), crate::server::log::ProofUser::Log)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("consistency proof {old}..{size}: {e}"))?
+                .1
             };
             let body = AddCheckpoint {
                 old_size: old,

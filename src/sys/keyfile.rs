@@ -75,6 +75,24 @@ pub fn read_secret(path: &Path) -> std::io::Result<String> {
     fs::read_to_string(path)
 }
 
+/// Writes `contents` to `path` whole or not at all, durably: a temporary
+/// file beside it, fsync'd, renamed over it, the directory fsync'd (for
+/// state and evidence files, which are not secret).
+pub fn write_durably(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    sync_dir(
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
+}
+
 /// Fsyncs a directory, making renames and creations in it durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()

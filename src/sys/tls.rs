@@ -187,6 +187,14 @@ pub fn server_acceptor(files: &ServerTlsFiles) -> anyhow::Result<tokio_rustls::T
             )
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if files.client_ca.is_some() {
+        // A resumed session carries the client certificate it was made
+        // with, unchecked: a certificate that expired, or was removed from
+        // the writers' CA, would keep writing. Every connection does a
+        // full handshake instead.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -35,7 +35,7 @@ pub struct Signed<'a> {
 }
 
 /// Whether every signature verifies. False if any does not (or cannot be
-/// parsed); the caller then finds the bad ones one by one.
+/// parsed); the caller then finds the bad ones (see `verify_signed`).
 pub fn verify_batch(items: &[Signed<'_>]) -> bool {
     let mut rs = Vec::with_capacity(items.len());
     let mut ss = Vec::with_capacity(items.len());

@@ -247,7 +247,7 @@ const DAY_MS: i64 = 24 * HOUR_MS;
 /// Replays a log entry by entry.
 pub struct Auditor {
     state: GateState,
-    engine: Box<dyn PolicyEngine>,
+    engine: Box<dyn PolicyEngine + Send>,
     period: Period,
     range: CompactRange,
     summary: AuditSummary,
@@ -283,7 +283,7 @@ impl Auditor {
     pub fn new(
         log_key: NoteVerifier,
         admins: Vec<NoteVerifier>,
-        engine: Box<dyn PolicyEngine>,
+        engine: Box<dyn PolicyEngine + Send>,
         period: Period,
     ) -> Self {
         Auditor {
@@ -333,6 +333,20 @@ impl Auditor {
     /// another leaf hash reports `genesis_mismatch`.
     pub fn pin_genesis(&mut self, leaf_hash: Hash) {
         self.genesis = Some(leaf_hash);
+    }
+
+    /// Settles the batch in flight (its signature verdicts), so that the
+    /// output holds every finding on the entries taken so far.
+    pub fn settle_pending(&mut self) {
+        if let Some(batch) = self.pending.take() {
+            self.settle(batch);
+        }
+    }
+
+    /// Open obligations (break-glass reviews, undos) as the entries taken
+    /// so far leave them, earliest deadline first.
+    pub fn obligations(&self) -> Vec<&Obligation> {
+        self.state.obligations()
     }
 
     /// Findings and chain reports made since the last call.

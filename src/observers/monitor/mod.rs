@@ -6,13 +6,16 @@
 //! ([`crate::tlog::equivocation`]) and stops.
 //!
 //! It also follows the log's entries up to the checkpoint it accepted
-//! ([`crate::observers::follower`]) and reports break-glass reviews that are past
-//! their deadline.
+//! ([`crate::observers::follower`]) through the auditor's verified replay:
+//! it reports each finding (a bad signature, a rule the gate should have
+//! applied) as an alert, and break-glass reviews past their deadline.
+//! Entries that do not hash to the checkpoint are evidence, like a split
+//! view: written to the data dir, the alert command run, the monitor stops.
 
 pub mod http;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +25,7 @@ use hyper::Uri;
 use thiserror::Error;
 
 use crate::access::gate::Obligation;
-use crate::observers::follower::{fetch_entries, Follower};
+use crate::observers::follower::{follow, FollowError, Follower};
 use crate::sys::client::http_get;
 use crate::sys::clock::now_ms;
 use crate::sys::keyfile;
@@ -54,6 +57,9 @@ pub struct MonitorConfig {
     pub data_dir: PathBuf,
     /// Time between polls.
     pub poll: Duration,
+    /// Bootstrap admins of a log made by an earlier release (a newer log
+    /// names its own in its first entry).
+    pub admins: Vec<NoteVerifier>,
 }
 
 /// Why the monitor stopped.
@@ -61,6 +67,8 @@ pub struct MonitorConfig {
 pub enum MonitorError {
     #[error("split view: {reason}; evidence written to {path}")]
     SplitView { reason: String, path: PathBuf },
+    #[error("the log serves entries its checkpoint does not commit to: {reason}; evidence written to {path}")]
+    BadEntries { reason: String, path: PathBuf },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -114,7 +122,7 @@ impl Monitor {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => return Err(MonitorError::Io { path, source }),
         };
-        let follower = Mutex::new(Follower::new(config.key.clone()));
+        let follower = Mutex::new(Follower::new(config.key.clone(), config.admins.clone()));
         Ok(Monitor {
             config,
             follower,
@@ -174,7 +182,9 @@ impl Monitor {
                     return e;
                 }
             }
-            self.follow(timeout).await;
+            if let Err(e) = self.follow(timeout).await {
+                return e;
+            }
             tokio::time::sleep(self.config.poll).await;
         }
     }
@@ -189,31 +199,39 @@ impl Monitor {
         }
     }
 
-    /// Replays the log's entries up to the accepted checkpoint, then
-    /// reports each break-glass review newly past its deadline.
-    async fn follow(&self, timeout: Duration) {
-        let Some((_, cp)) = self.latest.lock().expect("monitor state").clone() else {
-            return;
+    /// Replays the log's entries up to the accepted checkpoint, reports
+    /// the replay's findings, then each break-glass review newly past its
+    /// deadline. Entries that do not hash to the checkpoint stop the
+    /// monitor with the evidence.
+    async fn follow(&self, timeout: Duration) -> Result<(), MonitorError> {
+        let Some((note, cp)) = self.latest.lock().expect("monitor state").clone() else {
+            return Ok(());
         };
-        let from = {
-            let f = self.follower.lock().expect("follower");
-            if f.not_gatelog().is_some() {
-                return;
-            }
-            f.size()
-        };
-        if from < cp.size {
-            match fetch_entries(&self.config.log, from, &cp, timeout).await {
-                Ok(entries) => {
-                    let mut f = self.follower.lock().expect("follower");
-                    if f.size() == from {
-                        if let Err(e) = f.take(&entries, &cp) {
-                            tracing::error!(error = %e, "ALERT: the log's entries do not replay");
-                        }
-                    }
+        if self.follower.lock().expect("follower").size() < cp.size {
+            match follow(&self.follower, &self.config.log, &cp, timeout).await {
+                Ok(()) => {}
+                Err(FollowError::Outage(e)) => {
+                    tracing::warn!(to = cp.size, error = %e, "fetching entries failed");
                 }
-                Err(e) => tracing::warn!(from, to = cp.size, error = %e, "fetching entries failed"),
+                Err(FollowError::Mismatch { reason, bundles }) => {
+                    return Err(self.bad_entries(&note, reason, &bundles));
+                }
             }
+        }
+        let findings = self.follower.lock().expect("follower").take_findings();
+        for f in &findings {
+            tracing::error!(index = f.index, code = %f.code, chain = %f.chain_id, message = %f.message, "ALERT: the log's entries break its rules");
+            println!(
+                "gatelog monitor: FINDING at entry {}: {} ({}){}",
+                f.index,
+                f.code,
+                f.message,
+                if f.chain_id.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in chain {}", f.chain_id)
+                }
+            );
         }
         let now = now_ms();
         let report = self.obligations();
@@ -229,6 +247,37 @@ impl Monitor {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// Writes the evidence of entries that do not hash to the checkpoint
+    /// `note`: the checkpoint, and each bundle fetched with its SHA-256.
+    fn bad_entries(
+        &self,
+        note: &str,
+        reason: String,
+        bundles: &[(String, String)],
+    ) -> MonitorError {
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = self
+            .config
+            .data_dir
+            .join(format!("bad-entries-{stamp}.txt"));
+        let mut text = format!(
+            "gatelog monitor evidence: {reason}\nlog {}\n\nbundles fetched (path, SHA-256 of the body served):\n",
+            self.config.log
+        );
+        for (p, digest) in bundles {
+            text.push_str(&format!("{p} {digest}\n"));
+        }
+        text.push_str("\ncheckpoint (signed by the log):\n");
+        text.push_str(note);
+        if let Err(source) = keyfile::write_durably(&path, text.as_bytes()) {
+            return MonitorError::Io { path, source };
+        }
+        MonitorError::BadEntries { reason, path }
     }
 
     /// Checks one checkpoint against the latest accepted one.
@@ -355,18 +404,9 @@ impl Monitor {
 
     fn accept(&self, note: &str, cp: Checkpoint) -> Result<(), MonitorError> {
         let dir = &self.config.data_dir;
-        let tmp = dir.join(format!("{LATEST_FILE}.tmp"));
         let path = dir.join(LATEST_FILE);
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| MonitorError::Io { path, source }
-        };
-        std::fs::write(&tmp, note).map_err(io(&tmp))?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        keyfile::sync_dir(dir).map_err(io(dir))?;
+        keyfile::write_durably(&path, note.as_bytes())
+            .map_err(|source| MonitorError::Io { path, source })?;
         *self.latest.lock().expect("monitor state") = Some((note.to_string(), cp));
         Ok(())
     }
@@ -390,12 +430,7 @@ impl Monitor {
             .find(|p| !p.exists())
             .expect("some name is free");
         // Durable before anyone is alerted to it.
-        let tmp = path.with_extension("tmp");
-        let written = std::fs::write(&tmp, evidence.encode())
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .and_then(|()| keyfile::sync_dir(dir));
-        if let Err(e) = written {
+        if let Err(e) = keyfile::write_durably(&path, evidence.encode().as_bytes()) {
             tracing::error!(path = %path.display(), error = %e, "could not write split-view evidence");
         }
         let provable = match evidence.verify(&self.config.key) {
@@ -487,7 +522,9 @@ pub fn serve(
     runtime.shutdown_timeout(Duration::from_secs(1));
     match stopped {
         None => Ok(Stopped::Shutdown),
-        Some(MonitorError::SplitView { .. }) => Ok(Stopped::SplitView),
+        Some(MonitorError::SplitView { .. } | MonitorError::BadEntries { .. }) => {
+            Ok(Stopped::SplitView)
+        }
         Some(other) => Err(other.into()),
     }
 }
@@ -495,7 +532,11 @@ pub fn serve(
 /// Reports a monitor's stop loudly and runs the alert command.
 pub fn alert(e: &MonitorError, command: Option<&str>) {
     tracing::error!(error = %e, "ALERT");
-    if let (MonitorError::SplitView { path, .. }, Some(cmd)) = (e, command) {
+    if let (
+        MonitorError::SplitView { path, .. } | MonitorError::BadEntries { path, .. },
+        Some(cmd),
+    ) = (e, command)
+    {
         let status = std::process::Command::new("sh")
             .args(["-c", cmd])
             .env("GATELOG_EQUIVOCATION", path)

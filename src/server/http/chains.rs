@@ -120,7 +120,11 @@ pub(super) fn serve_chain(
                 e.to_string(),
             )
         })?;
-        let (_, proof) = app.log.inclusion_proof(index, Some(head.size))?;
+        let (_, proof) = app.log.inclusion_proof(
+            index,
+            Some(head.size),
+            crate::server::log::ProofUser::Public,
+        )?;
         entries.push(json!({
             "index": index,
             "leaf_hash": B64.encode(decoded.leaf_hash),

@@ -1,7 +1,8 @@
 //! Deadlines on a connection's socket, so a client that stops reading
 //! cannot hold a connection slot: a write that makes no progress for the
-//! write timeout fails, and the whole connection ends at its lifetime
-//! (a response still being written then is cut).
+//! write timeout fails, and the whole connection ends at its hard
+//! deadline (the server asks it to close gracefully before that: see
+//! `serve_connection`).
 //!
 //! hyper has a header-read timeout but none for writes, and a slow reader
 //! of a large entry bundle would otherwise keep its slot for as long as it
@@ -20,8 +21,10 @@ use tokio::time::{sleep, Sleep};
 pub struct Deadlines<IO> {
     io: IO,
     write_timeout: Duration,
-    /// Armed while a write waits for the peer; reset by any progress.
-    stalled: Option<Pin<Box<Sleep>>>,
+    /// Runs while a write waits for the peer (`armed`); any progress
+    /// disarms it. One timer, reset, not one per stall.
+    stalled: Pin<Box<Sleep>>,
+    armed: bool,
     /// When the connection ends, whatever it is doing.
     end: Pin<Box<Sleep>>,
 }
@@ -31,7 +34,8 @@ impl<IO> Deadlines<IO> {
         Deadlines {
             io,
             write_timeout,
-            stalled: None,
+            stalled: Box::pin(sleep(write_timeout)),
+            armed: false,
             end: Box::pin(sleep(lifetime)),
         }
     }
@@ -53,12 +57,15 @@ impl<IO> Deadlines<IO> {
         polled: Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
         if polled.is_ready() {
-            self.stalled = None;
+            self.armed = false;
             return polled;
         }
-        let timeout = self.write_timeout;
-        let stalled = self.stalled.get_or_insert_with(|| Box::pin(sleep(timeout)));
-        match stalled.as_mut().poll(cx) {
+        if !self.armed {
+            let at = tokio::time::Instant::now() + self.write_timeout;
+            self.stalled.as_mut().reset(at);
+            self.armed = true;
+        }
+        match self.stalled.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the client read nothing within the write timeout",

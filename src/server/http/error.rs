@@ -71,7 +71,9 @@ impl ApiError {
         message: impl Into<String>,
         wait: std::time::Duration,
     ) -> Self {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let secs = wait
+            .as_secs()
+            .saturating_add(u64::from(wait.subsec_nanos() > 0));
         Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
             .with("retry_after_secs", secs.max(1).into())
     }

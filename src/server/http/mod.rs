@@ -26,7 +26,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 pub use error::ApiError;
 
@@ -103,6 +103,8 @@ pub struct HttpLimits {
     pub connection_lifetime: Duration,
     /// HTTPS when set; plain HTTP otherwise.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Whether clients are asked for certificates (mutual TLS).
+    pub client_certificates: bool,
 }
 
 impl HttpLimits {
@@ -128,6 +130,7 @@ impl std::fmt::Debug for HttpLimits {
             .field("write_timeout", &self.write_timeout)
             .field("connection_lifetime", &self.connection_lifetime)
             .field("tls", &self.tls.is_some())
+            .field("client_certificates", &self.client_certificates)
             .finish()
     }
 }
@@ -145,11 +148,20 @@ where
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let per_client = Arc::new(ClientSlots::default());
+    let open = Arc::new(OpenConnections::default());
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
-            _ = &mut shutdown => return Ok(()),
+        // At the cap, ask the oldest connection to close: at once if it
+        // is idle between requests, else after the answer in progress.
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                open.shed_oldest();
+                tokio::select! {
+                    p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+                    _ = &mut shutdown => return Ok(()),
+                }
+            }
         };
         let (stream, peer) = tokio::select! {
             a = listener.accept() => match a {
@@ -171,11 +183,13 @@ where
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let limits = limits.clone();
+        let (id, shed) = open.add();
+        let open = open.clone();
         tokio::spawn(async move {
             let stream =
                 deadline::Deadlines::new(stream, limits.write_timeout, limits.connection_lifetime);
             match &limits.tls {
-                None => serve_connection(stream, peer, None, &limits, handler).await,
+                None => serve_connection(stream, peer, None, &limits, handler, &shed).await,
                 Some(acceptor) => {
                     let handshake = acceptor.accept(stream);
                     match tokio::time::timeout(limits.read_timeout, handshake).await {
@@ -186,16 +200,44 @@ where
                                 .peer_certificates()
                                 .and_then(|c| c.first())
                                 .map(|c| access_log::ClientCert(crate::sys::tls::fingerprint(c)));
-                            serve_connection(tls, peer, cert, &limits, handler).await
+                            serve_connection(tls, peer, cert, &limits, handler, &shed).await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
             }
+            open.remove(id);
             drop(slot);
             drop(permit);
         });
+    }
+}
+
+/// The open connections, oldest first, each with the signal that asks it
+/// to close; at most the connection cap of them.
+#[derive(Default)]
+struct OpenConnections(std::sync::Mutex<(u64, std::collections::BTreeMap<u64, Arc<Notify>>)>);
+
+impl OpenConnections {
+    fn add(&self) -> (u64, Arc<Notify>) {
+        let mut open = self.0.lock().expect("open connections");
+        let id = open.0;
+        open.0 += 1;
+        let shed = Arc::new(Notify::new());
+        open.1.insert(id, shed.clone());
+        (id, shed)
+    }
+
+    fn remove(&self, id: u64) {
+        self.0.lock().expect("open connections").1.remove(&id);
+    }
+
+    /// Asks the oldest connection not yet asked to close.
+    fn shed_oldest(&self) {
+        if let Some((_, shed)) = self.0.lock().expect("open connections").1.pop_first() {
+            shed.notify_one();
+        }
     }
 }
 
@@ -207,6 +249,7 @@ async fn serve_connection<IO, H, F>(
     cert: Option<access_log::ClientCert>,
     limits: &HttpLimits,
     handler: H,
+    shed: &Notify,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
@@ -220,11 +263,27 @@ async fn serve_connection<IO, H, F>(
         let response = handler(req);
         async move { Ok::<_, std::convert::Infallible>(response.await) }
     });
-    let _ = http1::Builder::new()
+    let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.read_timeout)
-        .serve_connection(TokioIo::new(io), service)
-        .await;
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    // Asked to close (shed at the connection cap, or at its lifetime): at
+    // once when idle, else after the answer in progress.
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        _ = shed.notified() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+        _ = tokio::time::sleep(limits.connection_lifetime) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
 }
 
 /// Open connections per client address.

@@ -17,9 +17,25 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The key of a client address's quota: the address for IPv4, its /64
+/// for IPv6 (one host usually holds a whole /64, and could otherwise
+/// rotate through it for fresh quotas).
+pub fn address_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                std::net::IpAddr::V6(prefix.into())
+            }
+        },
+        v4 => v4,
+    }
+}
+
 /// The append quotas of a log.
 pub struct Quotas {
-    /// Per client address: every submission.
+    /// Per client address (an IPv6 /64): every submission.
     pub per_address: Buckets<std::net::IpAddr>,
     /// Per proven writer: a verified signer, or an authenticated writer.
     pub per_writer: Buckets<String>,
@@ -121,7 +137,8 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
+            let wait = (1.0 - bucket.tokens) / per_second;
+            Err(Duration::try_from_secs_f64(wait).unwrap_or(Duration::MAX))
         }
     }
 
@@ -203,6 +220,34 @@ mod tests {
         }
         // The spender was never evicted: the table keeps the emptiest.
         assert!(b.take(&u32::MAX, t0).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_host_cannot_rotate_through_its_64_for_fresh_quotas() {
+        let a: std::net::IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: std::net::IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(other));
+        let mapped: std::net::IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(
+            address_key(mapped),
+            "10.0.0.1".parse::<std::net::IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_tiny_rate_waits_long_and_never_panics() {
+        let b = Buckets::new(
+            Rate {
+                per_second: 1e-300,
+                burst: 1.0,
+            },
+            4,
+        );
+        let t0 = Instant::now();
+        b.take(&1, t0).unwrap();
+        assert_eq!(b.take(&1, t0).unwrap_err(), Duration::MAX);
     }
 
     #[test]

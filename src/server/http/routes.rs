@@ -15,15 +15,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::VerifyingKey;
-
+use super::quota;
 use super::writers::Writer;
 use super::{access_log, chains, ApiError, App, Gate};
-use crate::access::entry::{self, validate, DecodedEntry};
+use crate::access::entry::{validate, DecodedEntry, VerifiedKey};
 use crate::server::gatekeeper::SharedState;
+use crate::server::log::ProofUser;
 use crate::sys::clock::now_ms;
 use crate::tlog::decimal::parse_decimal;
-use crate::tlog::merkle::Hash;
+use crate::tlog::merkle::{leaf_hash, Hash};
 use crate::tlog::tiles::{TileKind, TilePath, MAX_ENTRY_BYTES};
 use crate::tlog::tlog_proof::TlogProof;
 
@@ -243,7 +243,7 @@ fn check_entry(
     gate: &Gate,
     entry: &[u8],
     seen: &mut access_log::Submission,
-) -> Result<(DecodedEntry, Option<VerifyingKey>)> {
+) -> Result<(DecodedEntry, Option<VerifiedKey>)> {
     let decoded = DecodedEntry::decode(entry).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "malformed_entry", e.message).at(e.field)
     })?;
@@ -254,18 +254,19 @@ fn check_entry(
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_entry", e.message).at(e.field)
     })?;
     // A signer the log does not know (yet: its registration may be in
-    // flight) is left to the gate, which answers in log order.
-    let key = gate
-        .state
-        .read()
-        .expect("gate state lock")
-        .signing_key(&decoded)
-        .ok();
+    // flight) is left to the gate, which answers in log order; so is
+    // every entry while the gate holds its state for a batch (an HTTP
+    // worker never waits for the sequencer).
+    let key = match gate.state.try_read() {
+        Ok(state) => state.signing_key(&decoded).ok(),
+        Err(_) => None,
+    };
     let Some(key) = key else {
         return Ok((decoded, None));
     };
-    if !entry::verify(&key, &decoded.signed.statement, &decoded.signed.signature) {
-        return Err(ApiError::new(
+    match VerifiedKey::check(key, &decoded) {
+        Some(verified) => Ok((decoded, Some(verified))),
+        None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "bad_signature",
             format!(
@@ -273,9 +274,8 @@ fn check_entry(
                 decoded.signed.key_id, decoded.signed.signer_id
             ),
         )
-        .at("signedEntry.signature"));
+        .at("signedEntry.signature")),
     }
-    Ok((decoded, Some(key)))
 }
 
 async fn serve_add_entry(
@@ -286,7 +286,8 @@ async fn serve_add_entry(
     // Every attempt counts against its address, before anything is checked.
     if let Some(peer) = req.extensions().get::<access_log::Peer>() {
         let ip = peer.0.ip();
-        if let Err(wait) = app.quotas.per_address.take(&ip, Instant::now()) {
+        let key = quota::address_key(ip);
+        if let Err(wait) = app.quotas.per_address.take(&key, Instant::now()) {
             app.quotas.refused_address.fetch_add(1, Relaxed);
             return Err(ApiError::too_many(
                 "address_quota",
@@ -310,12 +311,18 @@ async fn serve_add_entry(
         None => (None, None),
     };
     // Only a proven writer's quota is spent: a signer whose signature
-    // verified, or a writer that authenticated.
+    // verified, or a writer that authenticated; and only by a new entry,
+    // so that nobody spends a signer's quota by replaying its entries
+    // (they are public) from elsewhere.
     let proven = match (&verified_with, &writer) {
         (Some(_), _) => Some(seen.signer.clone()),
         (None, Writer::Named(name)) if app.gate.is_none() => Some(name.clone()),
         _ => None,
     };
+    let leaf = decoded
+        .as_ref()
+        .map_or_else(|| leaf_hash(&entry), |d| d.leaf_hash);
+    let proven = proven.filter(|_| app.log.find_leaf(&leaf, None).is_err());
     if let Some(who) = proven {
         if let Err(wait) = app.quotas.per_writer.take(&who, Instant::now()) {
             app.quotas.refused_writer.fetch_add(1, Relaxed);
@@ -359,7 +366,7 @@ async fn serve_add_entry(
                 p.clone()
             } else {
                 let log = app.log.clone();
-                run_blocking(move || log.inclusion_proof(index, Some(size)))
+                run_blocking(move || log.inclusion_proof(index, Some(size), ProofUser::Log))
                     .await??
                     .1
             };
@@ -558,7 +565,9 @@ fn serve_inclusion(app: &App, raw: &str) -> Result<HttpResponse> {
             ))
         }
     };
-    let (size, hashes) = app.log.inclusion_proof(index, tree_size)?;
+    let (size, hashes) = app
+        .log
+        .inclusion_proof(index, tree_size, ProofUser::Public)?;
     Ok(json_response(json!({
         "index": index,
         "tree_size": size,
@@ -569,7 +578,9 @@ fn serve_inclusion(app: &App, raw: &str) -> Result<HttpResponse> {
 fn serve_consistency(app: &App, raw: &str) -> Result<HttpResponse> {
     let q = Query::parse(raw, &["old_size", "tree_size"])?;
     let old = q.required_u64("old_size")?;
-    let (size, hashes) = app.log.consistency_proof(old, q.u64("tree_size")?)?;
+    let (size, hashes) = app
+        .log
+        .consistency_proof(old, q.u64("tree_size")?, ProofUser::Public)?;
     Ok(json_response(json!({
         "old_size": old,
         "tree_size": size,

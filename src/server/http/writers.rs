@@ -112,15 +112,30 @@ impl Writers {
         self.len() == 0
     }
 
+    /// Writers named by a bearer token.
+    pub fn has_tokens(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// Writers named by a client certificate.
+    pub fn has_certificates(&self) -> bool {
+        !self.certs.is_empty()
+    }
+
     /// Who sent `req`: a bearer token must be known (a wrong token is never
     /// taken as anonymous); else a known client certificate names its
     /// writer; else the request is anonymous, if that is allowed.
     pub fn authenticate<B>(&self, req: &Request<B>) -> Result<Writer, ApiError> {
         if let Some(value) = req.headers().get(AUTHORIZATION) {
+            // The scheme name is case-insensitive (RFC 9110, 11.1).
             let token = value
                 .to_str()
                 .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, token)| {
+                    scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()
+                })
+                .map(|(_, token)| token)
                 .ok_or_else(|| {
                     unauthorized(
                         "bad_authorization",
@@ -179,12 +194,13 @@ mod tests {
     fn a_known_token_or_certificate_names_its_writer() {
         let w = Writers::parse(FILE, false).unwrap();
         assert_eq!(w.len(), 2);
-        // sha256("secret") is the digest in FILE.
-        assert_eq!(
-            w.authenticate(&request(Some("Bearer secret"), None))
-                .unwrap(),
-            Writer::Named("hr-sync".into())
-        );
+        // sha256("secret") is the digest in FILE; the scheme's case is free.
+        for auth in ["Bearer secret", "bearer secret"] {
+            assert_eq!(
+                w.authenticate(&request(Some(auth), None)).unwrap(),
+                Writer::Named("hr-sync".into())
+            );
+        }
         let cert = format!("{:0>64}", "aa");
         assert_eq!(
             w.authenticate(&request(None, Some(&cert))).unwrap(),
@@ -198,6 +214,7 @@ mod tests {
         for (auth, code) in [
             (Some("Bearer wrong"), "unknown_token"),
             (Some("Basic c2VjcmV0"), "bad_authorization"),
+            (Some("Bearer "), "bad_authorization"),
             (None, "writer_required"),
         ] {
             let e = w.authenticate(&request(auth, None)).unwrap_err();
