@@ -206,10 +206,9 @@ pub(super) fn endorse(args: &EndorseArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether the log's 200 answer proves the entry that was sent: the
-/// proven leaf is this entry's (not, say, a refusal record's), the
-/// checkpoint is signed by `vkey` (and cosigned as `policy` asks), and the
-/// inclusion proof holds. `Err` of the outer result: unusable arguments.
+/// Whether the log's 200 answer proves the entry that was sent
+/// ([`gatelog::sys::client::verify_answer`]), with the key and policy
+/// files read. `Err` of the outer result: unusable arguments.
 fn check_answer(
     vkey: &str,
     policy: Option<&Path>,
@@ -219,40 +218,27 @@ fn check_answer(
     use gatelog::tlog::merkle::{hex, leaf_hash};
     use gatelog::tlog::note::NoteVerifier;
     use gatelog::tlog::policy::Policy;
-    use gatelog::tlog::tlog_proof::TlogProof;
     let key = NoteVerifier::parse(vkey).map_err(|e| anyhow::anyhow!("--vkey {vkey:?}: {e}"))?;
-    let leaf = leaf_hash(&sent.encode_to_vec());
-    let Some(bundle) = answer["proof"]
-        .as_str()
-        .and_then(|p| TlogProof::parse(p).ok())
-    else {
-        return Ok(Err("no tlog-proof bundle in the answer".into()));
-    };
-    if let Some(path) = policy {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let policy =
-            Policy::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        if let Err(e) = policy.verify(bundle.checkpoint.as_bytes()) {
-            return Ok(Err(format!(
-                "the checkpoint does not satisfy {}: {e}",
-                path.display()
-            )));
+    let policy = match policy {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(Policy::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
         }
-    }
-    Ok(match bundle.verify(&leaf, &key) {
-        Ok(cp) => Ok(format!(
-            "entry {} (leaf {}) is in checkpoint {} of size {}",
-            bundle.index,
-            hex(&leaf[..8]),
-            cp.origin,
-            cp.size
-        )),
-        Err(e) => Err(format!(
-            "the proof does not prove this entry at index {}: {e}",
-            bundle.index
-        )),
-    })
+    };
+    let sent = sent.encode_to_vec();
+    Ok(
+        gatelog::sys::client::verify_answer(answer, &sent, &key, policy.as_ref()).map(|p| {
+            format!(
+                "entry {} (leaf {}) is in checkpoint {} of size {}",
+                p.index,
+                hex(&leaf_hash(&sent)[..8]),
+                p.checkpoint.origin,
+                p.checkpoint.size
+            )
+        }),
+    )
 }
 
 fn read_statement(path: &Path) -> anyhow::Result<Statement> {

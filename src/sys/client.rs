@@ -79,6 +79,52 @@ pub async fn http_get(base: &Uri, path: &str, timeout: Duration) -> Result<(u16,
     http_request(Method::GET, base, path, Bytes::new(), timeout).await
 }
 
+/// What a log's answer to an append proves, checked by [`verify_answer`].
+#[derive(Debug)]
+pub struct Proven {
+    /// The entry's index in the log.
+    pub index: u64,
+    /// The checkpoint the inclusion proof reaches, signed by the log.
+    pub checkpoint: crate::tlog::checkpoint::Checkpoint,
+    /// The tlog-proof bundle, as served (for an auditor, offline).
+    pub tlog_proof: String,
+}
+
+/// Checks a log's 200 answer to `POST /v1/entries` of `sent`: the
+/// tlog-proof bundle's checkpoint is signed by `log` (and satisfies
+/// `policy`, its witnesses' cosignatures), and its inclusion proof proves
+/// the leaf of exactly `sent` (not, say, a refusal record the log wrote
+/// about it). An executor acts only on an answer that passes.
+pub fn verify_answer(
+    answer: &serde_json::Value,
+    sent: &[u8],
+    log: &crate::tlog::note::NoteVerifier,
+    policy: Option<&crate::tlog::policy::Policy>,
+) -> Result<Proven, String> {
+    use crate::tlog::tlog_proof::TlogProof;
+    let text = answer["proof"]
+        .as_str()
+        .ok_or("no tlog-proof bundle in the answer")?;
+    let bundle = TlogProof::parse(text).map_err(|e| format!("the tlog-proof bundle: {e}"))?;
+    if let Some(policy) = policy {
+        policy
+            .verify(bundle.checkpoint.as_bytes())
+            .map_err(|e| format!("the checkpoint does not satisfy the witness policy: {e}"))?;
+    }
+    let leaf = crate::tlog::merkle::leaf_hash(sent);
+    let checkpoint = bundle.verify(&leaf, log).map_err(|e| {
+        format!(
+            "the proof does not prove this entry at index {}: {e}",
+            bundle.index
+        )
+    })?;
+    Ok(Proven {
+        index: bundle.index,
+        checkpoint,
+        tlog_proof: text.to_string(),
+    })
+}
+
 /// Whether `s` names a service by URL (rather than a file or directory).
 pub fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
