@@ -248,12 +248,14 @@ fn kill_9_of_a_witnessed_gatelog_log_loses_no_acknowledged_entry_or_cosignature(
         );
         check_log(&server, &verifier, &acked.lock().unwrap());
         // The witness still holds every size it cosigned before the crash.
-        let head = get_ok(server.addr, "/checkpoint").text();
-        let held = witness_size(&witness, &head);
-        assert!(
-            held >= cosigned,
-            "the witness forgot size {cosigned}: it holds {held}"
-        );
+        if cosigned > 0 {
+            let head = get_ok(server.addr, "/checkpoint").text();
+            let held = witness_size(&witness, &head);
+            assert!(
+                held >= cosigned,
+                "the witness forgot size {cosigned}: it holds {held}"
+            );
+        }
 
         let stop = Arc::new(AtomicBool::new(false));
         let clients: Vec<_> = (0..CLIENTS)

@@ -76,7 +76,8 @@ impl Gatekeeper {
     ) -> Result<Self, ReplayError> {
         let signer = NoteSigner::parse(&log.signer().to_private_key_string())
             .expect("the log's own key parses");
-        let mut state = GateState::new(log.verifier().clone(), config.admins.clone());
+        let mut state =
+            GateState::new(log.verifier().clone(), config.admins.clone()).without_free_text();
         let size = log.head().size;
         const CHUNK: u64 = 4096;
         let mut start = 0;

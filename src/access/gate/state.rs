@@ -146,6 +146,11 @@ pub struct GateState {
     /// id (17 bytes), and its entry indices unless forgotten.
     closed: HashMap<ChainKey, ChainStatus>,
     closed_entries: Option<HashMap<ChainKey, Box<[u64]>>>,
+    /// Whether recorded statements keep their free text (justifications,
+    /// reasons, notes), which no rule reads; the server drops it, so an
+    /// open chain costs its facts, not its prose (see
+    /// [`GateState::without_free_text`]).
+    free_text: bool,
     revoked: HashSet<u64>,
     /// Approvals and break-glasses already executed on → the intent.
     used: HashMap<u64, u64>,
@@ -189,6 +194,7 @@ impl GateState {
             chains: HashMap::new(),
             closed: HashMap::new(),
             closed_entries: Some(HashMap::new()),
+            free_text: true,
             revoked: HashSet::new(),
             used: HashMap::new(),
             policy: None,
@@ -733,7 +739,10 @@ impl GateState {
     /// Records an appended entry (admitted, or the log's refusal record);
     /// returns the chain it closed, if it closed one.
     pub fn apply(&mut self, index: u64, entry: &DecodedEntry) -> Option<Closure> {
-        let st = entry.statement.clone();
+        let mut st = entry.statement.clone();
+        if !self.free_text {
+            drop_free_text(&mut st);
+        }
         let admitted_ms = self.time_of(&st);
         let rec = Recorded {
             index,
@@ -985,6 +994,15 @@ impl GateState {
         })
     }
 
+    /// Keep recorded statements without their free text: an access
+    /// request's justification, a decision's, break-glass's or
+    /// revocation's reason, a review's notes. No rule reads them; the log
+    /// keeps them, and whoever wants them reads the entry.
+    pub fn without_free_text(mut self) -> Self {
+        self.free_text = false;
+        self
+    }
+
     /// Forget the entry indices of chains as they close: each closed chain
     /// then costs a digest of its id and its status (for an audit).
     pub fn forget_closed_entries(mut self) -> Self {
@@ -1153,4 +1171,84 @@ impl GateState {
 
 fn verifying_key(v: &NoteVerifier) -> VerifyingKey {
     VerifyingKey::from_bytes(&v.public_key()).expect("a parsed verifier holds a valid key")
+}
+
+/// Empties the free-text fields of `st` (copying it only when one is set).
+fn drop_free_text(st: &mut Arc<Statement>) {
+    let has_text = match &st.body {
+        Some(Body::AccessRequest(r)) => !r.justification.is_empty(),
+        Some(Body::Decision(d)) => !d.reason.is_empty(),
+        Some(Body::BreakGlass(b)) => !b.reason.is_empty(),
+        Some(Body::Review(r)) => !r.notes.is_empty(),
+        Some(Body::Revocation(r)) => !r.reason.is_empty(),
+        _ => false,
+    };
+    if !has_text {
+        return;
+    }
+    match &mut Arc::make_mut(st).body {
+        Some(Body::AccessRequest(r)) => r.justification = String::new(),
+        Some(Body::Decision(d)) => d.reason = String::new(),
+        Some(Body::BreakGlass(b)) => b.reason = String::new(),
+        Some(Body::Review(r)) => r.notes = String::new(),
+        Some(Body::Revocation(r)) => r.reason = String::new(),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::entry::build::{delta, human, request, target};
+    use crate::access::entry::{sign, DecodedEntry};
+    use crate::tlog::note::NoteSigner;
+    use prost::Message;
+
+    #[test]
+    fn without_free_text_an_open_chain_keeps_its_facts_not_its_prose() {
+        let log = NoteSigner::from_seed("log", [1; 32]).unwrap();
+        let alice = NoteSigner::from_seed("alice", [2; 32]).unwrap();
+        let mut st = request(
+            &human("alice"),
+            "C-1",
+            target("db", "prod", "alice"),
+            delta(&[], &["read"], &[]),
+            "deployer",
+            1_000,
+        );
+        if let Some(Body::AccessRequest(r)) = st.body.as_mut() {
+            r.justification = "x".repeat(50_000);
+        }
+        let leaf = sign(&alice, &st).encode_to_vec();
+        let entry = DecodedEntry::decode(&leaf).unwrap();
+        for (free_text, kept) in [(true, 50_000), (false, 0)] {
+            let mut state = GateState::new(log.verifier(), vec![]);
+            if !free_text {
+                state = state.without_free_text();
+            }
+            state.apply(7, &entry);
+            let recorded = state.recorded(7).expect("the request is recorded");
+            let Some(Body::AccessRequest(r)) = &recorded.statement.body else {
+                panic!("not a request");
+            };
+            assert_eq!(r.justification.len(), kept);
+            assert_eq!(
+                recorded.leaf_hash, entry.leaf_hash,
+                "the entry is still named by its leaf"
+            );
+            assert_eq!(
+                r.delta,
+                match &entry.statement.body {
+                    Some(Body::AccessRequest(e)) => e.delta.clone(),
+                    _ => None,
+                }
+            );
+            assert!(state.chain("C-1").is_some());
+        }
+        // The decoded entry itself is untouched.
+        let Some(Body::AccessRequest(r)) = &entry.statement.body else {
+            panic!("not a request");
+        };
+        assert_eq!(r.justification.len(), 50_000);
+    }
 }
