@@ -115,6 +115,58 @@ fn an_opaque_log_takes_entries_only_from_its_writers() {
 }
 
 #[test]
+fn sighup_reloads_the_writers_so_a_writer_is_cut_off_without_a_restart() {
+    use sha2::Digest;
+    let tmp = tempfile::tempdir().unwrap();
+    let digest = |t: &str| gatelog::tlog::merkle::hex(&sha2::Sha256::digest(t.as_bytes()));
+    let file = writers_file(
+        tmp.path(),
+        &format!("old token-sha256:{}\n", digest("old-token")),
+    );
+    let server = Server::start_command(
+        "serve",
+        &tmp.path().join("log"),
+        &["--entries", "opaque", "--writers", &file],
+    );
+    let post = |token: &str, body: &[u8]| {
+        request(
+            server.addr,
+            "POST",
+            "/v1/entries",
+            &format!("Authorization: Bearer {token}\r\n"),
+            body,
+        )
+        .status
+    };
+    assert_eq!(post("old-token", b"one"), 200);
+    assert_eq!(post("new-token", b"two"), 401);
+    let hup = |file_text: &str| {
+        std::fs::write(&file, file_text).unwrap();
+        let pid = server.child.id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    hup(&format!("new token-sha256:{}\n", digest("new-token")));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while post("new-token", b"two") != 200 {
+        assert!(Instant::now() < deadline, "the new writer was never taken");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        post("old-token", b"three"),
+        401,
+        "the old writer is cut off"
+    );
+    // A broken file changes nothing: the writers in force stay.
+    hup("new token-sha256:not-hex\n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(post("new-token", b"four"), 200, "the writers in force stay");
+}
+
+#[test]
 fn a_bad_writers_file_stops_the_server_naming_the_line() {
     let tmp = tempfile::tempdir().unwrap();
     let file = writers_file(tmp.path(), "ok token-sha256:00\n");

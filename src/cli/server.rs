@@ -241,7 +241,8 @@ pub struct ServeArgs {
     /// The log's writers: lines of `NAME token-sha256:HEX` (a bearer
     /// token's SHA-256; the writer sends `Authorization: Bearer TOKEN`) or
     /// `NAME cert-sha256:HEX` (a client certificate's, with
-    /// --tls-client-ca). A wrong token is refused (401).
+    /// --tls-client-ca). A wrong token is refused (401). SIGHUP reads it
+    /// again (a writer added or cut off without a restart).
     #[arg(long, value_name = "FILE")]
     pub writers: Option<PathBuf>,
     /// Take appends from clients that are no named writer. Default: yes

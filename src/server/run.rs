@@ -195,7 +195,7 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
         witnessing,
         config: args.http,
         gate,
-        writers,
+        writers: std::sync::RwLock::new(Arc::new(writers)),
         quotas: Quotas::new(args.address_rate, args.writer_rate, args.max_quota_keys),
     });
     // The sequencer ends only on shutdown or a storage failure; in the
@@ -216,6 +216,9 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
         );
         println!("gatelog: verifier key {}", log.verifier().to_vkey());
         println!("gatelog: listening on {scheme}://{addr}");
+        if let Some(path) = args.writers_file.clone() {
+            tokio::spawn(reload_writers_on_sighup(app.clone(), path, anonymous));
+        }
         tokio::select! {
             served = serve_http_api(listener, app, shutdown_signal()) => {
                 served?;
@@ -318,5 +321,30 @@ fn check_entry_mode(data_dir: &Path, gatelog_entries: bool) -> anyhow::Result<()
             written.with_context(|| format!("recording the entry mode in {}", path.display()))
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Reads the writers file again on each SIGHUP, so a writer is added or
+/// cut off without a restart. A file that does not parse changes nothing
+/// (the error is logged): the writers in force stay.
+async fn reload_writers_on_sighup(app: Arc<App>, path: PathBuf, anonymous: bool) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install a SIGHUP handler: the writers file is read only at start");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match Writers::load(&path, anonymous) {
+            Ok(w) if w.has_certificates() && !app.config.http.client_certificates => {
+                tracing::error!(path = %path.display(), "writers file not reloaded: it names certificates, and this server asks for none (--tls-client-ca)");
+            }
+            Ok(w) => {
+                tracing::info!(path = %path.display(), writers = w.len(), "writers file reloaded");
+                *app.writers.write().expect("writers lock") = Arc::new(w);
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "writers file not reloaded; the writers in force stay")
+            }
+        }
     }
 }

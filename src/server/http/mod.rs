@@ -61,7 +61,7 @@ pub struct App {
     /// The gate, when the log holds gatelog entries (`--entries gatelog`).
     pub gate: Option<Gate>,
     /// Who may append.
-    pub writers: writers::Writers,
+    pub writers: std::sync::RwLock<Arc<writers::Writers>>,
     /// How fast each address and each writer may append.
     pub quotas: quota::Quotas,
 }
@@ -189,7 +189,7 @@ where
             let stream =
                 deadline::Deadlines::new(stream, limits.write_timeout, limits.connection_lifetime);
             match &limits.tls {
-                None => serve_connection(stream, peer, None, &limits, handler, &shed).await,
+                None => serve_connection(stream, peer, None, &limits, handler, shed).await,
                 Some(acceptor) => {
                     let handshake = acceptor.accept(stream);
                     match tokio::time::timeout(limits.read_timeout, handshake).await {
@@ -200,7 +200,7 @@ where
                                 .peer_certificates()
                                 .and_then(|c| c.first())
                                 .map(|c| access_log::ClientCert(crate::sys::tls::fingerprint(c)));
-                            serve_connection(tls, peer, cert, &limits, handler, &shed).await
+                            serve_connection(tls, peer, cert, &limits, handler, shed).await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -217,14 +217,24 @@ where
 /// The open connections, oldest first, each with the signal that asks it
 /// to close; at most the connection cap of them.
 #[derive(Default)]
-struct OpenConnections(std::sync::Mutex<(u64, std::collections::BTreeMap<u64, Arc<Notify>>)>);
+struct OpenConnections(std::sync::Mutex<(u64, std::collections::BTreeMap<u64, Arc<Shed>>)>);
+
+/// How a connection is asked to close, and whether it may be: only once
+/// it has answered a request (a keep-alive connection between requests),
+/// never one whose first request is still on its way in, which the
+/// header timeout governs.
+#[derive(Default)]
+struct Shed {
+    asked: Notify,
+    answered: std::sync::atomic::AtomicBool,
+}
 
 impl OpenConnections {
-    fn add(&self) -> (u64, Arc<Notify>) {
+    fn add(&self) -> (u64, Arc<Shed>) {
         let mut open = self.0.lock().expect("open connections");
         let id = open.0;
         open.0 += 1;
-        let shed = Arc::new(Notify::new());
+        let shed = Arc::new(Shed::default());
         open.1.insert(id, shed.clone());
         (id, shed)
     }
@@ -233,10 +243,18 @@ impl OpenConnections {
         self.0.lock().expect("open connections").1.remove(&id);
     }
 
-    /// Asks the oldest connection not yet asked to close.
+    /// Asks the oldest connection that has answered a request (and was
+    /// not asked yet) to close.
     fn shed_oldest(&self) {
-        if let Some((_, shed)) = self.0.lock().expect("open connections").1.pop_first() {
-            shed.notify_one();
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut open = self.0.lock().expect("open connections");
+        let oldest = open
+            .1
+            .iter()
+            .find(|(_, s)| s.answered.load(Relaxed))
+            .map(|(id, _)| *id);
+        if let Some(shed) = oldest.and_then(|id| open.1.remove(&id)) {
+            shed.asked.notify_one();
         }
     }
 }
@@ -249,19 +267,27 @@ async fn serve_connection<IO, H, F>(
     cert: Option<access_log::ClientCert>,
     limits: &HttpLimits,
     handler: H,
-    shed: &Notify,
+    shed: Arc<Shed>,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
+    let answering = shed.clone();
     let service = service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(access_log::Peer(peer));
         if let Some(cert) = &cert {
             req.extensions_mut().insert(cert.clone());
         }
         let response = handler(req);
-        async move { Ok::<_, std::convert::Infallible>(response.await) }
+        let answering = answering.clone();
+        async move {
+            let response = response.await;
+            answering
+                .answered
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -272,7 +298,7 @@ async fn serve_connection<IO, H, F>(
     // once when idle, else after the answer in progress.
     let ended = tokio::select! {
         ended = connection.as_mut() => ended,
-        _ = shed.notified() => {
+        _ = shed.asked.notified() => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }

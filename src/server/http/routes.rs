@@ -296,7 +296,8 @@ async fn serve_add_entry(
             ));
         }
     }
-    let writer = app.writers.authenticate(&req)?;
+    let writers = app.writers.read().expect("writers lock").clone();
+    let writer = writers.authenticate(&req)?;
     if let Writer::Named(name) = &writer {
         seen.writer = name.clone();
     }
