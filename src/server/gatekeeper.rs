@@ -8,6 +8,7 @@
 //! chains and obligations.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -38,6 +39,12 @@ pub enum ReplayError {
 /// The gate state behind a lock: the sequencer writes, readers read.
 pub type SharedState = Arc<RwLock<GateState>>;
 
+/// Every key that may sign, by signer and key id, as of the last batch
+/// that changed one: what the HTTP workers check signatures against
+/// before an entry queues, without waiting for the gate's state (which
+/// the sequencer holds while it admits a batch). Swapped whole.
+pub type SharedKeys = Arc<RwLock<Arc<HashMap<String, HashMap<u32, VerifyingKey>>>>>;
+
 /// What the gate is started with.
 pub struct GateConfig {
     /// The bootstrap admins: trusted for a log of rules version 1 until its
@@ -60,6 +67,7 @@ pub struct GateConfig {
 pub struct Gatekeeper {
     log: Arc<Log>,
     state: SharedState,
+    keys: SharedKeys,
     engine: Box<dyn PolicyEngine + Send>,
     /// The log's key, for its own records.
     signer: NoteSigner,
@@ -95,6 +103,7 @@ impl Gatekeeper {
         }
         Ok(Gatekeeper {
             log,
+            keys: Arc::new(RwLock::new(Arc::new(state.active_keys()))),
             state: Arc::new(RwLock::new(state)),
             engine,
             signer,
@@ -145,6 +154,11 @@ impl Gatekeeper {
     /// The state, for readers.
     pub fn state(&self) -> SharedState {
         self.state.clone()
+    }
+
+    /// The signing keys, for checks before the gate.
+    pub fn keys(&self) -> SharedKeys {
+        self.keys.clone()
     }
 }
 
@@ -240,6 +254,8 @@ impl Admission for Gatekeeper {
                 records.push(bytes.clone());
             }
         }
+        // The parameters record may have named the admins.
+        *self.keys.write().expect("keys lock") = Arc::new(state.active_keys());
         records
     }
 
@@ -310,6 +326,7 @@ impl Admission for Gatekeeper {
         let m = &self.log.metrics;
         m.signature_check.observe_duration(started.elapsed());
         let mut next = first + prefix.len() as u64;
+        let mut keys_changed = false;
         let mut out = Vec::with_capacity(entries.len());
         for (k, d) in decoded.iter().enumerate() {
             let d: &DecodedEntry = match d {
@@ -355,6 +372,10 @@ impl Admission for Gatekeeper {
             match verdict {
                 Err(r) => out.push(Admit::Reject(r)),
                 Ok(Verdict::Admit) => {
+                    keys_changed |= matches!(
+                        d.kind(),
+                        Kind::IdentityRegistration | Kind::AdminSetChange | Kind::LogParameters
+                    );
                     state.apply(next, d);
                     next += 1;
                     out.push(Admit::Append);
@@ -397,6 +418,9 @@ impl Admission for Gatekeeper {
             // record its clock (or anyone could grow it with junk).
             state.rewind_log_time(before);
             prefix.clear();
+        }
+        if keys_changed {
+            *self.keys.write().expect("keys lock") = Arc::new(state.active_keys());
         }
         Admitted {
             prefix,

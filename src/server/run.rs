@@ -15,6 +15,7 @@ use crate::access::entry;
 use crate::access::gate;
 use crate::server::gatekeeper::{max_refusable_entry_bytes, GateConfig, Gatekeeper};
 use crate::server::http::quota::{Quotas, Rate};
+use crate::server::http::signatures::BatchVerifier;
 use crate::server::http::writers::Writers;
 use crate::server::http::{serve as serve_http_api, App, Gate, ServerConfig};
 use crate::server::log::Log;
@@ -125,6 +126,10 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
     check_entry_mode(&args.data_dir, args.gatelog_entries)?;
     let log = Arc::new(log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let (gate, admission) = match args.gatelog_entries {
         false => (None, None),
         true => {
@@ -162,6 +167,8 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
             }
             let skew = args.max_clock_skew.as_millis() as i64;
             let gate = Gate {
+                signatures: BatchVerifier::start_on(&runtime),
+                keys: keeper.keys(),
                 state: keeper.state(),
                 limits: entry::Limits {
                     max_future_ms: skew,
@@ -181,10 +188,6 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
             );
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let witnessing = (!witnesses.is_empty()).then(|| {
         let _in_runtime = runtime.enter();
         Witnessing::start(log.clone(), witnesses, args.witness_quorum, witness_timeout)

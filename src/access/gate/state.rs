@@ -276,6 +276,32 @@ impl GateState {
         self.admins.values()
     }
 
+    /// Every key that may sign now, by signer and key id: the admins'
+    /// and each identity's active keys (the log's own key aside). A
+    /// snapshot for checks made before the gate; the gate's verdict is
+    /// [`GateState::signing_key`]'s.
+    pub fn active_keys(&self) -> HashMap<String, HashMap<u32, VerifyingKey>> {
+        let mut all: HashMap<String, HashMap<u32, VerifyingKey>> = self
+            .identities
+            .iter()
+            .map(|(id, identity)| {
+                let keys = identity
+                    .keys
+                    .iter()
+                    .filter(|(_, (_, active))| *active)
+                    .map(|(key_id, (key, _))| (*key_id, *key))
+                    .collect();
+                (id.clone(), keys)
+            })
+            .collect();
+        for admin in self.admins.values() {
+            all.entry(admin.name().to_string())
+                .or_default()
+                .insert(admin.key_id(), verifying_key(admin));
+        }
+        all
+    }
+
     /// The key that must have signed `entry`, if its signer, key and actor
     /// are known and allowed to sign.
     pub fn signing_key(&self, entry: &DecodedEntry) -> Result<VerifyingKey, Rejection> {

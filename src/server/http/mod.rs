@@ -12,6 +12,7 @@ mod deadline;
 mod error;
 pub mod quota;
 pub(crate) mod routes;
+pub mod signatures;
 pub mod writers;
 
 use std::future::Future;
@@ -72,6 +73,10 @@ pub struct Gate {
     pub state: crate::server::gatekeeper::SharedState,
     /// Stateless limits checked before an entry queues.
     pub limits: crate::access::entry::Limits,
+    /// The signing keys, for the checks before the gate.
+    pub keys: crate::server::gatekeeper::SharedKeys,
+    /// Where the HTTP workers' signature checks are batched.
+    pub signatures: signatures::BatchVerifier,
 }
 
 /// Serves the log's HTTP API on `listener` until `shutdown` resolves.

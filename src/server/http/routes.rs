@@ -234,12 +234,11 @@ fn gate(app: &App) -> Result<&SharedState> {
     })
 }
 
-/// Stateless checks of a gatelog entry, before it queues for the gate:
-/// decoding, validation and, when the log knows the signer's key, the
-/// signature (here, on the HTTP workers, not on the sequencer's thread).
-/// The entry decoded, and the key it verified with; what it is goes into
-/// `seen` first, for the access log.
-fn check_entry(
+/// Checks of a gatelog entry before it queues for the gate: decoding,
+/// validation and, when the log knows the signer's key, the signature
+/// (batched with other submissions', off the sequencer's thread). The entry decoded, and the key it verified with;
+/// what it is goes into `seen` first, for the access log.
+async fn check_entry(
     gate: &Gate,
     entry: &[u8],
     seen: &mut access_log::Submission,
@@ -253,20 +252,23 @@ fn check_entry(
     validate(&decoded, now_ms(), &gate.limits).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_entry", e.message).at(e.field)
     })?;
-    // A signer the log does not know (yet: its registration may be in
-    // flight) is left to the gate, which answers in log order; so is
-    // every entry while the gate holds its state for a batch (an HTTP
-    // worker never waits for the sequencer).
-    let key = match gate.state.try_read() {
-        Ok(state) => state.signing_key(&decoded).ok(),
-        Err(_) => None,
-    };
+    // Checked against the keys as of the last batch that changed one; a
+    // signer the log does not know (yet: its registration may be in
+    // flight) is left to the gate, which answers in log order and checks
+    // again any entry whose signer's key changed since.
+    let key = gate
+        .keys
+        .read()
+        .expect("keys lock")
+        .get(&decoded.signed.signer_id)
+        .and_then(|keys| keys.get(&decoded.signed.key_id))
+        .copied();
     let Some(key) = key else {
         return Ok((decoded, None));
     };
-    match VerifiedKey::check(key, &decoded) {
-        Some(verified) => Ok((decoded, Some(verified))),
-        None => Err(ApiError::new(
+    match gate.signatures.check(decoded, key).await {
+        (decoded, Some(verified)) => Ok((decoded, Some(verified))),
+        (decoded, None) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "bad_signature",
             format!(
@@ -306,7 +308,7 @@ async fn serve_add_entry(
     let entry = decode_entry(app, body)?;
     let (decoded, verified_with) = match &app.gate {
         Some(gate) => {
-            let (d, k) = check_entry(gate, &entry, seen)?;
+            let (d, k) = check_entry(gate, &entry, seen).await?;
             (Some(d), k)
         }
         None => (None, None),
