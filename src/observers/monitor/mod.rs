@@ -67,7 +67,7 @@ pub struct MonitorConfig {
 pub enum MonitorError {
     #[error("split view: {reason}; evidence written to {path}")]
     SplitView { reason: String, path: PathBuf },
-    #[error("the log serves entries its checkpoint does not commit to: {reason}; evidence written to {path}")]
+    #[error("bad entries: {reason}; evidence written to {path}")]
     BadEntries { reason: String, path: PathBuf },
     #[error("{path}: {source}")]
     Io {
