@@ -49,6 +49,20 @@ fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
     })
 }
 
+/// `POST /v1/entries` of `body` from the loopback address `from`.
+fn post_from(from: &str, addr: SocketAddr, body: &[u8]) -> HttpResponse {
+    let mut s = connect_from(from, addr);
+    let head = format!(
+        "POST /v1/entries HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    common::parse_response(&raw).unwrap()
+}
+
 fn writers_file(dir: &Path, lines: &str) -> String {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("writers");
@@ -220,13 +234,7 @@ fn an_address_over_its_quota_gets_429_with_retry_after() {
     assert_eq!(r.json()["error"]["retry_after_secs"], retry);
     assert_eq!(server.tree_size(), 3, "a refused append changes nothing");
     // Another address has its own quota; reads are not limited.
-    let mut other = connect_from("127.0.0.2", server.addr);
-    other
-        .write_all(b"POST /v1/entries HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\ne4")
-        .unwrap();
-    let mut raw = Vec::new();
-    other.read_to_end(&mut raw).unwrap();
-    assert_eq!(common::parse_response(&raw).unwrap().status, 200);
+    assert_eq!(post_from("127.0.0.2", server.addr, b"e4").status, 200);
     assert_eq!(
         http(server.addr, "GET", "/v1/log", b"").unwrap().status,
         200
@@ -291,16 +299,7 @@ fn a_writer_quota_counts_only_new_entries_whose_signature_verified() {
         200
     );
     for _ in 0..10 {
-        let mut s = connect_from("127.0.0.2", server.addr);
-        let head = format!(
-            "POST /v1/entries HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            entry.len()
-        );
-        s.write_all(head.as_bytes()).unwrap();
-        s.write_all(&entry).unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let r = common::parse_response(&raw).unwrap();
+        let r = post_from("127.0.0.2", server.addr, &entry);
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.json()["duplicate"], true);
     }
@@ -349,17 +348,7 @@ fn good_submitters_are_served_through_a_bad_signature_flood() {
                     st.log_origin = origin.clone();
                     let mut signed = gatelog::access::entry::sign(&forger, &st);
                     signed.key_id = admin_id;
-                    let body = signed.encode_to_vec();
-                    let mut s = connect_from(from, addr);
-                    let head = format!(
-                        "POST /v1/entries HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    s.write_all(head.as_bytes()).unwrap();
-                    s.write_all(&body).unwrap();
-                    let mut raw = Vec::new();
-                    s.read_to_end(&mut raw).unwrap();
-                    let r = common::parse_response(&raw).unwrap();
+                    let r = post_from(from, addr, &signed.encode_to_vec());
                     assert_eq!(r.status, 401, "{}", r.text());
                     sent += 1;
                 }

@@ -12,7 +12,7 @@ use gatelog::access::entry::proto::{
     decision, Actor, Decision, EntryRef, LogParameters, LogTime, PolicyRef, Statement,
 };
 use gatelog::access::entry::{self, Body, DecodedEntry};
-use gatelog::access::gate::{GateState, IntentFacts, PolicyEngine};
+use gatelog::access::gate::GateState;
 use gatelog::tlog::note::{NoteSigner, NoteVerifier};
 use prost::Message;
 
@@ -22,25 +22,7 @@ pub const NOW: i64 = 1_800_000_000_000;
 pub const ORIGIN: &str = "log.example";
 const MINUTE: i64 = 60_000;
 
-/// Rule 7 without Cedar (not in the verifier-only build): allows all.
-pub struct AllowAll;
-
-impl PolicyEngine for AllowAll {
-    fn compile(
-        &mut self,
-        _: &gatelog::access::entry::proto::PolicyPublication,
-    ) -> Result<(), String> {
-        Ok(())
-    }
-
-    fn allows(
-        &mut self,
-        _: &gatelog::access::entry::proto::PolicyPublication,
-        _: &IntentFacts,
-    ) -> Result<bool, String> {
-        Ok(true)
-    }
-}
+pub use parsers::AllowAll;
 
 /// An appended leaf.
 pub struct At {
