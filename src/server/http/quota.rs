@@ -142,6 +142,28 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
         }
     }
 
+    /// Whether this quota limits anything (a zero rate does not).
+    pub fn is_limited(&self) -> bool {
+        self.rate.per_second > 0.0
+    }
+
+    /// Whether `key`'s bucket holds at least half its burst at `now`.
+    pub fn at_least_half_full(&self, key: &K, now: Instant) -> bool {
+        let table = self.table.lock().expect("quota table");
+        table.get(key).is_none_or(|b| {
+            let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+            b.tokens + elapsed * self.rate.per_second >= self.rate.burst / 2.0
+        })
+    }
+
+    /// Gives back a token taken for `key` (its submission turned out to
+    /// cost nothing), up to the burst.
+    pub fn refund(&self, key: &K) {
+        if let Some(b) = self.table.lock().expect("quota table").get_mut(key) {
+            b.tokens = (b.tokens + 1.0).min(self.rate.burst);
+        }
+    }
+
     /// Drops the buckets that have refilled (as good as absent); if that
     /// is not enough, the fuller half.
     fn shrink(table: &mut HashMap<K, Bucket>, rate: Rate, max_keys: usize, now: Instant) {
@@ -248,6 +270,41 @@ mod tests {
         let t0 = Instant::now();
         b.take(&1, t0).unwrap();
         assert_eq!(b.take(&1, t0).unwrap_err(), Duration::MAX);
+    }
+
+    #[test]
+    fn a_refund_gives_back_a_token_and_half_full_says_when_to_look_first() {
+        let b = Buckets::new(
+            Rate {
+                per_second: 0.001,
+                burst: 4.0,
+            },
+            4,
+        );
+        let t0 = Instant::now();
+        assert!(b.at_least_half_full(&1, t0), "an absent bucket is full");
+        b.take(&1, t0).unwrap();
+        b.take(&1, t0).unwrap();
+        assert!(b.at_least_half_full(&1, t0));
+        b.take(&1, t0).unwrap();
+        assert!(!b.at_least_half_full(&1, t0));
+        b.refund(&1);
+        b.refund(&1);
+        b.refund(&1);
+        b.refund(&1);
+        // Never above the burst.
+        for _ in 0..4 {
+            b.take(&1, t0).unwrap();
+        }
+        assert!(b.take(&1, t0).is_err());
+        assert!(!Buckets::<u8>::new(
+            Rate {
+                per_second: 0.0,
+                burst: 0.0
+            },
+            1
+        )
+        .is_limited());
     }
 
     #[test]

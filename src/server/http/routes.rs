@@ -21,6 +21,7 @@ use super::{access_log, chains, ApiError, App, Gate};
 use crate::access::entry::{validate, DecodedEntry, VerifiedKey};
 use crate::server::gatekeeper::SharedState;
 use crate::server::log::ProofUser;
+use crate::server::sequencer::SubmitError;
 use crate::sys::clock::now_ms;
 use crate::tlog::decimal::parse_decimal;
 use crate::tlog::merkle::{leaf_hash, Hash};
@@ -316,27 +317,52 @@ async fn serve_add_entry(
     // Only a proven writer's quota is spent: a signer whose signature
     // verified, or a writer that authenticated; and only by a new entry,
     // so that nobody spends a signer's quota by replaying its entries
-    // (they are public) from elsewhere.
+    // (they are public) from elsewhere. While the writer's bucket is at
+    // least half full a token is taken at once and given back if the
+    // entry turns out to be a duplicate (no lookup on the hot path); below
+    // that, the log is asked first, so replays in flight can never take
+    // the bucket below half.
     let proven = match (&verified_with, &writer) {
         (Some(_), _) => Some(seen.signer.clone()),
         (None, Writer::Named(name)) if app.gate.is_none() => Some(name.clone()),
         _ => None,
     };
-    let leaf = decoded
-        .as_ref()
-        .map_or_else(|| leaf_hash(&entry), |d| d.leaf_hash);
-    let proven = proven.filter(|_| app.log.find_leaf(&leaf, None).is_err());
+    let quota = &app.quotas.per_writer;
+    let proven = proven.filter(|_| quota.is_limited());
+    let mut charged = None;
     if let Some(who) = proven {
-        if let Err(wait) = app.quotas.per_writer.take(&who, Instant::now()) {
-            app.quotas.refused_writer.fetch_add(1, Relaxed);
-            return Err(ApiError::too_many(
-                "writer_quota",
-                format!("too many submissions by {who}; retry later"),
-                wait,
-            ));
+        let now = Instant::now();
+        let new_entry = quota.at_least_half_full(&who, now) || {
+            let leaf = decoded
+                .as_ref()
+                .map_or_else(|| leaf_hash(&entry), |d| d.leaf_hash);
+            app.log.find_leaf(&leaf, None).is_err()
+        };
+        if new_entry {
+            if let Err(wait) = quota.take(&who, now) {
+                app.quotas.refused_writer.fetch_add(1, Relaxed);
+                return Err(ApiError::too_many(
+                    "writer_quota",
+                    format!("too many submissions by {who}; retry later"),
+                    wait,
+                ));
+            }
+            charged = Some(who);
         }
     }
-    let appended = app.sequencer.submit(entry, decoded, verified_with).await?;
+    let appended = app.sequencer.submit(entry, decoded, verified_with).await;
+    if let Some(who) = &charged {
+        // A duplicate, or a submission the queue could not take, cost
+        // nothing; a rejection cost the gate its work, and counts.
+        let free = match &appended {
+            Ok(a) => a.duplicate,
+            Err(e) => matches!(e, SubmitError::Overloaded),
+        };
+        if free {
+            quota.refund(who);
+        }
+    }
+    let appended = appended?;
     seen.index = Some(appended.index);
     seen.outcome = match (&appended.refusal, appended.duplicate) {
         (Some(_), _) => "refused",
