@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{sleep, Sleep};
+use tokio::time::{sleep, Instant, Sleep};
 
 /// `io` with a write-progress timeout and a lifetime.
 pub struct Deadlines<IO> {
@@ -25,8 +25,11 @@ pub struct Deadlines<IO> {
     /// disarms it. One timer, reset, not one per stall.
     stalled: Pin<Box<Sleep>>,
     armed: bool,
-    /// When the connection ends, whatever it is doing.
-    end: Pin<Box<Sleep>>,
+    /// When the connection ends, whatever it is doing: checked on each
+    /// read and write (a clock read; no timer is registered per poll, so
+    /// an idle connection is left to hyper's header timeout and to the
+    /// graceful close at its lifetime).
+    end: Instant,
 }
 
 impl<IO> Deadlines<IO> {
@@ -36,18 +39,18 @@ impl<IO> Deadlines<IO> {
             write_timeout,
             stalled: Box::pin(sleep(write_timeout)),
             armed: false,
-            end: Box::pin(sleep(lifetime)),
+            end: Instant::now() + lifetime,
         }
     }
 
-    fn past_lifetime(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        match self.end.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(
+    fn past_lifetime(&self) -> io::Result<()> {
+        if Instant::now() >= self.end {
+            return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "connection lifetime reached",
-            )),
-            Poll::Pending => Ok(()),
+            ));
         }
+        Ok(())
     }
 
     /// After a write-side poll: disarm on progress, fail when stalled too long.
@@ -81,7 +84,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Deadlines<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.past_lifetime(cx)?;
+        self.past_lifetime()?;
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
@@ -92,7 +95,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.past_lifetime(cx)?;
+        self.past_lifetime()?;
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
         self.track(cx, polled)
     }
@@ -102,7 +105,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.past_lifetime(cx)?;
+        self.past_lifetime()?;
         let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         self.track(cx, polled)
     }
@@ -112,7 +115,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.past_lifetime(cx)?;
+        self.past_lifetime()?;
         let polled = Pin::new(&mut self.io).poll_flush(cx);
         self.track(cx, polled)
     }
