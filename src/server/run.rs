@@ -167,7 +167,7 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
             }
             let skew = args.max_clock_skew.as_millis() as i64;
             let gate = Gate {
-                signatures: BatchVerifier::start_on(&runtime),
+                signatures: BatchVerifier::start(),
                 keys: keeper.keys(),
                 state: keeper.state(),
                 limits: entry::Limits {

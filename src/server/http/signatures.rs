@@ -1,20 +1,23 @@
 //! Signature checks for the HTTP workers, in batches: each submission's
-//! check waits in a queue, and one task verifies whatever has queued in
-//! one batch verification (bisected when it fails), on the blocking pool.
-//! Under load a batch fills while the previous one runs, so a signature
-//! costs what it costs in a batch (about half a single check), and a
-//! flood of bad signatures costs the flood's own batches, never the
-//! sequencer's thread.
+//! check waits in a queue, and one thread of its own verifies whatever
+//! has queued in one batch verification (bisected when it fails). Under
+//! load a batch fills while the previous one runs, so a signature costs
+//! what it costs in a batch (about half a single check), and a flood of
+//! bad signatures costs the flood's own batches, never the sequencer's
+//! thread. A thread, not the blocking pool: a task per batch there churned
+//! threads (and their fresh stack pages) under load.
+
+use std::sync::mpsc::{self, TrySendError};
 
 use ed25519_dalek::VerifyingKey;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::access::entry::{DecodedEntry, VerifiedKey};
 
 /// Most signatures in one batch.
 const MAX_BATCH: usize = 256;
 
-/// Most checks waiting; beyond it a submission waits for room.
+/// Most checks waiting; beyond it a submission is checked where it is.
 const QUEUE: usize = 4 * MAX_BATCH;
 
 struct Check {
@@ -26,14 +29,17 @@ struct Check {
 /// The queue of signature checks.
 #[derive(Clone)]
 pub struct BatchVerifier {
-    tx: mpsc::Sender<Check>,
+    tx: mpsc::SyncSender<Check>,
 }
 
 impl BatchVerifier {
-    /// Starts the batching task on `runtime`.
-    pub fn start_on(runtime: &tokio::runtime::Runtime) -> BatchVerifier {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        runtime.spawn(run(rx));
+    /// Starts the verifying thread.
+    pub fn start() -> BatchVerifier {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("gatelog-signatures".into())
+            .spawn(move || run(rx))
+            .expect("starting the signature thread");
         BatchVerifier { tx }
     }
 
@@ -45,32 +51,34 @@ impl BatchVerifier {
         key: VerifyingKey,
     ) -> (DecodedEntry, Option<VerifiedKey>) {
         let (reply, answer) = oneshot::channel();
-        let check = Check { entry, key, reply };
-        if let Err(mpsc::error::SendError(check)) = self.tx.send(check).await {
-            // The task is gone (shutdown): check here.
-            let verified = VerifiedKey::check(check.key, &check.entry);
-            return (check.entry, verified);
+        match self.tx.try_send(Check { entry, key, reply }) {
+            Ok(()) => answer
+                .await
+                .expect("the signature thread answers every check"),
+            // Queue full, or the thread gone: check here.
+            Err(TrySendError::Full(c) | TrySendError::Disconnected(c)) => {
+                let verified = VerifiedKey::check(c.key, &c.entry);
+                (c.entry, verified)
+            }
         }
-        answer.await.expect("the batch task answers every check")
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Check>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let checks = std::mem::take(&mut batch);
-        let done = tokio::task::spawn_blocking(move || {
-            let pairs: Vec<(VerifyingKey, &DecodedEntry)> =
-                checks.iter().map(|c| (c.key, &c.entry)).collect();
-            let verified = VerifiedKey::check_batch(&pairs);
-            drop(pairs);
-            for (check, verified) in checks.into_iter().zip(verified) {
-                let _ = check.reply.send((check.entry, verified));
+fn run(rx: mpsc::Receiver<Check>) {
+    while let Ok(first) = rx.recv() {
+        let mut checks = vec![first];
+        while checks.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => checks.push(c),
+                Err(_) => break,
             }
-        })
-        .await;
-        if done.is_err() {
-            tracing::error!("a signature batch panicked; its submissions get no answer");
+        }
+        let pairs: Vec<(VerifyingKey, &DecodedEntry)> =
+            checks.iter().map(|c| (c.key, &c.entry)).collect();
+        let verified = VerifiedKey::check_batch(&pairs);
+        drop(pairs);
+        for (check, verified) in checks.into_iter().zip(verified) {
+            let _ = check.reply.send((check.entry, verified));
         }
     }
 }
