@@ -144,24 +144,9 @@ fn kill_9_loses_no_acknowledged_entry() {
             .map(|c| {
                 let (addr, stop, acked) = (server.addr, stop.clone(), acked.clone());
                 std::thread::spawn(move || {
-                    for n in 0u64.. {
-                        if stop.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        let entry = format!("round {round} client {c} entry {n}").into_bytes();
-                        match http(addr, "POST", "/v1/entries", &entry) {
-                            Ok(r) if r.status == 200 => {
-                                let v = r.json();
-                                let mut a = acked.lock().unwrap();
-                                a.entries.push((entry, v["index"].as_u64().unwrap()));
-                                a.checkpoints
-                                    .push(v["checkpoint"].as_str().unwrap().to_string());
-                            }
-                            Ok(r) => panic!("append answered {}: {}", r.status, r.text()),
-                            // The server died mid-request: not acknowledged.
-                            Err(_) => return,
-                        }
-                    }
+                    append_until_stopped(addr, &stop, &acked, false, |n| {
+                        format!("round {round} client {c} entry {n}").into_bytes()
+                    })
                 })
             })
             .collect();
@@ -186,6 +171,38 @@ fn kill_9_loses_no_acknowledged_entry() {
         a.entries.len()
     );
     check_log(&server, verifier.as_ref().unwrap(), &a);
+}
+
+/// Appends `next_entry(n)` for n = 0, 1, ... until `stop` or the server
+/// dies, recording each acknowledged entry and checkpoint in `acked`. With
+/// `witness_may_be_down`, a 503 (the entry is durable but its witness
+/// quorum did not come) is not an acknowledgement and not a failure.
+fn append_until_stopped(
+    addr: std::net::SocketAddr,
+    stop: &AtomicBool,
+    acked: &Mutex<Acked>,
+    witness_may_be_down: bool,
+    mut next_entry: impl FnMut(u64) -> Vec<u8>,
+) {
+    for n in 0u64.. {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let entry = next_entry(n);
+        match http(addr, "POST", "/v1/entries", &entry) {
+            Ok(r) if r.status == 200 => {
+                let v = r.json();
+                let mut a = acked.lock().unwrap();
+                a.entries.push((entry, v["index"].as_u64().unwrap()));
+                a.checkpoints
+                    .push(v["checkpoint"].as_str().unwrap().to_string());
+            }
+            Ok(r) if r.status == 503 && witness_may_be_down => {}
+            Ok(r) => panic!("append answered {}: {}", r.status, r.text()),
+            // The server died mid-request: not acknowledged.
+            Err(_) => return,
+        }
+    }
 }
 
 /// The size the witness says it last cosigned for the log (it answers a
@@ -266,10 +283,7 @@ fn kill_9_of_a_witnessed_gatelog_log_loses_no_acknowledged_entry_or_cosignature(
                     server.origin().to_string(),
                 );
                 std::thread::spawn(move || {
-                    for n in 0u64.. {
-                        if stop.load(Ordering::Relaxed) {
-                            return;
-                        }
+                    append_until_stopped(addr, &stop, &acked, true, |n| {
                         let id = format!("r{round}c{c}n{n}");
                         let key = NoteSigner::from_seed(&id, [c as u8 + 1; 32]).unwrap();
                         let mut st = build::register(
@@ -280,23 +294,8 @@ fn kill_9_of_a_witnessed_gatelog_log_loses_no_acknowledged_entry_or_cosignature(
                             now_ms(),
                         );
                         st.log_origin = origin.clone();
-                        let entry = prost::Message::encode_to_vec(&gatelog::access::entry::sign(
-                            &admin, &st,
-                        ));
-                        match http(addr, "POST", "/v1/entries", &entry) {
-                            Ok(r) if r.status == 200 => {
-                                let v = r.json();
-                                let mut a = acked.lock().unwrap();
-                                a.entries.push((entry, v["index"].as_u64().unwrap()));
-                                a.checkpoints
-                                    .push(v["checkpoint"].as_str().unwrap().to_string());
-                            }
-                            // The witness is down: durable, but not acknowledged.
-                            Ok(r) if r.status == 503 => {}
-                            Ok(r) => panic!("append answered {}: {}", r.status, r.text()),
-                            Err(_) => return,
-                        }
-                    }
+                        prost::Message::encode_to_vec(&gatelog::access::entry::sign(&admin, &st))
+                    })
                 })
             })
             .collect();

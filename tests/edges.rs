@@ -20,7 +20,23 @@ use prost::Message;
 
 /// One HTTP/1.1 request with extra header lines.
 fn request(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &[u8]) -> HttpResponse {
-    let mut s = TcpStream::connect(addr).unwrap();
+    exchange(
+        TcpStream::connect(addr).unwrap(),
+        method,
+        path,
+        headers,
+        body,
+    )
+}
+
+/// Sends one request on `s` and reads the whole answer.
+fn exchange(
+    mut s: TcpStream,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> HttpResponse {
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
@@ -51,16 +67,7 @@ fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
 
 /// `POST /v1/entries` of `body` from the loopback address `from`.
 fn post_from(from: &str, addr: SocketAddr, body: &[u8]) -> HttpResponse {
-    let mut s = connect_from(from, addr);
-    let head = format!(
-        "POST /v1/entries HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    common::parse_response(&raw).unwrap()
+    exchange(connect_from(from, addr), "POST", "/v1/entries", "", body)
 }
 
 fn writers_file(dir: &Path, lines: &str) -> String {

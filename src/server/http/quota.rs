@@ -56,15 +56,6 @@ impl Quotas {
         }
     }
 
-    /// No limits (tests of other things, the library's default).
-    pub fn unlimited() -> Quotas {
-        let none = Rate {
-            per_second: 0.0,
-            burst: 0.0,
-        };
-        Quotas::new(none, none, 1)
-    }
-
     /// The quota metrics, in the Prometheus text format.
     pub fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write;
