@@ -279,6 +279,7 @@ fn a_writer_quota_counts_only_new_entries_whose_signature_verified() {
     // An attacker floods entries in the admin's name with bad signatures:
     // each is refused and none spends the admin's quota.
     let forger = NoteSigner::from_seed("admin", [7; 32]).unwrap();
+    let before_flood = server.tree_size();
     for n in 0..20 {
         let (mut st, _) = registration(100 + n);
         st.log_origin = server.origin().to_string();
@@ -293,6 +294,7 @@ fn a_writer_quota_counts_only_new_entries_whose_signature_verified() {
         );
     }
     let size = server.tree_size();
+    assert_eq!(size, before_flood, "refused forgeries change nothing");
     // The admin appends one entry; the attacker replays it (entries are
     // public) from another address: answered as a duplicate, at no cost
     // to the admin.
