@@ -1,8 +1,8 @@
-//! A log made by the release before rules version 2 (a committed fixture,
-//! `tests/fixtures/v1-log`) keeps working: served by this release it gets
-//! its rules-version record once, its old entries audit under the rules
-//! they were admitted under, new entries are judged by version 2, and the
-//! audit of the whole log finds nothing.
+//! Logs made by earlier releases (committed fixtures: `tests/fixtures/v1-log`
+//! before rules version 2, `v2-log` before version 3) keep working: served
+//! by this release each gets its rules-version record once, its old entries
+//! audit under the rules they were admitted under, new entries are judged
+//! by this release's rules, and the audit of the whole log finds nothing.
 
 mod common;
 
@@ -12,8 +12,10 @@ use common::{get_ok, Server};
 use gatelog::access::entry::build::{self, delta, human, target};
 use gatelog::sys::keyfile::read_private_key;
 
-fn copy_fixture(to: &Path) {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-log");
+fn copy_fixture(name: &str, to: &Path) {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let status = std::process::Command::new("cp")
         .arg("-a")
         .arg(&from)
@@ -40,7 +42,7 @@ fn audit(server: &Server, admin_pub: &Path, out: &Path) -> (i32, serde_json::Val
 fn a_log_of_the_previous_release_upgrades_once_and_still_audits() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("log");
-    copy_fixture(&data);
+    copy_fixture("v1-log", &data);
     let admin_pub = data.join("admin.key.pub");
     let mut server = Server::start_gatelog(&data, &["--admin-key", admin_pub.to_str().unwrap()]);
     // The 16 entries of the old release, then the parameters record and
@@ -50,7 +52,10 @@ fn a_log_of_the_previous_release_upgrades_once_and_still_audits() {
     let (code, manifest) = audit(&server, &admin_pub, &tmp.path().join("audit-1"));
     assert_eq!(code, 0, "{manifest:#}");
     assert_eq!(manifest["findings"], 0);
-    assert_eq!(manifest["rules"]["rules_version"], 2);
+    assert_eq!(
+        manifest["rules"]["rules_version"],
+        gatelog::access::gate::RULES_VERSION
+    );
     assert_eq!(manifest["rules"]["recorded_at_entry"], 16);
     assert_eq!(manifest["rules"]["admins"], serde_json::json!(["admin"]));
     assert!(manifest["rules"]["note"]
@@ -121,4 +126,54 @@ fn a_log_of_the_previous_release_upgrades_once_and_still_audits() {
     assert_eq!(manifest["findings"], 0);
     let log = get_ok(server.addr, "/v1/log").json();
     assert_eq!(log["tree_size"].as_u64(), Some(size));
+}
+
+#[test]
+fn a_log_of_rules_version_2_moves_to_3_once_keeping_its_admins() {
+    use gatelog::access::gate::limits::MAX_TEXT_BYTES;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("log");
+    copy_fixture("v2-log", &data);
+    let mut server = Server::start_gatelog(&data, &["--dev"]);
+    // 64 entries of the old release, then the new parameters record and
+    // a time record.
+    assert_eq!(server.tree_size(), 66);
+    let (code, _, manifest) = server.audit(&[], &tmp.path().join("audit-1"));
+    assert_eq!(code, 0, "{manifest:#}");
+    assert_eq!(manifest["findings"], 0);
+    assert_eq!(manifest["rules"]["rules_version"], 3);
+    assert_eq!(manifest["rules"]["recorded_at_entry"], 64);
+    assert_eq!(manifest["rules"]["admins"], serde_json::json!(["admin"]));
+
+    // Version 3's limits hold from here on.
+    let admin = read_private_key(&data.join("admin.key")).unwrap();
+    let mut st = build::register(
+        &human("admin"),
+        &human("erin"),
+        "",
+        gatelog::tlog::note::NoteSigner::from_seed("erin", [0x0e; 32])
+            .unwrap()
+            .verifier()
+            .public_key(),
+        gatelog::sys::clock::now_ms(),
+    );
+    st.log_origin = server.origin().to_string();
+    if let Some(gatelog::access::entry::Body::IdentityRegistration(r)) = &mut st.body {
+        r.owner = "o".repeat(MAX_TEXT_BYTES);
+    }
+    let r = server.submit(&admin, &st);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (422, "too_long".to_string()),
+        "{}",
+        r.text()
+    );
+
+    // Restarted: the record is not written again.
+    let size = server.tree_size();
+    server.kill9();
+    let server = Server::start_gatelog(&data, &["--dev"]);
+    assert_eq!(server.tree_size(), size);
+    let (code, _, manifest) = server.audit(&[], &tmp.path().join("audit-2"));
+    assert_eq!(code, 0, "{manifest:#}");
 }

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use crate::access::entry::timestamp;
+use crate::access::entry::rfc3339;
 use crate::access::replay::{AuditSummary, ChainReport, Finding, Period};
 use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::merkle::{node_hash, verify_inclusion, Hash, Prover};
@@ -86,13 +86,6 @@ fn create_csv(dir: &Path, name: &str, header: &[&str]) -> anyhow::Result<csv::Wr
         .with_context(|| format!("writing {}", path.display()))?;
     w.write_record(header)?;
     Ok(w)
-}
-
-fn rfc3339(ms: i64) -> String {
-    serde_json::to_value(timestamp(ms))
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// The file names a chain may get, in order: its id when that is a plain,

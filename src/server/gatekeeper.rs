@@ -131,16 +131,28 @@ impl Gatekeeper {
         self.own_record(now_ms, Body::LogTime(LogTime {}))
     }
 
-    /// The log's parameters record.
-    fn parameters_record(&self, now_ms: i64) -> Vec<u8> {
+    /// The parameters record for a new log, or for `state`'s move to
+    /// this release's rules version, which keeps the admin set the log
+    /// has recorded since (the bootstrap admins may be long gone).
+    fn parameters_record(&self, state: &GateState, now_ms: i64) -> Vec<u8> {
+        let (admin_keys, admin_threshold) = match state.params().index {
+            Some(_) => (
+                state.admins().map(|a| a.to_vkey()).collect(),
+                state.params().admin_threshold,
+            ),
+            None => (
+                self.config.admins.iter().map(|a| a.to_vkey()).collect(),
+                self.config.admin_threshold,
+            ),
+        };
         self.own_record(
             now_ms,
             Body::LogParameters(LogParameters {
                 rules_version: gate::RULES_VERSION,
                 log_origin: self.log.origin().to_string(),
                 max_clock_skew_ms: self.config.max_clock_skew_ms.max(0) as u64,
-                admin_keys: self.config.admins.iter().map(|a| a.to_vkey()).collect(),
-                admin_threshold: self.config.admin_threshold,
+                admin_keys,
+                admin_threshold,
             }),
         )
     }
@@ -230,11 +242,14 @@ impl Admission for Gatekeeper {
     /// rules version 2. A new log then appends its genesis entries.
     fn opening(&mut self, first: u64) -> Vec<Vec<u8>> {
         let mut state = self.state.write().expect("gate state lock");
-        if state.params().index.is_some() {
+        if state.params().index.is_some() && state.rules_version() >= gate::RULES_VERSION {
             return vec![];
         }
         let now = now_ms();
-        let mut records = vec![self.parameters_record(now), self.log_time_record(now)];
+        let mut records = vec![
+            self.parameters_record(&state, now),
+            self.log_time_record(now),
+        ];
         for (k, r) in records.iter().enumerate() {
             Self::apply_own(&mut state, first + k as u64, r);
         }

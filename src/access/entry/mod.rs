@@ -402,6 +402,14 @@ pub fn timestamp(ms: i64) -> Timestamp {
     }
 }
 
+/// `ms` as an RFC 3339 time, as proto3 JSON writes it.
+pub fn rfc3339(ms: i64) -> String {
+    serde_json::to_value(timestamp(ms))
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

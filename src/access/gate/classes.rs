@@ -6,6 +6,7 @@
 
 use crate::access::entry::proto::{entitlement_op::Op, EntitlementDelta, PolicyPublication};
 
+use super::limits::DEFAULT_MAX_REQUEST_AGE_MS;
 use super::DEFAULT_PRIVILEGED_APPROVALS;
 
 /// The longest an approval lasts when no class says otherwise: 7 days.
@@ -25,6 +26,8 @@ pub struct Requirements {
     pub approvals: u32,
     pub max_approval_lifetime_ms: i64,
     pub max_review_window_ms: i64,
+    /// Rules version 3: how long a request stays open.
+    pub max_request_age_ms: i64,
 }
 
 /// What `delta` on `system` needs under `policy`: every matching class
@@ -58,6 +61,7 @@ pub fn requirements_flagged(
         approvals: 1,
         max_approval_lifetime_ms: DEFAULT_MAX_APPROVAL_LIFETIME_MS,
         max_review_window_ms: DEFAULT_MAX_REVIEW_WINDOW_MS,
+        max_request_age_ms: DEFAULT_MAX_REQUEST_AGE_MS,
     };
     if r.privileged || r.high_risk {
         r.approvals = base;
@@ -90,6 +94,9 @@ pub fn requirements_flagged(
             }
             if let Some(ms) = seconds_ms(class.max_review_window_seconds) {
                 r.max_review_window_ms = r.max_review_window_ms.min(ms);
+            }
+            if let Some(ms) = seconds_ms(class.max_request_age_seconds) {
+                r.max_request_age_ms = r.max_request_age_ms.min(ms);
             }
         }
     }

@@ -12,8 +12,8 @@
 //! A log records the rules it is judged by. Before its `logParameters`
 //! record a log is under **rules version 1** (the rules of the first
 //! releases, kept so that old logs still audit). From that record on,
-//! **rules version 2** judges every entry, including chains opened
-//! earlier. A new log's first entry is that record; an existing log gets
+//! the version it names judges every entry, including chains opened
+//! earlier (version 2, then 3 from a second record). A new log's first entry is that record; an existing log gets
 //! it on its first start under a release that knows version 2.
 //!
 //! The log's own records (written and signed by the log key, never
@@ -68,8 +68,19 @@
 //! (or an assistant) may execute it; its successful outcome discharges the
 //! obligation. A chain closes when it has executed and holds no open
 //! obligation; nothing joins it after that.
+//!
+//! # Version 3: bounded chains
+//!
+//! Every string and list has a limit ([`limits`]); a chain holds at most
+//! [`limits::MAX_CHAIN_ENTRIES`] entries besides refusal records, keeping
+//! a place for an intent and its outcome; and a chain that cannot
+//! progress closes: at an admitted DENY (final), or when its request
+//! outlives the class's maximum request age, once no intent awaits its
+//! outcome. A log of version 2 moves to 3 with a second parameters
+//! record.
 
 pub mod classes;
+pub mod limits;
 mod rules;
 mod state;
 
@@ -192,7 +203,7 @@ pub trait PolicyEngine {
 }
 
 /// The rules version this gate writes into new logs and upgrades.
-pub const RULES_VERSION: u32 = 2;
+pub const RULES_VERSION: u32 = 3;
 
 /// The default number of distinct human approvals for a privileged
 /// increase or a high-risk removal (the two-person rule).
@@ -212,6 +223,9 @@ pub fn check(
         return rules::log_record(state, index, entry);
     }
     let v2 = state.rules_version() >= 2;
+    if state.rules_version() >= 3 {
+        limits::check_sizes(&entry.statement)?;
+    }
     if v2 {
         rules::bound_to_log(state, entry)?;
     }
@@ -241,4 +255,5 @@ const CHAIN_RULES: &[&str] = &[
     "target_mismatch",
     "chain_closed",
     "chain_exists",
+    "request_expired",
 ];

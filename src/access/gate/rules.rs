@@ -21,20 +21,26 @@ pub(super) fn log_record(
     let st = &entry.statement;
     match &st.body {
         Some(Body::LogParameters(p)) => {
-            if index != 0 && state.params().index.is_some() {
+            // A log records its parameters first, and again only to move
+            // to a later rules version (keeping its origin).
+            let upgrade = state.params().index.is_none()
+                || (p.rules_version > state.rules_version()
+                    && p.log_origin == state.params().origin);
+            if index != 0 && !upgrade {
                 return Err(Rejection::new(
                     409,
                     "parameters_fixed",
-                    "a log records its parameters once: first, or when it moves to rules version 2",
+                    "a log records its parameters once: first, or when it moves to a later rules version",
                 ));
             }
-            if p.rules_version != 2 {
+            if !(2..=super::RULES_VERSION).contains(&p.rules_version) {
                 return Err(Rejection::new(
                     422,
                     "unknown_rules_version",
                     format!(
-                        "rules version {} is not one this gate knows (2)",
-                        p.rules_version
+                        "rules version {} is not one this gate knows (2 to {})",
+                        p.rules_version,
+                        super::RULES_VERSION
                     ),
                 ));
             }

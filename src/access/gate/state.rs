@@ -2,12 +2,14 @@
 //! and their entries, delegations, revocations, the policy in force and
 //! open break-glass reviews. Built by applying admitted entries in order.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
+use super::classes::requirements;
+use super::limits::{MAX_CHAIN_ENTRIES, MAX_CHAIN_REFUSALS};
 use super::Rejection;
 use crate::access::entry::proto::{
     decision, execution_outcome, identity_registration::Operation, review, Actor, LogParameters,
@@ -58,6 +60,11 @@ pub struct Chain {
     pub entries: Vec<u64>,
     /// Whether an execution succeeded.
     executed: bool,
+    /// Rules version 3: an eligible DENY was admitted (final).
+    denied: bool,
+    /// Rules version 3: when the request expires (an access request's
+    /// admission plus the policy's maximum request age).
+    expires_ms: Option<i64>,
 }
 
 /// A chain that has just closed, with the statements the state let go.
@@ -96,6 +103,9 @@ pub enum ChainStatus {
     Reviewed,
     /// A review revoked the break-glass: the change awaits its undo.
     AwaitingUndo,
+    /// Rules version 3: the request outlived the policy's maximum request
+    /// age unexecuted; the chain closed.
+    Expired,
 }
 
 /// What an open obligation asks for.
@@ -140,6 +150,9 @@ pub struct GateState {
     /// Chain entries, delegation grants and revocable statements.
     recorded: HashMap<u64, Recorded>,
     chains: HashMap<String, Chain>,
+    /// Rules version 3: open access-request chains by expiry, so the log's
+    /// clock closes them as it passes.
+    expiring: BTreeSet<(i64, String)>,
     /// A chain closes once it has executed and, if it broke glass, been
     /// reviewed. Nothing may be added to it after that, so its statements
     /// are let go: what is kept is its final status under a digest of its
@@ -192,6 +205,7 @@ impl GateState {
             identities: HashMap::new(),
             recorded: HashMap::new(),
             chains: HashMap::new(),
+            expiring: BTreeSet::new(),
             closed: HashMap::new(),
             closed_entries: Some(HashMap::new()),
             free_text: true,
@@ -615,13 +629,26 @@ impl GateState {
                 | Kind::LogTime
                 | Kind::AdminSetChange
         );
-        if chain_kind && self.is_closed(&st.chain_id) {
+        if let Some(status) = self
+            .closed
+            .get(&chain_key(&st.chain_id))
+            .filter(|_| chain_kind)
+        {
             let opens = matches!(kind, Kind::AccessRequest | Kind::BreakGlass);
+            let why = match status {
+                ChainStatus::Denied => "denied",
+                ChainStatus::Expired => "its request expired",
+                _ => "executed and, after break-glass, reviewed",
+            };
             return Err(Rejection::new(
                 409,
-                if opens { "chain_exists" } else { "chain_closed" },
+                if opens {
+                    "chain_exists"
+                } else {
+                    "chain_closed"
+                },
                 format!(
-                    "chain {:?} has closed (executed and, after break-glass, reviewed); open a new chain",
+                    "chain {:?} has closed ({why}); open a new chain",
                     st.chain_id
                 ),
             )
@@ -733,6 +760,9 @@ impl GateState {
                     )
                     .at("statement.target"));
                 }
+                if self.params.rules_version >= 3 {
+                    self.room_in(chain, kind, self.time_of(st))?;
+                }
             }
         }
         if let Some(obo) = &st.on_behalf_of {
@@ -762,9 +792,113 @@ impl GateState {
         Ok(linked)
     }
 
+    /// Rules version 3: whether an entry of `kind` may still join `chain`
+    /// at `at_ms`. Once its request has expired only outcomes join; a
+    /// chain holds at most [`MAX_CHAIN_ENTRIES`], keeping a place for the
+    /// outcome of every intent.
+    fn room_in(&self, chain: &Chain, kind: Kind, at_ms: i64) -> Result<(), Rejection> {
+        if kind == Kind::ExecutionOutcome {
+            return Ok(());
+        }
+        if Self::expired(chain, at_ms) {
+            return Err(Rejection::new(
+                409,
+                "request_expired",
+                format!(
+                    "the request expired at {}; open a new chain",
+                    crate::access::entry::rfc3339(chain.expires_ms.unwrap_or_default())
+                ),
+            )
+            .at("statement.chainId"));
+        }
+        // Whatever fills a chain, one intent and its outcome still fit.
+        let needs = if kind == Kind::ExecutionIntent { 2 } else { 3 };
+        let taken = Self::admitted_in(&self.recorded, chain) + self.unreported_intents(chain);
+        if taken + needs > MAX_CHAIN_ENTRIES {
+            return Err(Rejection::new(
+                409,
+                "chain_full",
+                format!("a chain holds at most {MAX_CHAIN_ENTRIES} entries; open a new chain"),
+            )
+            .at("statement.chainId"));
+        }
+        Ok(())
+    }
+
     /// Records an appended entry (admitted, or the log's refusal record);
-    /// returns the chain it closed, if it closed one.
-    pub fn apply(&mut self, index: u64, entry: &DecodedEntry) -> Option<Closure> {
+    /// returns the chains it closed: the entry's own, or (a `logTime`
+    /// record under rules version 3) every request the clock expired.
+    pub fn apply(&mut self, index: u64, entry: &DecodedEntry) -> Vec<Closure> {
+        let mut closed: Vec<Closure> = self.record(index, entry).into_iter().collect();
+        if self.params.rules_version >= 3 && entry.kind() == Kind::LogTime {
+            closed.extend(self.close_expired());
+        }
+        closed
+    }
+
+    /// Closes the chains whose request expired before the log's time and
+    /// that owe nothing (an intent still awaiting its outcome keeps its
+    /// chain open until the outcome, which then closes it).
+    fn close_expired(&mut self) -> Vec<Closure> {
+        let Some(now) = self.log_time_ms else {
+            return vec![];
+        };
+        let mut closed = vec![];
+        while let Some((expiry, chain_id)) = self.expiring.first().cloned() {
+            if expiry >= now {
+                break;
+            }
+            self.expiring.pop_first();
+            if self
+                .chains
+                .get(&chain_id)
+                .is_some_and(|c| self.owes_nothing(c))
+            {
+                closed.extend(self.close(&chain_id));
+            }
+        }
+        closed
+    }
+
+    /// Whether `chain` has no open obligation and no intent awaiting its
+    /// outcome.
+    fn owes_nothing(&self, chain: &Chain) -> bool {
+        !self.obligations.contains_key(&chain.opener) && self.unreported_intents(chain) == 0
+    }
+
+    /// The chain's intents whose outcome has not been reported.
+    fn unreported_intents(&self, chain: &Chain) -> usize {
+        chain
+            .entries
+            .iter()
+            .filter(|i| !self.reported.contains(i))
+            .filter(|i| {
+                self.recorded
+                    .get(i)
+                    .is_some_and(|r| r.kind() == Kind::ExecutionIntent)
+            })
+            .count()
+    }
+
+    /// The chain's entries that are not the log's refusal records.
+    fn admitted_in(recorded: &HashMap<u64, Recorded>, chain: &Chain) -> usize {
+        chain
+            .entries
+            .iter()
+            .filter(|i| {
+                recorded
+                    .get(i)
+                    .is_some_and(|r| r.kind() != Kind::GateRefusal)
+            })
+            .count()
+    }
+
+    /// Whether `chain`'s request has expired at `at_ms` (rules version 3).
+    fn expired(chain: &Chain, at_ms: i64) -> bool {
+        chain.expires_ms.is_some_and(|e| at_ms > e)
+    }
+
+    fn record(&mut self, index: u64, entry: &DecodedEntry) -> Option<Closure> {
         let mut st = entry.statement.clone();
         if !self.free_text {
             drop_free_text(&mut st);
@@ -888,6 +1022,19 @@ impl GateState {
                 if self.chains.contains_key(&st.chain_id) || self.is_closed(&st.chain_id) {
                     return None;
                 }
+                let expires_ms = match &st.body {
+                    Some(Body::AccessRequest(r)) if self.params.rules_version >= 3 => {
+                        let system = st.target.as_ref().map_or("", |t| t.system.as_str());
+                        let delta = r.delta.clone().unwrap_or_default();
+                        let age =
+                            requirements(self.policy.as_deref(), system, &delta).max_request_age_ms;
+                        Some(admitted_ms.saturating_add(age))
+                    }
+                    _ => None,
+                };
+                if let Some(e) = expires_ms {
+                    self.expiring.insert((e, st.chain_id.clone()));
+                }
                 self.chains.insert(
                     st.chain_id.clone(),
                     Chain {
@@ -895,6 +1042,8 @@ impl GateState {
                         target: st.target.clone().unwrap_or_default(),
                         entries: vec![],
                         executed: false,
+                        denied: false,
+                        expires_ms,
                     },
                 );
             }
@@ -977,13 +1126,35 @@ impl GateState {
             }
             _ => {}
         }
+        let v3 = self.params.rules_version >= 3;
         let chain = self.chains.get_mut(&st.chain_id)?;
+        // Under version 3 a chain lists at most MAX_CHAIN_REFUSALS refusal
+        // records (the log keeps every one); they take no place from the
+        // chain's own entries, so refused attempts cannot fill it.
+        if v3 && entry.kind() == Kind::GateRefusal {
+            let refusals = chain.entries.len() - Self::admitted_in(&self.recorded, chain);
+            if refusals >= MAX_CHAIN_REFUSALS {
+                return None;
+            }
+        }
         chain.entries.push(index);
         self.recorded.insert(index, rec);
-        if let Some(Body::ExecutionOutcome(o)) = &st.body {
-            chain.executed |= o.result == execution_outcome::Result::Succeeded as i32;
+        match &st.body {
+            Some(Body::ExecutionOutcome(o)) => {
+                chain.executed |= o.result == execution_outcome::Result::Succeeded as i32;
+            }
+            // Under version 3 a DENY is final: the chain cannot progress.
+            Some(Body::Decision(d)) if v3 => {
+                chain.denied |= d.outcome == decision::Outcome::Deny as i32;
+            }
+            _ => {}
         }
-        let closes = chain.executed && !self.obligations.contains_key(&chain.opener);
+        let chain = self.chains.get(&st.chain_id)?;
+        let closes = if chain.executed {
+            !self.obligations.contains_key(&chain.opener)
+        } else {
+            v3 && (chain.denied || Self::expired(chain, admitted_ms)) && self.owes_nothing(chain)
+        };
         if closes {
             self.close(&st.chain_id)
         } else {
@@ -995,6 +1166,9 @@ impl GateState {
     /// and final status (for `GET /v1/chains/<id>`).
     fn close(&mut self, chain_id: &str) -> Option<Closure> {
         let chain = self.chains.remove(chain_id)?;
+        if let Some(e) = chain.expires_ms {
+            self.expiring.remove(&(e, chain_id.to_string()));
+        }
         let status = self.status(&chain);
         let records: Vec<Recorded> = chain
             .entries
@@ -1163,8 +1337,14 @@ impl GateState {
                 _ => status,
             };
         }
+        let expired = !chain.executed
+            && !chain.denied
+            && self
+                .log_time_ms
+                .is_some_and(|now| Self::expired(chain, now));
         match self.obligations.get(&chain.opener) {
             Some(o) if o.kind == ObligationKind::Undo => ChainStatus::AwaitingUndo,
+            _ if expired => ChainStatus::Expired,
             _ => status,
         }
     }
@@ -1207,6 +1387,8 @@ fn drop_free_text(st: &mut Arc<Statement>) {
         Some(Body::BreakGlass(b)) => !b.reason.is_empty(),
         Some(Body::Review(r)) => !r.notes.is_empty(),
         Some(Body::Revocation(r)) => !r.reason.is_empty(),
+        // No rule reads what a refusal refused (the log holds it).
+        Some(Body::GateRefusal(g)) => !g.refused_entry.is_empty() || !g.violations.is_empty(),
         _ => false,
     };
     if !has_text {
@@ -1218,6 +1400,10 @@ fn drop_free_text(st: &mut Arc<Statement>) {
         Some(Body::BreakGlass(b)) => b.reason = String::new(),
         Some(Body::Review(r)) => r.notes = String::new(),
         Some(Body::Revocation(r)) => r.reason = String::new(),
+        Some(Body::GateRefusal(g)) => {
+            g.refused_entry = Vec::new();
+            g.violations = Vec::new();
+        }
         _ => {}
     }
 }

@@ -588,10 +588,10 @@ impl Auditor {
             self.refusal(index, chain, g);
         }
         self.hindsight(index, d);
-        let closure = self.state.apply(index, d);
-        let joined = closure.is_some()
+        let closed = self.state.apply(index, d);
+        let joined = closed.iter().any(|c| c.chain.entries.contains(&index))
             || self.state.recorded(index).is_some() && d.kind() != Kind::DelegationGrant;
-        self.closed.extend(closure);
+        self.closed.extend(closed);
         (key, joined)
     }
 
