@@ -202,6 +202,9 @@ fn gate_history(steps: &[Step]) -> (Vec<Vec<u8>>, NoteVerifier) {
         admin_threshold: 1,
         max_clock_skew_ms: 5 * MINUTE,
         log_time_resolution_ms: 1000,
+        // Nothing here is appended to storage: every statement stays
+        // in the cache.
+        statement_cache: 1 << 20,
         genesis: vec![policy],
     };
     let mut keeper = Gatekeeper::open(log, config, Box::new(CedarEngine::default())).unwrap();

@@ -213,6 +213,11 @@ pub struct ServeArgs {
     /// at most this old.
     #[arg(long, default_value_t = 1000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub log_time_resolution_ms: u64,
+    /// The newest statements the gate keeps in memory; older ones it
+    /// reads back from storage when a rule needs them (at least the
+    /// largest batch plus 64).
+    #[arg(long, default_value_t = 16_384, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub gate_statement_cache: u64,
     /// Most entries sequenced in one batch (one fsync, one checkpoint).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_batch_size: u64,
@@ -356,6 +361,7 @@ pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
         dev: args.dev,
         max_clock_skew: Duration::from_secs(args.max_clock_skew_secs),
         log_time_resolution: Duration::from_millis(args.log_time_resolution_ms),
+        gate_statement_cache: args.gate_statement_cache as usize,
         sequencer: SequencerConfig {
             max_batch_size: args.max_batch_size as usize,
             max_batch_delay: Duration::from_millis(args.max_batch_delay_ms),

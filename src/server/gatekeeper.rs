@@ -22,6 +22,7 @@ use crate::access::entry::{self, timestamp, Body, DecodedEntry, Kind, Statement}
 use crate::access::gate::{self, GateState, PolicyEngine, Refusal, Rejection, Verdict};
 use crate::server::log::Log;
 use crate::server::sequencer::{Admission, Admit, Admitted, Submitted};
+use crate::server::statements::StoredStatements;
 use crate::server::store::StoreError;
 use crate::sys::clock::now_ms;
 use crate::tlog::note::{NoteSigner, NoteVerifier};
@@ -58,6 +59,9 @@ pub struct GateConfig {
     /// How often, at most, the log records its time: a batch gets a
     /// `logTime` record when the clock has moved this far since the last.
     pub log_time_resolution_ms: i64,
+    /// The newest statements the gate keeps in memory (the rest it reads
+    /// back from storage); more than the largest batch.
+    pub statement_cache: usize,
     /// Signed entries a new log appends right after its parameters (in
     /// development mode: a default policy).
     pub genesis: Vec<Vec<u8>>,
@@ -84,8 +88,10 @@ impl Gatekeeper {
     ) -> Result<Self, ReplayError> {
         let signer = NoteSigner::parse(&log.signer().to_private_key_string())
             .expect("the log's own key parses");
-        let mut state =
-            GateState::new(log.verifier().clone(), config.admins.clone()).without_free_text();
+        let statements = StoredStatements::new(log.clone(), config.statement_cache);
+        let mut state = GateState::new(log.verifier().clone(), config.admins.clone())
+            .without_free_text()
+            .reading_statements_from(Arc::new(statements));
         let size = log.head().size;
         const CHUNK: u64 = 4096;
         let mut start = 0;

@@ -4,7 +4,8 @@
 //!   commit returns.
 //! - [`log`]: the opened log, its key, its reads (tiles, proofs).
 //! - [`sequencer`]: batches appends, one fsync and one checkpoint a batch.
-//! - [`gatekeeper`]: the gate in front of the sequencer.
+//! - [`gatekeeper`]: the gate in front of the sequencer; [`statements`]:
+//!   its statements, read back from storage.
 //! - [`witnessing`]: the log's rounds of asking witnesses to cosign.
 //! - [`http`]: the HTTP API (`serve_x` maps HTTP; the logic is below it).
 //! - [`metrics`]: Prometheus counters and histograms.
@@ -20,5 +21,6 @@ pub mod log;
 pub mod metrics;
 pub mod run;
 pub mod sequencer;
+pub mod statements;
 pub mod store;
 pub mod witnessing;

@@ -47,6 +47,8 @@ pub struct ServeConfig {
     pub max_clock_skew: Duration,
     /// How often, at most, the log records its time.
     pub log_time_resolution: Duration,
+    /// The newest statements the gate keeps in memory.
+    pub gate_statement_cache: usize,
     /// Batching and queue limits.
     pub sequencer: SequencerConfig,
     /// The HTTP layer's limits.
@@ -278,6 +280,9 @@ fn gate_config(args: &ServeConfig, log: &Log) -> anyhow::Result<GateConfig> {
         admin_threshold: args.admin_threshold,
         max_clock_skew_ms: skew,
         log_time_resolution_ms: args.log_time_resolution.as_millis() as i64,
+        statement_cache: args
+            .gate_statement_cache
+            .max(args.sequencer.max_batch_size + 64),
         genesis,
     })
 }

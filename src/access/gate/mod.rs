@@ -87,6 +87,7 @@ mod state;
 pub use rules::within;
 pub use state::{
     Chain, ChainStatus, Closure, GateState, Obligation, ObligationKind, Params, Recorded,
+    StatementSource,
 };
 
 use crate::access::entry::proto::{PolicyPublication, RuleViolation};

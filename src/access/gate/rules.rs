@@ -10,7 +10,7 @@ use super::{IntentFacts, PolicyEngine, Refusal, Rejection, Verdict, DEFAULT_PRIV
 use crate::access::entry::proto::{
     decision, entitlement_op, EntitlementDelta, PolicyRef, RuleViolation,
 };
-use crate::access::entry::{millis, ActorKind, Body, DecodedEntry, Kind};
+use crate::access::entry::{millis, ActorKind, Body, DecodedEntry, Kind, Statement};
 
 /// The log's own records: where they may stand.
 pub(super) fn log_record(
@@ -328,7 +328,8 @@ fn decision_v2(state: &GateState, entry: &DecodedEntry, opener: u64) -> Verdict 
         unreachable!()
     };
     let request = state.recorded(opener).expect("chains have an opener");
-    let Some(Body::AccessRequest(req)) = &request.statement.body else {
+    let request_statement = state.statement(request);
+    let Some(Body::AccessRequest(req)) = &request_statement.body else {
         unreachable!("decisions rest on requests")
     };
     let who = entry.signed.signer_id.as_str();
@@ -479,8 +480,8 @@ fn undoes(undo: &EntitlementDelta, d: &EntitlementDelta) -> bool {
         })
 }
 
-fn delta_of(r: &Recorded) -> Option<&EntitlementDelta> {
-    match &r.statement.body {
+fn delta_of(st: &Statement) -> Option<&EntitlementDelta> {
+    match &st.body {
         Some(Body::AccessRequest(b)) => b.delta.as_ref(),
         Some(Body::Decision(b)) => b.approved_delta.as_ref(),
         Some(Body::ExecutionIntent(b)) => b.delta.as_ref(),
@@ -539,12 +540,11 @@ fn intent(
     // The request's and approvals' flags count too: a flag may raise the
     // approvals needed, and clearing it later must not lower them.
     let (mut privileged, mut high_risk) = (delta.privileged, delta.high_risk);
-    for d in std::iter::once(&opener)
-        .chain(linked.iter())
-        .filter_map(|r| delta_of(r))
-    {
-        privileged |= d.privileged;
-        high_risk |= d.high_risk;
+    for r in std::iter::once(&opener).chain(linked.iter()) {
+        if let Some(d) = delta_of(&state.statement(r)) {
+            privileged |= d.privileged;
+            high_risk |= d.high_risk;
+        }
     }
     let mut need =
         requirements_flagged(state.policy(), &target.system, delta, privileged, high_risk);
@@ -559,7 +559,7 @@ fn intent(
                 format!("link review {}, which opened the undo", o.opened_by),
             ));
         }
-        if !delta_of(opener).is_some_and(|d| undoes(delta, d)) {
+        if !delta_of(&state.statement(opener)).is_some_and(|d| undoes(delta, d)) {
             v.push(violation(
                 3,
                 "not_an_undo",
@@ -601,7 +601,7 @@ fn intent(
                 "link the chain's breakGlass",
             ));
         }
-        if !delta_of(opener).is_some_and(|d| same(d, delta)) {
+        if !delta_of(&state.statement(opener)).is_some_and(|d| same(d, delta)) {
             v.push(violation(
                 3,
                 "delta_mismatch",
@@ -633,7 +633,8 @@ fn intent(
         }
     } else {
         let requester = opener.actor_id();
-        let Some(Body::AccessRequest(request)) = &opener.statement.body else {
+        let opener_statement = state.statement(opener);
+        let Some(Body::AccessRequest(request)) = &opener_statement.body else {
             unreachable!("a chain not opened by a break-glass is opened by a request")
         };
         // Rule 1: request -> decision(s) -> intent, all linked.
@@ -645,9 +646,14 @@ fn intent(
             ));
         }
         for r in linked {
-            match &r.statement.body {
+            let linked_statement = state.statement(r);
+            match &linked_statement.body {
                 Some(Body::Decision(d)) if d.outcome == decision::Outcome::Approve as i32 => {
-                    if !r.statement.links.iter().any(|l| l.index == opener.index) {
+                    if !linked_statement
+                        .links
+                        .iter()
+                        .any(|l| l.index == opener.index)
+                    {
                         v.push(violation(
                             1,
                             "decision_not_on_request",
@@ -745,7 +751,7 @@ fn intent(
         }
         for a in &approvers {
             // Rule 3: exactly the approved delta.
-            if !delta_of(a).is_some_and(|d| same(d, delta)) {
+            if !delta_of(&state.statement(a)).is_some_and(|d| same(d, delta)) {
                 v.push(violation(
                     3,
                     "delta_mismatch",
@@ -753,7 +759,8 @@ fn intent(
                 ));
             }
             // Rule 4: unexpired, unrevoked.
-            let Some(Body::Decision(d)) = &a.statement.body else {
+            let approval = state.statement(a);
+            let Some(Body::Decision(d)) = &approval.body else {
                 unreachable!()
             };
             let expires = d.expires_at.as_ref().map_or(0, millis);
@@ -793,7 +800,7 @@ fn intent(
                 ));
             }
             // Rule 6: delegated authority rests on a valid grant.
-            if let Some(obo) = &a.statement.on_behalf_of {
+            if let Some(obo) = &approval.on_behalf_of {
                 delegation(state, a, obo, target, &mut v);
             }
         }
@@ -943,7 +950,8 @@ fn delegation(
         ));
         return;
     };
-    let Some(Body::DelegationGrant(g)) = &grant_rec.statement.body else {
+    let grant = state.statement(grant_rec);
+    let Some(Body::DelegationGrant(g)) = &grant.body else {
         v.push(violation(
             6,
             "delegation_missing",

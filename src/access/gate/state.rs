@@ -19,35 +19,47 @@ use crate::access::entry::{millis, ActorKind, Body, DecodedEntry, Kind, Statemen
 use crate::tlog::merkle::Hash;
 use crate::tlog::note::{key_id, NoteVerifier, ALG_ED25519};
 
-/// An admitted statement the rules may look at again.
+/// An admitted statement the rules may look at again: the facts every
+/// scan needs, and the statement itself unless the state reads it back
+/// from its [`StatementSource`] (see [`GateState::statement`]).
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub index: u64,
     pub leaf_hash: Hash,
-    pub statement: Arc<Statement>,
     /// Which key of its signer signed it.
     pub key_id: u32,
     /// When the log admitted it: the log's time (rules version 2), else
     /// its own `issuedAt`.
     pub admitted_ms: i64,
+    kind: Kind,
+    actor_kind: ActorKind,
+    actor: Box<str>,
+    statement: Option<Arc<Statement>>,
 }
 
 impl Recorded {
     pub fn kind(&self) -> Kind {
-        Kind::of(&self.statement)
+        self.kind
     }
 
     pub fn actor_id(&self) -> &str {
-        self.statement.actor.as_ref().map_or("", |a| a.id.as_str())
+        &self.actor
     }
 
     pub fn actor_kind(&self) -> ActorKind {
-        self.statement
-            .actor
-            .as_ref()
-            .and_then(|a| ActorKind::try_from(a.kind).ok())
-            .unwrap_or(ActorKind::Unspecified)
+        self.actor_kind
     }
+}
+
+/// Where a state that keeps only facts in memory reads statements back:
+/// the log's storage, which holds every entry the state has applied (an
+/// implementation holds the newest until they are durable).
+pub trait StatementSource: Send + Sync {
+    /// The statement of the entry at `index`, as [`GateState`] stores it
+    /// (free text dropped); `None` if storage cannot give it.
+    fn statement(&self, index: u64) -> Option<Arc<Statement>>;
+    /// `statement`, just applied at `index` (perhaps not yet durable).
+    fn applied(&self, index: u64, statement: Arc<Statement>);
 }
 
 /// One open decision chain: its opening statement and every entry in it.
@@ -164,6 +176,9 @@ pub struct GateState {
     /// open chain costs its facts, not its prose (see
     /// [`GateState::without_free_text`]).
     free_text: bool,
+    /// Where recorded statements are read back from, when they are not
+    /// kept in memory (the server's storage); `None`: kept in memory.
+    source: Option<Arc<dyn StatementSource>>,
     revoked: HashSet<u64>,
     /// Approvals and break-glasses already executed on → the intent.
     used: HashMap<u64, u64>,
@@ -209,6 +224,7 @@ impl GateState {
             closed: HashMap::new(),
             closed_entries: Some(HashMap::new()),
             free_text: true,
+            source: None,
             revoked: HashSet::new(),
             used: HashMap::new(),
             policy: None,
@@ -680,13 +696,14 @@ impl GateState {
                 )
                 .at(format!("{field}.leafHash")));
             }
-            if r.statement.chain_id != st.chain_id {
+            let linked_chain = &self.statement(r).chain_id;
+            if *linked_chain != st.chain_id {
                 return Err(Rejection::new(
                     422,
                     "cross_chain_link",
                     format!(
                         "entry {} is in chain {:?}, not {:?}",
-                        link.index, r.statement.chain_id, st.chain_id
+                        link.index, linked_chain, st.chain_id
                     ),
                 )
                 .at(format!("{field}.index")));
@@ -826,13 +843,17 @@ impl GateState {
     }
 
     /// Records an appended entry (admitted, or the log's refusal record);
-    /// returns the chains it closed: the entry's own, or (a `logTime`
-    /// record under rules version 3) every request the clock expired.
+    /// returns the chains it closed: under rules version 3 first every
+    /// chain whose request the log's clock expired, then the entry's own.
     pub fn apply(&mut self, index: u64, entry: &DecodedEntry) -> Vec<Closure> {
-        let mut closed: Vec<Closure> = self.record(index, entry).into_iter().collect();
-        if self.params.rules_version >= 3 && entry.kind() == Kind::LogTime {
-            closed.extend(self.close_expired());
+        // Expired requests close before the next entry, not at the time
+        // record itself: a server drops a time record when its whole batch
+        // is rejected, and must then have closed nothing.
+        let mut closed = vec![];
+        if self.params.rules_version >= 3 && entry.kind() != Kind::LogTime {
+            closed = self.close_expired();
         }
+        closed.extend(self.record(index, entry));
         closed
     }
 
@@ -904,12 +925,27 @@ impl GateState {
             drop_free_text(&mut st);
         }
         let admitted_ms = self.time_of(&st);
+        let kind = entry.kind();
+        let statement = match &self.source {
+            Some(source) if !kind.is_log_record() || kind == Kind::GateRefusal => {
+                source.applied(index, st.clone());
+                None
+            }
+            _ => Some(st.clone()),
+        };
         let rec = Recorded {
             index,
             leaf_hash: entry.leaf_hash,
-            statement: st.clone(),
             key_id: entry.signed.key_id,
             admitted_ms,
+            kind,
+            actor_kind: st
+                .actor
+                .as_ref()
+                .and_then(|a| ActorKind::try_from(a.kind).ok())
+                .unwrap_or(ActorKind::Unspecified),
+            actor: st.actor.as_ref().map_or("", |a| a.id.as_str()).into(),
+            statement,
         };
         match &st.body {
             Some(Body::LogParameters(p)) => {
@@ -1008,7 +1044,7 @@ impl GateState {
                     let chain = self
                         .recorded
                         .get(&target.index)
-                        .map(|t| t.statement.chain_id.clone());
+                        .map(|t| self.statement(t).chain_id.clone());
                     if let Some(chain) = chain.and_then(|c| self.chains.get_mut(&c)) {
                         chain.entries.push(index);
                         self.recorded.insert(index, rec);
@@ -1091,20 +1127,16 @@ impl GateState {
                         .filter(|r| r.kind() == Kind::ExecutionIntent)
                 });
                 if let Some(intent) = intent {
-                    self.reported.insert(intent.index);
+                    let intent_links = self.statement(intent).links.clone();
+                    let intent = intent.index;
+                    self.reported.insert(intent);
                     // An undo that succeeded discharges the obligation.
                     let succeeded = o.result == execution_outcome::Result::Succeeded as i32;
                     let undo = self.chains.get(&st.chain_id).and_then(|c| {
                         self.obligations
                             .get(&c.opener)
                             .filter(|o| o.kind == ObligationKind::Undo)
-                            .filter(|o| {
-                                intent
-                                    .statement
-                                    .links
-                                    .iter()
-                                    .any(|l| l.index == o.opened_by)
-                            })
+                            .filter(|o| intent_links.iter().any(|l| l.index == o.opened_by))
                             .map(|_| c.opener)
                     });
                     if let Some(opener) = undo.filter(|_| succeeded) {
@@ -1203,6 +1235,30 @@ impl GateState {
         self
     }
 
+    /// Keep only the facts of recorded statements in memory and read the
+    /// statements back from `source` when a rule needs them: an open chain
+    /// then costs its indices, digests and names, not its statements.
+    pub fn reading_statements_from(mut self, source: Arc<dyn StatementSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// The statement of a recorded entry.
+    ///
+    /// # Panics
+    /// If the state reads statements from storage and storage cannot give
+    /// back one the log appended: the gate cannot judge without it, and
+    /// must not guess.
+    pub fn statement(&self, r: &Recorded) -> Arc<Statement> {
+        if let Some(st) = &r.statement {
+            return st.clone();
+        }
+        self.source
+            .as_ref()
+            .and_then(|s| s.statement(r.index))
+            .unwrap_or_else(|| panic!("storage lost entry {} of the gate state", r.index))
+    }
+
     /// Forget the entry indices of chains as they close: each closed chain
     /// then costs a digest of its id and its status (for an audit).
     pub fn forget_closed_entries(mut self) -> Self {
@@ -1276,7 +1332,8 @@ impl GateState {
             .iter()
             .filter_map(|i| self.recorded.get(i))
             .filter(|r| {
-                matches!(&r.statement.body, Some(Body::Decision(d)) if d.outcome == decision::Outcome::Deny as i32)
+                r.kind() == Kind::Decision
+                    && matches!(&self.statement(r).body, Some(Body::Decision(d)) if d.outcome == decision::Outcome::Deny as i32)
             })
             .filter(|r| !self.revoked.contains(&r.index))
             .map(|r| r.index)
@@ -1293,7 +1350,7 @@ impl GateState {
     pub fn status(&self, chain: &Chain) -> ChainStatus {
         let mut status = ChainStatus::Requested;
         for r in chain.entries.iter().filter_map(|i| self.recorded.get(i)) {
-            status = match &r.statement.body {
+            status = match &self.statement(r).body {
                 Some(Body::AccessRequest(_)) => ChainStatus::Requested,
                 Some(Body::Recommendation(_)) if status == ChainStatus::Requested => {
                     ChainStatus::Recommended
@@ -1440,7 +1497,8 @@ mod tests {
             }
             state.apply(7, &entry);
             let recorded = state.recorded(7).expect("the request is recorded");
-            let Some(Body::AccessRequest(r)) = &recorded.statement.body else {
+            let statement = state.statement(recorded);
+            let Some(Body::AccessRequest(r)) = &statement.body else {
                 panic!("not a request");
             };
             assert_eq!(r.justification.len(), kept);

@@ -682,8 +682,9 @@ impl Auditor {
                 // What ran must be within what was asked (a request for
                 // read executed as admin is a finding, whatever approved it).
                 let requested = self.state.chain(chain).and_then(|c| {
-                    match self.state.recorded(c.opener).map(|r| &r.statement.body) {
-                        Some(Some(Body::AccessRequest(r))) => r.delta.clone(),
+                    let opener = self.state.statement(self.state.recorded(c.opener)?);
+                    match &opener.body {
+                        Some(Body::AccessRequest(r)) => r.delta.clone(),
                         _ => None,
                     }
                 });
@@ -704,7 +705,7 @@ impl Auditor {
                     .links
                     .iter()
                     .filter_map(|l| self.state.recorded(l.index))
-                    .find_map(|r| match &r.statement.body {
+                    .find_map(|r| match &self.state.statement(r).body {
                         Some(Body::ExecutionIntent(i)) => i.delta.clone(),
                         Some(Body::BreakGlass(b)) => b.delta.clone(),
                         _ => None,
@@ -883,7 +884,7 @@ impl Auditor {
             ..Default::default()
         };
         for r in records {
-            let st = &r.statement;
+            let st = self.state.statement(r);
             match &st.body {
                 Some(Body::AccessRequest(b)) => {
                     row.requester = r.actor_id().to_string();

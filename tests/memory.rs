@@ -1,0 +1,224 @@
+//! The server's memory is bounded by a stated formula, whatever the log
+//! holds (README, "Memory"): open chains of the largest size rules version
+//! 3 allows, from identities with the longest names, against the formula,
+//! while they are submitted and again after a restart replays them.
+//!
+//! `GATELOG_MEMORY_CHAINS` sets how many chains (default 1,000; the
+//! nightly-style run uses 10,000); `GATELOG_MEMORY_SHAPE=request` opens
+//! chains of one small request each instead (for the 1M figure).
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::Server;
+use gatelog::access::entry::build::{self, human, nhi, target};
+use gatelog::access::entry::proto::{Actor, EntitlementDelta, EntitlementOp, EntryRef};
+use gatelog::access::gate::limits::{MAX_CHAIN_ENTRIES, MAX_DELTA_NAMES, MAX_NAME_BYTES};
+use gatelog::tlog::note::NoteSigner;
+
+/// The formula (README, "Memory"), in bytes: a fixed part, which holds the
+/// gate's statement cache (`--gate-statement-cache`, 16,384 statements of
+/// up to `STATEMENT_BYTES`), and a part per open chain of the largest size.
+const BASE_BYTES: u64 = 120 << 20;
+const STATEMENT_BYTES: u64 = 16 << 10;
+const CACHE_STATEMENTS: u64 = 16_384;
+const LARGEST_CHAIN_BYTES: u64 = 16 << 10;
+const SMALL_CHAIN_BYTES: u64 = 1 << 10;
+
+fn peak_rss_bytes(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kib * 1024
+}
+
+fn long_name(prefix: &str) -> String {
+    format!("{prefix}{}", "x".repeat(MAX_NAME_BYTES - prefix.len()))
+}
+
+/// Identity ids are signed-note key names: at most 128 bytes.
+fn long_id(prefix: &str) -> String {
+    format!("{prefix}{}", "x".repeat(128 - prefix.len()))
+}
+
+fn admin_key(dir: &Path) -> NoteSigner {
+    let text = std::fs::read_to_string(dir.join("admin.key")).unwrap();
+    NoteSigner::parse(text.trim()).unwrap()
+}
+
+struct Cast {
+    requester: (Actor, NoteSigner),
+    approver: (Actor, NoteSigner),
+    executor: String,
+}
+
+fn register(server: &Server, admin: &NoteSigner, who: &Actor, owner: &str, seed: u8) -> NoteSigner {
+    let key = NoteSigner::from_seed(&who.id, [seed; 32]).unwrap();
+    let st = build::register(
+        &human("admin"),
+        who,
+        owner,
+        key.verifier().public_key(),
+        gatelog::sys::clock::now_ms(),
+    );
+    let r = server.submit(admin, &st);
+    assert_eq!(r.status, 200, "{}", r.text());
+    key
+}
+
+fn largest_delta() -> EntitlementDelta {
+    // Every name of a delta is counted (`after` and `ops` alike).
+    let names: Vec<String> = (0..MAX_DELTA_NAMES / 2)
+        .map(|i| long_name(&format!("e{i:02}-")))
+        .collect();
+    EntitlementDelta {
+        after: names.clone(),
+        ops: names
+            .into_iter()
+            .map(|entitlement| EntitlementOp { op: 1, entitlement })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Opens chain `n`: its request and, for the largest shape, approvals
+/// until the chain is full.
+fn open_chain(server: &Server, cast: &Cast, n: usize, largest: bool) -> usize {
+    let now = gatelog::sys::clock::now_ms;
+    let (chain, tgt, delta) = if largest {
+        (
+            long_name(&format!("chain-{n:07}-")),
+            target(&long_name("sys-"), &long_name("res-"), &long_name("subj-")),
+            largest_delta(),
+        )
+    } else {
+        (
+            format!("chain-{n:07}"),
+            target("github", "corp/payments", "dana"),
+            build::delta(&["read"], &["write"], &[]),
+        )
+    };
+    let request = build::request(
+        &cast.requester.0,
+        &chain,
+        tgt,
+        delta.clone(),
+        &cast.executor,
+        now(),
+    );
+    let r = server.submit(&cast.requester.1, &request);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    let link = EntryRef {
+        index: j["index"].as_u64().unwrap(),
+        leaf_hash: common::b64(j["leaf_hash"].as_str().unwrap()),
+    };
+    let mut entries = 1;
+    while largest {
+        let approval = build::approve(
+            &cast.approver.0,
+            &chain,
+            vec![link.clone()],
+            delta.clone(),
+            now() + 3_600_000,
+            now(),
+        );
+        let r = server.submit(&cast.approver.1, &approval);
+        if r.status == 409 && r.error_code() == "chain_full" {
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.text());
+        entries += 1;
+    }
+    entries
+}
+
+#[test]
+fn open_chains_of_the_largest_size_stay_within_the_stated_memory() {
+    let chains: usize = std::env::var("GATELOG_MEMORY_CHAINS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let largest = std::env::var("GATELOG_MEMORY_SHAPE").as_deref() != Ok("request");
+    let dir = tempfile::tempdir().unwrap();
+    let limits = ["--address-rate", "0", "--writer-rate", "0"];
+    let mut server = Server::start_gatelog(dir.path(), &limits);
+    let admin = admin_key(dir.path());
+    let (requester, approver) = if largest {
+        (human(&long_id("alice-")), human(&long_id("bob-")))
+    } else {
+        (human("alice"), human("bob"))
+    };
+    let executor = nhi("deployer", "spiffe://corp.example/ns/ci/sa/deployer");
+    let cast = Cast {
+        requester: (
+            requester.clone(),
+            register(&server, &admin, &requester, "", 1),
+        ),
+        approver: (
+            approver.clone(),
+            register(&server, &admin, &approver, "", 2),
+        ),
+        executor: executor.id.clone(),
+    };
+    register(&server, &admin, &human("olivia"), "", 3);
+    register(&server, &admin, &executor, "olivia", 4);
+    let identities = 5u64;
+
+    let next = AtomicUsize::new(0);
+    let entries = AtomicUsize::new(0);
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= chains {
+                    break;
+                }
+                let e = open_chain(&server, &cast, n, largest);
+                entries.fetch_add(e, Ordering::Relaxed);
+                if n % 10_000 == 9_999 {
+                    eprintln!("{} chains open after {:?}", n + 1, started.elapsed());
+                }
+            });
+        }
+    });
+    let entries = entries.into_inner();
+    if largest {
+        assert_eq!(entries, chains * (MAX_CHAIN_ENTRIES - 2));
+    }
+    let per_chain = if largest {
+        LARGEST_CHAIN_BYTES
+    } else {
+        SMALL_CHAIN_BYTES
+    };
+    let ceiling = BASE_BYTES
+        + CACHE_STATEMENTS * STATEMENT_BYTES.min(if largest { u64::MAX } else { 2 << 10 })
+        + per_chain * chains as u64
+        + identities * (4 << 10);
+    let peak = peak_rss_bytes(&server);
+    eprintln!(
+        "{chains} open chains ({entries} entries, {}): server peak RSS {} MiB, formula {} MiB, {:?}",
+        if largest { "largest" } else { "one request each" },
+        peak >> 20,
+        ceiling >> 20,
+        started.elapsed()
+    );
+    assert!(
+        peak <= ceiling + ceiling / 5,
+        "peak RSS {peak} exceeds the formula {ceiling} by more than 20%"
+    );
+    // A restart replays every open chain into the same bound.
+    let size = server.tree_size();
+    server.kill9();
+    let server = Server::start_gatelog(dir.path(), &limits);
+    assert_eq!(server.tree_size(), size);
+    let replayed = peak_rss_bytes(&server);
+    eprintln!("after a restart: peak RSS {} MiB", replayed >> 20);
+    assert!(replayed <= ceiling + ceiling / 5);
+}
