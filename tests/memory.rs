@@ -22,7 +22,7 @@ use gatelog::tlog::note::NoteSigner;
 /// gate's statement cache (`--gate-statement-cache`, 16,384 statements of
 /// up to `STATEMENT_BYTES`), and a part per open chain of the largest size.
 const BASE_BYTES: u64 = 120 << 20;
-const STATEMENT_BYTES: u64 = 16 << 10;
+const STATEMENT_BYTES: u64 = 14 << 10;
 const CACHE_STATEMENTS: u64 = 16_384;
 const LARGEST_CHAIN_BYTES: u64 = 16 << 10;
 const SMALL_CHAIN_BYTES: u64 = 1 << 10;
@@ -119,7 +119,10 @@ fn open_chain(server: &Server, cast: &Cast, n: usize, largest: bool) -> usize {
         leaf_hash: common::b64(j["leaf_hash"].as_str().unwrap()),
     };
     let mut entries = 1;
-    while largest {
+    if !largest {
+        return entries;
+    }
+    loop {
         let approval = build::approve(
             &cast.approver.0,
             &chain,
@@ -221,4 +224,69 @@ fn open_chains_of_the_largest_size_stay_within_the_stated_memory() {
     let replayed = peak_rss_bytes(&server);
     eprintln!("after a restart: peak RSS {} MiB", replayed >> 20);
     assert!(replayed <= ceiling + ceiling / 5);
+}
+
+fn link_of(r: &common::HttpResponse) -> EntryRef {
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    EntryRef {
+        index: j["index"].as_u64().unwrap(),
+        leaf_hash: common::b64(j["leaf_hash"].as_str().unwrap()),
+    }
+}
+
+#[test]
+fn statements_let_go_of_are_read_back_from_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    // Batches of one and the smallest cache (65 statements).
+    let args = ["--max-batch-size", "1", "--gate-statement-cache", "1"];
+    let server = Server::start_gatelog(dir.path(), &args);
+    let admin = admin_key(dir.path());
+    let (alice, bob) = (human("alice"), human("bob"));
+    let executor = nhi("deployer", "spiffe://corp.example/ns/ci/sa/deployer");
+    let alice_key = register(&server, &admin, &alice, "", 1);
+    let bob_key = register(&server, &admin, &bob, "", 2);
+    register(&server, &admin, &human("olivia"), "", 3);
+    let deployer_key = register(&server, &admin, &executor, "olivia", 4);
+    let now = gatelog::sys::clock::now_ms;
+    let d = build::delta(&["read"], &["write"], &[]);
+    let tgt = || target("github", "corp/payments", "dana");
+    let ask = |chain: &str| build::request(&alice, chain, tgt(), d.clone(), "deployer", now());
+    let request = link_of(&server.submit(&alice_key, &ask("OLD")));
+    // A hundred other requests push it out of the cache.
+    for n in 0..100 {
+        link_of(&server.submit(&alice_key, &ask(&format!("OTHER-{n}"))));
+    }
+    // Bob's approval is judged against the request, read back from disk.
+    let approval = build::approve(
+        &bob,
+        "OLD",
+        vec![request.clone()],
+        d.clone(),
+        now() + 60_000,
+        now(),
+    );
+    let approval = link_of(&server.submit(&bob_key, &approval));
+    for n in 100..200 {
+        link_of(&server.submit(&alice_key, &ask(&format!("OTHER-{n}"))));
+    }
+    let policy = Some(gatelog::access::entry::proto::PolicyRef {
+        policy_id: "default".into(),
+        version: 1,
+    });
+    let intent = build::intent(
+        &executor,
+        "OLD",
+        vec![request, approval.clone()],
+        d.clone(),
+        policy.clone(),
+        now(),
+    );
+    link_of(&server.submit(&deployer_key, &intent));
+    // A second intent on the same approval: refused, from what is on disk.
+    let again = build::intent(&executor, "OLD", vec![approval], d, policy, now() - 1);
+    let r = server.submit(&deployer_key, &again);
+    assert_eq!(r.status, 403, "{}", r.text());
+    let chain = common::get_ok(server.addr, "/v1/chains/OLD").json();
+    assert_eq!(chain["entries"].as_array().unwrap().len(), 4, "{chain}");
 }
