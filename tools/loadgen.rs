@@ -27,6 +27,8 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 
+#[path = "loadgen/forged.rs"]
+mod forged;
 #[path = "loadgen/workflow.rs"]
 mod workflow;
 
@@ -67,6 +69,15 @@ struct Opts {
     /// cast and publish the policy the intents name.
     #[arg(long, value_name = "FILE")]
     admin_key: Option<std::path::PathBuf>,
+    /// Workflow mode: meanwhile, this many entries/s with bad signatures
+    /// in the admin's name, from the --forged-from addresses (the good
+    /// clients' latency is what is measured).
+    #[arg(long, default_value_t = 0, requires = "forged_from", requires = "workflow")]
+    forged_rate: u64,
+    /// Local addresses the forged entries come from, comma-separated
+    /// (e.g. 127.0.0.2,127.0.0.3 on loopback); plain http only.
+    #[arg(long, value_delimiter = ',', value_name = "ADDR,...")]
+    forged_from: Vec<std::net::IpAddr>,
 }
 
 #[derive(Default)]
@@ -334,6 +345,8 @@ async fn main() -> anyhow::Result<()> {
         log.name()
     );
     let tally = Arc::new(Tally::default());
+    let flood_tally = Arc::new(forged::FloodTally::default());
+    let mut flood = None;
     let mut sessions = Vec::new();
     for id in 0..opts.clients {
         sessions.push(Session::open(id, opts.clone(), log.clone(), tally.clone()).await?);
@@ -355,6 +368,23 @@ async fn main() -> anyhow::Result<()> {
         tally.ok.store(0, Relaxed);
         tally.duplicates.store(0, Relaxed);
         start = Instant::now();
+        if opts.forged_rate > 0 {
+            let host = opts.log.host().context("--log without a host")?;
+            let port = opts.log.port_u16().unwrap_or(80);
+            let addr = tokio::net::lookup_host((host, port))
+                .await?
+                .next()
+                .context("--log does not resolve")?;
+            flood = Some(tokio::spawn(forged::flood(
+                addr,
+                log.name().to_string(),
+                admin.clone(),
+                opts.forged_from.clone(),
+                opts.forged_rate,
+                start + Duration::from_secs(opts.duration),
+                flood_tally.clone(),
+            )));
+        }
         ready
             .into_iter()
             .map(|cast| tokio::spawn(cast.run(start)))
@@ -371,6 +401,17 @@ async fn main() -> anyhow::Result<()> {
         latencies.extend(t.await??);
     }
     let elapsed = start.elapsed().as_secs_f64();
+    if let Some(f) = flood {
+        f.await??;
+        println!(
+            "forged entries sent: {} ({:.0}/s): refused 401: {}, throttled 429: {}, other: {}",
+            flood_tally.sent.load(Relaxed),
+            flood_tally.sent.load(Relaxed) as f64 / elapsed,
+            flood_tally.refused.load(Relaxed),
+            flood_tally.throttled.load(Relaxed),
+            flood_tally.other.load(Relaxed)
+        );
+    }
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     let ok = tally.ok.load(Relaxed);
