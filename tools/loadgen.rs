@@ -72,7 +72,12 @@ struct Opts {
     /// Workflow mode: meanwhile, this many entries/s with bad signatures
     /// in the admin's name, from the --forged-from addresses (the good
     /// clients' latency is what is measured).
-    #[arg(long, default_value_t = 0, requires = "forged_from", requires = "workflow")]
+    #[arg(
+        long,
+        default_value_t = 0,
+        requires = "forged_from",
+        requires = "workflow"
+    )]
     forged_rate: u64,
     /// Local addresses the forged entries come from, comma-separated
     /// (e.g. 127.0.0.2,127.0.0.3 on loopback); plain http only.

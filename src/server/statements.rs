@@ -1,5 +1,5 @@
-//! Where the server's gate state reads statements back from: the log's
-//! own storage. The state keeps an open chain's facts (indices, digests,
+//! Where the server's gate state keeps what it does not hold in memory:
+//! the log's own storage (statements, and closed chains' entry indices). The state keeps an open chain's facts (indices, digests,
 //! names) in memory and its statements on disk, so a million open chains
 //! cost their facts, not their statements; the newest statements stay in
 //! a bounded cache, which also holds a batch's statements until the batch
@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::access::entry::{DecodedEntry, Statement};
-use crate::access::gate::StatementSource;
+use crate::access::gate::{ChainKey, StateStorage};
 use crate::server::log::Log;
 
 /// Statements read from the log's storage, the newest `capacity` cached.
@@ -38,7 +38,7 @@ impl StoredStatements {
     }
 }
 
-impl StatementSource for StoredStatements {
+impl StateStorage for StoredStatements {
     fn statement(&self, index: u64) -> Option<Arc<Statement>> {
         if let Some(st) = self
             .newest
@@ -51,6 +51,18 @@ impl StatementSource for StoredStatements {
         }
         let leaf = self.log.store().entries(index, 1).ok()?.pop()?;
         DecodedEntry::decode(&leaf).ok().map(|d| d.statement)
+    }
+
+    fn keep_closed_chain(&self, chain: &ChainKey, entries: &[u64]) {
+        // A failure loses only what the next start derives again; the
+        // chain's answer then lists no entries, and says so in the log.
+        if let Err(e) = self.log.store().keep_closed_chain(chain, entries) {
+            tracing::error!(error = %e, "a closed chain's entries were not kept");
+        }
+    }
+
+    fn closed_chain(&self, chain: &ChainKey) -> Option<Vec<u64>> {
+        self.log.store().closed_chain(chain).ok().flatten()
     }
 
     fn applied(&self, index: u64, statement: Arc<Statement>) {

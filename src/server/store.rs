@@ -1,7 +1,7 @@
 //! Durable storage of the log in RocksDB: entries, the leaf-hash index
 //! used for deduplication, the index of refused entries (so a refused
-//! entry sent again gets its first refusal record), hash tiles and the
-//! latest signed checkpoint.
+//! entry sent again gets its first refusal record), hash tiles, the
+//! latest signed checkpoint, and the gate's closed chains (derived).
 //!
 //! The one file that imports `rocksdb`. Contract: when [`Store::commit`]
 //! returns Ok, everything in the commit is on disk (WAL fsync'd) and
@@ -21,6 +21,7 @@ const PREFIX_ENTRY: u8 = b'e';
 const PREFIX_LEAF: u8 = b'h';
 const PREFIX_TILE: u8 = b't';
 const PREFIX_REFUSED: u8 = b'r';
+const PREFIX_CLOSED_CHAIN: u8 = b'k';
 
 /// Storage failures.
 #[derive(Debug, Error)]
@@ -64,6 +65,12 @@ fn leaf_key(leaf: &Hash) -> [u8; 33] {
 fn refused_key(leaf: &Hash) -> [u8; 33] {
     let mut k = [PREFIX_REFUSED; 33];
     k[1..].copy_from_slice(leaf);
+    k
+}
+
+fn closed_chain_key(chain: &[u8; 16]) -> [u8; 17] {
+    let mut k = [PREFIX_CLOSED_CHAIN; 17];
+    k[1..].copy_from_slice(chain);
     k
 }
 
@@ -142,6 +149,30 @@ impl Store {
             out.push(v.to_vec());
         }
         Ok(out)
+    }
+
+    /// Keeps a closed chain's entry indices under `chain` (a digest of its
+    /// id). Not fsync'd: the gate derives them from the log again on
+    /// every start.
+    pub fn keep_closed_chain(&self, chain: &[u8; 16], entries: &[u64]) -> Result<(), StoreError> {
+        let value: Vec<u8> = entries.iter().flat_map(|i| i.to_be_bytes()).collect();
+        self.db.put(closed_chain_key(chain), value)?;
+        Ok(())
+    }
+
+    /// A closed chain's entry indices, if kept.
+    pub fn closed_chain(&self, chain: &[u8; 16]) -> Result<Option<Vec<u64>>, StoreError> {
+        let Some(v) = self.db.get_pinned(closed_chain_key(chain))? else {
+            return Ok(None);
+        };
+        if v.len() % 8 != 0 {
+            return Err(StoreError::Corrupt("a closed chain's indices".into()));
+        }
+        Ok(Some(
+            v.chunks_exact(8)
+                .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+                .collect(),
+        ))
     }
 
     /// Writes a batch atomically and fsyncs it before returning.

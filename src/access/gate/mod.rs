@@ -86,8 +86,8 @@ mod state;
 
 pub use rules::within;
 pub use state::{
-    Chain, ChainStatus, Closure, GateState, Obligation, ObligationKind, Params, Recorded,
-    StatementSource,
+    Chain, ChainKey, ChainStatus, Closure, GateState, Obligation, ObligationKind, Params, Recorded,
+    StateStorage,
 };
 
 use crate::access::entry::proto::{PolicyPublication, RuleViolation};

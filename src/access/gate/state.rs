@@ -21,7 +21,7 @@ use crate::tlog::note::{key_id, NoteVerifier, ALG_ED25519};
 
 /// An admitted statement the rules may look at again: the facts every
 /// scan needs, and the statement itself unless the state reads it back
-/// from its [`StatementSource`] (see [`GateState::statement`]).
+/// from its [`StateStorage`] (see [`GateState::statement`]).
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub index: u64,
@@ -51,15 +51,22 @@ impl Recorded {
     }
 }
 
-/// Where a state that keeps only facts in memory reads statements back:
-/// the log's storage, which holds every entry the state has applied (an
-/// implementation holds the newest until they are durable).
-pub trait StatementSource: Send + Sync {
+/// Where a state that keeps only facts in memory keeps the rest: the
+/// log's storage, which holds every entry the state has applied (an
+/// implementation holds the newest until they are durable), and the entry
+/// indices of closed chains (derived from the log, so a replay rewrites
+/// them: they need not be durable with the batch that closed the chain).
+pub trait StateStorage: Send + Sync {
     /// The statement of the entry at `index`, as [`GateState`] stores it
     /// (free text dropped); `None` if storage cannot give it.
     fn statement(&self, index: u64) -> Option<Arc<Statement>>;
     /// `statement`, just applied at `index` (perhaps not yet durable).
     fn applied(&self, index: u64, statement: Arc<Statement>);
+    /// Keeps the entry indices of a chain that closed, under a digest of
+    /// its id.
+    fn keep_closed_chain(&self, chain: &ChainKey, entries: &[u64]);
+    /// The entry indices of a closed chain, if kept.
+    fn closed_chain(&self, chain: &ChainKey) -> Option<Vec<u64>>;
 }
 
 /// One open decision chain: its opening statement and every entry in it.
@@ -90,7 +97,7 @@ pub struct Closure {
 }
 
 /// Closed chains are found by a digest of their id: 16 bytes each.
-type ChainKey = [u8; 16];
+pub type ChainKey = [u8; 16];
 
 fn chain_key(chain_id: &str) -> ChainKey {
     use sha2::{Digest, Sha256};
@@ -178,7 +185,7 @@ pub struct GateState {
     free_text: bool,
     /// Where recorded statements are read back from, when they are not
     /// kept in memory (the server's storage); `None`: kept in memory.
-    source: Option<Arc<dyn StatementSource>>,
+    storage: Option<Arc<dyn StateStorage>>,
     revoked: HashSet<u64>,
     /// Approvals and break-glasses already executed on → the intent.
     used: HashMap<u64, u64>,
@@ -224,7 +231,7 @@ impl GateState {
             closed: HashMap::new(),
             closed_entries: Some(HashMap::new()),
             free_text: true,
-            source: None,
+            storage: None,
             revoked: HashSet::new(),
             used: HashMap::new(),
             policy: None,
@@ -926,9 +933,9 @@ impl GateState {
         }
         let admitted_ms = self.time_of(&st);
         let kind = entry.kind();
-        let statement = match &self.source {
-            Some(source) if !kind.is_log_record() || kind == Kind::GateRefusal => {
-                source.applied(index, st.clone());
+        let statement = match &self.storage {
+            Some(storage) if !kind.is_log_record() || kind == Kind::GateRefusal => {
+                storage.applied(index, st.clone());
                 None
             }
             _ => Some(st.clone()),
@@ -1215,7 +1222,9 @@ impl GateState {
         }
         let key = chain_key(chain_id);
         self.closed.insert(key, status);
-        if let Some(entries) = &mut self.closed_entries {
+        if let Some(storage) = &self.storage {
+            storage.keep_closed_chain(&key, &chain.entries);
+        } else if let Some(entries) = &mut self.closed_entries {
             entries.insert(key, chain.entries.clone().into_boxed_slice());
         }
         Some(Closure {
@@ -1236,10 +1245,11 @@ impl GateState {
     }
 
     /// Keep only the facts of recorded statements in memory and read the
-    /// statements back from `source` when a rule needs them: an open chain
-    /// then costs its indices, digests and names, not its statements.
-    pub fn reading_statements_from(mut self, source: Arc<dyn StatementSource>) -> Self {
-        self.source = Some(source);
+    /// statements back from `storage` when a rule needs them, and closed
+    /// chains' entry indices there: an open chain then costs its indices,
+    /// digests and names, not its statements, and a closed one its status.
+    pub fn keeping_on(mut self, storage: Arc<dyn StateStorage>) -> Self {
+        self.storage = Some(storage);
         self
     }
 
@@ -1253,7 +1263,7 @@ impl GateState {
         if let Some(st) = &r.statement {
             return st.clone();
         }
-        self.source
+        self.storage
             .as_ref()
             .and_then(|s| s.statement(r.index))
             .unwrap_or_else(|| panic!("storage lost entry {} of the gate state", r.index))
@@ -1288,8 +1298,15 @@ impl GateState {
         }
         let key = chain_key(chain_id);
         let status = *self.closed.get(&key)?;
-        let entries = self.closed_entries.as_ref().and_then(|e| e.get(&key));
-        Some((entries.map_or_else(Vec::new, |e| e.to_vec()), status))
+        let entries = match &self.storage {
+            Some(storage) => storage.closed_chain(&key),
+            None => self
+                .closed_entries
+                .as_ref()
+                .and_then(|e| e.get(&key))
+                .map(|e| e.to_vec()),
+        };
+        Some((entries.unwrap_or_default(), status))
     }
 
     pub fn recorded(&self, index: u64) -> Option<&Recorded> {
