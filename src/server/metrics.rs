@@ -91,6 +91,9 @@ pub struct Metrics {
     pub rejected: AtomicU64,
     /// Time to check one batch's signatures.
     pub signature_check: Histogram,
+    /// Signatures in each batch the HTTP layer's signature thread checks
+    /// (small batches cost up to twice as much per signature).
+    pub signature_batch: Histogram,
     /// HTTP responses by status class (index: status / 100).
     pub responses: [AtomicU64; 6],
 }
@@ -110,6 +113,7 @@ impl Default for Metrics {
             gate_refusals: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             signature_check: Histogram::new(LATENCY_BOUNDS),
+            signature_batch: Histogram::new(BATCH_BOUNDS),
             responses: Default::default(),
         }
     }
@@ -190,6 +194,11 @@ impl Metrics {
             &mut out,
             "gatelog_signature_check_seconds",
             "Time to check one batch's entry signatures (one batch verification).",
+        );
+        self.signature_batch.render(
+            &mut out,
+            "gatelog_signature_batch_entries",
+            "Signatures in each batch checked before the gate (the HTTP layer's signature thread).",
         );
         let _ = writeln!(
             out,

@@ -169,7 +169,7 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
             }
             let skew = args.max_clock_skew.as_millis() as i64;
             let gate = Gate {
-                signatures: BatchVerifier::start(),
+                signatures: BatchVerifier::start(log.clone()),
                 keys: keeper.keys(),
                 state: keeper.state(),
                 limits: entry::Limits {

@@ -8,11 +8,14 @@
 //! threads (and their fresh stack pages) under load.
 
 use std::sync::mpsc::{self, TrySendError};
+use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 use tokio::sync::oneshot;
 
 use crate::access::entry::{DecodedEntry, VerifiedKey};
+use crate::server::log::Log;
+use crate::server::metrics::Metrics;
 
 /// Most signatures in one batch.
 const MAX_BATCH: usize = 256;
@@ -34,11 +37,13 @@ pub struct BatchVerifier {
 
 impl BatchVerifier {
     /// Starts the verifying thread.
-    pub fn start() -> BatchVerifier {
+    /// Starts the verifying thread, which reports its batch sizes to
+    /// `log`'s metrics.
+    pub fn start(log: Arc<Log>) -> BatchVerifier {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("gatelog-signatures".into())
-            .spawn(move || run(rx))
+            .spawn(move || run(rx, &log.metrics))
             .expect("starting the signature thread");
         BatchVerifier { tx }
     }
@@ -64,7 +69,7 @@ impl BatchVerifier {
     }
 }
 
-fn run(rx: mpsc::Receiver<Check>) {
+fn run(rx: mpsc::Receiver<Check>, metrics: &Metrics) {
     while let Ok(first) = rx.recv() {
         let mut checks = vec![first];
         while checks.len() < MAX_BATCH {
@@ -73,6 +78,7 @@ fn run(rx: mpsc::Receiver<Check>) {
                 Err(_) => break,
             }
         }
+        metrics.signature_batch.observe(checks.len() as f64);
         let pairs: Vec<(VerifyingKey, &DecodedEntry)> =
             checks.iter().map(|c| (c.key, &c.entry)).collect();
         let verified = VerifiedKey::check_batch(&pairs);
