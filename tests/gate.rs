@@ -221,6 +221,21 @@ impl Log {
         let policy = self.policy.borrow().clone();
         build::intent(self.actor(who), chain, links, d.clone(), policy, now())
     }
+
+    /// `who` reports that the entry at `intent` (an intent, or anything it
+    /// should not be) succeeded, leaving `observed_after`.
+    fn outcome(&self, who: &str, chain: &str, intent: &At, observed_after: &[&str]) -> Statement {
+        let after = observed_after.iter().map(|e| e.to_string()).collect();
+        let change = format!("change-{}", intent.index);
+        build::outcome(
+            self.actor(who),
+            chain,
+            vec![intent.link()],
+            after,
+            &change,
+            now(),
+        )
+    }
 }
 
 fn rand_seed() -> [u8; 32] {
@@ -293,14 +308,7 @@ fn an_approved_chain_executes_and_reads_back_with_proofs() {
     );
     log.ok(
         "deployer",
-        &build::outcome(
-            log.actor("deployer"),
-            "CHG-1",
-            vec![int.link()],
-            vec!["read".into(), "write".into()],
-            "gh-123",
-            now(),
-        ),
+        &log.outcome("deployer", "CHG-1", &int, &["read", "write"]),
     );
     // The change is done: the chain has closed, and the gate lets go of
     // its statements. Nothing more goes into it (an attempt is refused and
@@ -1445,14 +1453,7 @@ fn a_request_expires_at_the_policys_maximum_age_and_its_chain_closes() {
     );
     assert_eq!(log.chain("E1")["status"], "expired");
     assert_eq!(log.chain("E2")["status"], "expired");
-    let mut failed = build::outcome(
-        log.actor("deployer"),
-        "E2",
-        vec![intent.link()],
-        vec![],
-        "change-1",
-        now(),
-    );
+    let mut failed = log.outcome("deployer", "E2", &intent, &[]);
     if let Some(entry::Body::ExecutionOutcome(o)) = &mut failed.body {
         o.result = entry::proto::execution_outcome::Result::Failed as i32;
     }
@@ -1519,14 +1520,7 @@ fn a_chain_holds_a_bounded_number_of_entries() {
     );
     log.ok(
         "deployer",
-        &build::outcome(
-            log.actor("deployer"),
-            "FULL",
-            vec![intent.link()],
-            vec!["read".into(), "write".into()],
-            "c1",
-            now(),
-        ),
+        &log.outcome("deployer", "FULL", &intent, &["read", "write"]),
     );
     log.audits_clean();
 }
@@ -1747,34 +1741,14 @@ fn a_review_follows_the_execution_and_a_revoke_is_undone_without_approval() {
     let v = log.refused("bob", &review("bob", false));
     assert_eq!(codes(&v), ["review_before_execution"]);
     // Nobody reports an outcome on a break-glass without an intent.
-    let v = log.refused(
-        "carol",
-        &build::outcome(
-            log.actor("carol"),
-            "U1",
-            vec![bg.link()],
-            vec![],
-            "x",
-            now(),
-        ),
-    );
+    let v = log.refused("carol", &log.outcome("carol", "U1", &bg, &[]));
     assert_eq!(codes(&v), ["outcome_without_intent"]);
     let int = log.ok("carol", &log.intent("carol", "U1", vec![bg.link()], &d));
-    let v = log.refused(
-        "bob",
-        &build::outcome(log.actor("bob"), "U1", vec![int.link()], vec![], "x", now()),
-    );
+    let v = log.refused("bob", &log.outcome("bob", "U1", &int, &[]));
     assert_eq!(codes(&v), ["not_the_executor"]);
     log.ok(
         "carol",
-        &build::outcome(
-            log.actor("carol"),
-            "U1",
-            vec![int.link()],
-            vec!["read".into(), "superuser".into()],
-            "pg-1",
-            now(),
-        ),
+        &log.outcome("carol", "U1", &int, &["read", "superuser"]),
     );
     // Bob revokes it: the change must be undone, at once.
     let revoked = log.ok("bob", &review("bob", false));
@@ -1803,14 +1777,7 @@ fn a_review_follows_the_execution_and_a_revoke_is_undone_without_approval() {
     let undone = log.ok("deployer", &log.intent("deployer", "U1", links, &undo));
     log.ok(
         "deployer",
-        &build::outcome(
-            log.actor("deployer"),
-            "U1",
-            vec![undone.link()],
-            vec!["read".into()],
-            "pg-2",
-            now(),
-        ),
+        &log.outcome("deployer", "U1", &undone, &["read"]),
     );
     let open = get_ok(log.server.addr, "/v1/obligations").json();
     assert_eq!(open["obligations"].as_array().unwrap().len(), 0, "{open}");

@@ -183,7 +183,7 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
     let (handle, sequencer_thread) = sequencer::start(log.clone(), args.sequencer, admission)
         .context("appending the log's opening records")?;
     if args.gatelog_entries {
-        if let Some(genesis) = log.store().entries(0, 1)?.pop() {
+        if let Some(genesis) = log.store().entry(0)? {
             println!(
                 "gatelog: genesis entry digest {} (pin it: gatelog audit --genesis)",
                 crate::tlog::merkle::hex(&crate::tlog::merkle::leaf_hash(&genesis))

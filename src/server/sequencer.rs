@@ -341,9 +341,8 @@ struct Sequenced<'a> {
 fn refusal_record(store: &Store, index: u64) -> Result<(Hash, Refusal), SubmitError> {
     let corrupt = |why: &str| SubmitError::Storage(format!("refusal record {index}: {why}"));
     let bytes = store
-        .entries(index, 1)
+        .entry(index)
         .map_err(|e| SubmitError::Storage(e.to_string()))?
-        .pop()
         .ok_or_else(|| corrupt("missing"))?;
     let d = DecodedEntry::decode(&bytes).map_err(|e| corrupt(&e.message))?;
     match &d.statement.body {

@@ -49,7 +49,7 @@ impl StateStorage for StoredStatements {
         {
             return Some(st.clone());
         }
-        let leaf = self.log.store().entries(index, 1).ok()?.pop()?;
+        let leaf = self.log.store().entry(index).ok()??;
         DecodedEntry::decode(&leaf).ok().map(|d| d.statement)
     }
 

@@ -134,6 +134,11 @@ impl Store {
         }
     }
 
+    /// The entry at `index`, if stored (a point read: no iterator).
+    pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(entry_key(index))?)
+    }
+
     /// Entries `start .. start+count` in order; fewer if some are missing.
     pub fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         let from = entry_key(start);

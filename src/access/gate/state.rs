@@ -933,8 +933,19 @@ impl GateState {
         }
         let admitted_ms = self.time_of(&st);
         let kind = entry.kind();
+        // What the state may record (chain entries, delegation grants,
+        // revocations, refusal records) goes to storage; the rest it
+        // applies and forgets.
+        let recordable = !matches!(
+            kind,
+            Kind::IdentityRegistration
+                | Kind::PolicyPublication
+                | Kind::LogParameters
+                | Kind::LogTime
+                | Kind::AdminSetChange
+        );
         let statement = match &self.storage {
-            Some(storage) if !kind.is_log_record() || kind == Kind::GateRefusal => {
+            Some(storage) if recordable => {
                 storage.applied(index, st.clone());
                 None
             }

@@ -97,7 +97,7 @@ pub(super) fn serve_chain(
         let leaf = app
             .log
             .store()
-            .entries(index, 1)
+            .entry(index)
             .map_err(|e| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -105,7 +105,6 @@ pub(super) fn serve_chain(
                     e.to_string(),
                 )
             })?
-            .pop()
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
