@@ -1468,20 +1468,30 @@ fn a_request_expires_at_the_policys_maximum_age_and_its_chain_closes() {
 }
 
 #[test]
-fn a_chain_holds_a_bounded_number_of_entries() {
-    let log = Log::start();
+fn a_chain_holds_a_bounded_number_of_entries_and_nobody_fills_it_alone() {
+    use gatelog::access::gate::limits::{
+        MAX_CHAIN_ENTRIES, MAX_CHAIN_REFUSALS, MAX_OPINIONS_PER_ACTOR,
+    };
+    let mut log = Log::start();
+    let approvers: Vec<String> = (0..8).map(|i| format!("approver-{i}")).collect();
+    for a in &approvers {
+        log.register(human(a));
+    }
     let d = write();
-    let t = now();
     let req = log.ok(
         "alice",
-        &build::request(log.actor("alice"), "FULL", tgt(), d.clone(), "deployer", t),
+        &build::request(
+            log.actor("alice"),
+            "FULL",
+            tgt(),
+            d.clone(),
+            "deployer",
+            now(),
+        ),
     );
-    // Bob approves again and again: the chain fills, keeping a place for
-    // an intent and its outcome.
-    let max = gatelog::access::gate::limits::MAX_CHAIN_ENTRIES;
-    let approve = || {
+    let approve = |who: &str| {
         build::approve(
-            log.actor("bob"),
+            log.actor(who),
             "FULL",
             vec![req.link()],
             d.clone(),
@@ -1491,37 +1501,73 @@ fn a_chain_holds_a_bounded_number_of_entries() {
     };
     // Refused attempts are recorded but take no place: alice approving
     // her own request, more times than a chain lists refusals.
-    let refusals = gatelog::access::gate::limits::MAX_CHAIN_REFUSALS;
-    for _ in 0..refusals + 2 {
-        let own = build::approve(
-            log.actor("alice"),
+    for _ in 0..MAX_CHAIN_REFUSALS + 2 {
+        log.refused("alice", &approve("alice"));
+    }
+    // One identity alone cannot fill the chain: the copilot recommends,
+    // bob approves, each up to the limit, then is refused (recorded).
+    for _ in 0..MAX_OPINIONS_PER_ACTOR {
+        let rec = build::recommend(
+            log.actor("copilot"),
             "FULL",
             vec![req.link()],
             d.clone(),
-            now() + MINUTE,
+            [7; 32],
             now(),
         );
-        log.refused("alice", &own);
+        log.ok("copilot", &rec);
+        log.ok("bob", &approve("bob"));
     }
-    let mut approval = None;
-    for _ in 0..max - 3 {
-        approval = Some(log.ok("bob", &approve()));
+    let rec = build::recommend(
+        log.actor("copilot"),
+        "FULL",
+        vec![req.link()],
+        d.clone(),
+        [7; 32],
+        now(),
+    );
+    assert_eq!(
+        codes(&log.refused("copilot", &rec)),
+        ["too_many_from_actor"]
+    );
+    assert_eq!(
+        codes(&log.refused("bob", &approve("bob"))),
+        ["too_many_from_actor"]
+    );
+    // Many people can fill it, keeping a place for an intent and its
+    // outcome.
+    let mut taken = 1 + 2 * MAX_OPINIONS_PER_ACTOR;
+    let mut last = None;
+    for who in approvers.iter().cycle().take(MAX_CHAIN_ENTRIES - 2 - taken) {
+        last = Some(log.ok(who, &approve(who)));
+        taken += 1;
     }
-    // Full for anything but an intent and its outcome.
-    log.rejected(log.key("bob"), &approve(), 409, "chain_full");
+    log.rejected(log.key("carol"), &approve("carol"), 409, "chain_full");
     assert_eq!(
         log.chain("FULL")["entries"].as_array().unwrap().len(),
-        max - 2 + refusals
+        taken + MAX_CHAIN_REFUSALS
     );
-    let bob = approval.expect("approvals");
+    let approval = last.expect("approvals");
     let intent = log.ok(
         "deployer",
-        &log.intent("deployer", "FULL", vec![req.link(), bob.link()], &d),
+        &log.intent("deployer", "FULL", vec![req.link(), approval.link()], &d),
     );
     log.ok(
         "deployer",
         &log.outcome("deployer", "FULL", &intent, &["read", "write"]),
     );
+    log.audits_clean();
+}
+
+#[test]
+fn a_revocation_takes_a_place_and_revoking_twice_adds_nothing() {
+    let log = Log::start();
+    let d = write();
+    let (_, bob) = log.approved("RV", &d);
+    let revoke = || build::revoke(log.actor("bob"), bob.link(), "mistake", now());
+    log.ok("bob", &revoke());
+    log.rejected(log.key("bob"), &revoke(), 409, "already_revoked");
+    assert_eq!(log.chain("RV")["entries"].as_array().unwrap().len(), 3);
     log.audits_clean();
 }
 

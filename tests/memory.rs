@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::Server;
 use gatelog::access::entry::build::{self, human, nhi, target};
 use gatelog::access::entry::proto::{Actor, EntitlementDelta, EntitlementOp, EntryRef};
-use gatelog::access::gate::limits::{MAX_CHAIN_ENTRIES, MAX_DELTA_NAMES, MAX_NAME_BYTES};
+use gatelog::access::gate::limits::{
+    MAX_CHAIN_ENTRIES, MAX_DELTA_NAMES, MAX_NAME_BYTES, MAX_OPINIONS_PER_ACTOR,
+};
 use gatelog::tlog::note::NoteSigner;
 
 /// The formula (README, "Memory"), in bytes: a fixed part, which holds the
@@ -26,6 +28,9 @@ const STATEMENT_BYTES: u64 = 14 << 10;
 const CACHE_STATEMENTS: u64 = 16_384;
 const LARGEST_CHAIN_BYTES: u64 = 16 << 10;
 const SMALL_CHAIN_BYTES: u64 = 1 << 10;
+
+/// Approvers enough to fill a chain of the largest size.
+const APPROVERS: usize = MAX_CHAIN_ENTRIES.div_ceil(MAX_OPINIONS_PER_ACTOR);
 
 fn peak_rss_bytes(server: &Server) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
@@ -53,7 +58,9 @@ fn admin_key(dir: &Path) -> NoteSigner {
 
 struct Cast {
     requester: (Actor, NoteSigner),
-    approver: (Actor, NoteSigner),
+    /// Enough approvers to fill a chain (each adds at most
+    /// MAX_OPINIONS_PER_ACTOR decisions to one chain).
+    approvers: Vec<(Actor, NoteSigner)>,
     executor: String,
 }
 
@@ -122,16 +129,16 @@ fn open_chain(server: &Server, cast: &Cast, n: usize, largest: bool) -> usize {
     if !largest {
         return entries;
     }
-    loop {
+    for (approver, key) in cast.approvers.iter().cycle() {
         let approval = build::approve(
-            &cast.approver.0,
+            approver,
             &chain,
             vec![link.clone()],
             delta.clone(),
             now() + 3_600_000,
             now(),
         );
-        let r = server.submit(&cast.approver.1, &approval);
+        let r = server.submit(key, &approval);
         if r.status == 409 && r.error_code() == "chain_full" {
             break;
         }
@@ -152,26 +159,32 @@ fn open_chains_of_the_largest_size_stay_within_the_stated_memory() {
     let limits = ["--address-rate", "0", "--writer-rate", "0"];
     let mut server = Server::start_gatelog(dir.path(), &limits);
     let admin = admin_key(dir.path());
-    let (requester, approver) = if largest {
-        (human(&long_id("alice-")), human(&long_id("bob-")))
-    } else {
-        (human("alice"), human("bob"))
+    let name = |prefix: &str| {
+        if largest {
+            long_id(prefix)
+        } else {
+            prefix.to_string()
+        }
     };
+    let requester = human(&name("alice-"));
     let executor = nhi("deployer", "spiffe://corp.example/ns/ci/sa/deployer");
     let cast = Cast {
         requester: (
             requester.clone(),
             register(&server, &admin, &requester, "", 1),
         ),
-        approver: (
-            approver.clone(),
-            register(&server, &admin, &approver, "", 2),
-        ),
+        approvers: (0..APPROVERS)
+            .map(|i| {
+                let approver = human(&name(&format!("approver-{i}-")));
+                let key = register(&server, &admin, &approver, "", 10 + i as u8);
+                (approver, key)
+            })
+            .collect(),
         executor: executor.id.clone(),
     };
     register(&server, &admin, &human("olivia"), "", 3);
     register(&server, &admin, &executor, "olivia", 4);
-    let identities = 5u64;
+    let identities = 3 + APPROVERS as u64;
 
     let next = AtomicUsize::new(0);
     let entries = AtomicUsize::new(0);

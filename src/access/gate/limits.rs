@@ -30,6 +30,11 @@ pub const MAX_CLASSES: usize = 256;
 /// rather than the chain growing for ever. A place is kept for one intent
 /// and its outcome, and for the outcome of every intent admitted.
 pub const MAX_CHAIN_ENTRIES: usize = 32;
+/// Recommendations and decisions one identity adds to one chain (an
+/// approval given again after the first expired, a change of mind): past
+/// this it is refused and recorded (`too_many_from_actor`), so no single
+/// identity, an assistant included, can fill a chain and shut others out.
+pub const MAX_OPINIONS_PER_ACTOR: usize = 4;
 /// Refusal records a chain lists (every one is in the log; past this the
 /// chain's list of them stops growing).
 pub const MAX_CHAIN_REFUSALS: usize = 8;

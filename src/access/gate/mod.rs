@@ -257,4 +257,6 @@ const CHAIN_RULES: &[&str] = &[
     "chain_closed",
     "chain_exists",
     "request_expired",
+    "request_denied",
+    "too_many_from_actor",
 ];

@@ -33,6 +33,21 @@ pub(super) fn log_record(
                     "a log records its parameters once: first, or when it moves to a later rules version",
                 ));
             }
+            // A move to a later version changes the rules, never who
+            // administers the log: that takes an adminSetChange (M of N).
+            if state.params().index.is_some() {
+                let mut now: Vec<String> = state.admins().map(|a| a.to_vkey()).collect();
+                let mut named = p.admin_keys.clone();
+                now.sort();
+                named.sort();
+                if now != named || p.admin_threshold.max(1) != state.params().admin_threshold {
+                    return Err(Rejection::new(
+                        409,
+                        "admins_changed",
+                        "a rules-version upgrade keeps the admin set and threshold the log has recorded",
+                    ));
+                }
+            }
             if !(2..=super::RULES_VERSION).contains(&p.rules_version) {
                 return Err(Rejection::new(
                     422,
@@ -1005,5 +1020,61 @@ fn delegation(
             "delegation_revoked",
             format!("grant {} was revoked", d.index),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::entry::proto::{LogParameters, Statement};
+    use crate::access::entry::{sign, Body, DecodedEntry};
+    use crate::tlog::note::NoteSigner;
+    use prost::Message;
+
+    fn record(log: &NoteSigner, body: Body) -> DecodedEntry {
+        let st = Statement {
+            actor: Some(crate::access::entry::build::human(log.name())),
+            log_origin: log.name().into(),
+            body: Some(body),
+            ..Default::default()
+        };
+        DecodedEntry::decode(&sign(log, &st).encode_to_vec()).unwrap()
+    }
+
+    fn parameters(version: u32, admins: &[&NoteSigner], threshold: u32) -> Body {
+        Body::LogParameters(LogParameters {
+            rules_version: version,
+            log_origin: "log".into(),
+            max_clock_skew_ms: 300_000,
+            admin_keys: admins.iter().map(|a| a.verifier().to_vkey()).collect(),
+            admin_threshold: threshold,
+        })
+    }
+
+    #[test]
+    fn an_upgrade_record_keeps_the_admins_the_log_recorded() {
+        let log = NoteSigner::from_seed("log", [1; 32]).unwrap();
+        let admin = NoteSigner::from_seed("admin", [2; 32]).unwrap();
+        let operator = NoteSigner::from_seed("operator", [3; 32]).unwrap();
+        let mut state = GateState::new(log.verifier(), vec![]);
+        state.apply(0, &record(&log, parameters(2, &[&admin], 1)));
+        // The legitimate move to version 3: same admins, same threshold.
+        let same = record(&log, parameters(3, &[&admin], 1));
+        assert_eq!(log_record(&state, 5, &same), Ok(Verdict::Admit));
+        // An operator's "upgrade" that names itself admin, or lowers the
+        // threshold of a larger set, is refused (the audit replays this).
+        for hostile in [
+            parameters(3, &[&operator], 1),
+            parameters(3, &[&admin, &operator], 1),
+        ] {
+            let r = log_record(&state, 5, &record(&log, hostile)).unwrap_err();
+            assert_eq!(r.code, "admins_changed");
+        }
+        // Nor may it stay on its version and re-record parameters.
+        let again = record(&log, parameters(2, &[&admin], 1));
+        assert_eq!(
+            log_record(&state, 5, &again).unwrap_err().code,
+            "parameters_fixed"
+        );
     }
 }

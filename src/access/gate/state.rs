@@ -9,7 +9,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
 use super::classes::requirements;
-use super::limits::{MAX_CHAIN_ENTRIES, MAX_CHAIN_REFUSALS};
+use super::limits::{MAX_CHAIN_ENTRIES, MAX_CHAIN_REFUSALS, MAX_OPINIONS_PER_ACTOR};
 use super::Rejection;
 use crate::access::entry::proto::{
     decision, execution_outcome, identity_registration::Operation, review, Actor, LogParameters,
@@ -763,6 +763,22 @@ impl GateState {
                     )
                     .at(format!("{field}.leafHash")));
                 }
+                // Version 3: a revocation joins its target's chain, so it
+                // takes a place there, and revoking twice adds nothing.
+                if self.params.rules_version >= 3 {
+                    if self.revoked.contains(&target.index) {
+                        return Err(Rejection::new(
+                            409,
+                            "already_revoked",
+                            format!("entry {} is revoked already", target.index),
+                        )
+                        .at(format!("{field}.index")));
+                    }
+                    let chain_id = &self.statement(rec).chain_id;
+                    if let Some(chain) = self.chains.get(chain_id.as_str()) {
+                        self.room_in(chain, st, kind, self.time_of(st))?;
+                    }
+                }
             }
             _ => {
                 let chain = self.chains.get(&st.chain_id).ok_or_else(|| {
@@ -785,7 +801,7 @@ impl GateState {
                     .at("statement.target"));
                 }
                 if self.params.rules_version >= 3 {
-                    self.room_in(chain, kind, self.time_of(st))?;
+                    self.room_in(chain, st, kind, self.time_of(st))?;
                 }
             }
         }
@@ -816,13 +832,27 @@ impl GateState {
         Ok(linked)
     }
 
-    /// Rules version 3: whether an entry of `kind` may still join `chain`
-    /// at `at_ms`. Once its request has expired only outcomes join; a
-    /// chain holds at most [`MAX_CHAIN_ENTRIES`], keeping a place for the
-    /// outcome of every intent.
-    fn room_in(&self, chain: &Chain, kind: Kind, at_ms: i64) -> Result<(), Rejection> {
+    /// Rules version 3: whether `st`, of `kind`, may still join `chain`
+    /// at `at_ms`. Once its request has expired or a DENY is in, only
+    /// outcomes join; a chain holds at most [`MAX_CHAIN_ENTRIES`], keeping
+    /// a place for the outcome of every intent; one identity adds at most
+    /// [`MAX_OPINIONS_PER_ACTOR`] recommendations and decisions to it, so
+    /// no one alone can fill it.
+    fn room_in(
+        &self,
+        chain: &Chain,
+        st: &Statement,
+        kind: Kind,
+        at_ms: i64,
+    ) -> Result<(), Rejection> {
         if kind == Kind::ExecutionOutcome {
             return Ok(());
+        }
+        if chain.denied {
+            return Err(
+                Rejection::new(409, "request_denied", "a DENY is final: open a new chain")
+                    .at("statement.chainId"),
+            );
         }
         if Self::expired(chain, at_ms) {
             return Err(Rejection::new(
@@ -834,6 +864,26 @@ impl GateState {
                 ),
             )
             .at("statement.chainId"));
+        }
+        if matches!(kind, Kind::Recommendation | Kind::Decision) {
+            let actor = st.actor.as_ref().map_or("", |a| a.id.as_str());
+            let opinions = chain
+                .entries
+                .iter()
+                .filter_map(|i| self.recorded.get(i))
+                .filter(|r| matches!(r.kind(), Kind::Recommendation | Kind::Decision))
+                .filter(|r| r.actor_id() == actor)
+                .count();
+            if opinions >= MAX_OPINIONS_PER_ACTOR {
+                return Err(Rejection::new(
+                    409,
+                    "too_many_from_actor",
+                    format!(
+                        "{actor} has {opinions} recommendations and decisions in this chain; at most {MAX_OPINIONS_PER_ACTOR}"
+                    ),
+                )
+                .at("statement.actor.id"));
+            }
         }
         // Whatever fills a chain, one intent and its outcome still fit.
         let needs = if kind == Kind::ExecutionIntent { 2 } else { 3 };
@@ -1201,7 +1251,10 @@ impl GateState {
         }
         let chain = self.chains.get(&st.chain_id)?;
         let closes = if chain.executed {
+            // Under version 3 an intent still awaiting its outcome keeps
+            // the chain open (its place was kept for it).
             !self.obligations.contains_key(&chain.opener)
+                && (!v3 || self.unreported_intents(chain) == 0)
         } else {
             v3 && (chain.denied || Self::expired(chain, admitted_ms)) && self.owes_nothing(chain)
         };
