@@ -409,12 +409,13 @@ async fn main() -> anyhow::Result<()> {
     if let Some(f) = flood {
         f.await??;
         println!(
-            "forged entries sent: {} ({:.0}/s): refused 401: {}, throttled 429: {}, other: {}",
+            "forged entries sent: {} ({:.0}/s): refused 401: {}, throttled 429: {}, other: {}, connections closed: {}",
             flood_tally.sent.load(Relaxed),
             flood_tally.sent.load(Relaxed) as f64 / elapsed,
             flood_tally.refused.load(Relaxed),
             flood_tally.throttled.load(Relaxed),
-            flood_tally.other.load(Relaxed)
+            flood_tally.other.load(Relaxed),
+            flood_tally.broken.load(Relaxed)
         );
     }
     latencies.sort_unstable();

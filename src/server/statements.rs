@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::access::entry::{DecodedEntry, Statement};
-use crate::access::gate::{ChainKey, StateStorage};
+use crate::access::gate::{drop_free_text, ChainKey, StateStorage};
 use crate::server::log::Log;
 
 /// Statements read from the log's storage, the newest `capacity` cached.
@@ -50,7 +50,12 @@ impl StateStorage for StoredStatements {
             return Some(st.clone());
         }
         let leaf = self.log.store().entry(index).ok()??;
-        DecodedEntry::decode(&leaf).ok().map(|d| d.statement)
+        let mut statement = DecodedEntry::decode(&leaf).ok()?.statement;
+        // A chain's statements are read together, and again for its next
+        // entry: keep what was read back too, as the state stores it.
+        drop_free_text(&mut statement);
+        self.remember(index, statement.clone());
+        Some(statement)
     }
 
     fn keep_closed_chain(&self, chain: &ChainKey, entries: &[u64]) {
@@ -66,6 +71,12 @@ impl StateStorage for StoredStatements {
     }
 
     fn applied(&self, index: u64, statement: Arc<Statement>) {
+        self.remember(index, statement);
+    }
+}
+
+impl StoredStatements {
+    fn remember(&self, index: u64, statement: Arc<Statement>) {
         let mut newest = self.newest.lock().expect("statement cache lock");
         if newest.by_index.insert(index, statement).is_none() {
             newest.order.push_back(index);

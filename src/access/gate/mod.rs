@@ -85,6 +85,7 @@ mod rules;
 mod state;
 
 pub use rules::within;
+pub(crate) use state::drop_free_text;
 pub use state::{
     Chain, ChainKey, ChainStatus, Closure, GateState, Obligation, ObligationKind, Params, Recorded,
     StateStorage,

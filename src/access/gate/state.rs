@@ -12,8 +12,8 @@ use super::classes::requirements;
 use super::limits::{MAX_CHAIN_ENTRIES, MAX_CHAIN_REFUSALS, MAX_OPINIONS_PER_ACTOR};
 use super::Rejection;
 use crate::access::entry::proto::{
-    decision, execution_outcome, identity_registration::Operation, review, Actor, LogParameters,
-    PolicyPublication, Target,
+    decision, execution_outcome, identity_registration::Operation, review, Actor, GateRefusal,
+    LogParameters, PolicyPublication, Target,
 };
 use crate::access::entry::{millis, ActorKind, Body, DecodedEntry, Kind, Statement};
 use crate::tlog::merkle::Hash;
@@ -1517,16 +1517,41 @@ fn verifying_key(v: &NoteVerifier) -> VerifyingKey {
     VerifyingKey::from_bytes(&v.public_key()).expect("a parsed verifier holds a valid key")
 }
 
-/// Empties the free-text fields of `st` (copying it only when one is set).
-fn drop_free_text(st: &mut Arc<Statement>) {
+/// `st` as the state stores it: without the free text no rule reads (an
+/// access request's justification, a decision's, break-glass's or
+/// revocation's reason, a review's notes) and without what a refusal
+/// record refused (the log holds it).
+pub(crate) fn drop_free_text(st: &mut Arc<Statement>) {
+    if let Some(Body::GateRefusal(g)) = &st.body {
+        if g.refused_entry.is_empty() && g.violations.is_empty() {
+            return;
+        }
+        // Built from the header: a copy-on-write would copy the whole
+        // refused entry (up to 64 KB) only to clear it.
+        let header = Statement {
+            actor: st.actor.clone(),
+            on_behalf_of: st.on_behalf_of.clone(),
+            chain_id: st.chain_id.clone(),
+            links: st.links.clone(),
+            target: st.target.clone(),
+            issued_at: st.issued_at,
+            policy: st.policy.clone(),
+            log_origin: st.log_origin.clone(),
+            body: Some(Body::GateRefusal(GateRefusal {
+                policy: g.policy.clone(),
+                index: g.index,
+                ..Default::default()
+            })),
+        };
+        *st = Arc::new(header);
+        return;
+    }
     let has_text = match &st.body {
         Some(Body::AccessRequest(r)) => !r.justification.is_empty(),
         Some(Body::Decision(d)) => !d.reason.is_empty(),
         Some(Body::BreakGlass(b)) => !b.reason.is_empty(),
         Some(Body::Review(r)) => !r.notes.is_empty(),
         Some(Body::Revocation(r)) => !r.reason.is_empty(),
-        // No rule reads what a refusal refused (the log holds it).
-        Some(Body::GateRefusal(g)) => !g.refused_entry.is_empty() || !g.violations.is_empty(),
         _ => false,
     };
     if !has_text {
@@ -1538,10 +1563,6 @@ fn drop_free_text(st: &mut Arc<Statement>) {
         Some(Body::BreakGlass(b)) => b.reason = String::new(),
         Some(Body::Review(r)) => r.notes = String::new(),
         Some(Body::Revocation(r)) => r.reason = String::new(),
-        Some(Body::GateRefusal(g)) => {
-            g.refused_entry = Vec::new();
-            g.violations = Vec::new();
-        }
         _ => {}
     }
 }
