@@ -243,9 +243,10 @@ pub fn max_refusable_entry_bytes(signer: &NoteSigner) -> usize {
 }
 
 impl Admission for Gatekeeper {
-    /// A log without its parameters record gets one now (with its first
-    /// time record): a new log's genesis, or an existing log's move to
-    /// rules version 2. A new log then appends its genesis entries.
+    /// A log without this release's parameters record gets one now (with
+    /// a time record): a new log's genesis, or an existing log's move to
+    /// this rules version (from 1, or from 2 keeping its admin set). A new
+    /// log then appends its genesis entries.
     fn opening(&mut self, first: u64) -> Vec<Vec<u8>> {
         let mut state = self.state.write().expect("gate state lock");
         if state.params().index.is_some() && state.rules_version() >= gate::RULES_VERSION {

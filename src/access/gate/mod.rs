@@ -73,11 +73,13 @@
 //!
 //! Every string and list has a limit ([`limits`]); a chain holds at most
 //! [`limits::MAX_CHAIN_ENTRIES`] entries besides refusal records, keeping
-//! a place for an intent and its outcome; and a chain that cannot
-//! progress closes: at an admitted DENY (final), or when its request
-//! outlives the class's maximum request age, once no intent awaits its
-//! outcome. A log of version 2 moves to 3 with a second parameters
-//! record.
+//! a place for an intent and its outcome, and one identity adds at most
+//! [`limits::MAX_OPINIONS_PER_ACTOR`] recommendations and decisions to it;
+//! a revocation takes a place in its target's chain and is not repeated;
+//! a chain that cannot progress closes: at an admitted DENY (final), or
+//! when its request outlives the class's maximum request age, once no
+//! intent awaits its outcome. A log of version 2 moves to 3 with a second
+//! parameters record, which must keep the recorded admin set.
 
 pub mod classes;
 pub mod limits;
