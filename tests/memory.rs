@@ -21,11 +21,11 @@ use gatelog::access::gate::limits::{
 use gatelog::tlog::note::NoteSigner;
 
 /// The formula (README, "Memory"), in bytes: a fixed part, which holds the
-/// gate's statement cache (`--gate-statement-cache`, 16,384 statements of
-/// up to `STATEMENT_BYTES`), and a part per open chain of the largest size.
+/// gate's statement caches (`--gate-statement-cache`, 16,384 statements,
+/// and 1,024 read back, of up to `STATEMENT_BYTES`), and a part per open chain of the largest size.
 const BASE_BYTES: u64 = 120 << 20;
 const STATEMENT_BYTES: u64 = 14 << 10;
-const CACHE_STATEMENTS: u64 = 16_384;
+const CACHE_STATEMENTS: u64 = 16_384 + gatelog::server::statements::READ_BACK_CACHE as u64;
 const LARGEST_CHAIN_BYTES: u64 = 16 << 10;
 const SMALL_CHAIN_BYTES: u64 = 1 << 10;
 

@@ -1,9 +1,14 @@
 //! Where the server's gate state keeps what it does not hold in memory:
-//! the log's own storage (statements, and closed chains' entry indices). The state keeps an open chain's facts (indices, digests,
-//! names) in memory and its statements on disk, so a million open chains
-//! cost their facts, not their statements; the newest statements stay in
-//! a bounded cache, which also holds a batch's statements until the batch
-//! is durable.
+//! the log's own storage (statements, and closed chains' entry indices).
+//! The state keeps an open chain's facts (indices, digests, names) in
+//! memory and its statements on disk, so a million open chains cost their
+//! facts, not their statements.
+//!
+//! Two bounded caches: the newest statements *applied*, which also holds a
+//! batch's statements until the batch is durable (so nothing else may
+//! evict them), and a small one of statements *read back*, which anything
+//! may fill (a chain's answer to an anonymous reader included) without
+//! touching the first.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -12,17 +17,46 @@ use crate::access::entry::{DecodedEntry, Statement};
 use crate::access::gate::{drop_free_text, ChainKey, StateStorage};
 use crate::server::log::Log;
 
-/// Statements read from the log's storage, the newest `capacity` cached.
+/// Statements read back from storage that stay cached.
+pub const READ_BACK_CACHE: usize = 1024;
+
+/// Statements read from the log's storage, the newest cached.
 pub struct StoredStatements {
     log: Arc<Log>,
-    capacity: usize,
-    newest: Mutex<Newest>,
+    applied: Mutex<Fifo>,
+    read_back: Mutex<Fifo>,
 }
 
-#[derive(Default)]
-struct Newest {
+/// A map of at most `capacity` statements; the first in goes first.
+struct Fifo {
+    capacity: usize,
     by_index: HashMap<u64, Arc<Statement>>,
     order: VecDeque<u64>,
+}
+
+impl Fifo {
+    fn new(capacity: usize) -> Fifo {
+        Fifo {
+            capacity: capacity.max(1),
+            by_index: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn insert(&mut self, index: u64, statement: Arc<Statement>) {
+        if self.by_index.insert(index, statement).is_none() {
+            self.order.push_back(index);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.by_index.remove(&old);
+            }
+        }
+    }
+
+    fn get(&self, index: u64) -> Option<Arc<Statement>> {
+        self.by_index.get(&index).cloned()
+    }
 }
 
 impl StoredStatements {
@@ -32,30 +66,35 @@ impl StoredStatements {
     pub fn new(log: Arc<Log>, capacity: usize) -> Self {
         StoredStatements {
             log,
-            capacity: capacity.max(1),
-            newest: Mutex::new(Newest::default()),
+            applied: Mutex::new(Fifo::new(capacity)),
+            read_back: Mutex::new(Fifo::new(READ_BACK_CACHE)),
         }
     }
 }
 
 impl StateStorage for StoredStatements {
     fn statement(&self, index: u64) -> Option<Arc<Statement>> {
-        if let Some(st) = self
-            .newest
-            .lock()
-            .expect("statement cache lock")
-            .by_index
-            .get(&index)
-        {
-            return Some(st.clone());
+        let cached = |c: &Mutex<Fifo>| c.lock().expect("statement cache lock").get(index);
+        if let Some(st) = cached(&self.applied).or_else(|| cached(&self.read_back)) {
+            return Some(st);
         }
         let leaf = self.log.store().entry(index).ok()??;
         let mut statement = DecodedEntry::decode(&leaf).ok()?.statement;
         // A chain's statements are read together, and again for its next
-        // entry: keep what was read back too, as the state stores it.
+        // entry: keep what was read back, as the state stores it.
         drop_free_text(&mut statement);
-        self.remember(index, statement.clone());
+        self.read_back
+            .lock()
+            .expect("statement cache lock")
+            .insert(index, statement.clone());
         Some(statement)
+    }
+
+    fn applied(&self, index: u64, statement: Arc<Statement>) {
+        self.applied
+            .lock()
+            .expect("statement cache lock")
+            .insert(index, statement);
     }
 
     fn keep_closed_chain(&self, chain: &ChainKey, entries: &[u64]) {
@@ -68,23 +107,5 @@ impl StateStorage for StoredStatements {
 
     fn closed_chain(&self, chain: &ChainKey) -> Option<Vec<u64>> {
         self.log.store().closed_chain(chain).ok().flatten()
-    }
-
-    fn applied(&self, index: u64, statement: Arc<Statement>) {
-        self.remember(index, statement);
-    }
-}
-
-impl StoredStatements {
-    fn remember(&self, index: u64, statement: Arc<Statement>) {
-        let mut newest = self.newest.lock().expect("statement cache lock");
-        if newest.by_index.insert(index, statement).is_none() {
-            newest.order.push_back(index);
-        }
-        while newest.order.len() > self.capacity {
-            if let Some(old) = newest.order.pop_front() {
-                newest.by_index.remove(&old);
-            }
-        }
     }
 }
