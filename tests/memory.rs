@@ -33,13 +33,82 @@ const SMALL_CHAIN_BYTES: u64 = 1 << 10;
 const APPROVERS: usize = MAX_CHAIN_ENTRIES.div_ceil(MAX_OPINIONS_PER_ACTOR);
 
 fn peak_rss_bytes(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    peak_rss_of(server.child.id()).expect("VmHWM in /proc/PID/status")
+}
+
+/// A running process's peak RSS; None once it has exited.
+fn peak_rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status");
-    kib * 1024
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
+    Some(kib * 1024)
+}
+
+/// The audit's and the monitor's formula (README, "Memory"): a fixed part
+/// (64 MiB of entries before they spill, 5,120 cached statements) and a
+/// part per open chain (its facts, as in the server, and the replay's own
+/// per-chain data).
+const OBSERVER_BASE_BYTES: u64 = 100 << 20;
+const OBSERVER_CACHED_STATEMENTS: u64 = 4096 + 1024;
+const OBSERVER_SPILL_BUDGET: u64 = 64 << 20;
+
+/// Audits `server`'s log with the real binary while reading its peak RSS
+/// (sampled until it exits: the last reading is at most a few
+/// milliseconds before the end); its exit code and peak.
+fn audit_peak(server: &Server, out: &Path, spill: &Path) -> (i32, u64) {
+    let url = format!("http://{}", server.addr);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatelog"))
+        .args([
+            "audit",
+            "--log",
+            &url,
+            "--vkey",
+            &server.vkey,
+            "--chains",
+            "exceptions",
+        ])
+        .arg("--out")
+        .arg(out)
+        .arg("--spill-dir")
+        .arg(spill)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code().unwrap_or(-1), peak);
+        }
+        peak = peak.max(peak_rss_of(child.id()).unwrap_or(0));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Follows `server`'s log with `gatelog monitor` until it has replayed
+/// all of it; the monitor's peak RSS.
+fn monitor_peak(server: &Server, dir: &Path) -> u64 {
+    let url = format!("http://{}", server.addr);
+    let size = server.tree_size();
+    let monitor = Server::start_command(
+        "monitor",
+        dir,
+        &["--log", &url, "--vkey", &server.vkey, "--poll-ms", "200"],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1200);
+    loop {
+        let report = common::get_ok(monitor.addr, "/v1/monitor/obligations").json();
+        if report["tree_size"].as_u64() == Some(size) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the monitor is behind: {report}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    peak_rss_bytes(&monitor)
 }
 
 fn long_name(prefix: &str) -> String {
@@ -237,6 +306,43 @@ fn open_chains_of_the_largest_size_stay_within_the_stated_memory() {
     let replayed = peak_rss_bytes(&server);
     eprintln!("after a restart: peak RSS {} MiB", replayed >> 20);
     assert!(replayed <= ceiling + ceiling / 5);
+
+    // The audit and the monitor replay the same log within their formula.
+    let observer_ceiling = OBSERVER_BASE_BYTES
+        + OBSERVER_SPILL_BUDGET
+        + OBSERVER_CACHED_STATEMENTS
+            * STATEMENT_BYTES.min(if largest { u64::MAX } else { 2 << 10 })
+        + per_chain * chains as u64
+        + identities * (4 << 10);
+    let spill = dir.path().join("spill");
+    std::fs::create_dir(&spill).unwrap();
+    let started = std::time::Instant::now();
+    let (code, audit) = audit_peak(&server, &dir.path().join("audit"), &spill);
+    eprintln!(
+        "audit of {size} entries: peak RSS {} MiB, formula {} MiB, {:?}",
+        audit >> 20,
+        observer_ceiling >> 20,
+        started.elapsed()
+    );
+    assert_eq!(code, 0, "the audit finds nothing wrong");
+    assert_eq!(
+        std::fs::read_dir(&spill).unwrap().count(),
+        0,
+        "the spill file is gone"
+    );
+    let started = std::time::Instant::now();
+    let monitor = monitor_peak(&server, &dir.path().join("monitor"));
+    eprintln!(
+        "monitor of {size} entries: peak RSS {} MiB, {:?}",
+        monitor >> 20,
+        started.elapsed()
+    );
+    for (who, peak) in [("audit", audit), ("monitor", monitor)] {
+        assert!(
+            peak <= observer_ceiling + observer_ceiling / 5,
+            "the {who}'s peak RSS {peak} exceeds the formula {observer_ceiling} by more than 20%"
+        );
+    }
 }
 
 fn link_of(r: &common::HttpResponse) -> EntryRef {

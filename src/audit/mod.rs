@@ -17,10 +17,11 @@ pub mod source;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use crate::access::cedar::CedarEngine;
 use crate::access::replay::{AuditSummary, Auditor, ChainReport, Finding, Period, PopulationRow};
+use crate::observers::spill::SpilledEntries;
 use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::merkle::Hash;
 use crate::tlog::note::NoteVerifier;
@@ -56,6 +57,13 @@ pub struct AuditConfig {
     pub chains: ChainFiles,
     /// The package's directory.
     pub out: PathBuf,
+    /// Where open chains' entries are kept while the audit runs (an
+    /// unnamed file); None: the system's temporary directory.
+    pub spill_dir: Option<PathBuf>,
+}
+
+fn spill_dir(config: &AuditConfig) -> PathBuf {
+    config.spill_dir.clone().unwrap_or_else(std::env::temp_dir)
 }
 
 /// Which chains get `chains/<chain_id>.json`.
@@ -94,34 +102,22 @@ impl ChainFiles {
 
 /// Which chains the writer gets with their entries: those that get a file,
 /// and the first [`REPORT_TRAILS`] with findings (their decision trails go
-/// in the report). The others' entries are freed here rather than on the
-/// writer's thread. The writer counts trails the same way.
-struct KeepEntries {
-    files: ChainFiles,
-    trails_left: usize,
-}
-
-impl KeepEntries {
-    fn new(files: ChainFiles) -> Self {
-        KeepEntries {
-            files,
-            trails_left: REPORT_TRAILS,
+/// in the report). The others' entries are not read back. The writer
+/// counts trails the same way.
+fn with_entries(files: ChainFiles) -> impl FnMut(&PopulationRow) -> bool + Send + 'static {
+    let mut trails_left = REPORT_TRAILS;
+    move |row| {
+        let trail = row.findings > 0 && trails_left > 0;
+        if trail {
+            trails_left -= 1;
         }
-    }
-
-    fn keep(&mut self, mut chains: Vec<ChainReport>) -> Vec<ChainReport> {
-        for c in &mut chains {
-            let trail = c.row.findings > 0 && self.trails_left > 0;
-            if trail {
-                self.trails_left -= 1;
-            }
-            if !trail && !self.files.wanted(&c.row) {
-                c.entries = Vec::new();
-            }
-        }
-        chains
+        trail || files.wanted(row)
     }
 }
+
+/// Chain reports handed to the writer at a time at the end of an audit
+/// (the chains still open).
+const OPEN_REPORTS_PER_BATCH: usize = 1024;
 
 /// Entry bundles replayed per batch.
 const BUNDLES_PER_BATCH: u64 = 4;
@@ -269,14 +265,16 @@ fn audit(args: &AuditConfig, progress: &ProgressBar) -> Result<AuditSummary, Fai
     let period = args.period.unwrap_or(Period::ALL);
     let mut package = Package::create(&args.out)?;
     let writer = ChainWriter::create(&args.out, &source, &note, &cp, args.chains)?;
-    let mut auditor = Auditor::new(key, admins, Box::new(CedarEngine::default()), period);
+    let spill = SpilledEntries::create(&spill_dir(args)).context("--spill-dir")?;
+    let engine = Box::new(CedarEngine::default());
+    let mut auditor = Auditor::keeping_on(key, admins, engine, period, Arc::new(spill));
+    auditor.reports_with_entries(with_entries(args.chains));
     if let Some(g) = args.genesis {
         auditor.pin_genesis(g);
     }
     if let Some(at) = cosigned_at(&args.witness_keys, &note)? {
         auditor.cosigned_at(at);
     }
-    let mut keep = KeepEntries::new(args.chains);
     // Chain files are written on their own thread, beside the replay.
     let (mut summary, mut last, gathered) = std::thread::scope(|s| -> anyhow::Result<_> {
         let (chains, to_write) = mpsc::sync_channel::<Vec<ChainReport>>(16);
@@ -296,7 +294,7 @@ fn audit(args: &AuditConfig, progress: &ProgressBar) -> Result<AuditSummary, Fai
             index += leaves_read;
             let output = auditor.take_output();
             package.findings(&output.findings)?;
-            if chains.send(keep.keep(output.chains)).is_err() {
+            if chains.send(output.chains).is_err() {
                 break; // the writer failed: its error is below
             }
             for (at, message) in failures.try_iter() {
@@ -311,9 +309,17 @@ fn audit(args: &AuditConfig, progress: &ProgressBar) -> Result<AuditSummary, Fai
             n += BUNDLES_PER_BATCH;
         }
         progress.finish_and_clear();
-        let (mut summary, output) = auditor.finish(&cp, crate::sys::clock::now_ms());
-        package.findings(&output.findings)?;
-        let _ = chains.send(keep.keep(output.chains));
+        auditor.end(&cp, crate::sys::clock::now_ms());
+        let last = auditor.take_output();
+        package.findings(&last.findings)?;
+        let _ = chains.send(last.chains);
+        loop {
+            let open = auditor.open_chain_reports(OPEN_REPORTS_PER_BATCH);
+            if open.is_empty() || chains.send(open).is_err() {
+                break;
+            }
+        }
+        let mut summary = auditor.summary();
         drop(chains);
         let gathered = writing
             .join()

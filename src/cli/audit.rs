@@ -55,6 +55,12 @@ pub struct AuditArgs {
     /// overwritten).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Where open chains' entries wait while the audit runs: an unnamed
+    /// file (gone when the audit ends), at most what the log's open chains
+    /// hold plus 64 MiB; memory keeps their facts and 64 MiB of the newest
+    /// [default: the system's temporary directory]
+    #[arg(long, value_name = "DIR")]
+    spill_dir: Option<PathBuf>,
 }
 
 fn parse_digest(s: &str) -> Result<[u8; 32], String> {
@@ -82,6 +88,7 @@ pub fn audit(args: AuditArgs) -> ExitCode {
         since: args.since,
         period: args.period,
         out: args.out,
+        spill_dir: args.spill_dir,
     };
     let progress = super::progress_bar("audit", "entries");
     let summary = match gatelog::audit::run(&config, &progress) {

@@ -7,8 +7,10 @@
 //! evidence. Break-glass obligations and findings then come from the log's
 //! own signed history, checked, not from what its API claims.
 //!
-//! Memory: one bundle of entries at a time, plus the auditor's state.
+//! Memory: one bundle of entries at a time, plus the auditor's state (open
+//! chains' facts; their entries are in the monitor's spill file).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Uri;
@@ -16,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::access::entry::DecodedEntry;
 use crate::access::gate::Obligation;
-use crate::access::replay::{Auditor, Finding, Period};
+use crate::access::replay::{Auditor, Finding, Period, ReplayStorage};
 use crate::sys::client::http_get;
 use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::merkle::{hex, leaf_hash, CompactRange};
@@ -54,12 +56,20 @@ pub struct Follower {
 impl Follower {
     /// Follows the log with key `log_key` from its first entry; `admins`
     /// are the bootstrap admins of a log made by an earlier release (a
-    /// newer log names its own).
-    pub fn new(log_key: NoteVerifier, admins: Vec<NoteVerifier>) -> Follower {
+    /// newer log names its own). Open chains' entries are kept in
+    /// `storage`.
+    pub fn new(
+        log_key: NoteVerifier,
+        admins: Vec<NoteVerifier>,
+        storage: Arc<dyn ReplayStorage>,
+    ) -> Follower {
         let engine = Box::new(crate::access::cedar::CedarEngine::default());
+        let mut auditor = Auditor::keeping_on(log_key, admins, engine, Period::ALL, storage);
+        // Chain reports are the audit's: none is read back for them.
+        auditor.reports_with_entries(|_| false);
         Follower {
             range: CompactRange::default(),
-            auditor: Some(Auditor::new(log_key, admins, engine, Period::ALL)),
+            auditor: Some(auditor),
             not_gatelog: None,
         }
     }
@@ -175,6 +185,7 @@ mod tests {
     use super::*;
     use crate::access::entry::build::{self, delta, human, target};
     use crate::access::entry::{self, millis};
+    use crate::access::replay::MemoryEntries;
     use crate::tlog::note::NoteSigner;
     use prost::Message;
 
@@ -192,11 +203,11 @@ mod tests {
             1_000,
         );
         let leaves = [b"x".to_vec(), entry::sign(&carol, &bg).encode_to_vec()];
-        let mut f = Follower::new(log.verifier(), vec![]);
+        let mut f = Follower::new(log.verifier(), vec![], Arc::new(MemoryEntries::default()));
         f.replay(0, &[&leaves[0]]);
         assert!(f.not_gatelog().is_some(), "b\"x\" is not an entry");
         assert!(f.take_findings().is_empty());
-        let mut f = Follower::new(log.verifier(), vec![]);
+        let mut f = Follower::new(log.verifier(), vec![], Arc::new(MemoryEntries::default()));
         f.replay(0, &[&leaves[1]]);
         let open = f.obligations();
         assert_eq!(open.len(), 1);

@@ -10,11 +10,10 @@
 //! may fill (a chain's answer to an anonymous reader included) without
 //! touching the first.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::access::entry::{DecodedEntry, Statement};
-use crate::access::gate::{drop_free_text, ChainKey, StateStorage};
+use crate::access::gate::{drop_free_text, ChainKey, StateStorage, StatementCache};
 use crate::server::log::Log;
 
 /// Statements read back from storage that stay cached.
@@ -23,40 +22,8 @@ pub const READ_BACK_CACHE: usize = 1024;
 /// Statements read from the log's storage, the newest cached.
 pub struct StoredStatements {
     log: Arc<Log>,
-    applied: Mutex<Fifo>,
-    read_back: Mutex<Fifo>,
-}
-
-/// A map of at most `capacity` statements; the first in goes first.
-struct Fifo {
-    capacity: usize,
-    by_index: HashMap<u64, Arc<Statement>>,
-    order: VecDeque<u64>,
-}
-
-impl Fifo {
-    fn new(capacity: usize) -> Fifo {
-        Fifo {
-            capacity: capacity.max(1),
-            by_index: HashMap::new(),
-            order: VecDeque::new(),
-        }
-    }
-
-    fn insert(&mut self, index: u64, statement: Arc<Statement>) {
-        if self.by_index.insert(index, statement).is_none() {
-            self.order.push_back(index);
-        }
-        while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.by_index.remove(&old);
-            }
-        }
-    }
-
-    fn get(&self, index: u64) -> Option<Arc<Statement>> {
-        self.by_index.get(&index).cloned()
-    }
+    applied: Mutex<StatementCache>,
+    read_back: Mutex<StatementCache>,
 }
 
 impl StoredStatements {
@@ -66,15 +33,15 @@ impl StoredStatements {
     pub fn new(log: Arc<Log>, capacity: usize) -> Self {
         StoredStatements {
             log,
-            applied: Mutex::new(Fifo::new(capacity)),
-            read_back: Mutex::new(Fifo::new(READ_BACK_CACHE)),
+            applied: Mutex::new(StatementCache::new(capacity)),
+            read_back: Mutex::new(StatementCache::new(READ_BACK_CACHE)),
         }
     }
 }
 
 impl StateStorage for StoredStatements {
     fn statement(&self, index: u64) -> Option<Arc<Statement>> {
-        let cached = |c: &Mutex<Fifo>| c.lock().expect("statement cache lock").get(index);
+        let cached = |c: &Mutex<StatementCache>| c.lock().expect("statement cache lock").get(index);
         if let Some(st) = cached(&self.applied).or_else(|| cached(&self.read_back)) {
             return Some(st);
         }

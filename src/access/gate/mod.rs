@@ -81,11 +81,13 @@
 //! intent awaits its outcome. A log of version 2 moves to 3 with a second
 //! parameters record, which must keep the recorded admin set.
 
+mod cache;
 pub mod classes;
 pub mod limits;
 mod rules;
 mod state;
 
+pub use cache::StatementCache;
 pub use rules::within;
 pub(crate) use state::drop_free_text;
 pub use state::{

@@ -15,8 +15,12 @@
 //! closes, and what is remembered per finished change is a few digests.
 
 mod checker;
+mod storage;
+
+pub use storage::{MemoryEntries, ReplayStorage};
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
@@ -252,8 +256,16 @@ pub struct Auditor {
     range: CompactRange,
     summary: AuditSummary,
     output: Output,
-    /// Entries of open chains, for their reports.
-    open: HashMap<u64, DecodedEntry>,
+    /// Entries of open chains and delegation grants: for the gate's
+    /// rules, and chains' reports.
+    storage: Arc<dyn ReplayStorage>,
+    /// Which reports carry their chain's entries (default: all).
+    wants_entries: Box<dyn FnMut(&PopulationRow) -> bool + Send>,
+    /// At the end: the chains still open, last opened first, whose
+    /// reports [`Auditor::open_chain_reports`] has yet to hand out.
+    still_open: Vec<(u64, String)>,
+    /// At the end: the time of the audit.
+    now_ms: i64,
     /// Chains closed in the batch being replayed.
     closed: Vec<Closure>,
     /// Findings not yet in a settled batch.
@@ -279,21 +291,42 @@ pub struct Auditor {
 
 impl Auditor {
     /// An audit trusting `admins` (the log's bootstrap admins) and
-    /// `log_key` for the log's own refusal records, reporting on `period`.
+    /// `log_key` for the log's own refusal records, reporting on `period`;
+    /// it keeps open chains' entries in memory.
     pub fn new(
         log_key: NoteVerifier,
         admins: Vec<NoteVerifier>,
         engine: Box<dyn PolicyEngine + Send>,
         period: Period,
     ) -> Self {
+        let storage = Arc::new(MemoryEntries::default());
+        Self::keeping_on(log_key, admins, engine, period, storage)
+    }
+
+    /// [`Auditor::new`], keeping open chains' entries in `storage`: the
+    /// audit's memory then holds their facts (indices, digests, names),
+    /// not their statements.
+    pub fn keeping_on(
+        log_key: NoteVerifier,
+        admins: Vec<NoteVerifier>,
+        engine: Box<dyn PolicyEngine + Send>,
+        period: Period,
+        storage: Arc<dyn ReplayStorage>,
+    ) -> Self {
+        let state = GateState::new(log_key, admins)
+            .without_free_text()
+            .keeping_on(storage.clone());
         Auditor {
-            state: GateState::new(log_key, admins).forget_closed_entries(),
+            state,
             engine,
             period,
             range: CompactRange::default(),
             summary: AuditSummary::default(),
             output: Output::default(),
-            open: HashMap::new(),
+            storage,
+            wants_entries: Box::new(|_| true),
+            still_open: Vec::new(),
+            now_ms: 0,
             closed: Vec::new(),
             findings: Vec::new(),
             pending: None,
@@ -305,6 +338,16 @@ impl Auditor {
             genesis: None,
             cosigned_at: None,
         }
+    }
+
+    /// Only the reports of chains `wanted` picks carry their entries
+    /// (asked once per chain reported, in the order reports go out); the
+    /// others are not read back.
+    pub fn reports_with_entries(
+        &mut self,
+        wanted: impl FnMut(&PopulationRow) -> bool + Send + 'static,
+    ) {
+        self.wants_entries = Box::new(wanted);
     }
 
     /// A witness cosigned the audited checkpoint at `seconds`: no time the
@@ -416,7 +459,11 @@ impl Auditor {
         let mut keys = Vec::with_capacity(decoded.len());
         let mut joined = Vec::with_capacity(decoded.len());
         for (k, (d, h)) in decoded.iter().zip(&hashes).enumerate() {
-            let (key, j) = self.entry(first + k as u64, *h, d);
+            let index = first + k as u64;
+            let (key, j) = self.entry(index, *h, d);
+            if j || self.state.recorded(index).is_some() {
+                self.storage.keep(index, leaves[k]);
+            }
             keys.push(key);
             joined.push(j);
         }
@@ -466,16 +513,10 @@ impl Auditor {
         findings.append(&mut self.findings);
         findings.sort_by_key(|f| f.index);
         self.output.findings.extend(findings);
-        for (k, d) in batch.decoded.into_iter().enumerate() {
-            let index = batch.first + k as u64;
-            match (batch.joined[k], d) {
-                (true, Ok(d)) => {
-                    self.open.insert(index, d);
-                }
+        for (k, joined) in batch.joined.iter().enumerate() {
+            if !joined {
                 // In no chain's row: its findings are in exceptions.csv.
-                _ => {
-                    self.entry_findings.remove(&index);
-                }
+                self.entry_findings.remove(&(batch.first + k as u64));
             }
         }
         for closure in batch.closed {
@@ -767,8 +808,28 @@ impl Auditor {
 
     /// Ends the audit at checkpoint `cp`, with `now_ms` the time of the
     /// audit (break-glass past its deadline and still unreviewed). Returns
-    /// the counts and the last output.
+    /// the counts and all the last output: [`Auditor::end`],
+    /// [`Auditor::open_chain_reports`] and [`Auditor::summary`] hand it
+    /// out in parts.
     pub fn finish(mut self, cp: &Checkpoint, now_ms: i64) -> (AuditSummary, Output) {
+        self.end(cp, now_ms);
+        let mut output = self.take_output();
+        loop {
+            let chains = self.open_chain_reports(usize::MAX);
+            if chains.is_empty() {
+                break;
+            }
+            output.chains.extend(chains);
+        }
+        (self.summary(), output)
+    }
+
+    /// Ends the replay at checkpoint `cp`, with `now_ms` the time of the
+    /// audit: the tree's check and overdue obligations go to the output;
+    /// the open chains' reports are then taken a few at a time
+    /// ([`Auditor::open_chain_reports`]), so that a log of a million open
+    /// chains is not reported all in memory at once.
+    pub fn end(&mut self, cp: &Checkpoint, now_ms: i64) {
         if let Some(last) = self.pending.take() {
             self.settle(last);
         }
@@ -811,28 +872,47 @@ impl Auditor {
             };
             self.find(index, &o.chain_id, code, m);
         }
-        let mut open: Vec<(String, Chain)> = self
+        let mut rest = std::mem::take(&mut self.findings);
+        rest.sort_by_key(|f| f.index);
+        self.output.findings.extend(rest);
+        self.now_ms = now_ms;
+        self.still_open = self
             .state
             .chains()
-            .map(|(id, c)| (id.clone(), c.clone()))
+            .map(|(id, c)| (c.opener, id.clone()))
             .collect();
-        open.sort_by_key(|(_, c)| c.opener);
-        for (id, chain) in open {
+        // Handed out from the end: first opened first.
+        self.still_open
+            .sort_by_key(|(opener, _)| std::cmp::Reverse(*opener));
+    }
+
+    /// After [`Auditor::end`]: the reports of up to `max` chains still
+    /// open, first opened first; empty when all are out.
+    pub fn open_chain_reports(&mut self, max: usize) -> Vec<ChainReport> {
+        while self.output.chains.len() < max {
+            let Some((_, id)) = self.still_open.pop() else {
+                break;
+            };
+            let Some(chain) = self.state.chain(&id).cloned() else {
+                continue;
+            };
             let records: Vec<&Recorded> = chain
                 .entries
                 .iter()
                 .filter_map(|i| self.state.recorded(*i))
                 .collect();
             let status = self.state.status(&chain);
-            let row = self.row(&id, &chain, status, &records, Some(now_ms));
+            let row = self.row(&id, &chain, status, &records, Some(self.now_ms));
             self.report(row, &chain);
         }
-        let mut rest = std::mem::take(&mut self.findings);
-        rest.sort_by_key(|f| f.index);
-        self.output.findings.extend(rest);
+        std::mem::take(&mut self.output.chains)
+    }
+
+    /// The counts, once every report is out.
+    pub fn summary(mut self) -> AuditSummary {
         self.summary.timeline = timeline(&self.hours, TIMELINE_BUCKETS);
         self.summary.first_findings.sort_by_key(|f| f.index);
-        (self.summary, self.output)
+        self.summary
     }
 
     /// Hands out a chain's report if it opened in the period.
@@ -842,19 +922,38 @@ impl Auditor {
             .iter()
             .filter_map(|i| self.entry_findings.remove(i))
             .sum();
-        let entries: Vec<(u64, DecodedEntry)> = chain
-            .entries
-            .iter()
-            .filter_map(|i| Some((*i, self.open.remove(i)?)))
-            .collect();
         if !self.period.contains(row.opened_ms) {
+            self.storage.forget(&chain.entries);
             self.summary.chains_outside_period += 1;
             return;
         }
+        let entries = if (self.wants_entries)(&row) {
+            self.kept_entries(&chain.entries)
+        } else {
+            Vec::new()
+        };
+        self.storage.forget(&chain.entries);
         self.summary.chains += 1;
         self.summary.executed += u64::from(!row.executor.is_empty());
         self.summary.break_glass += u64::from(row.break_glass);
         self.output.chains.push(ChainReport { row, entries });
+    }
+
+    /// The entries of a chain, as kept.
+    ///
+    /// # Panics
+    /// If storage lost one (it kept every entry of an open chain).
+    fn kept_entries(&self, indices: &[u64]) -> Vec<(u64, DecodedEntry)> {
+        indices
+            .iter()
+            .map(|&i| {
+                let decoded = self.storage.leaf(i).map(|l| DecodedEntry::decode(&l));
+                match decoded {
+                    Some(Ok(d)) => (i, d),
+                    _ => panic!("the replay's storage lost entry {i}"),
+                }
+            })
+            .collect()
     }
 
     /// A chain's population row, from its statements; `now_ms` is given

@@ -26,6 +26,7 @@ use thiserror::Error;
 
 use crate::access::gate::Obligation;
 use crate::observers::follower::{follow, FollowError, Follower};
+use crate::observers::spill::SpilledEntries;
 use crate::sys::client::http_get;
 use crate::sys::clock::now_ms;
 use crate::sys::keyfile;
@@ -122,7 +123,12 @@ impl Monitor {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => return Err(MonitorError::Io { path, source }),
         };
-        let follower = Mutex::new(Follower::new(config.key.clone(), config.admins.clone()));
+        let spill = SpilledEntries::create(dir).map_err(|source| MonitorError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let follower = Follower::new(config.key.clone(), config.admins.clone(), Arc::new(spill));
+        let follower = Mutex::new(follower);
         Ok(Monitor {
             config,
             follower,
