@@ -33,6 +33,10 @@ pub struct Recorded {
     pub admitted_ms: i64,
     kind: Kind,
     actor_kind: ActorKind,
+    /// A DENY decision, an outcome that failed, or a review without a
+    /// verdict: what a chain's status needs besides the kind, kept so that
+    /// no status reads a statement.
+    negative: bool,
     actor: Box<str>,
     statement: Option<Arc<Statement>>,
 }
@@ -48,6 +52,16 @@ impl Recorded {
 
     pub fn actor_kind(&self) -> ActorKind {
         self.actor_kind
+    }
+
+    /// Whether it is a DENY decision.
+    pub fn is_deny(&self) -> bool {
+        self.kind == Kind::Decision && self.negative
+    }
+
+    /// Whether it is an outcome that reports a failed execution.
+    pub fn is_failed_outcome(&self) -> bool {
+        self.kind == Kind::ExecutionOutcome && self.negative
     }
 }
 
@@ -1012,6 +1026,14 @@ impl GateState {
                 .as_ref()
                 .and_then(|a| ActorKind::try_from(a.kind).ok())
                 .unwrap_or(ActorKind::Unspecified),
+            negative: match &st.body {
+                Some(Body::Decision(d)) => d.outcome == decision::Outcome::Deny as i32,
+                Some(Body::ExecutionOutcome(o)) => {
+                    o.result == execution_outcome::Result::Failed as i32
+                }
+                Some(Body::Review(rv)) => rv.verdict == review::Verdict::Unspecified as i32,
+                _ => false,
+            },
             actor: st.actor.as_ref().map_or("", |a| a.id.as_str()).into(),
             statement,
         };
@@ -1355,10 +1377,12 @@ impl GateState {
         self.closed.contains_key(&chain_key(chain_id))
     }
 
-    /// The entry indices and status of a chain, open or closed.
-    pub fn chain_entries(&self, chain_id: &str) -> Option<(Vec<u64>, ChainStatus)> {
+    /// The entry indices and status of a chain, open or closed; the
+    /// indices are None for a closed chain whose indices were forgotten or
+    /// cannot be read back from storage.
+    pub fn chain_entries(&self, chain_id: &str) -> Option<(Option<Vec<u64>>, ChainStatus)> {
         if let Some(chain) = self.chains.get(chain_id) {
-            return Some((chain.entries.clone(), self.status(chain)));
+            return Some((Some(chain.entries.clone()), self.status(chain)));
         }
         let key = chain_key(chain_id);
         let status = *self.closed.get(&key)?;
@@ -1370,7 +1394,7 @@ impl GateState {
                 .and_then(|e| e.get(&key))
                 .map(|e| e.to_vec()),
         };
-        Some((entries.unwrap_or_default(), status))
+        Some((entries, status))
     }
 
     pub fn recorded(&self, index: u64) -> Option<&Recorded> {
@@ -1412,10 +1436,7 @@ impl GateState {
             .entries
             .iter()
             .filter_map(|i| self.recorded.get(i))
-            .filter(|r| {
-                r.kind() == Kind::Decision
-                    && matches!(&self.statement(r).body, Some(Body::Decision(d)) if d.outcome == decision::Outcome::Deny as i32)
-            })
+            .filter(|r| r.is_deny())
             .filter(|r| !self.revoked.contains(&r.index))
             .map(|r| r.index)
             .collect()
@@ -1427,28 +1448,25 @@ impl GateState {
         self.obligations.get(&chain.opener)
     }
 
-    /// Where `chain` stands, from its latest significant entry.
+    /// Where `chain` stands, from its latest significant entry (from the
+    /// entries' facts: no statement is read).
     pub fn status(&self, chain: &Chain) -> ChainStatus {
         let mut status = ChainStatus::Requested;
         for r in chain.entries.iter().filter_map(|i| self.recorded.get(i)) {
-            status = match &self.statement(r).body {
-                Some(Body::AccessRequest(_)) => ChainStatus::Requested,
-                Some(Body::Recommendation(_)) if status == ChainStatus::Requested => {
+            status = match r.kind() {
+                Kind::AccessRequest => ChainStatus::Requested,
+                Kind::Recommendation if status == ChainStatus::Requested => {
                     ChainStatus::Recommended
                 }
-                Some(Body::Decision(d)) if r.actor_kind() != ActorKind::Assistant => {
-                    if d.outcome == decision::Outcome::Deny as i32 {
+                Kind::Decision if r.actor_kind() != ActorKind::Assistant => {
+                    if r.is_deny() {
                         ChainStatus::Denied
                     } else {
                         ChainStatus::Approved
                     }
                 }
-                Some(Body::ExecutionOutcome(o))
-                    if o.result == execution_outcome::Result::Failed as i32 =>
-                {
-                    ChainStatus::ExecutionFailed
-                }
-                Some(Body::ExecutionIntent(_)) | Some(Body::ExecutionOutcome(_)) => {
+                Kind::ExecutionOutcome if r.is_failed_outcome() => ChainStatus::ExecutionFailed,
+                Kind::ExecutionIntent | Kind::ExecutionOutcome => {
                     if self.obligations.contains_key(&chain.opener) {
                         ChainStatus::BreakGlassAwaitingReview
                     } else {
@@ -1456,7 +1474,7 @@ impl GateState {
                     }
                 }
                 // A refused attempt does not undo what already happened.
-                Some(Body::GateRefusal(_))
+                Kind::GateRefusal
                     if matches!(
                         status,
                         ChainStatus::Requested
@@ -1468,10 +1486,8 @@ impl GateState {
                 {
                     ChainStatus::Refused
                 }
-                Some(Body::BreakGlass(_)) => ChainStatus::BreakGlassAwaitingReview,
-                Some(Body::Review(rv)) if rv.verdict != review::Verdict::Unspecified as i32 => {
-                    ChainStatus::Reviewed
-                }
+                Kind::BreakGlass => ChainStatus::BreakGlassAwaitingReview,
+                Kind::Review if !r.negative => ChainStatus::Reviewed,
                 _ => status,
             };
         }

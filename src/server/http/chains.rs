@@ -74,11 +74,20 @@ pub(super) fn serve_chain(
     let head = app.log.head();
     let (indices, status, obligation) = {
         let state = gate.read().map_err(|_| state_gone())?;
-        let (mut indices, status) = state.chain_entries(chain_id).ok_or_else(|| {
+        let (indices, status) = state.chain_entries(chain_id).ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_chain",
                 format!("no chain {chain_id:?} in this log"),
+            )
+        })?;
+        // A closed chain whose entries storage cannot list: say so, rather
+        // than answer that it has none.
+        let mut indices = indices.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_error",
+                format!("chain {chain_id:?} is closed and its entries cannot be read now"),
             )
         })?;
         indices.retain(|i| *i < head.size);
