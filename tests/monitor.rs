@@ -508,3 +508,115 @@ fn a_monitor_keeps_evidence_of_entries_that_do_not_match_the_checkpoint() {
         "the alert command got the evidence"
     );
 }
+
+/// A pass cut short by an outage resumes where it stopped: a clean seeded
+/// log whose second entry bundle fails three times is followed to its end
+/// with no finding (replaying the first bundle again would report every
+/// identity registered twice and every chain opened twice).
+#[test]
+fn a_monitor_resumes_after_an_outage_without_replaying_twice() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log");
+    let made = Command::new(env!("CARGO_BIN_EXE_gatelog-workload"))
+        .args([
+            "--seed",
+            "23",
+            "--chains",
+            "120",
+            "--inject-rate",
+            "0",
+            "--out",
+        ])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let vkey = std::fs::read_to_string(log.join("log.vkey")).unwrap();
+    let size: u64 = std::fs::read_to_string(log.join("checkpoint"))
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(size > 256, "two bundles at least: {size}");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let failures = failed.clone();
+    let root = log.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 2048];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).to_string();
+            let path = request.split(' ').nth(1).unwrap_or("/").to_string();
+            let second_bundle = path.starts_with("/tile/entries/001");
+            let body = if second_bundle
+                && failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 3
+            {
+                None
+            } else {
+                std::fs::read(root.join(path.trim_start_matches('/'))).ok()
+            };
+            let (status, body) = match body {
+                Some(b) => ("200 OK", b),
+                None => ("503 Service Unavailable", b"busy".to_vec()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    let url = format!("http://{addr}");
+    let admin_pub = log.join("admin.key.pub");
+    let out = std::fs::File::create(tmp.path().join("monitor.out")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatelog"))
+        .args(["monitor", "--listen", "127.0.0.1:0", "--log", &url])
+        .args(["--vkey", vkey.trim(), "--poll-ms", "50", "--admin-key"])
+        .arg(&admin_pub)
+        .arg("--data-dir")
+        .arg(tmp.path().join("mon"))
+        .stdout(out)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listening = loop {
+        let text = std::fs::read_to_string(tmp.path().join("monitor.out")).unwrap();
+        if let Some(a) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("gatelog: listening on http://"))
+        {
+            break a.trim().parse::<std::net::SocketAddr>().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the monitor did not start: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    loop {
+        let report = common::get_ok(listening, "/v1/monitor/obligations").json();
+        if report["tree_size"].as_u64() == Some(size) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the monitor did not catch up: {report}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    assert!(
+        failed.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+        "the outage happened"
+    );
+    let text = std::fs::read_to_string(tmp.path().join("monitor.out")).unwrap();
+    assert!(!text.contains("FINDING"), "{text}");
+}

@@ -70,6 +70,8 @@ fn context(f: &IntentFacts) -> Result<Context, String> {
         ("high_risk", Value::new_bool(f.high_risk)),
         ("break_glass", Value::new_bool(f.break_glass)),
         ("recommended", Value::new_bool(f.recommended)),
+        ("tickets", set(&f.tickets)),
+        ("ticket_systems", set(&f.ticket_systems)),
     ];
     Context::from_pairs(pairs.into_iter().map(|(k, v)| (k.to_string(), v)))
         .map_err(|e| e.to_string())
@@ -129,6 +131,8 @@ mod tests {
             high_risk: false,
             break_glass: false,
             recommended: true,
+            tickets: vec!["jira:CHG-1".into()],
+            ticket_systems: vec!["jira".into()],
         }
     }
 

@@ -58,12 +58,16 @@ pub struct AuditConfig {
     /// The package's directory.
     pub out: PathBuf,
     /// Where open chains' entries are kept while the audit runs (an
-    /// unnamed file); None: the system's temporary directory.
+    /// unnamed file); None: the package's directory (a disk, where the
+    /// system's temporary directory may be memory).
     pub spill_dir: Option<PathBuf>,
 }
 
 fn spill_dir(config: &AuditConfig) -> PathBuf {
-    config.spill_dir.clone().unwrap_or_else(std::env::temp_dir)
+    config
+        .spill_dir
+        .clone()
+        .unwrap_or_else(|| config.out.clone())
 }
 
 /// Which chains get `chains/<chain_id>.json`.
@@ -115,9 +119,25 @@ fn with_entries(files: ChainFiles) -> impl FnMut(&PopulationRow) -> bool + Send 
     }
 }
 
-/// Chain reports handed to the writer at a time at the end of an audit
-/// (the chains still open).
-const OPEN_REPORTS_PER_BATCH: usize = 1024;
+/// Entries of chain reports handed to the writer at a time, and how many
+/// such slices may wait for it: with every entry at its largest (decoded
+/// and as bytes, ~28 KiB), ≤ 6 slices in flight are ≤ ~42 MiB.
+const REPORT_ENTRIES_PER_SLICE: usize = 256;
+const SLICES_WAITING: usize = 4;
+
+/// Hands the writer every report the auditor has ready, a slice at a
+/// time; false if the writer has stopped (its error says why).
+fn send_reports(auditor: &mut Auditor, chains: &mpsc::SyncSender<Vec<ChainReport>>) -> bool {
+    loop {
+        let slice = auditor.take_reports(REPORT_ENTRIES_PER_SLICE);
+        if slice.is_empty() {
+            return true;
+        }
+        if chains.send(slice).is_err() {
+            return false;
+        }
+    }
+}
 
 /// Entry bundles replayed per batch.
 const BUNDLES_PER_BATCH: u64 = 4;
@@ -277,7 +297,7 @@ fn audit(args: &AuditConfig, progress: &ProgressBar) -> Result<AuditSummary, Fai
     }
     // Chain files are written on their own thread, beside the replay.
     let (mut summary, mut last, gathered) = std::thread::scope(|s| -> anyhow::Result<_> {
-        let (chains, to_write) = mpsc::sync_channel::<Vec<ChainReport>>(16);
+        let (chains, to_write) = mpsc::sync_channel::<Vec<ChainReport>>(SLICES_WAITING);
         let (failures_tx, failures) = mpsc::channel::<(u64, String)>();
         let writing = std::thread::Builder::new()
             .name("chain-files".into())
@@ -292,9 +312,8 @@ fn audit(args: &AuditConfig, progress: &ProgressBar) -> Result<AuditSummary, Fai
                 replay_bundles(&source, &mut auditor, &cp, n, index)?;
             package.leaf_mismatches.extend(mismatches);
             index += leaves_read;
-            let output = auditor.take_output();
-            package.findings(&output.findings)?;
-            if chains.send(output.chains).is_err() {
+            package.findings(&auditor.take_findings())?;
+            if !send_reports(&mut auditor, &chains) {
                 break; // the writer failed: its error is below
             }
             for (at, message) in failures.try_iter() {
@@ -310,15 +329,8 @@ fn audit(args: &AuditConfig, progress: &ProgressBar) -> Result<AuditSummary, Fai
         }
         progress.finish_and_clear();
         auditor.end(&cp, crate::sys::clock::now_ms());
-        let last = auditor.take_output();
-        package.findings(&last.findings)?;
-        let _ = chains.send(last.chains);
-        loop {
-            let open = auditor.open_chain_reports(OPEN_REPORTS_PER_BATCH);
-            if open.is_empty() || chains.send(open).is_err() {
-                break;
-            }
-        }
+        package.findings(&auditor.take_findings())?;
+        send_reports(&mut auditor, &chains);
         let mut summary = auditor.summary();
         drop(chains);
         let gathered = writing

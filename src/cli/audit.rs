@@ -55,10 +55,11 @@ pub struct AuditArgs {
     /// overwritten).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Where open chains' entries wait while the audit runs: an unnamed
-    /// file (gone when the audit ends), at most what the log's open chains
-    /// hold plus 64 MiB; memory keeps their facts and 64 MiB of the newest
-    /// [default: the system's temporary directory]
+    /// Where open chains' entries (and delegation grants) wait while the
+    /// audit runs, past the newest 64 MiB kept in memory: an unnamed file,
+    /// gone when the audit ends, at most twice what they hold plus 64 MiB.
+    /// Put it on a disk, not a tmpfs, or it is memory again
+    /// [default: the --out directory]
     #[arg(long, value_name = "DIR")]
     spill_dir: Option<PathBuf>,
 }

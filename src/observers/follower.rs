@@ -44,8 +44,11 @@ pub enum FollowError {
 
 /// Entries fetched, checked and replayed so far.
 pub struct Follower {
-    /// The leaves replayed, committed at each checked pass.
+    /// The leaves replayed so far (a pass cut short by an outage resumes
+    /// after the last one: nothing is replayed twice).
     range: CompactRange,
+    /// How many of them hash to a checkpoint the monitor accepted.
+    checked: u64,
     /// The verified replay; None when the log holds no gatelog entries.
     auditor: Option<Auditor>,
     /// Why entries are not replayed (the log's first entry is not a
@@ -64,11 +67,10 @@ impl Follower {
         storage: Arc<dyn ReplayStorage>,
     ) -> Follower {
         let engine = Box::new(crate::access::cedar::CedarEngine::default());
-        let mut auditor = Auditor::keeping_on(log_key, admins, engine, Period::ALL, storage);
-        // Chain reports are the audit's: none is read back for them.
-        auditor.reports_with_entries(|_| false);
+        let auditor = Auditor::keeping_on(log_key, admins, engine, Period::ALL, storage);
         Follower {
             range: CompactRange::default(),
+            checked: 0,
             auditor: Some(auditor),
             not_gatelog: None,
         }
@@ -76,7 +78,7 @@ impl Follower {
 
     /// Entries checked against a checkpoint.
     pub fn size(&self) -> u64 {
-        self.range.size()
+        self.checked
     }
 
     /// Why the entries are not gatelog entries, if they are not.
@@ -93,6 +95,10 @@ impl Follower {
 
     /// Replays the entries `first..` of one bundle into the auditor.
     fn replay(&mut self, first: u64, entries: &[&[u8]]) {
+        debug_assert_eq!(first, self.range.size());
+        for e in entries {
+            self.range.push(leaf_hash(e));
+        }
         if first == 0 && self.not_gatelog.is_none() {
             if let Some(Err(e)) = entries.first().map(|e| DecodedEntry::decode(e)) {
                 // A gatelog log's first entry is always one: this log
@@ -113,7 +119,8 @@ impl Follower {
         };
         a.settle_pending();
         // Chain reports are the audit's, not the monitor's.
-        a.take_output().findings
+        a.let_go_of_reports();
+        a.take_findings()
     }
 }
 
@@ -126,10 +133,7 @@ pub async fn follow(
     cp: &Checkpoint,
     timeout: Duration,
 ) -> Result<(), FollowError> {
-    let (from, mut range) = {
-        let f = follower.lock().expect("follower");
-        (f.size(), f.range.clone())
-    };
+    let from = follower.lock().expect("follower").range.size();
     let mut bundles = Vec::new();
     let mut next = from;
     while next < cp.size {
@@ -160,23 +164,21 @@ pub async fn follow(
             return Err(mismatch(reason, &bundles));
         }
         let skip = (next - index * BUNDLE) as usize;
-        for e in &bundle[skip..] {
-            range.push(leaf_hash(e));
-        }
         follower
             .lock()
             .expect("follower")
             .replay(next, &bundle[skip..]);
         next = index * BUNDLE + width;
     }
-    if range.root() != cp.root {
+    let mut f = follower.lock().expect("follower");
+    if f.range.size() != cp.size || f.range.root() != cp.root {
         let reason = format!(
             "the entries served up to {} do not hash to the checkpoint's root: the log serves entries its checkpoint does not commit to",
             cp.size
         );
         return Err(FollowError::Mismatch { reason, bundles });
     }
-    follower.lock().expect("follower").range = range;
+    f.checked = cp.size;
     Ok(())
 }
 

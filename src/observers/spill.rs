@@ -23,8 +23,8 @@ use crate::access::replay::ReplayStorage;
 
 /// Bytes of entries kept in memory before they go to the file.
 pub const MEMORY_BUDGET: usize = 64 << 20;
-/// Statements applied that stay cached: more than a replay's batch (4
-/// bundles of 256), whose statements a rule may read before they are kept.
+/// Statements applied that stay cached (a replay keeps each entry right
+/// after applying it; the cache saves decoding the newest again).
 const APPLIED_CACHE: usize = 4096;
 /// Statements read back that stay cached.
 const READ_BACK_CACHE: usize = 1024;
@@ -55,20 +55,26 @@ struct Kept {
     compact_after: u64,
 }
 
-/// A new file in `dir` that only this process can reach.
+/// What an entry kept in memory costs besides its bytes (its map slot,
+/// its place in the order, the allocation), counted against the budget.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// A new file in `dir` that only this process can reach: created new,
+/// readable by its owner alone, and unlinked at once.
 fn unnamed_file(dir: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    static FILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = format!(
         ".gatelog-spill-{}-{}",
         std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
+        FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let path = dir.join(name);
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&path)?;
     std::fs::remove_file(&path)?;
     Ok(file)
@@ -154,7 +160,7 @@ impl Kept {
                 break;
             };
             if let Some(leaf) = self.recent.remove(&index) {
-                self.recent_bytes -= leaf.len();
+                self.recent_bytes -= leaf.len() + ENTRY_OVERHEAD;
                 self.write(index, &leaf)?;
             }
         }
@@ -222,12 +228,16 @@ impl StateStorage for SpilledEntries {
 impl ReplayStorage for SpilledEntries {
     fn keep(&self, index: u64, leaf: &[u8]) {
         let mut kept = self.lock();
+        // Kept again: the newest copy is the one kept.
+        if let Some((_, len)) = kept.on_disk.remove(&index) {
+            kept.live -= u64::from(len);
+        }
         if let Some(old) = kept.recent.insert(index, leaf.to_vec()) {
-            kept.recent_bytes -= old.len();
+            kept.recent_bytes -= old.len() + ENTRY_OVERHEAD;
         } else {
             kept.order.push_back(index);
         }
-        kept.recent_bytes += leaf.len();
+        kept.recent_bytes += leaf.len() + ENTRY_OVERHEAD;
         if let Err(e) = kept.spill() {
             drop(kept);
             self.disk_failed("writing", e);
@@ -253,8 +263,9 @@ impl ReplayStorage for SpilledEntries {
         let mut kept = self.lock();
         for i in indices {
             if let Some(leaf) = kept.recent.remove(i) {
-                kept.recent_bytes -= leaf.len();
-            } else if let Some((_, len)) = kept.on_disk.remove(i) {
+                kept.recent_bytes -= leaf.len() + ENTRY_OVERHEAD;
+            }
+            if let Some((_, len)) = kept.on_disk.remove(i) {
                 kept.live -= u64::from(len);
             }
         }
@@ -278,6 +289,7 @@ mod tests {
             s.keep(i, &leaf(i));
         }
         assert!(s.lock().recent_bytes <= 100);
+        assert!(s.lock().recent.len() <= 1, "64 bytes of overhead each");
         assert!(s.file_bytes() > 800, "most went to the file");
         for i in 0..100 {
             assert_eq!(s.leaf(i), Some(leaf(i)), "entry {i}");
@@ -299,6 +311,19 @@ mod tests {
             })
             .count();
         assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn an_entry_kept_again_is_kept_once_and_forgotten_for_good() {
+        let s = SpilledEntries::with_limits(&std::env::temp_dir(), 0, 1 << 20).unwrap();
+        s.keep(7, b"first");
+        assert_eq!(s.lock().live, 5, "on disk at once: no budget");
+        s.keep(7, b"second");
+        assert_eq!(s.leaf(7).as_deref(), Some(&b"second"[..]));
+        assert_eq!(s.lock().live, 6, "only the newest copy is live");
+        s.forget(&[7]);
+        assert!(s.leaf(7).is_none());
+        assert_eq!(s.lock().live, 0);
     }
 
     #[test]

@@ -202,6 +202,7 @@ pub fn request(
                 delta: Some(delta),
                 justification: String::new(),
                 executor: executor.into(),
+                tickets: vec![],
             }),
         )
     }

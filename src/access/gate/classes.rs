@@ -28,6 +28,8 @@ pub struct Requirements {
     pub max_review_window_ms: i64,
     /// Rules version 3: how long a request stays open.
     pub max_request_age_ms: i64,
+    /// A request must name a change ticket.
+    pub ticket: bool,
 }
 
 /// What `delta` on `system` needs under `policy`: every matching class
@@ -62,6 +64,7 @@ pub fn requirements_flagged(
         max_approval_lifetime_ms: DEFAULT_MAX_APPROVAL_LIFETIME_MS,
         max_review_window_ms: DEFAULT_MAX_REVIEW_WINDOW_MS,
         max_request_age_ms: DEFAULT_MAX_REQUEST_AGE_MS,
+        ticket: false,
     };
     if r.privileged || r.high_risk {
         r.approvals = base;
@@ -98,6 +101,7 @@ pub fn requirements_flagged(
             if let Some(ms) = seconds_ms(class.max_request_age_seconds) {
                 r.max_request_age_ms = r.max_request_age_ms.min(ms);
             }
+            r.ticket |= class.requires_ticket;
         }
     }
     r

@@ -25,6 +25,10 @@ pub const MAX_PRINCIPALS: usize = 4;
 pub const MAX_SCOPES: usize = 16;
 /// Entitlement classes in one policy.
 pub const MAX_CLASSES: usize = 256;
+/// Change tickets one request names.
+pub const MAX_TICKETS: usize = 4;
+/// A ticket's link.
+pub const MAX_URL_BYTES: usize = 1024;
 /// Entries one chain may hold, besides the log's refusal records: a chain
 /// is one access change, and past this an entry is refused (`chain_full`)
 /// rather than the chain growing for ever. A place is kept for one intent
@@ -92,6 +96,17 @@ pub fn check_sizes(st: &Statement) -> Result<(), Rejection> {
             c.delta(r.delta.as_ref(), f, "delta");
             c.text(&r.justification, || format!("{f}.justification"));
             c.name(&r.executor, || format!("{f}.executor"));
+            c.list(r.tickets.len(), MAX_TICKETS, &format!("{f}.tickets"));
+            for (i, t) in r.tickets.iter().enumerate() {
+                c.name(&t.system, || format!("{f}.tickets[{i}].system"));
+                c.name(&t.id, || format!("{f}.tickets[{i}].id"));
+                c.check(t.url.len() <= MAX_URL_BYTES, || {
+                    (
+                        format!("{f}.tickets[{i}].url"),
+                        format!("{} bytes; a link is at most {MAX_URL_BYTES}", t.url.len()),
+                    )
+                });
+            }
         }
         Some(Body::Recommendation(r)) => {
             let f = "statement.recommendation";
@@ -252,6 +267,7 @@ mod tests {
                 }),
                 justification: justification.into(),
                 executor: "exec".into(),
+                tickets: vec![],
             })),
             ..Default::default()
         }

@@ -198,6 +198,10 @@ pub struct IntentFacts {
     pub high_risk: bool,
     pub break_glass: bool,
     pub recommended: bool,
+    /// The request's change tickets, as `system:id`.
+    pub tickets: Vec<String>,
+    /// The systems of those tickets.
+    pub ticket_systems: Vec<String>,
 }
 
 /// Evaluates the organisation's policy (rule 7).

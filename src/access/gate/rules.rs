@@ -179,6 +179,18 @@ pub(super) fn check(
             let Some(Body::AccessRequest(r)) = &st.body else {
                 unreachable!()
             };
+            let system = st.target.as_ref().map_or("", |t| t.system.as_str());
+            let need = requirements(state.policy(), system, r.delta.as_ref().expect("validated"));
+            if need.ticket && r.tickets.is_empty() {
+                return Ok(verdict(
+                    vec![violation(
+                        10,
+                        "ticket_required",
+                        "the policy requires a change ticket for this change: name one in tickets",
+                    )],
+                    None,
+                ));
+            }
             let field = "statement.accessRequest.executor";
             if r.executor.is_empty() {
                 return Err(Rejection::new(
@@ -879,7 +891,17 @@ fn intent(
         } else {
             (delta.privileged, delta.high_risk)
         };
+        let opener_statement = state.statement(opener);
+        let tickets = match &opener_statement.body {
+            Some(Body::AccessRequest(r)) => r.tickets.as_slice(),
+            _ => &[],
+        };
         let facts = IntentFacts {
+            tickets: tickets
+                .iter()
+                .map(|t| format!("{}:{}", t.system, t.id))
+                .collect(),
+            ticket_systems: tickets.iter().map(|t| t.system.clone()).collect(),
             chain_id: st.chain_id.clone(),
             executor: executor.to_string(),
             executor_kind: ActorKind::try_from(executor_kind)

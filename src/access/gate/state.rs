@@ -189,9 +189,10 @@ pub struct GateState {
     /// A chain closes once it has executed and, if it broke glass, been
     /// reviewed. Nothing may be added to it after that, so its statements
     /// are let go: what is kept is its final status under a digest of its
-    /// id (17 bytes), and its entry indices unless forgotten.
+    /// id (17 bytes), and its entry indices: in `storage` if the state
+    /// has one, else here.
     closed: HashMap<ChainKey, ChainStatus>,
-    closed_entries: Option<HashMap<ChainKey, Box<[u64]>>>,
+    closed_entries: HashMap<ChainKey, Box<[u64]>>,
     /// Whether recorded statements keep their free text (justifications,
     /// reasons, notes), which no rule reads; the server drops it, so an
     /// open chain costs its facts, not its prose (see
@@ -243,7 +244,7 @@ impl GateState {
             chains: HashMap::new(),
             expiring: BTreeSet::new(),
             closed: HashMap::new(),
-            closed_entries: Some(HashMap::new()),
+            closed_entries: HashMap::new(),
             free_text: true,
             storage: None,
             revoked: HashSet::new(),
@@ -1310,8 +1311,9 @@ impl GateState {
         self.closed.insert(key, status);
         if let Some(storage) = &self.storage {
             storage.keep_closed_chain(&key, &chain.entries);
-        } else if let Some(entries) = &mut self.closed_entries {
-            entries.insert(key, chain.entries.clone().into_boxed_slice());
+        } else {
+            self.closed_entries
+                .insert(key, chain.entries.clone().into_boxed_slice());
         }
         Some(Closure {
             chain_id: chain_id.to_string(),
@@ -1355,13 +1357,6 @@ impl GateState {
             .unwrap_or_else(|| panic!("storage lost entry {} of the gate state", r.index))
     }
 
-    /// Forget the entry indices of chains as they close: each closed chain
-    /// then costs a digest of its id and its status (for an audit).
-    pub fn forget_closed_entries(mut self) -> Self {
-        self.closed_entries = None;
-        self
-    }
-
     /// Every open chain, in no particular order.
     pub fn chains(&self) -> impl Iterator<Item = (&String, &Chain)> {
         self.chains.iter()
@@ -1388,11 +1383,7 @@ impl GateState {
         let status = *self.closed.get(&key)?;
         let entries = match &self.storage {
             Some(storage) => storage.closed_chain(&key),
-            None => self
-                .closed_entries
-                .as_ref()
-                .and_then(|e| e.get(&key))
-                .map(|e| e.to_vec()),
+            None => self.closed_entries.get(&key).map(|e| e.to_vec()),
         };
         Some((entries, status))
     }
@@ -1534,7 +1525,7 @@ fn verifying_key(v: &NoteVerifier) -> VerifyingKey {
 }
 
 /// `st` as the state stores it: without the free text no rule reads (an
-/// access request's justification, a decision's, break-glass's or
+/// access request's justification and ticket links, a decision's, break-glass's or
 /// revocation's reason, a review's notes) and without what a refusal
 /// record refused (the log holds it).
 pub(crate) fn drop_free_text(st: &mut Arc<Statement>) {
@@ -1563,7 +1554,9 @@ pub(crate) fn drop_free_text(st: &mut Arc<Statement>) {
         return;
     }
     let has_text = match &st.body {
-        Some(Body::AccessRequest(r)) => !r.justification.is_empty(),
+        Some(Body::AccessRequest(r)) => {
+            !r.justification.is_empty() || r.tickets.iter().any(|t| !t.url.is_empty())
+        }
         Some(Body::Decision(d)) => !d.reason.is_empty(),
         Some(Body::BreakGlass(b)) => !b.reason.is_empty(),
         Some(Body::Review(r)) => !r.notes.is_empty(),
@@ -1574,7 +1567,14 @@ pub(crate) fn drop_free_text(st: &mut Arc<Statement>) {
         return;
     }
     match &mut Arc::make_mut(st).body {
-        Some(Body::AccessRequest(r)) => r.justification = String::new(),
+        Some(Body::AccessRequest(r)) => {
+            // Links to tickets too: the rules and Cedar see their systems
+            // and ids.
+            r.justification = String::new();
+            for t in &mut r.tickets {
+                t.url = String::new();
+            }
+        }
         Some(Body::Decision(d)) => d.reason = String::new(),
         Some(Body::BreakGlass(b)) => b.reason = String::new(),
         Some(Body::Review(r)) => r.notes = String::new(),

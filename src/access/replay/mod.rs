@@ -19,7 +19,7 @@ mod storage;
 
 pub use storage::{MemoryEntries, ReplayStorage};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
@@ -54,6 +54,10 @@ pub const INTEGRITY_CODES: [&str; 9] = [
 /// The most bars the report's timeline has: a day each for two years,
 /// longer spans in runs of days.
 pub const TIMELINE_BUCKETS: i64 = 731;
+
+/// Distinct hours the timeline counts entries in (20 years' worth, a few
+/// MiB): what a log dating its entries at will cannot grow past.
+const MAX_TIMELINE_HOURS: usize = 20 * 366 * 24;
 
 /// How many findings the summary keeps for a report; all of them go out
 /// through [`Auditor::take_output`].
@@ -255,7 +259,11 @@ pub struct Auditor {
     period: Period,
     range: CompactRange,
     summary: AuditSummary,
-    output: Output,
+    /// Findings of settled batches, not yet taken.
+    settled: Vec<Finding>,
+    /// Chains closed in settled batches whose reports are not yet taken,
+    /// in order (their facts: the entries are read back when taken).
+    to_report: VecDeque<Closure>,
     /// Entries of open chains and delegation grants: for the gate's
     /// rules, and chains' reports.
     storage: Arc<dyn ReplayStorage>,
@@ -322,7 +330,8 @@ impl Auditor {
             period,
             range: CompactRange::default(),
             summary: AuditSummary::default(),
-            output: Output::default(),
+            settled: Vec::new(),
+            to_report: VecDeque::new(),
             storage,
             wants_entries: Box::new(|_| true),
             still_open: Vec::new(),
@@ -392,9 +401,69 @@ impl Auditor {
         self.state.obligations()
     }
 
-    /// Findings and chain reports made since the last call.
+    /// Findings and chain reports made since the last call (every report,
+    /// whatever its entries weigh: see [`Auditor::take_reports`]).
     pub fn take_output(&mut self) -> Output {
-        std::mem::take(&mut self.output)
+        Output {
+            findings: self.take_findings(),
+            chains: self.take_reports(usize::MAX),
+        }
+    }
+
+    /// Lets go of the chain reports not yet taken and of their chains'
+    /// entries, for a replay that reports no chains (the monitor's).
+    pub fn let_go_of_reports(&mut self) {
+        while let Some(c) = self.to_report.pop_front() {
+            for i in &c.chain.entries {
+                self.entry_findings.remove(i);
+            }
+            self.storage.forget(&c.chain.entries);
+        }
+    }
+
+    /// Findings made since the last call, in index order within each batch.
+    pub fn take_findings(&mut self) -> Vec<Finding> {
+        std::mem::take(&mut self.settled)
+    }
+
+    /// Reports of chains closed so far (and, after [`Auditor::end`], of
+    /// those still open, first opened first) until they hold about
+    /// `max_entries` entries (empty only when none is left): a report's
+    /// entries are read back only now,
+    /// so however many chains close at once (an expiry can close every
+    /// open chain on one entry), what is in memory is one slice.
+    pub fn take_reports(&mut self, max_entries: usize) -> Vec<ChainReport> {
+        let mut out = Vec::new();
+        let mut taken = 0usize;
+        while taken < max_entries {
+            // A closed chain's facts left the state with it; a chain still
+            // open has them there.
+            let (id, chain, status, records, now) = if let Some(c) = self.to_report.pop_front() {
+                (c.chain_id, c.chain, c.status, c.records, None)
+            } else if let Some((_, id)) = self.still_open.pop() {
+                let Some(chain) = self.state.chain(&id).cloned() else {
+                    continue;
+                };
+                let status = self.state.status(&chain);
+                let records = chain
+                    .entries
+                    .iter()
+                    .filter_map(|i| self.state.recorded(*i).cloned())
+                    .collect();
+                (id, chain, status, records, Some(self.now_ms))
+            } else {
+                break;
+            };
+            let records: Vec<&Recorded> = records.iter().collect();
+            let row = self.row(&id, &chain, status, &records, now);
+            // Chains outside the period cost nothing here: an empty
+            // answer means there is nothing left.
+            if let Some(report) = self.report(row, &chain) {
+                taken = taken.saturating_add(report.entries.len().max(1));
+                out.push(report);
+            }
+        }
+        out
     }
 
     /// Records a finding about the log's integrity made outside the replay
@@ -512,24 +581,14 @@ impl Auditor {
         let mut findings = batch.findings;
         findings.append(&mut self.findings);
         findings.sort_by_key(|f| f.index);
-        self.output.findings.extend(findings);
+        self.settled.extend(findings);
         for (k, joined) in batch.joined.iter().enumerate() {
             if !joined {
                 // In no chain's row: its findings are in exceptions.csv.
                 self.entry_findings.remove(&(batch.first + k as u64));
             }
         }
-        for closure in batch.closed {
-            let records: Vec<&Recorded> = closure.records.iter().collect();
-            let row = self.row(
-                &closure.chain_id,
-                &closure.chain,
-                closure.status,
-                &records,
-                None,
-            );
-            self.report(row, &closure.chain);
-        }
+        self.to_report.extend(batch.closed);
     }
 
     /// Checks one entry and applies it; returns the key its signature must
@@ -564,11 +623,12 @@ impl Auditor {
         // Judged at the log's time (rules version 2), or at its own time
         // before: the audit has no "now" for old entries.
         self.at_ms = self.state.time_of(&d.statement);
-        if self.period.contains(self.at_ms) {
-            let bucket = self
-                .hours
-                .entry(self.at_ms.div_euclid(HOUR_MS))
-                .or_default();
+        let hour = self.at_ms.div_euclid(HOUR_MS);
+        // A hostile log may date every entry to another hour: past the
+        // cap, hours not yet seen stay off the timeline.
+        let room = self.hours.len() < MAX_TIMELINE_HOURS || self.hours.contains_key(&hour);
+        if self.period.contains(self.at_ms) && room {
+            let bucket = self.hours.entry(hour).or_default();
             bucket.0 += 1;
             bucket.1 += u64::from(d.kind() == Kind::GateRefusal);
         }
@@ -809,25 +869,18 @@ impl Auditor {
     /// Ends the audit at checkpoint `cp`, with `now_ms` the time of the
     /// audit (break-glass past its deadline and still unreviewed). Returns
     /// the counts and all the last output: [`Auditor::end`],
-    /// [`Auditor::open_chain_reports`] and [`Auditor::summary`] hand it
-    /// out in parts.
+    /// [`Auditor::take_reports`] and [`Auditor::summary`] hand it out in
+    /// parts.
     pub fn finish(mut self, cp: &Checkpoint, now_ms: i64) -> (AuditSummary, Output) {
         self.end(cp, now_ms);
-        let mut output = self.take_output();
-        loop {
-            let chains = self.open_chain_reports(usize::MAX);
-            if chains.is_empty() {
-                break;
-            }
-            output.chains.extend(chains);
-        }
+        let output = self.take_output();
         (self.summary(), output)
     }
 
     /// Ends the replay at checkpoint `cp`, with `now_ms` the time of the
-    /// audit: the tree's check and overdue obligations go to the output;
-    /// the open chains' reports are then taken a few at a time
-    /// ([`Auditor::open_chain_reports`]), so that a log of a million open
+    /// audit: the tree's check and overdue obligations go to the findings;
+    /// the open chains' reports are then taken a slice at a time
+    /// ([`Auditor::take_reports`]), so that a log of a million open
     /// chains is not reported all in memory at once.
     pub fn end(&mut self, cp: &Checkpoint, now_ms: i64) {
         if let Some(last) = self.pending.take() {
@@ -874,7 +927,7 @@ impl Auditor {
         }
         let mut rest = std::mem::take(&mut self.findings);
         rest.sort_by_key(|f| f.index);
-        self.output.findings.extend(rest);
+        self.settled.extend(rest);
         self.now_ms = now_ms;
         self.still_open = self
             .state
@@ -886,28 +939,6 @@ impl Auditor {
             .sort_by_key(|(opener, _)| std::cmp::Reverse(*opener));
     }
 
-    /// After [`Auditor::end`]: the reports of up to `max` chains still
-    /// open, first opened first; empty when all are out.
-    pub fn open_chain_reports(&mut self, max: usize) -> Vec<ChainReport> {
-        while self.output.chains.len() < max {
-            let Some((_, id)) = self.still_open.pop() else {
-                break;
-            };
-            let Some(chain) = self.state.chain(&id).cloned() else {
-                continue;
-            };
-            let records: Vec<&Recorded> = chain
-                .entries
-                .iter()
-                .filter_map(|i| self.state.recorded(*i))
-                .collect();
-            let status = self.state.status(&chain);
-            let row = self.row(&id, &chain, status, &records, Some(self.now_ms));
-            self.report(row, &chain);
-        }
-        std::mem::take(&mut self.output.chains)
-    }
-
     /// The counts, once every report is out.
     pub fn summary(mut self) -> AuditSummary {
         self.summary.timeline = timeline(&self.hours, TIMELINE_BUCKETS);
@@ -915,8 +946,8 @@ impl Auditor {
         self.summary
     }
 
-    /// Hands out a chain's report if it opened in the period.
-    fn report(&mut self, mut row: PopulationRow, chain: &Chain) {
+    /// A chain's report if it opened in the period; its entries are let go.
+    fn report(&mut self, mut row: PopulationRow, chain: &Chain) -> Option<ChainReport> {
         row.findings = chain
             .entries
             .iter()
@@ -925,7 +956,7 @@ impl Auditor {
         if !self.period.contains(row.opened_ms) {
             self.storage.forget(&chain.entries);
             self.summary.chains_outside_period += 1;
-            return;
+            return None;
         }
         let entries = if (self.wants_entries)(&row) {
             self.kept_entries(&chain.entries)
@@ -936,7 +967,7 @@ impl Auditor {
         self.summary.chains += 1;
         self.summary.executed += u64::from(!row.executor.is_empty());
         self.summary.break_glass += u64::from(row.break_glass);
-        self.output.chains.push(ChainReport { row, entries });
+        Some(ChainReport { row, entries })
     }
 
     /// The entries of a chain, as kept.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::access::entry::{DecodedEntry, Statement};
-use crate::access::gate::{drop_free_text, ChainKey, StateStorage};
+use crate::access::gate::{drop_free_text, ChainKey, StateStorage, StatementCache};
 
 /// A [`StateStorage`] that also keeps whole entries for a replay.
 pub trait ReplayStorage: StateStorage {
@@ -28,17 +28,29 @@ pub trait ReplayStorage: StateStorage {
 /// A kept entry: its leaf bytes and, once read, its statement.
 type Kept = (Vec<u8>, Option<Arc<Statement>>);
 
-/// Everything in memory.
-#[derive(Default)]
+/// Statements applied that stay cached until kept (an entry applied and
+/// never kept, e.g. one that joined no chain, is let go with the oldest).
+const APPLIED_CACHE: usize = 4096;
+
+/// Everything kept, in memory.
 pub struct MemoryEntries {
     kept: Mutex<HashMap<u64, Kept>>,
-    applied: Mutex<HashMap<u64, Arc<Statement>>>,
+    applied: Mutex<StatementCache>,
+}
+
+impl Default for MemoryEntries {
+    fn default() -> Self {
+        MemoryEntries {
+            kept: Mutex::default(),
+            applied: Mutex::new(StatementCache::new(APPLIED_CACHE)),
+        }
+    }
 }
 
 impl StateStorage for MemoryEntries {
     fn statement(&self, index: u64) -> Option<Arc<Statement>> {
-        if let Some(st) = self.applied.lock().expect("replay storage").get(&index) {
-            return Some(st.clone());
+        if let Some(st) = self.applied.lock().expect("replay storage").get(index) {
+            return Some(st);
         }
         let mut kept = self.kept.lock().expect("replay storage");
         let (leaf, st) = kept.get_mut(&index)?;
@@ -67,8 +79,7 @@ impl StateStorage for MemoryEntries {
 
 impl ReplayStorage for MemoryEntries {
     fn keep(&self, index: u64, leaf: &[u8]) {
-        // What `applied` holds is read from the leaf from now on.
-        let st = self.applied.lock().expect("replay storage").remove(&index);
+        let st = self.applied.lock().expect("replay storage").get(index);
         self.kept
             .lock()
             .expect("replay storage")
@@ -82,10 +93,8 @@ impl ReplayStorage for MemoryEntries {
 
     fn forget(&self, indices: &[u64]) {
         let mut kept = self.kept.lock().expect("replay storage");
-        let mut applied = self.applied.lock().expect("replay storage");
         for i in indices {
             kept.remove(i);
-            applied.remove(i);
         }
     }
 }

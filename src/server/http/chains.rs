@@ -87,7 +87,7 @@ pub(super) fn serve_chain(
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_error",
-                format!("chain {chain_id:?} is closed and its entries cannot be read now"),
+                format!("chain {chain_id:?} is closed and this server cannot list its entries (see its log; a restart lists them again)"),
             )
         })?;
         indices.retain(|i| *i < head.size);
