@@ -2503,3 +2503,112 @@ fn a_chain_is_served_a_bounded_page_at_a_time() {
         );
     }
 }
+
+/// `request` with `tickets` (system, id, url).
+fn with_tickets(mut st: Statement, tickets: &[(&str, &str, &str)]) -> Statement {
+    if let Some(entry::Body::AccessRequest(r)) = &mut st.body {
+        r.tickets = tickets
+            .iter()
+            .map(|(system, id, url)| entry::proto::TicketRef {
+                system: system.to_string(),
+                id: id.to_string(),
+                url: url.to_string(),
+            })
+            .collect();
+    }
+    st
+}
+
+/// A class of the policy may require a change ticket: a request without
+/// one is refused and recorded (rule 10, `ticket_required`); with one it
+/// is admitted and the ticket shows in the chain. Cedar sees the tickets
+/// (here: only a Jira ticket lets a change execute). A link that is not
+/// https:// is rejected and changes nothing; so is a fifth ticket.
+#[test]
+fn a_policy_can_require_a_change_ticket_and_cedar_sees_it() {
+    let log = Log::start();
+    let mut policy = build::publish_policy(
+        log.actor("admin"),
+        "tickets",
+        1,
+        "permit(principal, action == Action::\"execute\", resource)\n\
+         when { context.human_approvals >= 1 && context.ticket_systems.contains(\"jira\") };\n",
+        0,
+        now(),
+    );
+    if let Some(entry::Body::PolicyPublication(p)) = &mut policy.body {
+        p.classes.push(entry::proto::EntitlementClass {
+            pattern: "write".into(),
+            requires_ticket: true,
+            ..Default::default()
+        });
+    }
+    log.ok("admin", &policy);
+    *log.policy.borrow_mut() = Some(PolicyRef {
+        policy_id: "tickets".into(),
+        version: 1,
+    });
+    let request = |chain: &str, tickets: &[(&str, &str, &str)]| {
+        let st = build::request(log.actor("alice"), chain, tgt(), write(), "deployer", now());
+        with_tickets(st, tickets)
+    };
+    // No ticket: refused when asked, and recorded.
+    assert_eq!(
+        log.refused("alice", &request("T1", &[])),
+        vec![(10, "ticket_required".to_string())]
+    );
+    // A bad link, too many tickets, a ticket without an id: nothing logged.
+    let http = request("T2", &[("jira", "CHG-1", "http://jira.example/CHG-1")]);
+    let e = log.rejected(log.key("alice"), &http, 422, "invalid_entry");
+    assert_eq!(e["field"], "statement.accessRequest.tickets[0].url", "{e}");
+    let five = [("jira", "CHG-1", ""); 5];
+    let e = log.rejected(log.key("alice"), &request("T2", &five), 422, "too_long");
+    assert_eq!(e["field"], "statement.accessRequest.tickets", "{e}");
+    let e = log.rejected(
+        log.key("alice"),
+        &request("T2", &[("jira", "", "")]),
+        422,
+        "invalid_entry",
+    );
+    assert_eq!(e["field"], "statement.accessRequest.tickets[0].id", "{e}");
+    // A ServiceNow ticket opens the chain, but the policy wants Jira.
+    let opened = |chain: &str, system: &str| {
+        let req = log.ok(
+            "alice",
+            &request(chain, &[(system, "CHG-7", "https://tickets.example/CHG-7")]),
+        );
+        let t = now();
+        let bob = log.ok(
+            "bob",
+            &build::approve(
+                log.actor("bob"),
+                chain,
+                vec![req.link()],
+                write(),
+                t + 30 * MINUTE,
+                t,
+            ),
+        );
+        log.intent("deployer", chain, vec![req.link(), bob.link()], &write())
+    };
+    let servicenow = opened("T3", "servicenow");
+    assert_eq!(
+        log.refused("deployer", &servicenow),
+        vec![(7, "policy_denies".to_string())]
+    );
+    let jira = opened("T4", "jira");
+    log.ok("deployer", &jira);
+    let chain = log.chain("T4");
+    let ticket = &chain["entries"][0]["entry"]["statement"]["accessRequest"]["tickets"][0];
+    assert_eq!(ticket["system"], "jira", "{chain}");
+    assert_eq!(ticket["id"], "CHG-7");
+    assert_eq!(ticket["url"], "https://tickets.example/CHG-7");
+    // The audit replays every verdict, and lists the tickets.
+    log.audits_clean();
+    let out = tempfile::tempdir().unwrap();
+    let (code, _, _) = log.server.audit(&[], &out.path().join("audit"));
+    assert_eq!(code, 0);
+    let population = std::fs::read_to_string(out.path().join("audit/population.csv")).unwrap();
+    let row = population.lines().find(|l| l.starts_with("T4,")).unwrap();
+    assert!(row.contains(",jira:CHG-7,"), "{row}");
+}

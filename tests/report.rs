@@ -75,6 +75,13 @@ fn csv_rows(path: &Path) -> Vec<csv::StringRecord> {
     r.records().map(Result::unwrap).collect()
 }
 
+/// The position of `name` among population.csv's columns.
+fn column(path: &Path, name: &str) -> usize {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header = r.headers().unwrap();
+    header.iter().position(|h| h == name).expect(name)
+}
+
 #[test]
 fn the_report_shows_a_chains_decision_trail_and_its_finding_in_a_browser() {
     let Some(chromium) = chromium() else { return };
@@ -114,10 +121,14 @@ fn the_report_shows_a_chains_decision_trail_and_its_finding_in_a_browser() {
     // A chain with a finding, approvers, an executor with a workload
     // identity and a delta, named by population.csv.
     let population = csv_rows(&pkg.join("population.csv"));
+    let (findings, file) = (
+        column(&pkg.join("population.csv"), "findings"),
+        column(&pkg.join("population.csv"), "chain_file"),
+    );
     let row = population
         .iter()
         .find(|r| {
-            r[19].parse::<u64>().unwrap() > 0
+            r[findings].parse::<u64>().unwrap() > 0
                 && !r[5].is_empty()
                 && !r[7].is_empty()
                 && !r[11].is_empty()
@@ -130,7 +141,7 @@ fn the_report_shows_a_chains_decision_trail_and_its_finding_in_a_browser() {
         .expect("the chain's finding");
     // The request's delta, from the chain's own file (the signed statement).
     let file: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(pkg.join(&row[20])).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(pkg.join(&row[file])).unwrap()).unwrap();
     let request = file["entries"]
         .as_array()
         .unwrap()

@@ -27,7 +27,7 @@ use super::{ChainFiles, Since};
 const EXCEPTIONS_HEADER: [&str; 4] = ["index", "chain_id", "code", "message"];
 
 /// population.csv's columns.
-const POPULATION_HEADER: [&str; 21] = [
+const POPULATION_HEADER: [&str; 22] = [
     "chain_id",
     "opened_index",
     "opened_at",
@@ -45,6 +45,7 @@ const POPULATION_HEADER: [&str; 21] = [
     "executed_removes",
     "privileged",
     "policy",
+    "tickets",
     "break_glass",
     "review",
     "findings",
@@ -482,7 +483,7 @@ impl<'a> ChainWriter<'a> {
                 file: file.clone(),
             });
         }
-        let cols: [&str; 21] = [
+        let cols: [&str; 22] = [
             &r.chain_id,
             &r.opened_index.to_string(),
             &rfc3339(r.opened_ms),
@@ -500,6 +501,7 @@ impl<'a> ChainWriter<'a> {
             &r.executed_removes.join(" "),
             &r.privileged.to_string(),
             &r.policy,
+            &r.tickets.join(" "),
             &r.break_glass.to_string(),
             &r.review,
             &r.findings.to_string(),

@@ -17,15 +17,16 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::access::entry::{DecodedEntry, Statement};
-use crate::access::gate::{drop_free_text, ChainKey, StateStorage, StatementCache};
+use crate::access::entry::Statement;
+use crate::access::gate::{stored_statement, ChainKey, StateStorage, StatementCache};
 use crate::access::replay::ReplayStorage;
 
 /// Bytes of entries kept in memory before they go to the file.
 pub const MEMORY_BUDGET: usize = 64 << 20;
-/// Statements applied that stay cached (a replay keeps each entry right
-/// after applying it; the cache saves decoding the newest again).
-const APPLIED_CACHE: usize = 4096;
+/// Bytes of statements applied that stay cached, decoded (a replay keeps
+/// each entry right after applying it; the cache saves decoding the
+/// newest again when a chain's rules read them).
+pub const APPLIED_CACHE_BYTES: usize = 32 << 20;
 /// Statements read back that stay cached.
 const READ_BACK_CACHE: usize = 1024;
 /// Bytes let go of in the file before it is rewritten.
@@ -112,7 +113,7 @@ impl SpilledEntries {
                 budget,
                 compact_after,
             }),
-            applied: Mutex::new(StatementCache::new(APPLIED_CACHE)),
+            applied: Mutex::new(StatementCache::with_byte_budget(APPLIED_CACHE_BYTES)),
             read_back: Mutex::new(StatementCache::new(READ_BACK_CACHE)),
         })
     }
@@ -200,9 +201,23 @@ impl StateStorage for SpilledEntries {
         if let Some(st) = cached(&self.applied).or_else(|| cached(&self.read_back)) {
             return Some(st);
         }
-        let leaf = self.leaf(index)?;
-        let mut statement = DecodedEntry::decode(&leaf).ok()?.statement;
-        drop_free_text(&mut statement);
+        // Decoded where it lies: no copy of an entry kept in memory.
+        let statement = {
+            let kept = self.lock();
+            match kept.recent.get(&index) {
+                Some(leaf) => stored_statement(leaf),
+                None => {
+                    let at = *kept.on_disk.get(&index)?;
+                    match kept.read(at) {
+                        Ok(leaf) => stored_statement(&leaf),
+                        Err(e) => {
+                            drop(kept);
+                            self.disk_failed("reading", e)
+                        }
+                    }
+                }
+            }
+        }?;
         self.read_back
             .lock()
             .expect("spill cache")

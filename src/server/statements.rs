@@ -12,8 +12,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::access::entry::{DecodedEntry, Statement};
-use crate::access::gate::{drop_free_text, ChainKey, StateStorage, StatementCache};
+use crate::access::entry::Statement;
+use crate::access::gate::{stored_statement, ChainKey, StateStorage, StatementCache};
 use crate::server::log::Log;
 
 /// Statements read back from storage that stay cached.
@@ -46,10 +46,9 @@ impl StateStorage for StoredStatements {
             return Some(st);
         }
         let leaf = self.log.store().entry(index).ok()??;
-        let mut statement = DecodedEntry::decode(&leaf).ok()?.statement;
         // A chain's statements are read together, and again for its next
         // entry: keep what was read back, as the state stores it.
-        drop_free_text(&mut statement);
+        let statement = stored_statement(&leaf)?;
         self.read_back
             .lock()
             .expect("statement cache lock")

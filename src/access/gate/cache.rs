@@ -1,17 +1,27 @@
 //! A bounded map of statements by entry index, the first in going first:
 //! what a [`super::StateStorage`] keeps in memory of the statements it
 //! otherwise reads back (the server's from its log, a replay's from its
-//! spill file).
+//! spill file). Bounded by a count, and optionally by bytes (a statement's
+//! encoded size plus [`STATEMENT_OVERHEAD`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use prost::Message;
+
 use crate::access::entry::Statement;
 
-/// At most `capacity` statements; inserting one more drops the oldest.
+/// What a cached statement costs beyond its encoded size (its decoded
+/// form's headers, the map slot, the order): counted against a byte budget.
+pub const STATEMENT_OVERHEAD: usize = 512;
+
+/// At most `capacity` statements (and `max_bytes`); inserting one more
+/// drops the oldest.
 pub struct StatementCache {
     capacity: usize,
-    by_index: HashMap<u64, Arc<Statement>>,
+    max_bytes: Option<usize>,
+    bytes: usize,
+    by_index: HashMap<u64, (Arc<Statement>, usize)>,
     order: VecDeque<u64>,
 }
 
@@ -19,24 +29,46 @@ impl StatementCache {
     pub fn new(capacity: usize) -> StatementCache {
         StatementCache {
             capacity: capacity.max(1),
+            max_bytes: None,
+            bytes: 0,
             by_index: HashMap::new(),
             order: VecDeque::new(),
         }
     }
 
-    pub fn insert(&mut self, index: u64, statement: Arc<Statement>) {
-        if self.by_index.insert(index, statement).is_none() {
-            self.order.push_back(index);
+    /// As many statements as fit in `max_bytes`, decoded.
+    pub fn with_byte_budget(max_bytes: usize) -> StatementCache {
+        StatementCache {
+            capacity: usize::MAX,
+            max_bytes: Some(max_bytes),
+            ..StatementCache::new(1)
         }
-        while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.by_index.remove(&old);
+    }
+
+    pub fn insert(&mut self, index: u64, statement: Arc<Statement>) {
+        // Sized only under a byte budget: the count-bounded cache (the
+        // server's hot path) does not walk the statement.
+        let size = self
+            .max_bytes
+            .map_or(0, |_| statement.encoded_len() + STATEMENT_OVERHEAD);
+        match self.by_index.insert(index, (statement, size)) {
+            Some((_, old)) => self.bytes -= old,
+            None => self.order.push_back(index),
+        }
+        self.bytes += size;
+        let max_bytes = self.max_bytes.unwrap_or(usize::MAX);
+        while self.order.len() > self.capacity || self.bytes > max_bytes {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some((_, size)) = self.by_index.remove(&old) {
+                self.bytes -= size;
             }
         }
     }
 
     pub fn get(&self, index: u64) -> Option<Arc<Statement>> {
-        self.by_index.get(&index).cloned()
+        self.by_index.get(&index).map(|(st, _)| st.clone())
     }
 }
 
@@ -55,5 +87,22 @@ mod tests {
         // Inserting an index again does not count twice.
         c.insert(2, Arc::new(Statement::default()));
         assert!(c.get(1).is_some());
+    }
+
+    #[test]
+    fn a_byte_budget_holds_what_fits() {
+        let big = Arc::new(Statement {
+            chain_id: "x".repeat(10_000),
+            ..Default::default()
+        });
+        let mut c = StatementCache::with_byte_budget(25_000);
+        for i in 0..3 {
+            c.insert(i, big.clone());
+        }
+        assert!(c.get(0).is_none(), "three of 10.5 KB exceed 25 KB");
+        assert!(c.get(1).is_some() && c.get(2).is_some());
+        assert!(c.bytes <= 25_000);
+        c.insert(2, big);
+        assert!(c.get(1).is_some(), "an index inserted again counts once");
     }
 }

@@ -89,7 +89,7 @@ mod state;
 
 pub use cache::StatementCache;
 pub use rules::within;
-pub(crate) use state::drop_free_text;
+pub(crate) use state::stored_statement;
 pub use state::{
     Chain, ChainKey, ChainStatus, Closure, GateState, Obligation, ObligationKind, Params, Recorded,
     StateStorage,

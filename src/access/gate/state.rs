@@ -1524,6 +1524,19 @@ fn verifying_key(v: &NoteVerifier) -> VerifyingKey {
     VerifyingKey::from_bytes(&v.public_key()).expect("a parsed verifier holds a valid key")
 }
 
+/// The statement of a leaf the state applied, as it stores it (see
+/// [`drop_free_text`]), for a storage reading it back: only the statement
+/// is decoded (the leaf was checked when it was applied, so neither its
+/// hash nor its canonical form is checked again). None if it does not
+/// decode.
+pub(crate) fn stored_statement(leaf: &[u8]) -> Option<Arc<Statement>> {
+    use prost::Message;
+    let signed = crate::access::entry::proto::SignedEntry::decode(leaf).ok()?;
+    let mut statement = Arc::new(Statement::decode(signed.statement.as_slice()).ok()?);
+    drop_free_text(&mut statement);
+    Some(statement)
+}
+
 /// `st` as the state stores it: without the free text no rule reads (an
 /// access request's justification and ticket links, a decision's, break-glass's or
 /// revocation's reason, a review's notes) and without what a refusal

@@ -161,6 +161,8 @@ pub struct PopulationRow {
     pub executed_removes: Vec<String>,
     pub privileged: bool,
     pub policy: String,
+    /// The request's change tickets, as `system:id`.
+    pub tickets: Vec<String>,
     pub break_glass: bool,
     pub review: String,
     pub findings: usize,
@@ -1018,6 +1020,11 @@ impl Auditor {
             match &st.body {
                 Some(Body::AccessRequest(b)) => {
                     row.requester = r.actor_id().to_string();
+                    row.tickets = b
+                        .tickets
+                        .iter()
+                        .map(|t| format!("{}:{}", t.system, t.id))
+                        .collect();
                     if let Some(d) = &b.delta {
                         row.privileged = d.privileged;
                         for op in &d.ops {

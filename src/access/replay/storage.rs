@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::access::entry::{DecodedEntry, Statement};
-use crate::access::gate::{drop_free_text, ChainKey, StateStorage, StatementCache};
+use crate::access::entry::Statement;
+use crate::access::gate::{stored_statement, ChainKey, StateStorage, StatementCache};
 
 /// A [`StateStorage`] that also keeps whole entries for a replay.
 pub trait ReplayStorage: StateStorage {
@@ -55,9 +55,7 @@ impl StateStorage for MemoryEntries {
         let mut kept = self.kept.lock().expect("replay storage");
         let (leaf, st) = kept.get_mut(&index)?;
         if st.is_none() {
-            let mut s = DecodedEntry::decode(leaf).ok()?.statement;
-            drop_free_text(&mut s);
-            *st = Some(s);
+            *st = Some(stored_statement(leaf)?);
         }
         st.clone()
     }
