@@ -47,11 +47,14 @@ fn peak_rss_of(pid: u32) -> Option<u64> {
 }
 
 /// The audit's and the monitor's formula (README, "Memory"): a fixed part
-/// (64 MiB of entries before they spill, 5,120 cached statements, chain
+/// (64 MiB of entries before they spill, cached statements, chain
 /// reports in flight to the package's writer) and a part per open chain (its facts, as in the server, and the replay's own
 /// per-chain data).
 const OBSERVER_BASE_BYTES: u64 = 100 << 20;
-const OBSERVER_CACHED_STATEMENTS: u64 = 4096 + 1024;
+/// Statements read back that stay cached (and the applied ones, cached by
+/// bytes).
+const OBSERVER_CACHED_STATEMENTS: u64 = 1024;
+const OBSERVER_APPLIED_BYTES: u64 = gatelog::observers::spill::APPLIED_CACHE_BYTES as u64;
 const OBSERVER_SPILL_BUDGET: u64 = 64 << 20;
 /// Chain reports on their way to the audit's package writer: at most 6
 /// slices of 256 entries, each ≤ ~28 KiB decoded and as bytes.
@@ -308,6 +311,7 @@ fn open_chains_of_the_largest_size_stay_within_the_stated_memory() {
     let observer_ceiling = OBSERVER_BASE_BYTES
         + OBSERVER_SPILL_BUDGET
         + OBSERVER_REPORTS_IN_FLIGHT
+        + OBSERVER_APPLIED_BYTES
         + OBSERVER_CACHED_STATEMENTS
             * STATEMENT_BYTES.min(if largest { u64::MAX } else { 2 << 10 })
         + per_chain * chains as u64
