@@ -2612,3 +2612,118 @@ fn a_policy_can_require_a_change_ticket_and_cedar_sees_it() {
     let row = population.lines().find(|l| l.starts_with("T4,")).unwrap();
     assert!(row.contains(",jira:CHG-7,"), "{row}");
 }
+
+/// `POST /v1/gate/check` answers what the gate would decide now, with
+/// every violation, and logs nothing: an intent with no approval is
+/// refused, the same intent once approved is admitted (and then is, for
+/// real), an unsigned one is judged on everything but its signature, a
+/// forged signature is rejected. `gatelog submit --dry-run` exits 0 only
+/// for an admit. An opaque log has no gate to ask.
+#[test]
+fn a_dry_run_foresees_the_verdict_and_logs_nothing() {
+    let log = Log::start();
+    let check = |who: &str, st: &Statement, sign: bool| {
+        let mut st = st.clone();
+        st.log_origin = log.server.origin().to_string();
+        let mut signed = entry::sign(log.key(who), &st);
+        if !sign {
+            signed.signature.clear();
+        }
+        let before = log.server.tree_size();
+        let r = http(
+            log.server.addr,
+            "POST",
+            "/v1/gate/check",
+            &signed.encode_to_vec(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(log.server.tree_size(), before, "a dry run logged something");
+        r.json()
+    };
+    let req = log.ok(
+        "alice",
+        &build::request(log.actor("alice"), "D1", tgt(), write(), "deployer", now()),
+    );
+    let bare = log.intent("deployer", "D1", vec![req.link()], &write());
+    let answer = check("deployer", &bare, true);
+    assert_eq!(answer["verdict"], "refuse", "{answer}");
+    let codes: Vec<&str> = answer["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"no_approval"), "{answer}");
+    assert_eq!(answer["signature_checked"], true);
+    let t = now();
+    let bob = log.ok(
+        "bob",
+        &build::approve(
+            log.actor("bob"),
+            "D1",
+            vec![req.link()],
+            write(),
+            t + 30 * MINUTE,
+            t,
+        ),
+    );
+    let intent = log.intent("deployer", "D1", vec![req.link(), bob.link()], &write());
+    assert_eq!(check("deployer", &intent, true)["verdict"], "admit");
+    let unsigned = check("deployer", &intent, false);
+    assert_eq!(unsigned["verdict"], "admit", "{unsigned}");
+    assert_eq!(unsigned["signature_checked"], false);
+    // Signed by someone else's key under the executor's name.
+    let mut forged = entry::sign(log.key("alice"), &{
+        let mut st = intent.clone();
+        st.log_origin = log.server.origin().to_string();
+        st
+    });
+    forged.signer_id = "deployer".into();
+    forged.key_id = log.key("deployer").key_id();
+    let r = http(
+        log.server.addr,
+        "POST",
+        "/v1/gate/check",
+        &forged.encode_to_vec(),
+    )
+    .unwrap();
+    assert_eq!(r.json()["verdict"], "reject", "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "bad_signature");
+    // The CLI: a statement file, the executor's key.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("deployer.key");
+    std::fs::write(&key, log.key("deployer").to_private_key_string()).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let url = format!("http://{}", log.server.addr);
+    let run = |st: &Statement| {
+        let file = dir.path().join("st.json");
+        std::fs::write(&file, serde_json::to_vec(st).unwrap()).unwrap();
+        common::run_gatelog(&[
+            "submit",
+            "--log",
+            &url,
+            "--dry-run",
+            "--key",
+            key.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ])
+    };
+    let (code, out) = run(&bare);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("\"refuse\""), "{out}");
+    let (code, out) = run(&intent);
+    assert_eq!(code, 0, "{out}");
+    // Still not in the log; now it is, as foreseen.
+    log.ok("deployer", &intent);
+    log.audits_clean();
+    let opaque_dir = tempfile::tempdir().unwrap();
+    let opaque = Server::start(opaque_dir.path(), &[]);
+    let r = http(opaque.addr, "POST", "/v1/gate/check", b"x").unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error_code(), "not_a_gatelog");
+}

@@ -4,7 +4,10 @@
 //! `Gatekeeper`, rules version 2), one batch each. Nothing panics, and the
 //! audit of the log the gate produced, replayed from its leaves alone,
 //! reports no finding about the gate: every refusal record is one the audit's replay of
-//! the gate makes too, and nothing admitted breaks a rule.
+//! the gate makes too, and nothing admitted breaks a rule. Before each
+//! submission a dry run (`POST /v1/gate/check`'s judgement) must foresee
+//! the verdict exactly: admit, refuse with the same violations, or reject
+//! for the same reason.
 
 use std::sync::Arc;
 
@@ -15,8 +18,9 @@ use gatelog::access::entry::proto::{
     Statement,
 };
 use gatelog::access::entry::{self, Body};
+use gatelog::access::gate::Verdict;
 use gatelog::access::replay::{Auditor, Period};
-use gatelog::server::gatekeeper::{GateConfig, Gatekeeper};
+use gatelog::server::gatekeeper::{judge_now, GateConfig, Gatekeeper};
 use gatelog::server::log::Log;
 use gatelog::server::run::DEV_POLICY;
 use gatelog::server::sequencer::{Admission, Admit, Submitted};
@@ -209,8 +213,11 @@ fn gate_history(steps: &[Step]) -> (Vec<Vec<u8>>, NoteVerifier) {
     };
     let mut keeper = Gatekeeper::open(log, config, Box::new(CedarEngine::default())).unwrap();
     let mut leaves = keeper.opening(0);
-    let submit = |keeper: &mut Gatekeeper, leaves: &mut Vec<Vec<u8>>, leaf: Vec<u8>| {
+    let mut dry_engine = CedarEngine::default();
+    let mut submit = |keeper: &mut Gatekeeper, leaves: &mut Vec<Vec<u8>>, leaf: Vec<u8>| {
         let first = leaves.len() as u64;
+        // The dry run first: it must foresee the gate's verdict exactly.
+        let foreseen = dry_run(keeper, &mut dry_engine, first, &leaf);
         let admitted = keeper.admit(
             first,
             &[Submitted {
@@ -220,7 +227,17 @@ fn gate_history(steps: &[Step]) -> (Vec<Vec<u8>>, NoteVerifier) {
             }],
         );
         leaves.extend(admitted.prefix);
-        match admitted.answers.into_iter().next().unwrap() {
+        let answer = admitted.answers.into_iter().next().unwrap();
+        let happened = match &answer {
+            Admit::Append => ("admit", vec![]),
+            Admit::Record { refusal, .. } => (
+                "refuse",
+                refusal.violations.iter().map(|v| v.code.clone()).collect(),
+            ),
+            Admit::Reject(r) => ("reject", vec![r.code.to_string()]),
+        };
+        assert_eq!(foreseen, happened, "the dry run foresaw another verdict");
+        match answer {
             Admit::Append => {
                 leaves.push(leaf);
                 Some(leaves.len() as u64 - 1)
@@ -263,6 +280,38 @@ fn gate_history(steps: &[Step]) -> (Vec<Vec<u8>>, NoteVerifier) {
         }
     }
     (leaves, log_key)
+}
+
+/// What `POST /v1/gate/check` answers for `leaf` as the entry after
+/// `first - 1`: its verdict and the codes of its violations (or of why it
+/// is rejected, validation included, as the HTTP layer does).
+fn dry_run(
+    keeper: &Gatekeeper,
+    engine: &mut CedarEngine,
+    first: u64,
+    leaf: &[u8],
+) -> (&'static str, Vec<String>) {
+    let d = match entry::DecodedEntry::decode(leaf) {
+        Ok(d) => d,
+        Err(_) => return ("reject", vec!["malformed_entry".into()]),
+    };
+    let limits = entry::Limits {
+        max_future_ms: 5 * MINUTE,
+        max_backdate_ms: 5 * MINUTE,
+    };
+    if entry::validate(&d, gatelog::sys::clock::now_ms(), &limits).is_err() {
+        return ("reject", vec!["invalid_entry".into()]);
+    }
+    let state = keeper.state();
+    let mut state = state.write().unwrap();
+    let now = gatelog::sys::clock::now_ms();
+    let run = judge_now(&mut state, first, &d, engine, 1000, now);
+    assert!(run.signature_checked);
+    match run.verdict {
+        Ok(Verdict::Admit) => ("admit", vec![]),
+        Ok(Verdict::Refuse(r)) => ("refuse", r.violations.into_iter().map(|v| v.code).collect()),
+        Err(r) => ("reject", vec![r.code.to_string()]),
+    }
 }
 
 /// What the world did rather than what the gate decided: outcomes that

@@ -22,7 +22,7 @@ pub struct SubmitArgs {
     /// itself). The answer must verify with it, or submit exits 1: the
     /// checkpoint's signature, the inclusion proof, and that the entry
     /// proven is the one sent.
-    #[arg(long, value_name = "VKEY", required_unless_present_any = ["hold", "insecure_no_verify"])]
+    #[arg(long, value_name = "VKEY", required_unless_present_any = ["hold", "insecure_no_verify", "dry_run"])]
     pub vkey: Option<String>,
     /// A tlog-policy file: the checkpoint must also carry its witnesses'
     /// cosignatures.
@@ -32,7 +32,7 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub insecure_no_verify: bool,
     /// The signer's private key file (from `gatelog keygen`).
-    #[arg(long, value_name = "FILE", required_unless_present = "entry")]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["entry", "signer"])]
     pub key: Option<PathBuf>,
     /// Another admin's private key file, whose signature (an endorsement)
     /// joins the signer's; repeatable. An admin action that creates
@@ -46,6 +46,17 @@ pub struct SubmitArgs {
     /// minutes) of the statement's issuedAt.
     #[arg(long, value_name = "FILE", conflicts_with = "entry")]
     pub hold: Option<PathBuf>,
+    /// Ask the gate what it would decide on the statement now, logging
+    /// nothing (`POST /v1/gate/check`): prints the verdict and every
+    /// violation; exits 0 if it would be admitted, 1 if not. Advisory: the
+    /// answer is not signed, and the log may decide otherwise by the time
+    /// the statement is sent. Without --key the statement is judged
+    /// unsigned (everything but the signature).
+    #[arg(long, conflicts_with = "hold")]
+    pub dry_run: bool,
+    /// The signer's id for a dry run without --key.
+    #[arg(long, value_name = "ID", requires = "dry_run", conflicts_with = "key")]
+    pub signer: Option<String>,
     /// Send this signed (and endorsed) entry instead of a statement.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["statement", "key"])]
     pub entry: Option<PathBuf>,
@@ -80,28 +91,21 @@ pub(super) fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs(args.timeout_secs);
     let (signed, source) = match (&args.entry, &args.statement, &args.key) {
         (Some(path), _, _) => (read_entry(path)?, path.clone()),
+        (None, Some(path), None) if args.signer.is_some() => {
+            // A dry run of an unsigned statement: an empty signature.
+            let mut statement = read_statement(path)?;
+            name_the_log(&runtime, &log, &args.log, &mut statement, timeout)?;
+            let signer = args.signer.clone().unwrap_or_default();
+            let signed = SignedEntry {
+                signer_id: signer,
+                statement: statement.encode_to_vec(),
+                ..Default::default()
+            };
+            (signed, path.clone())
+        }
         (None, Some(path), Some(key)) => {
             let mut statement = read_statement(path)?;
-            if statement.log_origin.is_empty() {
-                // A statement names the log it is for; ask the log its name.
-                let (status, body) = runtime
-                    .block_on(http_request(
-                        Method::GET,
-                        &log,
-                        "/v1/log",
-                        Vec::new().into(),
-                        timeout,
-                    ))
-                    .map_err(|e| anyhow::anyhow!("asking {} for its origin: {e}", args.log))?;
-                let about: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                match about["origin"].as_str() {
-                    Some(origin) if status == 200 => statement.log_origin = origin.to_string(),
-                    _ => anyhow::bail!(
-                        "{} did not say its origin (GET /v1/log: HTTP {status}); set logOrigin in the statement",
-                        args.log
-                    ),
-                }
-            }
+            name_the_log(&runtime, &log, &args.log, &mut statement, timeout)?;
             let mut signed = entry::sign(&keyfile::read_private_key(key)?, &statement);
             for path in &args.endorse_keys {
                 entry::endorse(&keyfile::read_private_key(path)?, &mut signed);
@@ -110,6 +114,9 @@ pub(super) fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         }
         _ => anyhow::bail!("give a STATEMENT and --key, or --entry"),
     };
+    if args.dry_run {
+        return dry_run(&runtime, &log, &args.log, &signed, timeout);
+    }
     if let Some(hold) = &args.hold {
         write_entry(hold, &signed)?;
         eprintln!(
@@ -171,6 +178,77 @@ pub(super) fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
         proof_out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A statement names the log it is for: unless it does, asks the log its
+/// name.
+fn name_the_log(
+    runtime: &tokio::runtime::Runtime,
+    log: &hyper::Uri,
+    url: &str,
+    statement: &mut Statement,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    if !statement.log_origin.is_empty() {
+        return Ok(());
+    }
+    let (status, body) = runtime
+        .block_on(http_request(
+            Method::GET,
+            log,
+            "/v1/log",
+            Vec::new().into(),
+            timeout,
+        ))
+        .map_err(|e| anyhow::anyhow!("asking {url} for its origin: {e}"))?;
+    let about: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    match about["origin"].as_str() {
+        Some(origin) if status == 200 => statement.log_origin = origin.to_string(),
+        _ => anyhow::bail!(
+            "{url} did not say its origin (GET /v1/log: HTTP {status}); set logOrigin in the statement"
+        ),
+    }
+    Ok(())
+}
+
+/// Asks the gate what it would decide on `signed` now.
+fn dry_run(
+    runtime: &tokio::runtime::Runtime,
+    log: &hyper::Uri,
+    url: &str,
+    signed: &SignedEntry,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    let (status, body) = runtime
+        .block_on(http_request(
+            Method::POST,
+            log,
+            "/v1/gate/check",
+            signed.encode_to_vec().into(),
+            timeout,
+        ))
+        .map_err(|e| anyhow::anyhow!("asking {url} for a dry run: {e}"))?;
+    let answer: serde_json::Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&answer).unwrap_or_default()
+    );
+    let verdict = answer["verdict"].as_str().unwrap_or("");
+    eprintln!(
+        "gatelog: dry run (HTTP {status}): {}",
+        match verdict {
+            "admit" => "the gate would admit it now",
+            "refuse" => "the gate would refuse it (and record the refusal)",
+            "reject" => "the log would reject it (nothing logged)",
+            _ => "no verdict",
+        }
+    );
+    Ok(if status == 200 && verdict == "admit" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Shows what the entry says, then adds this admin's endorsement.

@@ -242,6 +242,73 @@ pub fn max_refusable_entry_bytes(signer: &NoteSigner) -> usize {
     n
 }
 
+/// What the gate answers a dry run: its verdict, and whether the entry's
+/// signature was checked.
+pub struct DryRun {
+    /// Admit, refuse (with every violation), or reject (why).
+    pub verdict: Result<Verdict, Rejection>,
+    /// False for an unsigned entry (an empty signature): everything but
+    /// the signature was judged.
+    pub signature_checked: bool,
+    /// The log's time the entry was judged at.
+    pub judged_at_ms: Option<i64>,
+}
+
+/// What [`Gatekeeper::admit`] would decide on `d` if it were submitted now
+/// (at `now_ms`) as the next entry after `next - 1`, changing nothing: the
+/// same signer and signature checks, at the time its batch would be judged
+/// (a new `logTime` record's when the clock has moved `resolution_ms`
+/// since the last), through the same rules. An entry with an empty
+/// signature is judged on everything else.
+pub fn judge_now(
+    state: &mut GateState,
+    next: u64,
+    d: &DecodedEntry,
+    engine: &mut dyn PolicyEngine,
+    resolution_ms: i64,
+    now_ms: i64,
+) -> DryRun {
+    let before = state.log_time();
+    let mut index = next;
+    if state.rules_version() >= 2 {
+        let now = now_ms.max(before.unwrap_or(i64::MIN));
+        if before.is_none_or(|t| now - t >= resolution_ms) {
+            state.rewind_log_time(Some(now));
+            index += 1;
+        }
+    }
+    let signature_checked = !d.signed.signature.is_empty();
+    let verdict = if d.kind().is_log_record() {
+        Err(Rejection::new(
+            403,
+            "log_only",
+            "only the log writes gateRefusal, logParameters and logTime entries",
+        ))
+    } else {
+        state.signing_key(d).and_then(|key| {
+            if signature_checked && !entry::verify(&key, &d.signed.statement, &d.signed.signature) {
+                return Err(Rejection::new(
+                    401,
+                    "bad_signature",
+                    format!(
+                        "the signature does not verify with key {:08x} of {}",
+                        d.signed.key_id, d.signed.signer_id
+                    ),
+                )
+                .at("signedEntry.signature"));
+            }
+            gate::check(state, index, d, engine)
+        })
+    };
+    let judged_at_ms = state.log_time();
+    state.rewind_log_time(before);
+    DryRun {
+        verdict,
+        signature_checked,
+        judged_at_ms,
+    }
+}
+
 impl Admission for Gatekeeper {
     /// A log without this release's parameters record gets one now (with
     /// a time record): a new log's genesis, or an existing log's move to

@@ -169,6 +169,8 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
             }
             let skew = args.max_clock_skew.as_millis() as i64;
             let gate = Gate {
+                dry_runs: std::sync::Mutex::new(Box::new(CedarEngine::default())),
+                log_time_resolution_ms: args.log_time_resolution.as_millis() as i64,
                 signatures: BatchVerifier::start(log.clone()),
                 keys: keeper.keys(),
                 state: keeper.state(),

@@ -40,7 +40,7 @@ pub(crate) fn obligation_json(o: &Obligation, now: i64) -> Value {
     })
 }
 
-fn state_gone() -> ApiError {
+pub(super) fn state_gone() -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal_error",

@@ -77,6 +77,12 @@ pub struct Gate {
     pub keys: crate::server::gatekeeper::SharedKeys,
     /// Where the HTTP workers' signature checks are batched.
     pub signatures: signatures::BatchVerifier,
+    /// Rule 7 for dry runs (`POST /v1/gate/check`), beside the
+    /// sequencer's own engine.
+    pub dry_runs: std::sync::Mutex<Box<dyn crate::access::gate::PolicyEngine + Send>>,
+    /// How often the log records its time (a dry run is judged at the time
+    /// a submission now would be).
+    pub log_time_resolution_ms: i64,
 }
 
 /// Serves the log's HTTP API on `listener` until `shutdown` resolves.

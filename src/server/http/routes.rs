@@ -46,7 +46,7 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> HttpResponse {
 async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
     let path = req.uri().path();
     let allowed = match path {
-        "/v1/entries" => "POST",
+        "/v1/entries" | "/v1/gate/check" => "POST",
         "/v1/log"
         | "/checkpoint"
         | "/v1/proof/inclusion"
@@ -84,6 +84,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
             access_log::record(peer, &seen, result.as_ref().err(), started);
             result
         }
+        "/v1/gate/check" => serve_gate_check(app, req).await,
         "/v1/log" => Ok(serve_log_info(app)),
         "/checkpoint" => Ok(serve_checkpoint(app)),
         "/metrics" => {
@@ -226,11 +227,15 @@ pub(crate) async fn read_body(
 
 /// The gate state, or 404 when the log holds opaque entries.
 fn gate(app: &App) -> Result<&SharedState> {
-    app.gate.as_ref().map(|g| &g.state).ok_or_else(|| {
+    gate_of(app).map(|g| &g.state)
+}
+
+fn gate_of(app: &App) -> Result<&super::Gate> {
+    app.gate.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_a_gatelog",
-            "this log is serving opaque entries (--entries opaque): it has no chains",
+            "this log is serving opaque entries (--entries opaque): it has no chains or gate",
         )
     })
 }
@@ -281,12 +286,86 @@ async fn check_entry(
     }
 }
 
-async fn serve_add_entry(
-    app: &App,
-    req: Request<Incoming>,
-    seen: &mut access_log::Submission,
-) -> Result<HttpResponse> {
-    // Every attempt counts against its address, before anything is checked.
+/// `POST /v1/gate/check`: what the gate would decide on this entry if it
+/// were submitted now, logging nothing. The body is a signed entry, as for
+/// `POST /v1/entries`; an empty signature is judged on everything else.
+/// Decoding and validation errors are answered as for a submission; the
+/// gate's verdict is a 200: `admit`, `refuse` (every violation) or
+/// `reject` (why). Counts against the address's quota like a submission.
+async fn serve_gate_check(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
+    take_address_quota(app, &req)?;
+    gate_of(app)?;
+    let body = read_body(req, app.config.max_body_bytes, app.config.http.read_timeout).await?;
+    let entry = decode_entry(app, body)?;
+    let mut decoded = DecodedEntry::decode(&entry).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed_entry", e.message).at(e.field)
+    })?;
+    let limits = gate_of(app)?.limits;
+    // An unsigned entry is validated as if signed: every other field is.
+    let unsigned = decoded.signed.signature.is_empty();
+    if unsigned {
+        decoded.signed.signature = vec![0; 64];
+    }
+    validate(&decoded, now_ms(), &limits).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_entry", e.message).at(e.field)
+    })?;
+    if unsigned {
+        decoded.signed.signature.clear();
+    }
+    // The state is set to the time a submission would be judged at, and
+    // back: a moment under its write lock, off the connection threads.
+    blocking(app, move |app| {
+        let g = gate_of(app)?;
+        let next = app.log.head().size;
+        let mut engine = g.dry_runs.lock().map_err(|_| super::chains::state_gone())?;
+        let run = {
+            let mut state = g.state.write().map_err(|_| super::chains::state_gone())?;
+            crate::server::gatekeeper::judge_now(
+                &mut state,
+                next,
+                &decoded,
+                engine.as_mut(),
+                g.log_time_resolution_ms,
+                now_ms(),
+            )
+        };
+        Ok(json_response(dry_run_json(&run, next)))
+    })
+    .await
+}
+
+fn dry_run_json(run: &crate::server::gatekeeper::DryRun, tree_size: u64) -> serde_json::Value {
+    use crate::access::gate::Verdict;
+    let (verdict, violations, error) = match &run.verdict {
+        Ok(Verdict::Admit) => ("admit", vec![], None),
+        Ok(Verdict::Refuse(r)) => (
+            "refuse",
+            r.violations
+                .iter()
+                .map(|v| serde_json::json!({"rule": v.rule, "code": v.code, "message": v.message}))
+                .collect(),
+            None,
+        ),
+        Err(r) => (
+            "reject",
+            vec![],
+            Some(
+                serde_json::json!({"status": r.status, "code": r.code, "message": r.message, "field": r.field}),
+            ),
+        ),
+    };
+    serde_json::json!({
+        "verdict": verdict,
+        "violations": violations,
+        "error": error,
+        "signature_checked": run.signature_checked,
+        "tree_size": tree_size,
+        "judged_at": run.judged_at_ms.map(crate::access::entry::timestamp),
+    })
+}
+
+/// Every attempt counts against its address, before anything is checked.
+fn take_address_quota(app: &App, req: &Request<Incoming>) -> Result<()> {
     if let Some(peer) = req.extensions().get::<access_log::Peer>() {
         let ip = peer.0.ip();
         let key = quota::address_key(ip);
@@ -299,6 +378,15 @@ async fn serve_add_entry(
             ));
         }
     }
+    Ok(())
+}
+
+async fn serve_add_entry(
+    app: &App,
+    req: Request<Incoming>,
+    seen: &mut access_log::Submission,
+) -> Result<HttpResponse> {
+    take_address_quota(app, &req)?;
     let writers = app.writers.read().expect("writers lock").clone();
     let writer = writers.authenticate(&req)?;
     if let Writer::Named(name) = &writer {
