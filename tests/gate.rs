@@ -2727,3 +2727,57 @@ fn a_dry_run_foresees_the_verdict_and_logs_nothing() {
     assert_eq!(r.status, 404);
     assert_eq!(r.error_code(), "not_a_gatelog");
 }
+
+/// `gatelog audit --policy DRAFT`: every past intent judged again under a
+/// draft, the real history otherwise; the ones it decides otherwise are
+/// listed, and nothing else in the audit changes.
+#[test]
+fn an_audit_under_a_draft_policy_lists_the_decisions_it_would_change() {
+    let log = Log::start();
+    // Executed with one approval; then an intent refused for having none.
+    let (req, bob) = log.approved("P1", &write());
+    let executed = log.ok(
+        "deployer",
+        &log.intent("deployer", "P1", vec![req.link(), bob.link()], &write()),
+    );
+    let req2 = log.ok(
+        "alice",
+        &build::request(log.actor("alice"), "P2", tgt(), write(), "deployer", now()),
+    );
+    log.refused(
+        "deployer",
+        &log.intent("deployer", "P2", vec![req2.link()], &write()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let draft = dir.path().join("draft.cedar");
+    std::fs::write(
+        &draft,
+        "permit(principal, action == Action::\"execute\", resource)\nwhen { context.human_approvals >= 2 };\n",
+    )
+    .unwrap();
+    let out = dir.path().join("audit");
+    let (code, output, manifest) = log
+        .server
+        .audit(&["--policy", draft.to_str().unwrap()], &out);
+    assert_eq!(code, 0, "the log itself is clean: {output}");
+    assert!(
+        output.contains("2 execution intents judged under the draft, 1 decided otherwise"),
+        "{output}"
+    );
+    assert_eq!(manifest["policy_simulation"]["judged_otherwise"], 1);
+    let csv = std::fs::read_to_string(out.join("policy_simulation.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{csv}");
+    assert!(
+        rows[0].starts_with(&format!("{},P1,admit,refuse,", executed.index)),
+        "{csv}"
+    );
+    assert!(rows[0].contains("policy_denies"), "{csv}");
+    // A draft that does not parse is a usage error.
+    std::fs::write(&draft, "permit(").unwrap();
+    let (code, _, _) = log.server.audit(
+        &["--policy", draft.to_str().unwrap()],
+        &dir.path().join("bad"),
+    );
+    assert_eq!(code, 2);
+}

@@ -57,6 +57,10 @@ pub struct AuditConfig {
     pub chains: ChainFiles,
     /// The package's directory.
     pub out: PathBuf,
+    /// A draft policy to judge every past intent under
+    /// (`policy_simulation.csv`): a `policyPublication` statement in
+    /// proto3 JSON, or Cedar alone (the classes in force stay).
+    pub draft_policy: Option<PathBuf>,
     /// Where open chains' entries are kept while the audit runs (an
     /// unnamed file); None: the package's directory (a disk, where the
     /// system's temporary directory may be memory).
@@ -162,6 +166,33 @@ impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
         Failure::Usage(e)
     }
+}
+
+/// A draft policy: a `policyPublication` statement (proto3 JSON), or a
+/// Cedar policy set alone (true: only its Cedar is new).
+fn read_draft(
+    path: &Path,
+) -> anyhow::Result<(crate::access::entry::proto::PolicyPublication, bool)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --policy {}", path.display()))?;
+    if text.trim_start().starts_with('{') {
+        let st = crate::access::entry::statement_from_json(&text)
+            .map_err(|e| anyhow::anyhow!("--policy {}: {e}", path.display()))?;
+        return match st.body {
+            Some(crate::access::entry::Body::PolicyPublication(p)) => Ok((p, false)),
+            _ => anyhow::bail!(
+                "--policy {}: not a policyPublication statement",
+                path.display()
+            ),
+        };
+    }
+    let draft = crate::access::entry::proto::PolicyPublication {
+        policy_id: "draft".into(),
+        version: 1,
+        cedar: text,
+        ..Default::default()
+    };
+    Ok((draft, true))
 }
 
 fn read_admin(path: &Path) -> anyhow::Result<NoteVerifier> {
@@ -289,6 +320,14 @@ fn audit(args: &AuditConfig, progress: &ProgressBar) -> Result<AuditSummary, Fai
     let engine = Box::new(CedarEngine::default());
     let mut auditor = Auditor::keeping_on(key, admins, engine, period, Arc::new(spill));
     auditor.reports_with_entries(with_entries(args.chains));
+    if let Some(path) = &args.draft_policy {
+        let (draft, cedar_only) = read_draft(path)?;
+        let mut engine = Box::new(CedarEngine::default());
+        crate::access::gate::PolicyEngine::compile(engine.as_mut(), &draft)
+            .map_err(|e| anyhow::anyhow!("--policy {}: {e}", path.display()))?;
+        auditor.simulate_policy(draft, cedar_only, engine);
+        package.simulating()?;
+    }
     if let Some(g) = args.genesis {
         auditor.pin_genesis(g);
     }
@@ -313,6 +352,7 @@ fn audit(args: &AuditConfig, progress: &ProgressBar) -> Result<AuditSummary, Fai
             package.leaf_mismatches.extend(mismatches);
             index += leaves_read;
             package.findings(&auditor.take_findings())?;
+            package.policy_changes(&auditor.take_policy_changes())?;
             if !send_reports(&mut auditor, &chains) {
                 break; // the writer failed: its error is below
             }
@@ -330,6 +370,7 @@ fn audit(args: &AuditConfig, progress: &ProgressBar) -> Result<AuditSummary, Fai
         progress.finish_and_clear();
         auditor.end(&cp, crate::sys::clock::now_ms());
         package.findings(&auditor.take_findings())?;
+        package.policy_changes(&auditor.take_policy_changes())?;
         send_reports(&mut auditor, &chains);
         let mut summary = auditor.summary();
         drop(chains);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use crate::access::entry::rfc3339;
-use crate::access::replay::{AuditSummary, ChainReport, Finding, Period};
+use crate::access::replay::{AuditSummary, ChainReport, Finding, Period, PolicyChange};
 use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::merkle::{node_hash, verify_inclusion, Hash, Prover};
 use crate::tlog::tiles::{TileNodes, TILE_WIDTH};
@@ -167,6 +167,9 @@ pub(super) fn write_untrusted(out: &Path, code: &str, message: &str) -> anyhow::
 pub(super) struct Package {
     dir: PathBuf,
     exceptions: csv::Writer<File>,
+    /// `policy_simulation.csv`, when the audit judges intents under a
+    /// draft policy.
+    simulation: Option<csv::Writer<File>>,
     /// Entries found to differ from the log's hash tiles (the first per
     /// tile): failing proofs in their tiles say nothing new.
     pub(super) leaf_mismatches: std::collections::BTreeSet<u64>,
@@ -245,8 +248,28 @@ impl Package {
         Ok(Package {
             dir: dir.to_path_buf(),
             exceptions,
+            simulation: None,
             leaf_mismatches: Default::default(),
         })
+    }
+
+    /// Starts `policy_simulation.csv`: the intents a draft policy judges
+    /// otherwise than the log did.
+    pub(super) fn simulating(&mut self) -> anyhow::Result<()> {
+        let header = ["index", "chain_id", "actual", "under_draft", "why"];
+        self.simulation = Some(create_csv(&self.dir, "policy_simulation.csv", &header)?);
+        Ok(())
+    }
+
+    pub(super) fn policy_changes(&mut self, changes: &[PolicyChange]) -> anyhow::Result<()> {
+        let Some(csv) = &mut self.simulation else {
+            return Ok(());
+        };
+        for c in changes {
+            let index = c.index.to_string();
+            write_row(csv, &[&index, &c.chain_id, c.actual, c.under_draft, &c.why])?;
+        }
+        Ok(())
     }
 
     /// Whether a failing proof for entry `index` is explained by an entry
@@ -315,6 +338,16 @@ impl Package {
         gathered: Gathered,
     ) -> anyhow::Result<()> {
         self.exceptions.flush()?;
+        if let Some(csv) = &mut self.simulation {
+            csv.flush()?;
+        }
+        let simulation = self.simulation.as_ref().map(|_| {
+            serde_json::json!({
+                "file": "policy_simulation.csv",
+                "intents_judged": s.draft_judged,
+                "judged_otherwise": s.draft_changes,
+            })
+        });
         let b64 = |h: &[u8]| B64.encode(h);
         let period_json = period.map(|p| {
             let end = |ms: i64| (ms != i64::MIN && ms != i64::MAX).then(|| rfc3339(ms));
@@ -335,6 +368,7 @@ impl Package {
             "findings_outside_period": s.findings_outside_period,
             "chains": s.chains,
             "chains_outside_period": s.chains_outside_period,
+            "policy_simulation": simulation,
             "rules": s.params.as_ref().map(|p| serde_json::json!({
                 "rules_version": p.rules_version,
                 "recorded_at_entry": p.index,

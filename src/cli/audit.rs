@@ -62,6 +62,13 @@ pub struct AuditArgs {
     /// [default: the --out directory]
     #[arg(long, value_name = "DIR")]
     spill_dir: Option<PathBuf>,
+    /// A draft policy: judge every past execution intent again as if it
+    /// had been in force (the real history otherwise), and list in
+    /// policy_simulation.csv each one it would decide otherwise. A
+    /// `policyPublication` statement in JSON, or a Cedar file alone (the
+    /// classes in force stay)
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
 }
 
 fn parse_digest(s: &str) -> Result<[u8; 32], String> {
@@ -90,6 +97,7 @@ pub fn audit(args: AuditArgs) -> ExitCode {
         period: args.period,
         out: args.out,
         spill_dir: args.spill_dir,
+        draft_policy: args.policy,
     };
     let progress = super::progress_bar("audit", "entries");
     let summary = match gatelog::audit::run(&config, &progress) {
@@ -124,6 +132,12 @@ pub fn audit(args: AuditArgs) -> ExitCode {
         summary.findings,
         config.out.display()
     );
+    if config.draft_policy.is_some() {
+        println!(
+            "policy simulation: {} execution intents judged under the draft, {} decided otherwise (policy_simulation.csv)",
+            summary.draft_judged, summary.draft_changes
+        );
+    }
     for f in summary.first_findings.iter().take(20) {
         println!(
             "  entry {} chain {:?}: {}: {}",

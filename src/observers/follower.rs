@@ -28,6 +28,10 @@ use crate::tlog::tiles::{decode_bundle, TileKind, TilePath};
 /// Entries per full entry bundle.
 const BUNDLE: u64 = 256;
 
+/// Findings a pass holds until it ends; past this they are counted (a
+/// hostile log can break a rule with every entry).
+pub const MAX_PENDING_FINDINGS: usize = 10_000;
+
 /// Why a pass stopped.
 #[derive(Debug)]
 pub enum FollowError {
@@ -49,6 +53,10 @@ pub struct Follower {
     range: CompactRange,
     /// How many of them hash to a checkpoint the monitor accepted.
     checked: u64,
+    /// Findings of the pass, up to [`MAX_PENDING_FINDINGS`], and how many
+    /// more there were.
+    findings: Vec<Finding>,
+    findings_not_kept: u64,
     /// The verified replay; None when the log holds no gatelog entries.
     auditor: Option<Auditor>,
     /// Why entries are not replayed (the log's first entry is not a
@@ -71,6 +79,8 @@ impl Follower {
         Follower {
             range: CompactRange::default(),
             checked: 0,
+            findings: Vec::new(),
+            findings_not_kept: 0,
             auditor: Some(auditor),
             not_gatelog: None,
         }
@@ -109,18 +119,39 @@ impl Follower {
         }
         if let Some(a) = &mut self.auditor {
             a.entries(first, entries);
+            // Taken as they come, so a pass over millions of entries holds
+            // none of their chains and a bounded number of findings.
+            a.let_go_of_reports();
+            self.keep_findings();
         }
+    }
+
+    fn keep_findings(&mut self) {
+        let Some(a) = &mut self.auditor else { return };
+        for f in a.take_findings() {
+            if self.findings.len() < MAX_PENDING_FINDINGS {
+                self.findings.push(f);
+            } else {
+                self.findings_not_kept += 1;
+            }
+        }
+    }
+
+    /// Findings past [`MAX_PENDING_FINDINGS`] since the last call, counted
+    /// but not kept.
+    pub fn take_findings_not_kept(&mut self) -> u64 {
+        std::mem::take(&mut self.findings_not_kept)
     }
 
     /// Findings on the entries replayed so far, not yet taken.
     pub fn take_findings(&mut self) -> Vec<Finding> {
-        let Some(a) = &mut self.auditor else {
-            return vec![];
-        };
-        a.settle_pending();
-        // Chain reports are the audit's, not the monitor's.
-        a.let_go_of_reports();
-        a.take_findings()
+        if let Some(a) = &mut self.auditor {
+            a.settle_pending();
+            // Chain reports are the audit's, not the monitor's.
+            a.let_go_of_reports();
+        }
+        self.keep_findings();
+        std::mem::take(&mut self.findings)
     }
 }
 

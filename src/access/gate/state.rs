@@ -1406,6 +1406,16 @@ impl GateState {
         self.policy.as_deref()
     }
 
+    /// Puts `policy` in force in place of the current one, which it
+    /// returns: a policy simulation judges one entry under a draft, then
+    /// puts the real one back.
+    pub fn swap_policy(
+        &mut self,
+        policy: Option<Arc<PolicyPublication>>,
+    ) -> Option<Arc<PolicyPublication>> {
+        std::mem::replace(&mut self.policy, policy)
+    }
+
     pub fn is_admin(&self, id: &str) -> bool {
         self.admins.contains_key(id)
     }

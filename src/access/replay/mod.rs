@@ -177,6 +177,30 @@ pub struct ChainReport {
     pub entries: Vec<(u64, DecodedEntry)>,
 }
 
+/// An execution intent a draft policy would have judged otherwise than
+/// the log did (`gatelog audit --policy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyChange {
+    pub index: u64,
+    pub chain_id: String,
+    /// What the log did: `admit` (the intent is in the log) or `refuse`
+    /// (a refusal record holds it).
+    pub actual: &'static str,
+    /// What the gate decides under the draft: `admit`, `refuse` or
+    /// `reject`.
+    pub under_draft: &'static str,
+    /// The draft's violations (or why it rejects), `rule code` each.
+    pub why: String,
+}
+
+/// A draft policy every past intent is judged under again.
+struct Draft {
+    policy: crate::access::entry::proto::PolicyPublication,
+    /// Only its Cedar is new: the classes in force at each intent stay.
+    cedar_only: bool,
+    engine: Box<dyn PolicyEngine + Send>,
+}
+
 /// What the audit has produced since the caller last asked.
 #[derive(Debug, Default)]
 pub struct Output {
@@ -212,6 +236,10 @@ pub struct AuditSummary {
     pub params: Option<crate::access::gate::Params>,
     /// The admins as the log's end left them.
     pub admins: Vec<String>,
+    /// `--policy`: execution intents judged again under the draft, and
+    /// how many it judges otherwise.
+    pub draft_judged: u64,
+    pub draft_changes: u64,
 }
 
 impl AuditSummary {
@@ -276,6 +304,9 @@ pub struct Auditor {
     still_open: Vec<(u64, String)>,
     /// At the end: the time of the audit.
     now_ms: i64,
+    /// `gatelog audit --policy`: the draft, and what it would change.
+    draft: Option<Draft>,
+    policy_changes: Vec<PolicyChange>,
     /// Chains closed in the batch being replayed.
     closed: Vec<Closure>,
     /// Findings not yet in a settled batch.
@@ -338,6 +369,8 @@ impl Auditor {
             wants_entries: Box::new(|_| true),
             still_open: Vec::new(),
             now_ms: 0,
+            draft: None,
+            policy_changes: Vec::new(),
             closed: Vec::new(),
             findings: Vec::new(),
             pending: None,
@@ -359,6 +392,81 @@ impl Auditor {
         wanted: impl FnMut(&PopulationRow) -> bool + Send + 'static,
     ) {
         self.wants_entries = Box::new(wanted);
+    }
+
+    /// Judges every past execution intent (admitted or refused) again
+    /// under `draft`, as if it had been in force in place of the policy
+    /// the intent names, with the real history otherwise: nothing it
+    /// would change is carried forward. With `cedar_only`, only the
+    /// draft's Cedar replaces the policy in force (its classes stay). The
+    /// intents it judges otherwise come out of
+    /// [`Auditor::take_policy_changes`]; the count judged is
+    /// `summary.draft_judged`.
+    pub fn simulate_policy(
+        &mut self,
+        draft: crate::access::entry::proto::PolicyPublication,
+        cedar_only: bool,
+        engine: Box<dyn PolicyEngine + Send>,
+    ) {
+        self.draft = Some(Draft {
+            policy: draft,
+            cedar_only,
+            engine,
+        });
+    }
+
+    /// The intents the draft policy judges otherwise, since the last call.
+    pub fn take_policy_changes(&mut self) -> Vec<PolicyChange> {
+        std::mem::take(&mut self.policy_changes)
+    }
+
+    /// An intent judged again under the draft, if there is one.
+    fn simulate(&mut self, index: u64, d: &DecodedEntry, actual: &'static str) {
+        let Some(draft) = self.draft.as_mut() else {
+            return;
+        };
+        if d.kind() != Kind::ExecutionIntent {
+            return;
+        }
+        // The draft stands in for the policy the intent names, so that
+        // only what the draft says (Cedar, classes) decides.
+        let mut policy = match (draft.cedar_only, self.state.policy()) {
+            (true, Some(in_force)) => crate::access::entry::proto::PolicyPublication {
+                cedar: draft.policy.cedar.clone(),
+                ..in_force.clone()
+            },
+            _ => draft.policy.clone(),
+        };
+        if let Some(named) = &d.statement.policy {
+            policy.policy_id = named.policy_id.clone();
+            policy.version = named.version;
+        }
+        let real = self.state.swap_policy(Some(std::sync::Arc::new(policy)));
+        let verdict = gate::check(&self.state, index, d, draft.engine.as_mut());
+        self.state.swap_policy(real);
+        self.summary.draft_judged += 1;
+        let (under_draft, why) = match verdict {
+            Ok(Verdict::Admit) => ("admit", String::new()),
+            Ok(Verdict::Refuse(r)) => (
+                "refuse",
+                r.violations
+                    .iter()
+                    .map(|v| format!("rule {} {}", v.rule, v.code))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            Err(r) => ("reject", r.code.to_string()),
+        };
+        if under_draft != actual {
+            self.summary.draft_changes += 1;
+            self.policy_changes.push(PolicyChange {
+                index,
+                chain_id: d.statement.chain_id.clone(),
+                actual,
+                under_draft,
+                why,
+            });
+        }
     }
 
     /// A witness cosigned the audited checkpoint at `seconds`: no time the
@@ -689,6 +797,8 @@ impl Auditor {
         }
         if let Some(Body::GateRefusal(g)) = &d.statement.body {
             self.refusal(index, chain, g);
+        } else {
+            self.simulate(index, d, "admit");
         }
         self.hindsight(index, d);
         let closed = self.state.apply(index, d);
@@ -757,6 +867,7 @@ impl Auditor {
                 )
             }
         }
+        self.simulate(index, &refused, "refuse");
         let recorded: Vec<&str> = g.violations.iter().map(|v| v.code.as_str()).collect();
         match gate::check(&self.state, index, &refused, self.engine.as_mut()) {
             Ok(Verdict::Refuse(r)) => {

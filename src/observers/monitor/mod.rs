@@ -224,7 +224,14 @@ impl Monitor {
                 }
             }
         }
-        let findings = self.follower.lock().expect("follower").take_findings();
+        let (findings, not_kept) = {
+            let mut f = self.follower.lock().expect("follower");
+            (f.take_findings(), f.take_findings_not_kept())
+        };
+        if not_kept > 0 {
+            tracing::error!(count = not_kept, "ALERT: more findings than a pass keeps");
+            println!("gatelog monitor: FINDING: {not_kept} more findings in this pass, not listed (see `gatelog audit`)");
+        }
         for f in &findings {
             tracing::error!(index = f.index, code = %f.code, chain = %f.chain_id, message = %f.message, "ALERT: the log's entries break its rules");
             println!(
