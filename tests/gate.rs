@@ -2571,6 +2571,15 @@ fn a_policy_can_require_a_change_ticket_and_cedar_sees_it() {
         "invalid_entry",
     );
     assert_eq!(e["field"], "statement.accessRequest.tickets[0].id", "{e}");
+    let markup = request("T2", &[("jira", "C-1", "https://t.example/\"><script>")]);
+    let e = log.rejected(log.key("alice"), &markup, 422, "invalid_entry");
+    assert_eq!(e["field"], "statement.accessRequest.tickets[0].url", "{e}");
+    let colon = request("T2", &[("jira:x", "C-1", "")]);
+    let e = log.rejected(log.key("alice"), &colon, 422, "invalid_entry");
+    assert_eq!(
+        e["field"], "statement.accessRequest.tickets[0].system",
+        "{e}"
+    );
     // A ServiceNow ticket opens the chain, but the policy wants Jira.
     let opened = |chain: &str, system: &str| {
         let req = log.ok(
@@ -2718,8 +2727,12 @@ fn a_dry_run_foresees_the_verdict_and_logs_nothing() {
     assert!(out.contains("\"refuse\""), "{out}");
     let (code, out) = run(&intent);
     assert_eq!(code, 0, "{out}");
-    // Still not in the log; now it is, as foreseen.
-    log.ok("deployer", &intent);
+    // Still not in the log; now it is, as foreseen, and a dry run of the
+    // same bytes says so.
+    let at = log.ok("deployer", &intent);
+    let again = check("deployer", &intent, true);
+    assert_eq!(again["verdict"], "duplicate", "{again}");
+    assert_eq!(again["index"], at.index);
     log.audits_clean();
     let opaque_dir = tempfile::tempdir().unwrap();
     let opaque = Server::start(opaque_dir.path(), &[]);

@@ -21,12 +21,20 @@ use cedar_policy::{
 use crate::access::entry::proto::PolicyPublication;
 use crate::access::gate::{IntentFacts, PolicyEngine};
 
-/// Evaluates published Cedar policy sets, parsing each version once.
+/// Evaluates published Cedar policy sets, parsing each once.
 #[derive(Default)]
 pub struct CedarEngine {
-    compiled: HashMap<(String, u64), PolicySet>,
+    /// By policy id and version, with the text it was parsed from: two
+    /// publications may share an id and version (a dry run's draft, a
+    /// republication refused or recorded), and one must never be judged
+    /// by the other's Cedar.
+    compiled: HashMap<(String, u64), (String, PolicySet)>,
     authorizer: Authorizer,
 }
+
+/// Parsed policy sets kept; past this the cache starts again (a flood of
+/// dry runs naming new versions must not grow it).
+const COMPILED_MAX: usize = 64;
 
 fn uid(kind: &str, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(
@@ -37,16 +45,22 @@ fn uid(kind: &str, id: &str) -> EntityUid {
 
 /// The parsed policy set of `policy`, parsing it on first use.
 fn policy_set<'a>(
-    compiled: &'a mut HashMap<(String, u64), PolicySet>,
+    compiled: &'a mut HashMap<(String, u64), (String, PolicySet)>,
     policy: &PolicyPublication,
 ) -> Result<&'a PolicySet, String> {
     let key = (policy.policy_id.clone(), policy.version);
-    if !compiled.contains_key(&key) {
+    let fresh = compiled
+        .get(&key)
+        .is_some_and(|(text, _)| *text == policy.cedar);
+    if !fresh {
         let set = PolicySet::from_str(&policy.cedar)
             .map_err(|e| format!("the Cedar policy does not parse: {e}"))?;
-        compiled.insert(key.clone(), set);
+        if compiled.len() >= COMPILED_MAX {
+            compiled.clear();
+        }
+        compiled.insert(key.clone(), (policy.cedar.clone(), set));
     }
-    Ok(&compiled[&key])
+    Ok(&compiled[&key].1)
 }
 
 /// The chain's facts as a Cedar context record (built directly: going
@@ -134,6 +148,19 @@ mod tests {
             tickets: vec!["jira:CHG-1".into()],
             ticket_systems: vec!["jira".into()],
         }
+    }
+
+    #[test]
+    fn a_policy_with_the_same_id_and_version_but_other_text_is_parsed_again() {
+        let mut engine = CedarEngine::default();
+        let permits = policy("permit(principal, action, resource);");
+        let forbids = policy("forbid(principal, action, resource);");
+        engine.compile(&permits).unwrap();
+        assert!(engine.allows(&permits, &facts()).unwrap());
+        // Same id and version (a draft, a refused republication): its own
+        // Cedar decides, not the cached one.
+        assert!(!engine.allows(&forbids, &facts()).unwrap());
+        assert!(engine.compile(&policy("permit(")).is_err());
     }
 
     #[test]

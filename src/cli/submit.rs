@@ -32,7 +32,7 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub insecure_no_verify: bool,
     /// The signer's private key file (from `gatelog keygen`).
-    #[arg(long, value_name = "FILE", required_unless_present_any = ["entry", "signer"])]
+    #[arg(long, value_name = "FILE", required_unless_present = "entry")]
     pub key: Option<PathBuf>,
     /// Another admin's private key file, whose signature (an endorsement)
     /// joins the signer's; repeatable. An admin action that creates
@@ -46,17 +46,13 @@ pub struct SubmitArgs {
     /// minutes) of the statement's issuedAt.
     #[arg(long, value_name = "FILE", conflicts_with = "entry")]
     pub hold: Option<PathBuf>,
-    /// Ask the gate what it would decide on the statement now, logging
-    /// nothing (`POST /v1/gate/check`): prints the verdict and every
-    /// violation; exits 0 if it would be admitted, 1 if not. Advisory: the
-    /// answer is not signed, and the log may decide otherwise by the time
-    /// the statement is sent. Without --key the statement is judged
-    /// unsigned (everything but the signature).
+    /// Ask the gate what it would decide on the signed statement now,
+    /// logging nothing (`POST /v1/gate/check`): prints the verdict and
+    /// every violation; exits 0 if it would be admitted, 1 if not.
+    /// Advisory: the answer is not signed, and the log may decide
+    /// otherwise by the time the statement is sent.
     #[arg(long, conflicts_with = "hold")]
     pub dry_run: bool,
-    /// The signer's id for a dry run without --key.
-    #[arg(long, value_name = "ID", requires = "dry_run", conflicts_with = "key")]
-    pub signer: Option<String>,
     /// Send this signed (and endorsed) entry instead of a statement.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["statement", "key"])]
     pub entry: Option<PathBuf>,
@@ -91,18 +87,6 @@ pub(super) fn submit(args: &SubmitArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs(args.timeout_secs);
     let (signed, source) = match (&args.entry, &args.statement, &args.key) {
         (Some(path), _, _) => (read_entry(path)?, path.clone()),
-        (None, Some(path), None) if args.signer.is_some() => {
-            // A dry run of an unsigned statement: an empty signature.
-            let mut statement = read_statement(path)?;
-            name_the_log(&runtime, &log, &args.log, &mut statement, timeout)?;
-            let signer = args.signer.clone().unwrap_or_default();
-            let signed = SignedEntry {
-                signer_id: signer,
-                statement: statement.encode_to_vec(),
-                ..Default::default()
-            };
-            (signed, path.clone())
-        }
         (None, Some(path), Some(key)) => {
             let mut statement = read_statement(path)?;
             name_the_log(&runtime, &log, &args.log, &mut statement, timeout)?;

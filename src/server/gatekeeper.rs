@@ -278,7 +278,37 @@ pub fn judge_now(
         }
     }
     let signature_checked = !d.signed.signature.is_empty();
-    let verdict = if d.kind().is_log_record() {
+    // The state is set to the judging time: a panic below must neither
+    // leave it there nor unwind through its lock (poisoning it would stop
+    // the sequencer).
+    let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        judge(state, index, d, engine, signature_checked)
+    }));
+    let verdict = judged.unwrap_or_else(|_| {
+        Err(Rejection::new(
+            500,
+            "internal_error",
+            "the dry run could not be judged",
+        ))
+    });
+    let judged_at_ms = state.log_time();
+    state.rewind_log_time(before);
+    DryRun {
+        verdict,
+        signature_checked,
+        judged_at_ms,
+    }
+}
+
+/// The checks of [`judge_now`], at the state's time.
+fn judge(
+    state: &GateState,
+    index: u64,
+    d: &DecodedEntry,
+    engine: &mut dyn PolicyEngine,
+    signature_checked: bool,
+) -> Result<Verdict, Rejection> {
+    if d.kind().is_log_record() {
         Err(Rejection::new(
             403,
             "log_only",
@@ -299,13 +329,6 @@ pub fn judge_now(
             }
             gate::check(state, index, d, engine)
         })
-    };
-    let judged_at_ms = state.log_time();
-    state.rewind_log_time(before);
-    DryRun {
-        verdict,
-        signature_checked,
-        judged_at_ms,
     }
 }
 

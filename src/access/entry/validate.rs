@@ -460,9 +460,9 @@ fn entitlement_set(
 fn check_ticket(t: &crate::access::entry::proto::TicketRef, f: &str) -> Result {
     let token = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic());
     require(
-        token(&t.system),
+        token(&t.system) && !t.system.contains(':'),
         &format!("{f}.system"),
-        "required: a ticket system, printable, without spaces",
+        "required: a ticket system, printable, without spaces or ':'",
     )?;
     require(
         token(&t.id),
@@ -473,9 +473,13 @@ fn check_ticket(t: &crate::access::entry::proto::TicketRef, f: &str) -> Result {
         t.url.is_empty()
             || t.url.len() > "https://".len()
                 && t.url.starts_with("https://")
-                && t.url.chars().all(|c| c.is_ascii_graphic()),
+                && t.url.chars().all(|c| {
+                    // URI characters only: nothing a page could read as
+                    // the end of an attribute or a tag.
+                    c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c)
+                }),
         &format!("{f}.url"),
-        "must be an https:// link without spaces",
+        "must be an https:// link of URI characters",
     )
 }
 

@@ -179,18 +179,6 @@ pub(super) fn check(
             let Some(Body::AccessRequest(r)) = &st.body else {
                 unreachable!()
             };
-            let system = st.target.as_ref().map_or("", |t| t.system.as_str());
-            let need = requirements(state.policy(), system, r.delta.as_ref().expect("validated"));
-            if need.ticket && r.tickets.is_empty() {
-                return Ok(verdict(
-                    vec![violation(
-                        10,
-                        "ticket_required",
-                        "the policy requires a change ticket for this change: name one in tickets",
-                    )],
-                    None,
-                ));
-            }
             let field = "statement.accessRequest.executor";
             if r.executor.is_empty() {
                 return Err(Rejection::new(
@@ -207,6 +195,23 @@ pub(super) fn check(
                     format!("{:?} is not a registered identity", r.executor),
                 )
                 .at(field));
+            }
+            // Rule 10, once nothing rejects the request outright.
+            let system = st.target.as_ref().map_or("", |t| t.system.as_str());
+            let need = requirements(state.policy(), system, r.delta.as_ref().expect("validated"));
+            if need.ticket && r.tickets.is_empty() {
+                let in_force = state.policy().map(|p| PolicyRef {
+                    policy_id: p.policy_id.clone(),
+                    version: p.version,
+                });
+                return Ok(verdict(
+                    vec![violation(
+                        10,
+                        "ticket_required",
+                        "the policy requires a change ticket for this change: name one in tickets",
+                    )],
+                    in_force,
+                ));
             }
             Ok(Verdict::Admit)
         }

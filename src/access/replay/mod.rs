@@ -428,19 +428,25 @@ impl Auditor {
         if d.kind() != Kind::ExecutionIntent {
             return;
         }
-        // The draft stands in for the policy the intent names, so that
-        // only what the draft says (Cedar, classes) decides.
-        let mut policy = match (draft.cedar_only, self.state.policy()) {
-            (true, Some(in_force)) => crate::access::entry::proto::PolicyPublication {
+        // The draft stands in for the policy in force (under its id and
+        // version, so an intent naming it is judged by the draft, and one
+        // naming another is still `policy_mismatch`); with no policy in
+        // force, for the one the intent names.
+        let in_force = self.state.policy();
+        let mut policy = match (draft.cedar_only, in_force) {
+            (true, Some(p)) => crate::access::entry::proto::PolicyPublication {
                 cedar: draft.policy.cedar.clone(),
-                ..in_force.clone()
+                ..p.clone()
             },
             _ => draft.policy.clone(),
         };
-        if let Some(named) = &d.statement.policy {
-            policy.policy_id = named.policy_id.clone();
-            policy.version = named.version;
-        }
+        let (id, version) = match (in_force, &d.statement.policy) {
+            (Some(p), _) => (p.policy_id.clone(), p.version),
+            (None, Some(named)) => (named.policy_id.clone(), named.version),
+            (None, None) => (policy.policy_id.clone(), policy.version),
+        };
+        policy.policy_id = id;
+        policy.version = version;
         let real = self.state.swap_policy(Some(std::sync::Arc::new(policy)));
         let verdict = gate::check(&self.state, index, d, draft.engine.as_mut());
         self.state.swap_policy(real);

@@ -295,6 +295,9 @@ async fn check_entry(
 async fn serve_gate_check(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
     take_address_quota(app, &req)?;
     gate_of(app)?;
+    // Whoever may not write may not ask either.
+    let writers = app.writers.read().expect("writers lock").clone();
+    writers.authenticate(&req)?;
     let body = read_body(req, app.config.max_body_bytes, app.config.http.read_timeout).await?;
     let entry = decode_entry(app, body)?;
     let mut decoded = DecodedEntry::decode(&entry).map_err(|e| {
@@ -316,8 +319,40 @@ async fn serve_gate_check(app: &Arc<App>, req: Request<Incoming>) -> Result<Http
     // back: a moment under its write lock, off the connection threads.
     blocking(app, move |app| {
         let g = gate_of(app)?;
+        // What the log already holds, or refused for good, is answered
+        // from that, as a submission would be.
+        let store = app.log.store();
+        let storage = |e: crate::server::store::StoreError| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                e.to_string(),
+            )
+        };
+        if let Some(index) = store.index_of(&decoded.leaf_hash).map_err(storage)? {
+            return Ok(json_response(
+                serde_json::json!({"verdict": "duplicate", "index": index}),
+            ));
+        }
+        if let Some(record) = store.refusal_of(&decoded.leaf_hash).map_err(storage)? {
+            return Ok(json_response(
+                serde_json::json!({"verdict": "refused_before", "refusal_record": record}),
+            ));
+        }
         let next = app.log.head().size;
-        let mut engine = g.dry_runs.lock().map_err(|_| super::chains::state_gone())?;
+        // One dry run at a time: the others are told to come back rather
+        // than each holding a thread of the blocking pool.
+        let mut engine = match g.dry_runs.try_lock() {
+            Ok(engine) => engine,
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "another dry run is being judged; retry",
+                ))
+            }
+            Err(std::sync::TryLockError::Poisoned(_)) => return Err(super::chains::state_gone()),
+        };
         let run = {
             let mut state = g.state.write().map_err(|_| super::chains::state_gone())?;
             crate::server::gatekeeper::judge_now(
