@@ -1,5 +1,6 @@
 //! Logs made by earlier releases (committed fixtures: `tests/fixtures/v1-log`
-//! before rules version 2, `v2-log` before version 3) keep working: served
+//! before rules version 2, `v2-log` before version 3, `v3-log` before
+//! version 4) keep working: served
 //! by this release each gets its rules-version record once, its old entries
 //! audit under the rules they were admitted under, new entries are judged
 //! by this release's rules, and the audit of the whole log finds nothing.
@@ -129,7 +130,7 @@ fn a_log_of_the_previous_release_upgrades_once_and_still_audits() {
 }
 
 #[test]
-fn a_log_of_rules_version_2_moves_to_3_once_keeping_its_admins() {
+fn a_log_of_rules_version_2_moves_to_the_current_version_once_keeping_its_admins() {
     use gatelog::access::gate::limits::MAX_TEXT_BYTES;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("log");
@@ -141,7 +142,10 @@ fn a_log_of_rules_version_2_moves_to_3_once_keeping_its_admins() {
     let (code, _, manifest) = server.audit(&[], &tmp.path().join("audit-1"));
     assert_eq!(code, 0, "{manifest:#}");
     assert_eq!(manifest["findings"], 0);
-    assert_eq!(manifest["rules"]["rules_version"], 3);
+    assert_eq!(
+        manifest["rules"]["rules_version"],
+        gatelog::access::gate::RULES_VERSION
+    );
     assert_eq!(manifest["rules"]["recorded_at_entry"], 64);
     assert_eq!(manifest["rules"]["admins"], serde_json::json!(["admin"]));
 
@@ -176,4 +180,53 @@ fn a_log_of_rules_version_2_moves_to_3_once_keeping_its_admins() {
     assert_eq!(server.tree_size(), size);
     let (code, _, manifest) = server.audit(&[], &tmp.path().join("audit-2"));
     assert_eq!(code, 0, "{manifest:#}");
+}
+
+/// A log of rules version 3 (the release before tickets) gets the version
+/// 4 record on its first start, keeping its admins; it audits clean, and
+/// version 4's ticket rules hold from there on.
+#[test]
+fn a_log_of_rules_version_3_moves_to_4_once_keeping_its_admins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("log");
+    copy_fixture("v3-log", &data);
+    let mut server = Server::start_gatelog(&data, &["--dev"]);
+    assert_eq!(
+        server.tree_size(),
+        66,
+        "64 entries, the record and a time record"
+    );
+    let (code, _, manifest) = server.audit(&[], &tmp.path().join("audit-1"));
+    assert_eq!(code, 0, "{manifest:#}");
+    assert_eq!(manifest["rules"]["rules_version"], 4);
+    assert_eq!(manifest["rules"]["recorded_at_entry"], 64);
+    assert_eq!(manifest["rules"]["admins"], serde_json::json!(["admin"]));
+    let admin = read_private_key(&data.join("admin.key")).unwrap();
+    let mut st = build::request(
+        &human("admin"),
+        "T-1",
+        build::target("github", "corp/x", "admin"),
+        build::delta(&[], &["read"], &[]),
+        "admin",
+        gatelog::sys::clock::now_ms(),
+    );
+    st.log_origin = server.origin().to_string();
+    if let Some(gatelog::access::entry::Body::AccessRequest(r)) = &mut st.body {
+        r.tickets.push(gatelog::access::entry::proto::TicketRef {
+            system: "jira".into(),
+            id: "CHG-1".into(),
+            url: "http://jira.example/CHG-1".into(),
+        });
+    }
+    let r = server.submit(&admin, &st);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (422, "invalid_entry".to_string()),
+        "{}",
+        r.text()
+    );
+    let size = server.tree_size();
+    server.kill9();
+    let server = Server::start_gatelog(&data, &["--dev"]);
+    assert_eq!(server.tree_size(), size, "the record is not written again");
 }

@@ -223,9 +223,6 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
         }
         Body::AccessRequest(r) => {
             check_delta(r.delta.as_ref(), "statement.accessRequest.delta")?;
-            for (i, t) in r.tickets.iter().enumerate() {
-                check_ticket(t, &format!("statement.accessRequest.tickets[{i}]"))?;
-            }
         }
         Body::Recommendation(r) => {
             check_delta(
@@ -452,35 +449,6 @@ fn entitlement_set(
         return Err(EntryError::new(field(), "repeats an entitlement"));
     }
     Ok(set)
-}
-
-/// A ticket names its system and id (printable, no spaces: they go into
-/// CSV cells, chain files and Cedar); its link, if any, is `https://`
-/// and printable, so a report can only ever link to a web page.
-fn check_ticket(t: &crate::access::entry::proto::TicketRef, f: &str) -> Result {
-    let token = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic());
-    require(
-        token(&t.system) && !t.system.contains(':'),
-        &format!("{f}.system"),
-        "required: a ticket system, printable, without spaces or ':'",
-    )?;
-    require(
-        token(&t.id),
-        &format!("{f}.id"),
-        "required: the ticket's id, printable, without spaces",
-    )?;
-    require(
-        t.url.is_empty()
-            || t.url.len() > "https://".len()
-                && t.url.starts_with("https://")
-                && t.url.chars().all(|c| {
-                    // URI characters only: nothing a page could read as
-                    // the end of an attribute or a tag.
-                    c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c)
-                }),
-        &format!("{f}.url"),
-        "must be an https:// link of URI characters",
-    )
 }
 
 fn check_delta(delta: Option<&EntitlementDelta>, field: &str) -> Result {

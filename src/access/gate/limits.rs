@@ -7,7 +7,7 @@
 //! auditor that keeps it in memory (see README, "Memory").
 
 use super::Rejection;
-use crate::access::entry::proto::{Actor, EntitlementDelta, Statement, Target};
+use crate::access::entry::proto::{AccessRequest, Actor, EntitlementDelta, Statement, Target};
 use crate::access::entry::Body;
 
 /// Names: identity ids, chain ids, systems, resources, subjects,
@@ -96,17 +96,6 @@ pub fn check_sizes(st: &Statement) -> Result<(), Rejection> {
             c.delta(r.delta.as_ref(), f, "delta");
             c.text(&r.justification, || format!("{f}.justification"));
             c.name(&r.executor, || format!("{f}.executor"));
-            c.list(r.tickets.len(), MAX_TICKETS, &format!("{f}.tickets"));
-            for (i, t) in r.tickets.iter().enumerate() {
-                c.name(&t.system, || format!("{f}.tickets[{i}].system"));
-                c.name(&t.id, || format!("{f}.tickets[{i}].id"));
-                c.check(t.url.len() <= MAX_URL_BYTES, || {
-                    (
-                        format!("{f}.tickets[{i}].url"),
-                        format!("{} bytes; a link is at most {MAX_URL_BYTES}", t.url.len()),
-                    )
-                });
-            }
         }
         Some(Body::Recommendation(r)) => {
             let f = "statement.recommendation";
@@ -171,6 +160,55 @@ pub fn check_sizes(st: &Statement) -> Result<(), Rejection> {
         None => Ok(()),
         Some((field, message)) => Err(Rejection::new(422, "too_long", message).at(field)),
     }
+}
+
+/// Rules version 4: a request's change tickets. At most
+/// [`MAX_TICKETS`]; a system and an id, printable without spaces (the
+/// system without `:`, which joins them in reports and Cedar), names in
+/// length; a link, if any, `https://` of URI characters only (nothing a
+/// page could read as the end of an attribute or tag), at most
+/// [`MAX_URL_BYTES`]. Before version 4 tickets are not read at all: a
+/// statement of an earlier release that carried the field is judged as it
+/// was.
+pub fn check_tickets(r: &AccessRequest) -> Result<(), Rejection> {
+    let f = "statement.accessRequest.tickets";
+    let mut c = Sizes::default();
+    c.list(r.tickets.len(), MAX_TICKETS, f);
+    for (i, t) in r.tickets.iter().enumerate() {
+        c.name(&t.system, || format!("{f}[{i}].system"));
+        c.name(&t.id, || format!("{f}[{i}].id"));
+        c.check(t.url.len() <= MAX_URL_BYTES, || {
+            (
+                format!("{f}[{i}].url"),
+                format!("{} bytes; a link is at most {MAX_URL_BYTES}", t.url.len()),
+            )
+        });
+    }
+    if let Some((field, message)) = c.first {
+        return Err(Rejection::new(422, "too_long", message).at(field));
+    }
+    let token = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic());
+    let uri = |c: char| c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c);
+    for (i, t) in r.tickets.iter().enumerate() {
+        let (field, message) = if !token(&t.system) || t.system.contains(':') {
+            (
+                "system",
+                "required: a ticket system, printable, without spaces or ':'",
+            )
+        } else if !token(&t.id) {
+            ("id", "required: the ticket's id, printable, without spaces")
+        } else if !t.url.is_empty()
+            && !(t.url.len() > "https://".len()
+                && t.url.starts_with("https://")
+                && t.url.chars().all(uri))
+        {
+            ("url", "must be an https:// link of URI characters")
+        } else {
+            continue;
+        };
+        return Err(Rejection::new(422, "invalid_entry", message).at(format!("{f}[{i}].{field}")));
+    }
+    Ok(())
 }
 
 /// The first limit a statement breaks, if any.

@@ -96,7 +96,7 @@ pub use state::{
 };
 
 use crate::access::entry::proto::{PolicyPublication, RuleViolation};
-use crate::access::entry::DecodedEntry;
+use crate::access::entry::{Body, DecodedEntry};
 
 /// A submission the log will not append at all (authentication,
 /// authorisation, or links that do not fit the log). Nothing is logged.
@@ -213,7 +213,7 @@ pub trait PolicyEngine {
 }
 
 /// The rules version this gate writes into new logs and upgrades.
-pub const RULES_VERSION: u32 = 3;
+pub const RULES_VERSION: u32 = 4;
 
 /// The default number of distinct human approvals for a privileged
 /// increase or a high-risk removal (the two-person rule).
@@ -235,6 +235,9 @@ pub fn check(
     let v2 = state.rules_version() >= 2;
     if state.rules_version() >= 3 {
         limits::check_sizes(&entry.statement)?;
+    }
+    if let (4.., Some(Body::AccessRequest(r))) = (state.rules_version(), &entry.statement.body) {
+        limits::check_tickets(r)?;
     }
     if v2 {
         rules::bound_to_log(state, entry)?;

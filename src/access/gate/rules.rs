@@ -199,7 +199,7 @@ pub(super) fn check(
             // Rule 10, once nothing rejects the request outright.
             let system = st.target.as_ref().map_or("", |t| t.system.as_str());
             let need = requirements(state.policy(), system, r.delta.as_ref().expect("validated"));
-            if need.ticket && r.tickets.is_empty() {
+            if state.rules_version() >= 4 && need.ticket && r.tickets.is_empty() {
                 let in_force = state.policy().map(|p| PolicyRef {
                     policy_id: p.policy_id.clone(),
                     version: p.version,
@@ -897,8 +897,9 @@ fn intent(
             (delta.privileged, delta.high_risk)
         };
         let opener_statement = state.statement(opener);
+        // Rules version 4: before it, tickets are not read.
         let tickets = match &opener_statement.body {
-            Some(Body::AccessRequest(r)) => r.tickets.as_slice(),
+            Some(Body::AccessRequest(r)) if state.rules_version() >= 4 => r.tickets.as_slice(),
             _ => &[],
         };
         let facts = IntentFacts {
