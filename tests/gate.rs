@@ -2431,6 +2431,15 @@ fn the_access_log_says_who_sent_what_and_what_became_of_it() {
     assert_eq!(post(&admin, &reg), 200); // the same bytes: a duplicate
     let unnamed = build::request(&human("alice"), "A1", tgt(), write(), "", now());
     assert_eq!(post(&alice, &unnamed), 422); // names no executor
+                                             // A dry run is logged too, beside the submissions.
+    let leaf = {
+        use prost::Message;
+        entry::sign(&alice, &build::for_log(unnamed.clone(), &origin)).encode_to_vec()
+    };
+    assert_eq!(
+        http(addr, "POST", "/v1/gate/check", &leaf).unwrap().status,
+        200
+    );
     server.kill9();
     let text = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
     let access: Vec<serde_json::Value> = text
@@ -2461,6 +2470,15 @@ fn the_access_log_says_who_sent_what_and_what_became_of_it() {
         .unwrap()
         .starts_with("127.0.0.1:"));
     assert_eq!(access[0]["fields"]["kind"], "identityRegistration");
+    let dry: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "dry run")
+        .collect();
+    assert_eq!(dry.len(), 1, "{text}");
+    assert_eq!(dry[0]["fields"]["signer"], "alice");
+    assert_eq!(dry[0]["fields"]["verdict"], "reject");
+    assert_eq!(dry[0]["fields"]["chain"], "A1");
 }
 
 #[test]

@@ -294,6 +294,11 @@ async fn check_entry(
 /// `reject` (why). Counts against the address's quota like a submission.
 async fn serve_gate_check(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
     take_address_quota(app, &req)?;
+    let peer = req
+        .extensions()
+        .get::<access_log::Peer>()
+        .map(|p| p.0.to_string())
+        .unwrap_or_default();
     gate_of(app)?;
     // Whoever may not write may not ask either.
     let writers = app.writers.read().expect("writers lock").clone();
@@ -364,7 +369,18 @@ async fn serve_gate_check(app: &Arc<App>, req: Request<Incoming>) -> Result<Http
                 now_ms(),
             )
         };
-        Ok(json_response(dry_run_json(&run, next)))
+        let answer = dry_run_json(&run, next);
+        // Who asked the gate what, in the access log beside submissions.
+        tracing::info!(
+            target: "gatelog::access",
+            peer = %peer,
+            signer = %decoded.signed.signer_id,
+            kind = decoded.kind().name(),
+            chain = %decoded.statement.chain_id,
+            verdict = %answer["verdict"].as_str().unwrap_or_default(),
+            "dry run"
+        );
+        Ok(json_response(answer))
     })
     .await
 }
