@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::access::entry::Statement;
-use crate::access::gate::{stored_statement, ChainKey, StateStorage, StatementCache};
+use crate::access::gate::{
+    stored_statement, ChainKey, StateStorage, StatementCache, StatementCaches,
+};
 use crate::access::replay::ReplayStorage;
 
 /// Bytes of entries kept in memory before they go to the file.
@@ -36,8 +38,7 @@ pub const COMPACT_AFTER: u64 = 64 << 20;
 pub struct SpilledEntries {
     dir: PathBuf,
     kept: Mutex<Kept>,
-    applied: Mutex<StatementCache>,
-    read_back: Mutex<StatementCache>,
+    caches: StatementCaches,
 }
 
 struct Kept {
@@ -113,8 +114,10 @@ impl SpilledEntries {
                 budget,
                 compact_after,
             }),
-            applied: Mutex::new(StatementCache::with_byte_budget(APPLIED_CACHE_BYTES)),
-            read_back: Mutex::new(StatementCache::new(READ_BACK_CACHE)),
+            caches: StatementCaches::new(
+                StatementCache::with_byte_budget(APPLIED_CACHE_BYTES),
+                StatementCache::new(READ_BACK_CACHE),
+            ),
         })
     }
 
@@ -197,12 +200,8 @@ impl Kept {
 
 impl StateStorage for SpilledEntries {
     fn statement(&self, index: u64) -> Option<Arc<Statement>> {
-        let cached = |c: &Mutex<StatementCache>| c.lock().expect("spill cache").get(index);
-        if let Some(st) = cached(&self.applied).or_else(|| cached(&self.read_back)) {
-            return Some(st);
-        }
         // Decoded where it lies: no copy of an entry kept in memory.
-        let statement = {
+        self.caches.get_or_read(index, || {
             let kept = self.lock();
             match kept.recent.get(&index) {
                 Some(leaf) => stored_statement(leaf),
@@ -217,19 +216,11 @@ impl StateStorage for SpilledEntries {
                     }
                 }
             }
-        }?;
-        self.read_back
-            .lock()
-            .expect("spill cache")
-            .insert(index, statement.clone());
-        Some(statement)
+        })
     }
 
     fn applied(&self, index: u64, statement: Arc<Statement>) {
-        self.applied
-            .lock()
-            .expect("spill cache")
-            .insert(index, statement);
+        self.caches.applied(index, statement);
     }
 
     // A replay reports a chain when it closes and needs its entries no more.

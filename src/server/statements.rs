@@ -10,10 +10,12 @@
 //! may fill (a chain's answer to an anonymous reader included) without
 //! touching the first.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::access::entry::Statement;
-use crate::access::gate::{stored_statement, ChainKey, StateStorage, StatementCache};
+use crate::access::gate::{
+    stored_statement, ChainKey, StateStorage, StatementCache, StatementCaches,
+};
 use crate::server::log::Log;
 
 /// Statements read back from storage that stay cached.
@@ -22,8 +24,7 @@ pub const READ_BACK_CACHE: usize = 1024;
 /// Statements read from the log's storage, the newest cached.
 pub struct StoredStatements {
     log: Arc<Log>,
-    applied: Mutex<StatementCache>,
-    read_back: Mutex<StatementCache>,
+    caches: StatementCaches,
 }
 
 impl StoredStatements {
@@ -33,34 +34,23 @@ impl StoredStatements {
     pub fn new(log: Arc<Log>, capacity: usize) -> Self {
         StoredStatements {
             log,
-            applied: Mutex::new(StatementCache::new(capacity)),
-            read_back: Mutex::new(StatementCache::new(READ_BACK_CACHE)),
+            caches: StatementCaches::new(
+                StatementCache::new(capacity),
+                StatementCache::new(READ_BACK_CACHE),
+            ),
         }
     }
 }
 
 impl StateStorage for StoredStatements {
     fn statement(&self, index: u64) -> Option<Arc<Statement>> {
-        let cached = |c: &Mutex<StatementCache>| c.lock().expect("statement cache lock").get(index);
-        if let Some(st) = cached(&self.applied).or_else(|| cached(&self.read_back)) {
-            return Some(st);
-        }
-        let leaf = self.log.store().entry(index).ok()??;
-        // A chain's statements are read together, and again for its next
-        // entry: keep what was read back, as the state stores it.
-        let statement = stored_statement(&leaf)?;
-        self.read_back
-            .lock()
-            .expect("statement cache lock")
-            .insert(index, statement.clone());
-        Some(statement)
+        self.caches.get_or_read(index, || {
+            stored_statement(&self.log.store().entry(index).ok()??)
+        })
     }
 
     fn applied(&self, index: u64, statement: Arc<Statement>) {
-        self.applied
-            .lock()
-            .expect("statement cache lock")
-            .insert(index, statement);
+        self.caches.applied(index, statement);
     }
 
     fn keep_closed_chain(&self, chain: &ChainKey, entries: &[u64]) {

@@ -72,6 +72,55 @@ impl StatementCache {
     }
 }
 
+/// The two caches of a storage that reads statements back: the newest
+/// *applied* (which also holds a batch's statements until they are
+/// durable, so nothing else may evict them) and the last *read back*
+/// (which any reader may fill, a chain's answer to an anonymous client
+/// included, without touching the first).
+pub struct StatementCaches {
+    applied: std::sync::Mutex<StatementCache>,
+    read_back: std::sync::Mutex<StatementCache>,
+}
+
+impl StatementCaches {
+    pub fn new(applied: StatementCache, read_back: StatementCache) -> StatementCaches {
+        StatementCaches {
+            applied: std::sync::Mutex::new(applied),
+            read_back: std::sync::Mutex::new(read_back),
+        }
+    }
+
+    /// `statement`, just applied at `index`.
+    pub fn applied(&self, index: u64, statement: Arc<Statement>) {
+        self.applied
+            .lock()
+            .expect("statement cache lock")
+            .insert(index, statement);
+    }
+
+    /// The statement at `index` from either cache, or else from `read`
+    /// (then cached as read back: a chain's statements are read together,
+    /// and again for its next entry).
+    pub fn get_or_read(
+        &self,
+        index: u64,
+        read: impl FnOnce() -> Option<Arc<Statement>>,
+    ) -> Option<Arc<Statement>> {
+        let cached = |c: &std::sync::Mutex<StatementCache>| {
+            c.lock().expect("statement cache lock").get(index)
+        };
+        if let Some(st) = cached(&self.applied).or_else(|| cached(&self.read_back)) {
+            return Some(st);
+        }
+        let statement = read()?;
+        self.read_back
+            .lock()
+            .expect("statement cache lock")
+            .insert(index, statement.clone());
+        Some(statement)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

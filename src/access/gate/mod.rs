@@ -87,7 +87,7 @@ pub mod limits;
 mod rules;
 mod state;
 
-pub use cache::StatementCache;
+pub use cache::{StatementCache, StatementCaches};
 pub use rules::within;
 pub(crate) use state::stored_statement;
 pub use state::{
