@@ -269,6 +269,7 @@ fn statement_of(kind: u8, p: Parts) -> Statement {
                     approved_delta: None,
                     expires_at: None,
                     reason: w1,
+                    access_duration_seconds: number,
                 }),
                 1 => Body::Review(Review {
                     verdict: review::Verdict::Unspecified as i32,

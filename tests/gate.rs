@@ -2812,3 +2812,346 @@ fn an_audit_under_a_draft_policy_lists_the_decisions_it_would_change() {
     );
     assert_eq!(code, 2);
 }
+
+/// A class that bounds access to `write` on every system: at most an hour,
+/// its removal due `window` seconds after it ends.
+fn time_bound_write(log: &Log, window: u64) {
+    publish_class(
+        log,
+        entry::proto::EntitlementClass {
+            pattern: "write".into(),
+            max_access_duration_seconds: 3600,
+            deprovision_window_seconds: window,
+            ..Default::default()
+        },
+    );
+}
+
+/// alice asks for `write` for `seconds` in `chain`, bob approves, deployer
+/// executes: the grant's outcome.
+fn grant(log: &Log, chain: &str, seconds: u64) -> At {
+    let d = write();
+    let t = now();
+    let req = log.ok(
+        "alice",
+        &build::lasting(
+            build::request(log.actor("alice"), chain, tgt(), d.clone(), "deployer", t),
+            seconds,
+        ),
+    );
+    let bob = log.ok(
+        "bob",
+        &build::approve(
+            log.actor("bob"),
+            chain,
+            vec![req.link()],
+            d.clone(),
+            t + 30 * MINUTE,
+            t,
+        ),
+    );
+    let int = log.ok(
+        "deployer",
+        &log.intent("deployer", chain, vec![req.link(), bob.link()], &d),
+    );
+    log.ok(
+        "deployer",
+        &log.outcome("deployer", chain, &int, &["read", "write"]),
+    )
+}
+
+/// The removal of `write` that an ended grant owes, linking its outcome.
+fn removal(log: &Log, who: &str, chain: &str, outcome: &At) -> Statement {
+    let undo = delta(&["read", "write"], &[], &["write"]);
+    log.intent(who, chain, vec![outcome.link()], &undo)
+}
+
+fn obligations(log: &Log) -> Vec<serde_json::Value> {
+    let j = get_ok(log.server.addr, "/v1/obligations").json();
+    j["obligations"].as_array().unwrap().clone()
+}
+
+/// Appends an unrelated entry, so the log's clock moves to now.
+fn tick(log: &mut Log, name: &str) {
+    log.register(human(name));
+}
+
+#[test]
+fn a_time_bound_grant_ends_and_is_removed_without_a_new_approval() {
+    let mut log = Log::start();
+    time_bound_write(&log, 60);
+    let d = write();
+    let t = now();
+    // The policy bounds `write` to an hour: permanent access, or longer,
+    // is refused and recorded.
+    for seconds in [0, 7200] {
+        let st = build::lasting(
+            build::request(log.actor("alice"), "G0", tgt(), d.clone(), "deployer", t),
+            seconds,
+        );
+        assert_eq!(codes(&log.refused("alice", &st)), ["access_duration"]);
+    }
+    // Nor does an approval go past it.
+    let req = log.ok(
+        "alice",
+        &build::lasting(
+            build::request(log.actor("alice"), "G0", tgt(), d.clone(), "deployer", t),
+            600,
+        ),
+    );
+    let long = build::lasting(
+        build::approve(
+            log.actor("bob"),
+            "G0",
+            vec![req.link()],
+            d.clone(),
+            t + MINUTE,
+            t,
+        ),
+        7200,
+    );
+    assert_eq!(codes(&log.refused("bob", &long)), ["access_duration"]);
+
+    let granted = grant(&log, "G1", 2);
+    let chain = log.chain("G1");
+    assert_eq!(chain["status"], "granted", "{chain}");
+    assert_eq!(chain["grant"]["entitlements"], serde_json::json!(["write"]));
+    let open = obligations(&log);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        (open[0]["kind"].as_str(), open[0]["overdue"].as_bool()),
+        (Some("deprovision"), Some(false))
+    );
+    // While it runs, its removal is refused (the grant is in force), and
+    // the chain takes nothing else.
+    let v = log.refused("deployer", &removal(&log, "deployer", "G1", &granted));
+    assert_eq!(codes(&v), ["grant_in_force"]);
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    // Ended. Who holds the access does not remove it; nor does anything
+    // but its exact removal pass.
+    let v = log.refused("alice", &removal(&log, "alice", "G1", &granted));
+    assert_eq!(codes(&v), ["removal_executor"]);
+    assert_eq!(log.chain("G1")["status"], "awaiting_deprovisioning");
+    let wider = delta(&["read", "write"], &[], &["read", "write"]);
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "G1", vec![granted.link()], &wider),
+    );
+    assert_eq!(codes(&v), ["not_a_removal"]);
+    tick(&mut log, "dave");
+    // The removal: no approval, by the executor.
+    let removed = log.ok("deployer", &removal(&log, "deployer", "G1", &granted));
+    log.ok(
+        "deployer",
+        &log.outcome("deployer", "G1", &removed, &["read"]),
+    );
+    assert_eq!(log.chain("G1")["status"], "deprovisioned");
+    assert!(obligations(&log).is_empty());
+    log.audits_clean();
+}
+
+#[test]
+fn access_not_removed_in_time_is_overdue_for_obligations_monitor_and_audit() {
+    let mut log = Log::start();
+    time_bound_write(&log, 1);
+    let granted = grant(&log, "L1", 1);
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    tick(&mut log, "dave");
+    let open = obligations(&log);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        (open[0]["kind"].as_str(), open[0]["overdue"].as_bool()),
+        (Some("deprovision"), Some(true))
+    );
+    // The audit reports it while the access stays.
+    let out = tempfile::tempdir().unwrap();
+    let (code, _, _) = log.server.audit(&[], &out.path().join("a"));
+    assert_ne!(code, 0);
+    let exceptions = std::fs::read_to_string(out.path().join("a/exceptions.csv")).unwrap();
+    assert!(
+        exceptions.contains("access_not_deprovisioned"),
+        "{exceptions}"
+    );
+    // The monitor too, from the entries alone.
+    let mon_dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{}", log.server.addr);
+    let mon = Server::start_command(
+        "monitor",
+        mon_dir.path(),
+        &[
+            "--log",
+            &url,
+            "--vkey",
+            &log.server.vkey,
+            "--poll-ms",
+            "100",
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let report = get_ok(mon.addr, "/v1/monitor/obligations").json();
+        let o = &report["obligations"][0];
+        if o["kind"] == "deprovision" && o["overdue"] == true {
+            assert_eq!(o["chain_id"], "L1");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{report}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Removed late, and then by an outcome that still sees it: both found.
+    let removed = log.ok("deployer", &removal(&log, "deployer", "L1", &granted));
+    log.ok(
+        "deployer",
+        &log.outcome("deployer", "L1", &removed, &["read", "write"]),
+    );
+    assert_eq!(
+        log.chain("L1")["status"],
+        "awaiting_deprovisioning",
+        "an outcome that still sees the access discharges nothing"
+    );
+    let again = log.ok("deployer", &removal(&log, "deployer", "L1", &granted));
+    log.ok(
+        "deployer",
+        &log.outcome("deployer", "L1", &again, &["read"]),
+    );
+    assert_eq!(log.chain("L1")["status"], "deprovisioned");
+    let (code, _, _) = log.server.audit(&[], &out.path().join("b"));
+    assert_ne!(code, 0);
+    let exceptions = std::fs::read_to_string(out.path().join("b/exceptions.csv")).unwrap();
+    for code in ["access_past_end", "late_deprovisioning"] {
+        assert!(exceptions.contains(code), "{code}: {exceptions}");
+    }
+    assert!(
+        !exceptions.contains("access_not_deprovisioned"),
+        "{exceptions}"
+    );
+}
+
+#[test]
+fn an_extension_is_an_approval_of_the_grant_under_the_first_ones_rules() {
+    let log = Log::start();
+    time_bound_write(&log, 60);
+    let granted = grant(&log, "X1", 2);
+    let ends = |log: &Log| {
+        log.chain("X1")["grant"]["ends_at"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = ends(&log);
+    let extend = |who: &str, seconds: u64| {
+        let t = now();
+        build::lasting(
+            build::approve(
+                log.actor(who),
+                "X1",
+                vec![granted.link()],
+                write(),
+                t + MINUTE,
+                t,
+            ),
+            seconds,
+        )
+    };
+    // Not by who holds it, not past the policy's maximum, and never
+    // without saying how long.
+    let v = log.refused("alice", &extend("alice", 600));
+    assert!(codes(&v).contains(&"subject_approves"), "{v:?}");
+    assert_eq!(
+        codes(&log.refused("carol", &extend("carol", 7200))),
+        ["access_duration"]
+    );
+    assert_eq!(
+        codes(&log.refused("carol", &extend("carol", 0))),
+        ["extension_duration"]
+    );
+    assert_eq!(ends(&log), before, "refused extensions change nothing");
+    log.ok("carol", &extend("carol", 600));
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    let chain = log.chain("X1");
+    assert_eq!(chain["status"], "granted", "{chain}");
+    assert_ne!(ends(&log), before);
+    // Still in force: its removal is refused.
+    let v = log.refused("deployer", &removal(&log, "deployer", "X1", &granted));
+    assert_eq!(codes(&v), ["grant_in_force"]);
+    log.audits_clean();
+}
+
+#[test]
+fn an_early_revocation_makes_the_removal_due_at_once() {
+    let log = Log::start();
+    time_bound_write(&log, 60);
+    let granted = grant(&log, "R1", 3600);
+    // Not by someone outside the chain; by the requester, one signature.
+    log.rejected(
+        log.key("carol"),
+        &build::revoke(log.actor("carol"), granted.link(), "no", now()),
+        403,
+        "not_revoker",
+    );
+    log.ok(
+        "alice",
+        &build::revoke(log.actor("alice"), granted.link(), "done early", now()),
+    );
+    assert_eq!(log.chain("R1")["status"], "awaiting_deprovisioning");
+    let removed = log.ok("deployer", &removal(&log, "deployer", "R1", &granted));
+    log.ok(
+        "deployer",
+        &log.outcome("deployer", "R1", &removed, &["read"]),
+    );
+    assert_eq!(log.chain("R1")["status"], "deprovisioned");
+    log.audits_clean();
+}
+
+#[test]
+fn overlapping_grants_end_separately_and_no_removal_ends_one_in_force() {
+    let mut log = Log::start();
+    time_bound_write(&log, 60);
+    let short = grant(&log, "O1", 2);
+    let long = grant(&log, "O2", 3600);
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    // O1 ended while O2 grants the same: O1 closes as covered by O2, and
+    // nothing is to be removed.
+    tick(&mut log, "dave");
+    let o1 = log.chain("O1");
+    assert_eq!(o1["status"], "covered", "{o1}");
+    let v = log.refused("deployer", &removal(&log, "deployer", "O1", &short));
+    assert_eq!(codes(&v), ["chain_closed"]);
+    assert_eq!(log.chain("O2")["status"], "granted");
+    // An approved removal in a chain of its own would end O2's access:
+    // refused while O2 is in force.
+    let d = delta(&["read", "write"], &[], &["write"]);
+    let t = now();
+    let req = log.ok(
+        "alice",
+        &build::request(log.actor("alice"), "O3", tgt(), d.clone(), "deployer", t),
+    );
+    let bob = log.ok(
+        "bob",
+        &build::approve(
+            log.actor("bob"),
+            "O3",
+            vec![req.link()],
+            d.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "O3", vec![req.link(), bob.link()], &d),
+    );
+    assert_eq!(codes(&v), ["grant_in_force"]);
+    // Revoked, O2 ends; its own removal then passes.
+    log.ok(
+        "bob",
+        &build::revoke(log.actor("bob"), long.link(), "no longer needed", now()),
+    );
+    let removed = log.ok("deployer", &removal(&log, "deployer", "O2", &long));
+    log.ok(
+        "deployer",
+        &log.outcome("deployer", "O2", &removed, &["read"]),
+    );
+    assert_eq!(log.chain("O2")["status"], "deprovisioned");
+    log.audits_clean();
+}

@@ -1,6 +1,6 @@
 //! Logs made by earlier releases (committed fixtures: `tests/fixtures/v1-log`
 //! before rules version 2, `v2-log` before version 3, `v3-log` before
-//! version 4) keep working: served
+//! version 4, `v4-log` before version 5) keep working: served
 //! by this release each gets its rules-version record once, its old entries
 //! audit under the rules they were admitted under, new entries are judged
 //! by this release's rules, and the audit of the whole log finds nothing.
@@ -182,11 +182,11 @@ fn a_log_of_rules_version_2_moves_to_the_current_version_once_keeping_its_admins
     assert_eq!(code, 0, "{manifest:#}");
 }
 
-/// A log of rules version 3 (the release before tickets) gets the version
-/// 4 record on its first start, keeping its admins; it audits clean, and
-/// version 4's ticket rules hold from there on.
+/// A log of rules version 3 (the release before tickets) gets the record
+/// of this release's version on its first start, keeping its admins; it
+/// audits clean, and version 4's ticket rules hold from there on.
 #[test]
-fn a_log_of_rules_version_3_moves_to_4_once_keeping_its_admins() {
+fn a_log_of_rules_version_3_moves_on_once_keeping_its_admins() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("log");
     copy_fixture("v3-log", &data);
@@ -198,7 +198,10 @@ fn a_log_of_rules_version_3_moves_to_4_once_keeping_its_admins() {
     );
     let (code, _, manifest) = server.audit(&[], &tmp.path().join("audit-1"));
     assert_eq!(code, 0, "{manifest:#}");
-    assert_eq!(manifest["rules"]["rules_version"], 4);
+    assert_eq!(
+        manifest["rules"]["rules_version"],
+        gatelog::access::gate::RULES_VERSION
+    );
     assert_eq!(manifest["rules"]["recorded_at_entry"], 64);
     assert_eq!(manifest["rules"]["admins"], serde_json::json!(["admin"]));
     let admin = read_private_key(&data.join("admin.key")).unwrap();
@@ -218,6 +221,51 @@ fn a_log_of_rules_version_3_moves_to_4_once_keeping_its_admins() {
             url: "http://jira.example/CHG-1".into(),
         });
     }
+    let r = server.submit(&admin, &st);
+    assert_eq!(
+        (r.status, r.error_code()),
+        (422, "invalid_entry".to_string()),
+        "{}",
+        r.text()
+    );
+    let size = server.tree_size();
+    server.kill9();
+    let server = Server::start_gatelog(&data, &["--dev"]);
+    assert_eq!(server.tree_size(), size, "the record is not written again");
+}
+
+/// A log of rules version 4 (the release before time-bound grants) gets
+/// the version 5 record on its first start, keeping its admins; it audits
+/// clean, and version 5's duration limits hold from there on.
+#[test]
+fn a_log_of_rules_version_4_moves_to_5_once_keeping_its_admins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("log");
+    copy_fixture("v4-log", &data);
+    let mut server = Server::start_gatelog(&data, &["--dev"]);
+    assert_eq!(
+        server.tree_size(),
+        67,
+        "65 entries, the record and a time record"
+    );
+    let (code, _, manifest) = server.audit(&[], &tmp.path().join("audit-1"));
+    assert_eq!(code, 0, "{manifest:#}");
+    assert_eq!(manifest["rules"]["rules_version"], 5);
+    assert_eq!(manifest["rules"]["recorded_at_entry"], 65);
+    assert_eq!(manifest["rules"]["admins"], serde_json::json!(["admin"]));
+    let admin = read_private_key(&data.join("admin.key")).unwrap();
+    let mut st = build::lasting(
+        build::request(
+            &human("admin"),
+            "D-1",
+            build::target("github", "corp/x", "admin"),
+            build::delta(&[], &["read"], &[]),
+            "admin",
+            gatelog::sys::clock::now_ms(),
+        ),
+        gatelog::access::gate::limits::MAX_ACCESS_DURATION_SECONDS + 1,
+    );
+    st.log_origin = server.origin().to_string();
     let r = server.submit(&admin, &st);
     assert_eq!(
         (r.status, r.error_code()),

@@ -53,6 +53,9 @@ pub fn explain(code: &str) -> &'static str {
         "late_review" => "A break-glass change was reviewed after its review deadline.",
         "revoked_not_undone" => "A review revoked a break-glass change, and no execution has undone the change since.",
         "unreviewed_break_glass" => "A break-glass change was never reviewed, and its review deadline has passed.",
+        "access_not_deprovisioned" => "Time-bound access ended (or was revoked) and has not been removed: the holder still has it.",
+        "late_deprovisioning" => "Time-bound access was removed after it ended: the holder kept it past its end for the time stated.",
+        "access_past_end" => "An execution meant to remove ended access reported the access still present afterwards: it was kept past its end.",
         _ => "See the message.",
     }
 }
@@ -562,6 +565,9 @@ mod tests {
             "drift",
             "late_review",
             "unreviewed_break_glass",
+            "access_not_deprovisioned",
+            "late_deprovisioning",
+            "access_past_end",
             "outcome_mismatch",
         ] {
             assert_ne!(explain(code), "See the message.", "{code}");

@@ -202,7 +202,7 @@ pub fn request(
                 delta: Some(delta),
                 justification: String::new(),
                 executor: executor.into(),
-                tickets: vec![],
+                ..Default::default()
             }),
         )
     }
@@ -246,9 +246,20 @@ pub fn approve(
             outcome: decision::Outcome::Approve as i32,
             approved_delta: Some(delta),
             expires_at: Some(timestamp(expires_ms)),
-            reason: String::new(),
+            ..Default::default()
         }),
     )
+}
+
+/// The same request or approval, for access lasting `seconds` (rules
+/// version 5; 0 asks for permanent access, or approves as requested).
+pub fn lasting(mut statement: Statement, seconds: u64) -> Statement {
+    match &mut statement.body {
+        Some(Body::AccessRequest(r)) => r.access_duration_seconds = seconds,
+        Some(Body::Decision(d)) => d.access_duration_seconds = seconds,
+        _ => {}
+    }
+    statement
 }
 
 /// The same statement, made on behalf of `principal` under `grant`.

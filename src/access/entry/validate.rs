@@ -526,7 +526,7 @@ mod tests {
                 delta: Some(delta()),
                 justification: "on-call".into(),
                 executor: "deployer".into(),
-                tickets: vec![],
+                ..Default::default()
             })),
             ..Default::default()
         }

@@ -15,6 +15,10 @@ pub const DEFAULT_MAX_APPROVAL_LIFETIME_MS: i64 = 7 * 24 * 3600 * 1000;
 /// otherwise: 72 hours.
 pub const DEFAULT_MAX_REVIEW_WINDOW_MS: i64 = 72 * 3600 * 1000;
 
+/// How long the removal of ended access may take when no class says
+/// otherwise: 15 minutes.
+pub const DEFAULT_DEPROVISION_WINDOW_MS: i64 = 15 * 60 * 1000;
+
 /// What a delta needs under the policy in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Requirements {
@@ -30,6 +34,11 @@ pub struct Requirements {
     pub max_request_age_ms: i64,
     /// A request must name a change ticket.
     pub ticket: bool,
+    /// Rules version 5: the longest the access it adds may last; `None`:
+    /// no class sets a maximum, so it may be permanent.
+    pub max_access_duration_ms: Option<i64>,
+    /// Rules version 5: how long the removal of ended access may take.
+    pub deprovision_window_ms: i64,
 }
 
 /// What `delta` on `system` needs under `policy`: every matching class
@@ -65,6 +74,8 @@ pub fn requirements_flagged(
         max_review_window_ms: DEFAULT_MAX_REVIEW_WINDOW_MS,
         max_request_age_ms: DEFAULT_MAX_REQUEST_AGE_MS,
         ticket: false,
+        max_access_duration_ms: None,
+        deprovision_window_ms: DEFAULT_DEPROVISION_WINDOW_MS,
     };
     if r.privileged || r.high_risk {
         r.approvals = base;
@@ -102,6 +113,16 @@ pub fn requirements_flagged(
                 r.max_request_age_ms = r.max_request_age_ms.min(ms);
             }
             r.ticket |= class.requires_ticket;
+        }
+        // Only what is added lasts; a removal has no duration.
+        if added {
+            if let Some(ms) = seconds_ms(class.max_access_duration_seconds) {
+                r.max_access_duration_ms =
+                    Some(r.max_access_duration_ms.map_or(ms, |m: i64| m.min(ms)));
+            }
+            if let Some(ms) = seconds_ms(class.deprovision_window_seconds) {
+                r.deprovision_window_ms = r.deprovision_window_ms.min(ms);
+            }
         }
     }
     r

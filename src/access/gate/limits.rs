@@ -42,6 +42,10 @@ pub const MAX_OPINIONS_PER_ACTOR: usize = 4;
 /// Refusal records a chain lists (every one is in the log; past this the
 /// chain's list of them stops growing).
 pub const MAX_CHAIN_REFUSALS: usize = 8;
+/// Rules version 5: the longest access a request or approval may ask for
+/// or a class may allow (ten years): a duration is a number of seconds,
+/// and past this it is a mistake, not a grant.
+pub const MAX_ACCESS_DURATION_SECONDS: u64 = 10 * 366 * 24 * 3600;
 /// The longest a request stays open when the policy says nothing shorter:
 /// after it, nothing more joins the chain and it closes (`expired`).
 pub const DEFAULT_MAX_REQUEST_AGE_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -211,6 +215,51 @@ pub fn check_tickets(r: &AccessRequest) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// Rules version 5: an access duration (of a request, an approval or a
+/// class) is at most [`MAX_ACCESS_DURATION_SECONDS`].
+pub fn check_durations(st: &Statement) -> Result<(), Rejection> {
+    let (seconds, field) = match &st.body {
+        Some(Body::AccessRequest(r)) => (
+            r.access_duration_seconds,
+            "statement.accessRequest.accessDurationSeconds".to_string(),
+        ),
+        Some(Body::Decision(d)) => (
+            d.access_duration_seconds,
+            "statement.decision.accessDurationSeconds".to_string(),
+        ),
+        Some(Body::PolicyPublication(p)) => {
+            let fields = p.classes.iter().enumerate().flat_map(|(i, c)| {
+                [
+                    (c.max_access_duration_seconds, i, "maxAccessDurationSeconds"),
+                    (c.deprovision_window_seconds, i, "deprovisionWindowSeconds"),
+                ]
+            });
+            match fields
+                .into_iter()
+                .find(|(s, _, _)| *s > MAX_ACCESS_DURATION_SECONDS)
+            {
+                Some((seconds, i, name)) => (
+                    seconds,
+                    format!("statement.policyPublication.classes[{i}].{name}"),
+                ),
+                None => return Ok(()),
+            }
+        }
+        _ => return Ok(()),
+    };
+    if seconds > MAX_ACCESS_DURATION_SECONDS {
+        return Err(Rejection::new(
+            422,
+            "invalid_entry",
+            format!(
+                "{seconds} s; an access lasts at most {MAX_ACCESS_DURATION_SECONDS} s (ten years)"
+            ),
+        )
+        .at(field));
+    }
+    Ok(())
+}
+
 /// The first limit a statement breaks, if any.
 #[derive(Default)]
 struct Sizes {
@@ -305,7 +354,7 @@ mod tests {
                 }),
                 justification: justification.into(),
                 executor: "exec".into(),
-                tickets: vec![],
+                ..Default::default()
             })),
             ..Default::default()
         }

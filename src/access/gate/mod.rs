@@ -80,6 +80,36 @@
 //! when its request outlives the class's maximum request age, once no
 //! intent awaits its outcome. A log of version 2 moves to 3 with a second
 //! parameters record, which must keep the recorded admin set.
+//!
+//! # Version 4: tickets. Version 5: time-bound grants
+//!
+//! Version 4: a request names its change tickets, and a class may require
+//! one (rule 10). Version 5: a request asks for its access for a time
+//! (`accessDurationSeconds`; none: permanent), and a class may set the
+//! longest (`maxAccessDurationSeconds`; rule 11 refuses a request,
+//! approval or intent past it, or asking for permanent access under it).
+//! The successful outcome of an intent that adds grants the access until
+//! its admission plus the shortest duration requested or approved, and
+//! opens a *de-provisioning* obligation due then; the chain stays open.
+//! What may join it:
+//!
+//! - an **extension**: an APPROVE linking the grant's outcome, from a
+//!   person who may decide, while the grant is in force, saying how long;
+//!   once as many people as the grant needed approve, it runs from then
+//!   for the shortest they approved;
+//! - an early **revocation** of the outcome, by an admin (one signature:
+//!   it takes authority away), the requester or an approver: the
+//!   de-provisioning is due at once;
+//! - the **removal**, once the grant has ended or been revoked: an intent
+//!   linking the outcome that removes exactly what it added, by anyone but
+//!   who holds the access (or answers for them) or an assistant, with no
+//!   approval and no policy check; its successful outcome (which no longer
+//!   sees the access) discharges the obligation and closes the chain.
+//!
+//! Grants of the same access to the same subject and target overlap
+//! without harm: when one ends while others in force hold all it granted,
+//! its obligation closes as covered by them, and no removal (in any
+//! chain) that would end a grant still in force is admitted.
 
 mod cache;
 pub mod classes;
@@ -91,8 +121,8 @@ pub use cache::{StatementCache, StatementCaches};
 pub use rules::within;
 pub(crate) use state::stored_statement;
 pub use state::{
-    Chain, ChainKey, ChainStatus, Closure, GateState, Obligation, ObligationKind, Params, Recorded,
-    StateStorage,
+    Chain, ChainKey, ChainStatus, Closure, GateState, Grant, Obligation, ObligationKind, Params,
+    Recorded, StateStorage,
 };
 
 use crate::access::entry::proto::{PolicyPublication, RuleViolation};
@@ -213,7 +243,7 @@ pub trait PolicyEngine {
 }
 
 /// The rules version this gate writes into new logs and upgrades.
-pub const RULES_VERSION: u32 = 4;
+pub const RULES_VERSION: u32 = 5;
 
 /// The default number of distinct human approvals for a privileged
 /// increase or a high-risk removal (the two-person rule).
@@ -238,6 +268,9 @@ pub fn check(
     }
     if let (4.., Some(Body::AccessRequest(r))) = (state.rules_version(), &entry.statement.body) {
         limits::check_tickets(r)?;
+    }
+    if state.rules_version() >= 5 {
+        limits::check_durations(&entry.statement)?;
     }
     if v2 {
         rules::bound_to_log(state, entry)?;

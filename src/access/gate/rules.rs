@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::classes::{requirements, requirements_flagged};
-use super::state::{GateState, ObligationKind, Recorded};
+use super::state::{GateState, Grant, ObligationKind, Recorded};
 use super::{IntentFacts, PolicyEngine, Refusal, Rejection, Verdict, DEFAULT_PRIVILEGED_APPROVALS};
 use crate::access::entry::proto::{
     decision, entitlement_op, EntitlementDelta, PolicyRef, RuleViolation,
@@ -143,6 +143,13 @@ pub(super) fn check(
     match entry.kind() {
         Kind::Decision | Kind::Recommendation => {
             let chain = state.chain(&st.chain_id).expect("links resolved");
+            let grant = state
+                .grant_of(&st.chain_id)
+                .filter(|g| linked.iter().any(|r| r.index == g.outcome));
+            if let (Some(grant), Kind::Decision, 5..) = (grant, entry.kind(), state.rules_version())
+            {
+                return Ok(extension(state, entry, chain.opener, grant));
+            }
             if !linked.iter().any(|r| r.index == chain.opener)
                 || state.recorded(chain.opener).map(Recorded::kind) != Some(Kind::AccessRequest)
             {
@@ -154,7 +161,7 @@ pub(super) fn check(
                 .at("statement.links"));
             }
             if state.rules_version() >= 2 && entry.kind() == Kind::Decision {
-                return Ok(decision_v2(state, entry, chain.opener));
+                return Ok(verdict(decision_v2(state, entry, chain.opener), None));
             }
             Ok(Verdict::Admit)
         }
@@ -196,24 +203,24 @@ pub(super) fn check(
                 )
                 .at(field));
             }
-            // Rule 10, once nothing rejects the request outright.
+            // Rules 10 and 11, once nothing rejects the request outright.
             let system = st.target.as_ref().map_or("", |t| t.system.as_str());
             let need = requirements(state.policy(), system, r.delta.as_ref().expect("validated"));
+            let mut v = Vec::new();
             if state.rules_version() >= 4 && need.ticket && r.tickets.is_empty() {
-                let in_force = state.policy().map(|p| PolicyRef {
-                    policy_id: p.policy_id.clone(),
-                    version: p.version,
-                });
-                return Ok(verdict(
-                    vec![violation(
-                        10,
-                        "ticket_required",
-                        "the policy requires a change ticket for this change: name one in tickets",
-                    )],
-                    in_force,
+                v.push(violation(
+                    10,
+                    "ticket_required",
+                    "the policy requires a change ticket for this change: name one in tickets",
                 ));
             }
-            Ok(Verdict::Admit)
+            if state.rules_version() >= 5 {
+                let asked =
+                    (r.access_duration_seconds > 0).then(|| seconds_ms(r.access_duration_seconds));
+                v.extend(duration_violation(asked, need.max_access_duration_ms));
+            }
+            let in_force = (!v.is_empty()).then(|| policy_in_force(state)).flatten();
+            Ok(verdict(v, in_force))
         }
         Kind::BreakGlass if state.rules_version() >= 2 => {
             let Some(Body::BreakGlass(b)) = &st.body else {
@@ -351,10 +358,80 @@ fn review(state: &GateState, entry: &DecodedEntry, linked: &[&Recorded]) -> Verd
     verdict(v, None)
 }
 
+/// Rules version 5: an approval that links a grant's outcome extends the
+/// grant, under the rules of the first approval (who may decide, how long
+/// it may last), while the grant is in force; it must say for how long.
+fn extension(state: &GateState, entry: &DecodedEntry, opener: u64, grant: &Grant) -> Verdict {
+    let st = &entry.statement;
+    let Some(Body::Decision(d)) = &st.body else {
+        unreachable!()
+    };
+    if d.outcome != decision::Outcome::Approve as i32 {
+        return verdict(
+            vec![violation(
+                11,
+                "deny_on_grant",
+                "a DENY decides a request; end a grant early with a revocation of its outcome",
+            )],
+            None,
+        );
+    }
+    let mut v = decision_v2(state, entry, opener);
+    if !grant.in_force(state.time_of(st)) {
+        v.push(violation(
+            11,
+            "grant_ended",
+            format!(
+                "the grant of entry {} has ended; open a new request",
+                grant.outcome
+            ),
+        ));
+    }
+    if d.access_duration_seconds == 0 {
+        v.push(violation(
+            11,
+            "extension_duration",
+            "an extension says how long the access lasts from now: accessDurationSeconds",
+        ));
+    }
+    verdict(v, None)
+}
+
+/// Rule 11's check of a duration (`None`: permanent) against the
+/// policy's maximum for what is added (`None`: no maximum).
+fn duration_violation(duration_ms: Option<i64>, max_ms: Option<i64>) -> Option<RuleViolation> {
+    let max = max_ms?;
+    let message = match duration_ms {
+        None => format!(
+            "the policy allows this access for at most {} s; permanent access is not allowed: set accessDurationSeconds",
+            max / 1000
+        ),
+        Some(d) if d > max => format!(
+            "the access would last {} s; the policy allows at most {} s",
+            d / 1000,
+            max / 1000
+        ),
+        Some(_) => return None,
+    };
+    Some(violation(11, "access_duration", message))
+}
+
+fn seconds_ms(s: u64) -> i64 {
+    i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+fn policy_in_force(state: &GateState) -> Option<PolicyRef> {
+    state.policy().map(|p| PolicyRef {
+        policy_id: p.policy_id.clone(),
+        version: p.version,
+    })
+}
+
 /// Rules version 2 for a decision, when it is made: only a person who may
 /// approve decides (a DENY too: an ineligible DENY would be a veto anyone
-/// could cast), and an approval is within the request and its lifetime.
-fn decision_v2(state: &GateState, entry: &DecodedEntry, opener: u64) -> Verdict {
+/// could cast), and an approval is within the request and its lifetime
+/// (and, version 5, the access it approves within the policy's maximum).
+fn decision_v2(state: &GateState, entry: &DecodedEntry, opener: u64) -> Vec<RuleViolation> {
     let st = &entry.statement;
     let Some(Body::Decision(d)) = &st.body else {
         unreachable!()
@@ -432,8 +509,16 @@ fn decision_v2(state: &GateState, entry: &DecodedEntry, opener: u64) -> Verdict 
                 ),
             ));
         }
+        // A duration above the maximum; none says "as requested", which
+        // the request's own check bounds.
+        if state.rules_version() >= 5 && d.access_duration_seconds > 0 {
+            v.extend(duration_violation(
+                Some(seconds_ms(d.access_duration_seconds)),
+                need.max_access_duration_ms,
+            ));
+        }
     }
-    verdict(v, None)
+    v
 }
 
 /// Rules version 2 for an outcome: only the intent's executor reports it,
@@ -497,6 +582,14 @@ fn same_delta(a: &EntitlementDelta, b: &EntitlementDelta) -> bool {
 
 fn same_set(a: &[String], b: &[String]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}
+
+/// `delta` only removes, and removes exactly `entitlements`.
+fn removes_exactly(delta: &EntitlementDelta, entitlements: &[String]) -> bool {
+    delta.ops.len() == entitlements.len()
+        && delta.ops.iter().all(|o| {
+            o.op == entitlement_op::Op::Remove as i32 && entitlements.contains(&o.entitlement)
+        })
 }
 
 /// `undo` takes `d`'s `after` back to its `before`, each operation
@@ -568,6 +661,9 @@ fn intent(
     let undo = state
         .obligation_of(&st.chain_id)
         .filter(|o| v2 && o.kind == ObligationKind::Undo);
+    let v5 = state.rules_version() >= 5;
+    // Version 5: in a chain holding a grant, an intent removes it.
+    let removal = state.grant_of(&st.chain_id).filter(|_| v5);
     let mut approvers: Vec<&Recorded> = Vec::new();
     // The request's and approvals' flags count too: a flag may raise the
     // approvals needed, and clearing it later must not lower them.
@@ -621,6 +717,47 @@ fn intent(
                 5,
                 "insufficient_human_approvals",
                 "this undo adds a privileged entitlement: open a request for it",
+            ));
+        }
+    } else if let Some(g) = removal {
+        // De-provisioning an ended grant: no approval, exempt from rule 5
+        // and from the policy (which must not keep access past its end).
+        need.approvals = 0;
+        if !linked.iter().any(|r| r.index == g.outcome) {
+            v.push(violation(
+                1,
+                "removal_not_linked",
+                format!("link outcome {}, which granted the access", g.outcome),
+            ));
+        }
+        if !removes_exactly(delta, &g.entitlements) {
+            v.push(violation(
+                3,
+                "not_a_removal",
+                format!(
+                    "a chain holding a grant takes only its removal: REMOVE exactly {:?}",
+                    g.entitlements
+                ),
+            ));
+        }
+        if g.in_force(now) {
+            v.push(violation(
+                11,
+                "grant_in_force",
+                format!(
+                    "the grant runs until {}; revoke its outcome {} to end it early",
+                    crate::access::entry::rfc3339(g.ends_ms),
+                    g.outcome
+                ),
+            ));
+        }
+        if person(executor) == person(target.subject.as_str())
+            || executor_kind == ActorKind::Assistant as i32
+        {
+            v.push(violation(
+                2,
+                "removal_executor",
+                "who holds the access (or answers for them), or an ASSISTANT, does not remove it",
             ));
         }
     } else if break_glass {
@@ -865,11 +1002,39 @@ fn intent(
         }
     }
 
+    if v5 {
+        // Rule 11: no removal ends another chain's grant still in force.
+        for g in state.grants_on(target) {
+            let ends_it = ops(delta, entitlement_op::Op::Remove)
+                .iter()
+                .any(|e| g.entitlements.contains(e));
+            if g.chain_id != st.chain_id && g.in_force(now) && ends_it {
+                v.push(violation(
+                    11,
+                    "grant_in_force",
+                    format!(
+                        "chain {:?} grants this access until {}; revoke its outcome {} to end it early",
+                        g.chain_id,
+                        crate::access::entry::rfc3339(g.ends_ms),
+                        g.outcome
+                    ),
+                ));
+            }
+        }
+        // Rule 11: what an approved intent adds lasts no longer than the
+        // policy allows (the policy may have changed since the request).
+        let adds = !ops(delta, entitlement_op::Op::Add).is_empty();
+        let opener_statement = state.statement(opener);
+        if let (false, true, Some(Body::AccessRequest(r))) =
+            (removal.is_some(), adds, &opener_statement.body)
+        {
+            let granted = state.granted_duration_ms(r, &st.links);
+            v.extend(duration_violation(granted, need.max_access_duration_ms));
+        }
+    }
+
     // Rule 7: the organisation's policy.
-    let in_force = state.policy().map(|p| PolicyRef {
-        policy_id: p.policy_id.clone(),
-        version: p.version,
-    });
+    let in_force = policy_in_force(state);
     if v2 && in_force.is_none() {
         v.push(violation(
             7,
@@ -888,7 +1053,7 @@ fn intent(
                 None => "no policy is published; leave statement.policy empty".to_string(),
             },
         ));
-    } else if let Some(policy) = state.policy() {
+    } else if let Some(policy) = state.policy().filter(|_| removal.is_none()) {
         let requester = if break_glass { "" } else { opener.actor_id() };
         let humans = human_approvers(state, &approvers, requester, executor);
         let (privileged, high_risk) = if v2 {

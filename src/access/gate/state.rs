@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
-use super::classes::requirements;
+use super::classes::{requirements, requirements_flagged};
 use super::limits::{MAX_CHAIN_ENTRIES, MAX_CHAIN_REFUSALS, MAX_OPINIONS_PER_ACTOR};
 use super::Rejection;
 use crate::access::entry::proto::{
@@ -98,6 +98,11 @@ pub struct Chain {
     /// Rules version 3: when the request expires (an access request's
     /// admission plus the policy's maximum request age).
     expires_ms: Option<i64>,
+    /// Rules version 5: how its time-bound grant ended, once it has.
+    ended: Option<ChainStatus>,
+    /// Rules version 5: the chain whose grant covered this one's access
+    /// when it ended.
+    pub covered_by: Option<String>,
 }
 
 /// A chain that has just closed, with the statements the state let go.
@@ -108,6 +113,13 @@ pub struct Closure {
     pub status: ChainStatus,
     /// The chain's entries, in log order.
     pub records: Vec<Recorded>,
+}
+
+/// A target as a key: system, resource, subject.
+type TargetKey = (String, String, String);
+
+fn target_key(t: &Target) -> TargetKey {
+    (t.system.clone(), t.resource.clone(), t.subject.clone())
 }
 
 /// Closed chains are found by a digest of their id: 16 bytes each.
@@ -139,6 +151,16 @@ pub enum ChainStatus {
     /// Rules version 3: the request outlived the policy's maximum request
     /// age unexecuted; the chain closed.
     Expired,
+    /// Rules version 5: the access it granted is in force until its end.
+    Granted,
+    /// Rules version 5: the grant ended (or was revoked early); its access
+    /// awaits removal.
+    AwaitingDeprovisioning,
+    /// Rules version 5: the ended grant's access was removed; closed.
+    Deprovisioned,
+    /// Rules version 5: the grant ended while another grant in force
+    /// covers the same access (its chain is in the obligation); closed.
+    Covered,
 }
 
 /// What an open obligation asks for.
@@ -150,6 +172,21 @@ pub enum ObligationKind {
     /// A change must be undone (a break-glass whose review revoked it):
     /// an executor removes it, without a new approval.
     Undo,
+    /// Rules version 5: a time-bound grant's access must be removed when
+    /// it ends (or at once, once revoked): an executor removes it, without
+    /// a new approval.
+    Deprovision,
+}
+
+impl ObligationKind {
+    /// What is owed, in words.
+    pub fn owed(self) -> &'static str {
+        match self {
+            ObligationKind::Review => "break-glass review",
+            ObligationKind::Undo => "undo of a revoked break-glass",
+            ObligationKind::Deprovision => "de-provisioning of ended access",
+        }
+    }
 }
 
 /// Something a chain still owes: the one kind of obligation every
@@ -162,8 +199,51 @@ pub struct Obligation {
     pub actor: String,
     pub deadline_ms: i64,
     pub kind: ObligationKind,
-    /// The entry that opened the obligation (for an undo: the review).
+    /// The entry that opened the obligation (for an undo: the review; for
+    /// a de-provisioning: the successful outcome that granted the access).
     pub opened_by: u64,
+}
+
+/// Rules version 5: access a chain granted for a time. It is in force from
+/// its successful outcome until `ends_ms` (or its early revocation), and
+/// its chain stays open, owing its de-provisioning, until an executor has
+/// removed what it added.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Grant {
+    pub chain_id: String,
+    /// The successful outcome that granted it.
+    pub outcome: u64,
+    pub target: Target,
+    /// The entitlements it added.
+    pub entitlements: Vec<String>,
+    pub granted_ms: i64,
+    pub ends_ms: i64,
+    /// The revocation that ended it early.
+    pub revoked_by: Option<u64>,
+    /// Extension approvals admitted since it was granted or last
+    /// extended: (decision, person, duration). The extension takes effect
+    /// when as many people as the first grant needed have approved it.
+    #[serde(skip)]
+    extensions: Vec<(u64, Box<str>, i64)>,
+    /// Distinct people an extension needs: as many as the grant did.
+    pub approvals: u32,
+    /// How long its removal may take once it has ended (the policy's).
+    pub window_ms: i64,
+}
+
+impl Grant {
+    /// Whether it grants access at `now`: not ended, not revoked.
+    pub fn in_force(&self, now: i64) -> bool {
+        self.revoked_by.is_none() && now <= self.ends_ms
+    }
+
+    /// When its access had to be gone, at the latest: its end (or its
+    /// revocation) and the removal window after it.
+    pub fn due_ms(&self, revoked_at: Option<i64>) -> i64 {
+        revoked_at
+            .map_or(self.ends_ms, |r| r.min(self.ends_ms))
+            .saturating_add(self.window_ms)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -206,6 +286,16 @@ pub struct GateState {
     used: HashMap<u64, u64>,
     policy: Option<Arc<PolicyPublication>>,
     obligations: BTreeMap<u64, Obligation>,
+    /// Rules version 5: time-bound grants, by their chain's opener, until
+    /// their access is removed or covered.
+    grants: HashMap<u64, Grant>,
+    /// Those grants by end, so the log's clock finds the ones it ends.
+    grant_ends: BTreeSet<(i64, u64)>,
+    /// Those grants by target, to find what covers what.
+    grants_on: HashMap<TargetKey, BTreeSet<u64>>,
+    /// Grants to look at again after the entry being applied: revoked, or
+    /// on a target that just got a new grant (one may now cover another).
+    grants_to_check: Vec<u64>,
     /// The rules and parameters in force (from the log's
     /// `logParameters` record; rules version 1 before one).
     params: Params,
@@ -251,6 +341,10 @@ impl GateState {
             used: HashMap::new(),
             policy: None,
             obligations: BTreeMap::new(),
+            grants: HashMap::new(),
+            grant_ends: BTreeSet::new(),
+            grants_on: HashMap::new(),
+            grants_to_check: Vec::new(),
             params: Params {
                 rules_version: 1,
                 origin: String::new(),
@@ -495,10 +589,22 @@ impl GateState {
             ));
         }
         if let Some(Body::Revocation(r)) = &entry.statement.body {
-            let author = r
-                .revoked
-                .as_ref()
-                .and_then(|r| self.recorded.get(&r.index))
+            let revoked = r.revoked.as_ref().map_or(u64::MAX, |r| r.index);
+            if let Some((opener, _)) = self.grant_by_outcome(revoked) {
+                // Version 5: a grant is revoked early by an admin, its
+                // requester or one of its approvers.
+                if !admin && !self.grant_revokers(opener).contains(&signer) {
+                    return Err(Rejection::new(
+                        403,
+                        "not_revoker",
+                        "only an admin, the requester or an approver revokes a grant",
+                    ));
+                }
+                return Ok(());
+            }
+            let author = self
+                .recorded
+                .get(&revoked)
                 .map(|r| r.actor_id().to_string());
             if !admin && author.as_deref() != Some(signer) {
                 return Err(Rejection::new(
@@ -592,6 +698,24 @@ impl GateState {
         Ok(())
     }
 
+    /// Who may revoke the grant of the chain opened at `opener`: its
+    /// requester and those who approved in it.
+    fn grant_revokers(&self, opener: u64) -> Vec<&str> {
+        let Some(chain) = self.recorded.get(&opener).and_then(|r| {
+            let id = &self.statement(r).chain_id;
+            self.chains.get(id.as_str())
+        }) else {
+            return vec![];
+        };
+        chain
+            .entries
+            .iter()
+            .filter_map(|i| self.recorded.get(i))
+            .filter(|r| r.index == opener || (r.kind() == Kind::Decision && !r.negative))
+            .map(Recorded::actor_id)
+            .collect()
+    }
+
     /// Rules version 2: an admin action that creates authority (changing
     /// the admin set, registering or re-keying a HUMAN, publishing a
     /// policy) carries the signatures of at least the threshold of
@@ -604,11 +728,14 @@ impl GateState {
             | Some(Body::DelegationGrant(_)) => true,
             // An admin withdrawing someone else's decision (a DENY's veto)
             // or grant acts for the organisation.
+            // Ending a grant early takes authority away: one admin does.
             Some(Body::Revocation(r)) => r
                 .revoked
                 .as_ref()
                 .and_then(|r| self.recorded.get(&r.index))
-                .is_some_and(|r| r.actor_id() != entry.signed.signer_id),
+                .is_some_and(|r| {
+                    r.actor_id() != entry.signed.signer_id && r.kind() != Kind::ExecutionOutcome
+                }),
             _ => false,
         };
         let needed = self.params.admin_threshold as usize;
@@ -755,21 +882,39 @@ impl GateState {
                 };
                 let target = r.revoked.as_ref().expect("validated");
                 let field = "statement.revocation.revoked";
+                let v5 = self.params.rules_version >= 5;
                 let rec = self
                     .recorded
                     .get(&target.index)
-                    .filter(|r| matches!(r.kind(), Kind::Decision | Kind::DelegationGrant))
+                    .filter(|r| {
+                        matches!(r.kind(), Kind::Decision | Kind::DelegationGrant)
+                            || (v5 && self.grant_by_outcome(r.index).is_some())
+                    })
                     .ok_or_else(|| {
                         Rejection::new(
                             422,
                             "absent_link",
                             format!(
-                                "entry {} is not a decision of an open chain or a delegation grant",
+                                "entry {} is not a decision of an open chain, a delegation grant or the outcome of a grant",
                                 target.index
                             ),
                         )
                         .at(format!("{field}.index"))
                     })?;
+                let now = self.time_of(st);
+                if let Some((_, g)) = self.grant_by_outcome(target.index) {
+                    if !g.in_force(now) {
+                        return Err(Rejection::new(
+                            409,
+                            "grant_ended",
+                            format!(
+                                "the grant of entry {} has ended; its access awaits removal",
+                                target.index
+                            ),
+                        )
+                        .at(format!("{field}.index")));
+                    }
+                }
                 if rec.leaf_hash.as_slice() != target.leaf_hash.as_slice() {
                     return Err(Rejection::new(
                         422,
@@ -863,13 +1008,16 @@ impl GateState {
         if kind == Kind::ExecutionOutcome {
             return Ok(());
         }
-        if chain.denied {
+        // A chain holding a grant is past its request: what joins it now
+        // extends, revokes or removes the grant (version 5's rules).
+        let granted = self.grants.contains_key(&chain.opener);
+        if chain.denied && !granted {
             return Err(
                 Rejection::new(409, "request_denied", "a DENY is final: open a new chain")
                     .at("statement.chainId"),
             );
         }
-        if Self::expired(chain, at_ms) {
+        if Self::expired(chain, at_ms) && !granted {
             return Err(Rejection::new(
                 409,
                 "request_expired",
@@ -925,8 +1073,96 @@ impl GateState {
         if self.params.rules_version >= 3 && entry.kind() != Kind::LogTime {
             closed = self.close_expired();
         }
+        if self.params.rules_version >= 5 && entry.kind() != Kind::LogTime {
+            closed.extend(self.end_grants());
+        }
         closed.extend(self.record(index, entry));
+        let recheck = std::mem::take(&mut self.grants_to_check);
+        for opener in recheck {
+            closed.extend(self.cover(opener));
+        }
         closed
+    }
+
+    /// Rules version 5: the grants whose end the log's clock has passed
+    /// close where another grant in force covers their access; the rest
+    /// owe their de-provisioning, now due.
+    fn end_grants(&mut self) -> Vec<Closure> {
+        let Some(now) = self.log_time_ms else {
+            return vec![];
+        };
+        let mut closed = vec![];
+        while let Some(&(end, opener)) = self.grant_ends.first() {
+            if end >= now {
+                break;
+            }
+            self.grant_ends.pop_first();
+            closed.extend(self.cover(opener));
+        }
+        closed
+    }
+
+    /// Closes the chain of grant `opener` as covered, if the grant no
+    /// longer grants access itself and other grants in force grant all it
+    /// did to the same subject and target.
+    fn cover(&mut self, opener: u64) -> Option<Closure> {
+        let now = self.log_time_ms.unwrap_or(i64::MIN);
+        let grant = self.grants.get(&opener).filter(|g| !g.in_force(now))?;
+        let by = self.covering(grant, now)?;
+        let chain_id = grant.chain_id.clone();
+        self.obligations.remove(&opener);
+        self.unindex_grant(opener);
+        let chain = self.chains.get_mut(&chain_id)?;
+        chain.ended = Some(ChainStatus::Covered);
+        chain.covered_by = Some(by);
+        let chain = self.chains.get(&chain_id)?;
+        if self.owes_nothing(chain) {
+            self.close(&chain_id)
+        } else {
+            None
+        }
+    }
+
+    /// The chain of a grant in force at `now`, other than `grant`, that
+    /// grants its subject some of the same access on the same target, if
+    /// grants in force together hold all of `grant`'s.
+    fn covering(&self, grant: &Grant, now: i64) -> Option<String> {
+        let others: Vec<&Grant> = self
+            .grants_on
+            .get(&target_key(&grant.target))?
+            .iter()
+            .filter_map(|o| self.grants.get(o))
+            .filter(|g| g.outcome != grant.outcome && g.in_force(now))
+            .collect();
+        let all_held = grant
+            .entitlements
+            .iter()
+            .all(|e| others.iter().any(|g| g.entitlements.contains(e)));
+        if !all_held {
+            return None;
+        }
+        others
+            .iter()
+            .find(|g| {
+                g.entitlements
+                    .iter()
+                    .any(|e| grant.entitlements.contains(e))
+            })
+            .map(|g| g.chain_id.clone())
+    }
+
+    fn unindex_grant(&mut self, opener: u64) {
+        let Some(g) = self.grants.remove(&opener) else {
+            return;
+        };
+        self.grant_ends.remove(&(g.ends_ms, opener));
+        let key = target_key(&g.target);
+        if let Some(set) = self.grants_on.get_mut(&key) {
+            set.remove(&opener);
+            if set.is_empty() {
+                self.grants_on.remove(&key);
+            }
+        }
     }
 
     /// Closes the chains whose request expired before the log's time and
@@ -1132,6 +1368,9 @@ impl GateState {
                     .filter(|t| self.recorded.contains_key(&t.index))
                 {
                     self.revoked.insert(target.index);
+                    if self.params.rules_version >= 5 {
+                        self.revoke_grant(target.index, index, admitted_ms);
+                    }
                     let chain = self
                         .recorded
                         .get(&target.index)
@@ -1171,6 +1410,8 @@ impl GateState {
                         executed: false,
                         denied: false,
                         expires_ms,
+                        ended: None,
+                        covered_by: None,
                     },
                 );
             }
@@ -1233,7 +1474,16 @@ impl GateState {
                     if let Some(opener) = undo.filter(|_| succeeded) {
                         self.obligations.remove(&opener);
                     }
+                    if self.params.rules_version >= 5 && succeeded {
+                        self.grant_or_remove(&st, intent, index, admitted_ms, &o.observed_after);
+                    }
                 }
+            }
+            Some(Body::Decision(d))
+                if self.params.rules_version >= 5
+                    && d.outcome == decision::Outcome::Approve as i32 =>
+            {
+                self.extend_grant(&st, index, admitted_ms, d.access_duration_seconds);
             }
             Some(Body::ExecutionIntent(_)) => {
                 // Each approval (or break-glass) authorises one execution.
@@ -1288,10 +1538,220 @@ impl GateState {
         }
     }
 
+    /// Rules version 5, at a successful outcome of intent `intent` in
+    /// `st`'s chain: the first that adds to a request chain grants the
+    /// access for the shortest duration approved (none: permanent, not
+    /// tracked); one on an intent admitted after the grant removes it
+    /// (the gate admits no other), unless it still sees the access.
+    fn grant_or_remove(
+        &mut self,
+        st: &Statement,
+        intent: u64,
+        index: u64,
+        at: i64,
+        observed_after: &[String],
+    ) {
+        let Some(chain) = self.chains.get(&st.chain_id) else {
+            return;
+        };
+        let opener = chain.opener;
+        if let Some(g) = self.grants.get(&opener) {
+            if intent > g.outcome && !g.entitlements.iter().any(|e| observed_after.contains(e)) {
+                self.obligations.remove(&opener);
+                self.unindex_grant(opener);
+                if let Some(c) = self.chains.get_mut(&st.chain_id) {
+                    c.ended = Some(ChainStatus::Deprovisioned);
+                }
+            }
+            return;
+        }
+        let Some(request) = self
+            .recorded
+            .get(&opener)
+            .filter(|r| r.kind() == Kind::AccessRequest)
+        else {
+            return;
+        };
+        let request = self.statement(request);
+        let Some(Body::AccessRequest(r)) = &request.body else {
+            return;
+        };
+        let Some(intent_statement) = self.recorded.get(&intent).map(|i| self.statement(i)) else {
+            return;
+        };
+        let Some(Body::ExecutionIntent(i)) = &intent_statement.body else {
+            return;
+        };
+        let delta = i.delta.clone().unwrap_or_default();
+        let entitlements: Vec<String> = delta
+            .ops
+            .iter()
+            .filter(|o| o.op == crate::access::entry::proto::entitlement_op::Op::Add as i32)
+            .map(|o| o.entitlement.clone())
+            .collect();
+        if entitlements.is_empty() {
+            return;
+        }
+        let Some(duration) = self.granted_duration_ms(r, &intent_statement.links) else {
+            return;
+        };
+        let target = chain.target.clone();
+        let requested = r.delta.clone().unwrap_or_default();
+        let need = requirements_flagged(
+            self.policy.as_deref(),
+            &target.system,
+            &delta,
+            delta.privileged || requested.privileged,
+            false,
+        );
+        let ends_ms = at.saturating_add(duration);
+        self.obligations.insert(
+            opener,
+            Obligation {
+                chain_id: st.chain_id.clone(),
+                index: opener,
+                actor: st.actor.as_ref().map_or("", |a| a.id.as_str()).to_string(),
+                deadline_ms: ends_ms.saturating_add(need.deprovision_window_ms),
+                kind: ObligationKind::Deprovision,
+                opened_by: index,
+            },
+        );
+        self.grant_ends.insert((ends_ms, opener));
+        let on = self.grants_on.entry(target_key(&target)).or_default();
+        // The new grant may cover grants on its target that have ended.
+        self.grants_to_check.extend(on.iter().copied());
+        on.insert(opener);
+        self.grants.insert(
+            opener,
+            Grant {
+                chain_id: st.chain_id.clone(),
+                outcome: index,
+                target,
+                entitlements,
+                granted_ms: at,
+                ends_ms,
+                revoked_by: None,
+                extensions: vec![],
+                approvals: need.approvals,
+                window_ms: need.deprovision_window_ms,
+            },
+        );
+    }
+
+    /// Rules version 5: how long an intent linking `links` in a chain
+    /// opened by `request` would grant its access for: the shortest of
+    /// the request's duration and its linked approvals' (0 in one of them
+    /// says nothing); `None`: permanent.
+    pub fn granted_duration_ms(
+        &self,
+        request: &crate::access::entry::proto::AccessRequest,
+        links: &[crate::access::entry::proto::EntryRef],
+    ) -> Option<i64> {
+        let approved = links
+            .iter()
+            .filter_map(|l| self.recorded.get(&l.index))
+            .filter(|r| r.kind() == Kind::Decision && !r.negative)
+            .filter_map(|r| match &self.statement(r).body {
+                Some(Body::Decision(d)) => Some(d.access_duration_seconds),
+                _ => None,
+            });
+        std::iter::once(request.access_duration_seconds)
+            .chain(approved)
+            .filter(|s| *s > 0)
+            .min()
+            .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
+    }
+
+    /// Rules version 5: an approval admitted at `at` that links a grant's
+    /// outcome while it is in force counts towards its extension; once as
+    /// many people as the grant needed have approved one, the grant runs
+    /// from `at` for the shortest duration they approved.
+    fn extend_grant(&mut self, st: &Statement, index: u64, at: i64, seconds: u64) {
+        let Some(opener) = self.chains.get(&st.chain_id).map(|c| c.opener) else {
+            return;
+        };
+        let person: Box<str> = self
+            .person_of(st.actor.as_ref().map_or("", |a| a.id.as_str()))
+            .into();
+        let Some(g) = self.grants.get_mut(&opener) else {
+            return;
+        };
+        if !g.in_force(at) || !st.links.iter().any(|l| l.index == g.outcome) || seconds == 0 {
+            return;
+        }
+        let ms = i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        g.extensions.push((index, person, ms));
+        let people: BTreeSet<&str> = g.extensions.iter().map(|(_, p, _)| &**p).collect();
+        if people.len() < g.approvals.max(1) as usize {
+            return;
+        }
+        let shortest = g
+            .extensions
+            .iter()
+            .map(|(_, _, ms)| *ms)
+            .min()
+            .unwrap_or(ms);
+        g.extensions.clear();
+        let (old, new) = (g.ends_ms, at.saturating_add(shortest));
+        g.ends_ms = new;
+        self.grant_ends.remove(&(old, opener));
+        self.grant_ends.insert((new, opener));
+        if let Some(o) = self.obligations.get_mut(&opener) {
+            o.deadline_ms = new.saturating_add(g.window_ms);
+        }
+    }
+
+    /// Rules version 5: revocation `by`, admitted at `at`, of a grant's
+    /// outcome ends the grant: its de-provisioning is due at once.
+    fn revoke_grant(&mut self, outcome: u64, by: u64, at: i64) {
+        let Some(opener) = self.grant_by_outcome(outcome).map(|(opener, _)| opener) else {
+            return;
+        };
+        let Some(g) = self.grants.get_mut(&opener) else {
+            return;
+        };
+        g.revoked_by = Some(by);
+        let due = g.due_ms(Some(at));
+        if let Some(o) = self.obligations.get_mut(&opener) {
+            o.deadline_ms = due;
+        }
+        self.grants_to_check.push(opener);
+    }
+
+    /// Rules version 5: the grant (and its chain's opener) that the
+    /// successful outcome at `outcome` made, while it is tracked.
+    pub fn grant_by_outcome(&self, outcome: u64) -> Option<(u64, &Grant)> {
+        let r = self
+            .recorded
+            .get(&outcome)
+            .filter(|r| r.kind() == Kind::ExecutionOutcome)?;
+        let chain = self.chains.get(&self.statement(r).chain_id)?;
+        let g = self
+            .grants
+            .get(&chain.opener)
+            .filter(|g| g.outcome == outcome)?;
+        Some((chain.opener, g))
+    }
+
+    /// Rules version 5: the time-bound grant of an open chain.
+    pub fn grant_of(&self, chain_id: &str) -> Option<&Grant> {
+        self.grants.get(&self.chains.get(chain_id)?.opener)
+    }
+
+    /// Rules version 5: the tracked grants on `target`.
+    pub fn grants_on(&self, target: &Target) -> impl Iterator<Item = &Grant> {
+        self.grants_on
+            .get(&target_key(target))
+            .into_iter()
+            .flatten()
+            .filter_map(|o| self.grants.get(o))
+    }
+
     /// Lets go of a finished chain's statements, keeping its entry indices
     /// and final status (for `GET /v1/chains/<id>`).
     fn close(&mut self, chain_id: &str) -> Option<Closure> {
         let chain = self.chains.remove(chain_id)?;
+        self.unindex_grant(chain.opener);
         if let Some(e) = chain.expires_ms {
             self.expiring.remove(&(e, chain_id.to_string()));
         }
@@ -1468,7 +1928,11 @@ impl GateState {
                 }
                 Kind::ExecutionOutcome if r.is_failed_outcome() => ChainStatus::ExecutionFailed,
                 Kind::ExecutionIntent | Kind::ExecutionOutcome => {
-                    if self.obligations.contains_key(&chain.opener) {
+                    let review = self
+                        .obligations
+                        .get(&chain.opener)
+                        .is_some_and(|o| o.kind == ObligationKind::Review);
+                    if review {
                         ChainStatus::BreakGlassAwaitingReview
                     } else {
                         ChainStatus::Executed
@@ -1497,8 +1961,16 @@ impl GateState {
             && self
                 .log_time_ms
                 .is_some_and(|now| Self::expired(chain, now));
+        let now = self.log_time_ms.unwrap_or(i64::MIN);
         match self.obligations.get(&chain.opener) {
+            _ if chain.ended.is_some() => chain.ended.unwrap_or(status),
             Some(o) if o.kind == ObligationKind::Undo => ChainStatus::AwaitingUndo,
+            Some(o) if o.kind == ObligationKind::Deprovision => {
+                match self.grants.get(&chain.opener) {
+                    Some(g) if g.in_force(now) => ChainStatus::Granted,
+                    _ => ChainStatus::AwaitingDeprovisioning,
+                }
+            }
             _ if expired => ChainStatus::Expired,
             _ => status,
         }

@@ -900,8 +900,10 @@ impl Auditor {
         match &st.body {
             Some(Body::ExecutionIntent(i)) => {
                 // What ran must be within what was asked (a request for
-                // read executed as admin is a finding, whatever approved it).
-                let requested = self.state.chain(chain).and_then(|c| {
+                // read executed as admin is a finding, whatever approved it);
+                // the removal of a grant's access asks for nothing.
+                let removal = self.state.grant_of(chain).is_some();
+                let requested = self.state.chain(chain).filter(|_| !removal).and_then(|c| {
                     let opener = self.state.statement(self.state.recorded(c.opener)?);
                     match &opener.body {
                         Some(Body::AccessRequest(r)) => r.delta.clone(),
@@ -930,6 +932,39 @@ impl Auditor {
                         Some(Body::BreakGlass(b)) => b.delta.clone(),
                         _ => None,
                     });
+                // Version 5: the removal of a grant's access, on time and
+                // complete.
+                let grant = self
+                    .state
+                    .grant_of(chain)
+                    .filter(|g| st.links.iter().any(|l| l.index > g.outcome))
+                    .map(|g| {
+                        let revoked_at = g
+                            .revoked_by
+                            .and_then(|r| self.state.recorded(r))
+                            .map(|r| r.admitted_ms);
+                        (g.due_ms(revoked_at), g.entitlements.clone())
+                    });
+                if let Some((due, granted)) = grant {
+                    let at = self.state.time_of(st);
+                    let kept: Vec<&String> = granted
+                        .iter()
+                        .filter(|e| o.observed_after.contains(e))
+                        .collect();
+                    if !kept.is_empty() {
+                        let m = format!(
+                            "the removal left {kept:?}, whose removal was due at {}",
+                            entry::rfc3339(due)
+                        );
+                        self.find(index, chain, "access_past_end", m);
+                    } else if at > due {
+                        let m = format!(
+                            "the access was removed {} s after its removal was due",
+                            at.saturating_sub(due) / 1000
+                        );
+                        self.find(index, chain, "late_deprovisioning", m);
+                    }
+                }
                 if let Some(delta) = intent {
                     if sorted(&delta.after) != sorted(&o.observed_after) {
                         let m = format!(
@@ -1038,6 +1073,13 @@ impl Auditor {
                     "revoked_not_undone",
                     format!(
                         "review {} revoked break-glass {index}, and no execution has undone it ({late} s)",
+                        o.opened_by
+                    ),
+                ),
+                ObligationKind::Deprovision => (
+                    "access_not_deprovisioned",
+                    format!(
+                        "the access outcome {} granted ended {late} s ago and has not been removed",
                         o.opened_by
                     ),
                 ),

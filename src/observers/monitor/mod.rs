@@ -252,7 +252,8 @@ impl Monitor {
         for o in report.open.iter().filter(|o| o.deadline_ms < now) {
             if reported.insert(o.index) {
                 println!(
-                    "gatelog monitor: OVERDUE break-glass review: chain {} (entry {} by {}), deadline passed {} s ago",
+                    "gatelog monitor: OVERDUE {}: chain {} (entry {} by {}), deadline passed {} s ago",
+                    o.kind.owed(),
                     o.chain_id,
                     o.index,
                     o.actor,

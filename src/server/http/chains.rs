@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::routes::{json_response, HttpResponse};
 use super::{ApiError, App};
 use crate::access::entry::{entry_json, timestamp, Body, DecodedEntry};
-use crate::access::gate::Obligation;
+use crate::access::gate::{Grant, Obligation};
 use crate::server::gatekeeper::SharedState;
 use crate::sys::clock::now_ms;
 
@@ -34,9 +34,29 @@ pub(crate) fn obligation_json(o: &Obligation, now: i64) -> Value {
         "actor": o.actor,
         "kind": o.kind,
         "opened_by": o.opened_by,
-        // For an undo, when it fell due (at once).
+        "owed": o.kind.owed(),
+        "deadline": serde_json::to_value(timestamp(o.deadline_ms)).unwrap_or_default(),
+        // The same, by its first name (clients of break-glass reviews).
         "review_deadline": serde_json::to_value(timestamp(o.deadline_ms)).unwrap_or_default(),
         "overdue": o.deadline_ms < now,
+    })
+}
+
+/// A time-bound grant (rules version 5): what it granted, to whom, until
+/// when, and whether it was revoked early.
+pub(crate) fn grant_json(g: &Grant) -> Value {
+    json!({
+        "chain_id": g.chain_id,
+        "outcome": g.outcome,
+        "target": {
+            "system": g.target.system,
+            "resource": g.target.resource,
+            "subject": g.target.subject,
+        },
+        "entitlements": g.entitlements,
+        "granted_at": serde_json::to_value(timestamp(g.granted_ms)).unwrap_or_default(),
+        "ends_at": serde_json::to_value(timestamp(g.ends_ms)).unwrap_or_default(),
+        "revoked_by": g.revoked_by,
     })
 }
 
@@ -72,7 +92,7 @@ pub(super) fn serve_chain(
         )));
     }
     let head = app.log.head();
-    let (indices, status, obligation) = {
+    let (indices, status, obligation, grant) = {
         let state = gate.read().map_err(|_| state_gone())?;
         let (indices, status) = state.chain_entries(chain_id).ok_or_else(|| {
             ApiError::new(
@@ -92,7 +112,8 @@ pub(super) fn serve_chain(
         })?;
         indices.retain(|i| *i < head.size);
         let obligation = state.obligation_of(chain_id).cloned();
-        (indices, status, obligation)
+        let grant = state.grant_of(chain_id).map(grant_json);
+        (indices, status, obligation, grant)
     };
     let total = indices.len() as u64;
     let page: Vec<u64> = indices
@@ -148,6 +169,7 @@ pub(super) fn serve_chain(
         "tree_size": head.size,
         "checkpoint": head.checkpoint.to_string(),
         "obligation": obligation.map(|o| obligation_json(&o, now)),
+        "grant": grant,
         "entries_total": total,
         "offset": offset,
         "next_offset": (next < total).then_some(next),
@@ -155,7 +177,7 @@ pub(super) fn serve_chain(
     })))
 }
 
-/// Open break-glass reviews, overdue first.
+/// Open obligations (break-glass reviews, undos, de-provisionings), earliest deadline first.
 pub(super) fn serve_obligations(gate: &SharedState) -> Result<HttpResponse> {
     let now = now_ms();
     let state = gate.read().map_err(|_| state_gone())?;
