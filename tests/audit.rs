@@ -1024,3 +1024,93 @@ fn a_replay_that_spills_reports_what_one_in_memory_reports() {
     assert_eq!(summaries[0].chains, summaries[1].chains);
     assert_eq!(summaries[0].findings, summaries[1].findings);
 }
+
+/// The kill switch, checked from the entries: a log that takes anything a
+/// suspended identity signs after its suspension is caught at that entry,
+/// while what it signed before audits clean.
+#[test]
+fn a_log_that_admits_a_suspended_identitys_entries_is_caught() {
+    use gatelog::access::entry::proto::{LogParameters, LogTime, Suspension};
+    use gatelog::access::entry::Body;
+    let tmp = tempfile::tempdir().unwrap();
+    let (u, admin, _) = Ungated::start(tmp.path());
+    let log_key = gatelog::sys::keyfile::read_private_key(&tmp.path().join("log/log.key")).unwrap();
+    let origin = u.log.origin().to_string();
+    let t = now_ms();
+    let by_log = |body: Body| log_record(&log_key, &origin, t, body);
+    u.log.append(&by_log(Body::LogParameters(LogParameters {
+        rules_version: 5,
+        log_origin: origin.clone(),
+        max_clock_skew_ms: 300_000,
+        admin_keys: vec![admin.verifier().to_vkey()],
+        admin_threshold: 1,
+    })));
+    u.log.append(&by_log(Body::LogTime(LogTime {})));
+    let (alice, olivia, copilot) = (
+        NoteSigner::from_seed("alice", [2; 32]).unwrap(),
+        NoteSigner::from_seed("olivia", [3; 32]).unwrap(),
+        NoteSigner::from_seed("copilot", [4; 32]).unwrap(),
+    );
+    let assistant = build::assistant("copilot", "spiffe://corp/ai/copilot", "m-1", "a-1");
+    for (actor, owner, k) in [
+        (human("alice"), "", &alice),
+        (human("olivia"), "", &olivia),
+        (assistant.clone(), "olivia", &copilot),
+    ] {
+        u.put(
+            &admin,
+            &build::register(&human("admin"), &actor, owner, k.verifier().public_key(), t),
+        );
+    }
+    let d = delta(&["read"], &["write"], &[]);
+    let recommend = |chain: &str| {
+        let req = u.put(
+            &alice,
+            &build::request(
+                &human("alice"),
+                chain,
+                target("github", "corp/app", "alice"),
+                d.clone(),
+                "olivia",
+                t,
+            ),
+        );
+        u.put(
+            &copilot,
+            &build::recommend(&assistant, chain, vec![req], d.clone(), [7; 32], t),
+        );
+    };
+    recommend("BEFORE");
+    u.put(
+        &admin,
+        &Statement {
+            actor: Some(human("admin")),
+            issued_at: Some(gatelog::access::entry::timestamp(t)),
+            body: Some(Body::Suspension(Suspension {
+                identity: "copilot".into(),
+                lifted: false,
+                reason: "recommending outside its scope".into(),
+            })),
+            ..Default::default()
+        },
+    );
+    recommend("AFTER");
+    let url = format!("http://{}", u.log.addr);
+    let out = tmp.path().join("audit");
+    let (code, output) = run_gatelog(&[
+        "audit",
+        "--log",
+        &url,
+        "--vkey",
+        &u.log.vkey,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{output}");
+    let expected: BTreeSet<(String, String)> = [("signer".to_string(), "AFTER".to_string())]
+        .into_iter()
+        .collect();
+    assert_eq!(findings(&out), expected, "{output}");
+    let exceptions = std::fs::read_to_string(out.join("exceptions.csv")).unwrap();
+    assert!(exceptions.contains("suspended"), "{exceptions}");
+}

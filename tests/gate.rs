@@ -2026,6 +2026,23 @@ fn authority_takes_m_of_n_admins_and_the_admin_set_changes_in_the_log() {
     };
     assert_eq!(post(&[a2], &policy(a2)).error_code(), "admin_quorum");
     assert_eq!(post(&[a2, a3], &policy(a2)).status, 200);
+    // One admin suspends (the kill switch takes authority away); lifting
+    // gives it back, so it takes two.
+    let suspend = |by: &NoteSigner, lifted: bool| Statement {
+        actor: Some(human(by.name())),
+        issued_at: Some(entry::timestamp(now())),
+        body: Some(entry::Body::Suspension(entry::proto::Suspension {
+            identity: "bot".into(),
+            lifted,
+            reason: String::new(),
+        })),
+        ..Default::default()
+    };
+    let r = post(&[a2], &suspend(a2, false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(post(&[a2], &suspend(a2, true)).error_code(), "admin_quorum");
+    let r = post(&[a2, a1], &suspend(a2, true));
+    assert_eq!(r.status, 200, "{}", r.text());
     // The admins replace admin3 with admin4, threshold 1 from then on.
     let change = |by: &NoteSigner, keys: &[&NoteSigner], threshold: u32| Statement {
         actor: Some(human(by.name())),
@@ -3153,5 +3170,114 @@ fn overlapping_grants_end_separately_and_no_removal_ends_one_in_force() {
         &log.outcome("deployer", "O2", &removed, &["read"]),
     );
     assert_eq!(log.chain("O2")["status"], "deprovisioned");
+    log.audits_clean();
+}
+
+fn suspension(log: &Log, who: &str, lifted: bool) -> Statement {
+    Statement {
+        actor: Some(log.actor("admin").clone()),
+        issued_at: Some(entry::timestamp(now())),
+        body: Some(entry::Body::Suspension(entry::proto::Suspension {
+            identity: who.into(),
+            lifted,
+            reason: "kill switch".into(),
+        })),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_suspension_stops_an_identity_everywhere_at_once() {
+    let log = Log::start();
+    time_bound_write(&log, 60);
+    let d = delta(&["read"], &["deploy"], &[]);
+    // alice holds a grant; bob approved a change still to run; copilot
+    // recommends.
+    let granted = grant(&log, "K1", 3600);
+    let (req, bob) = log.approved("K2", &d);
+    let recommend = || {
+        build::recommend(
+            log.actor("copilot"),
+            "K2",
+            vec![req.link()],
+            d.clone(),
+            [7; 32],
+            now(),
+        )
+    };
+    log.ok("copilot", &recommend());
+    // The assistant goes wrong: one admin signature stops it.
+    log.ok("admin", &suspension(&log, "copilot", false));
+    let e = log.rejected(log.key("copilot"), &recommend(), 403, "suspended");
+    assert_eq!(e["field"], "signedEntry.signerId", "{e}");
+    // bob is suspended: the approval he gave and that was not used is void.
+    log.ok("admin", &suspension(&log, "bob", false));
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "K2", vec![req.link(), bob.link()], &d),
+    );
+    assert_eq!(codes(&v), ["approval_voided"]);
+    // alice is suspended: the access she holds owes its removal now.
+    assert_eq!(log.chain("K1")["status"], "granted");
+    log.ok("admin", &suspension(&log, "alice", false));
+    assert_eq!(log.chain("K1")["status"], "awaiting_deprovisioning");
+    let removed = log.ok("deployer", &removal(&log, "deployer", "K1", &granted));
+    log.ok(
+        "deployer",
+        &log.outcome("deployer", "K1", &removed, &["read"]),
+    );
+    assert_eq!(log.chain("K1")["status"], "deprovisioned");
+    // What makes no sense is rejected and changes nothing.
+    let admin = log.key("admin");
+    log.rejected(
+        admin,
+        &suspension(&log, "bob", false),
+        409,
+        "already_suspended",
+    );
+    log.rejected(
+        admin,
+        &suspension(&log, "carol", true),
+        409,
+        "not_suspended",
+    );
+    log.rejected(
+        admin,
+        &suspension(&log, "nobody", false),
+        404,
+        "unknown_identity",
+    );
+    log.rejected(
+        admin,
+        &suspension(&log, "admin", false),
+        422,
+        "admin_suspension",
+    );
+    let mut by_carol = suspension(&log, "bob", true);
+    by_carol.actor = Some(log.actor("carol").clone());
+    log.rejected(log.key("carol"), &by_carol, 403, "admin_only");
+    // Lifted, bob signs again; the approval it voided stays void.
+    log.ok("admin", &suspension(&log, "bob", true));
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "K2", vec![req.link(), bob.link()], &d),
+    );
+    assert_eq!(codes(&v), ["approval_voided"]);
+    let t = now();
+    let again = log.ok(
+        "bob",
+        &build::approve(
+            log.actor("bob"),
+            "K2",
+            vec![req.link()],
+            d.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    log.ok(
+        "deployer",
+        &log.intent("deployer", "K2", vec![req.link(), again.link()], &d),
+    );
     log.audits_clean();
 }

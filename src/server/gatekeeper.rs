@@ -486,7 +486,10 @@ impl Admission for Gatekeeper {
                 Ok(Verdict::Admit) => {
                     keys_changed |= matches!(
                         d.kind(),
-                        Kind::IdentityRegistration | Kind::AdminSetChange | Kind::LogParameters
+                        Kind::IdentityRegistration
+                            | Kind::AdminSetChange
+                            | Kind::LogParameters
+                            | Kind::Suspension
                     );
                     state.apply(next, d);
                     next += 1;

@@ -301,6 +301,7 @@ pub enum Kind {
     LogParameters,
     LogTime,
     AdminSetChange,
+    Suspension,
     /// No body, or one this version does not know.
     Unknown,
 }
@@ -323,6 +324,7 @@ impl Kind {
             Some(Body::LogParameters(_)) => Kind::LogParameters,
             Some(Body::LogTime(_)) => Kind::LogTime,
             Some(Body::AdminSetChange(_)) => Kind::AdminSetChange,
+            Some(Body::Suspension(_)) => Kind::Suspension,
             None => Kind::Unknown,
         }
     }
@@ -353,6 +355,7 @@ impl Kind {
             Kind::LogParameters => "logParameters",
             Kind::LogTime => "logTime",
             Kind::AdminSetChange => "adminSetChange",
+            Kind::Suspension => "suspension",
             Kind::Unknown => "unknown",
         }
     }

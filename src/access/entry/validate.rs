@@ -145,6 +145,7 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
             | Kind::LogParameters
             | Kind::LogTime
             | Kind::AdminSetChange
+            | Kind::Suspension
     );
     // Every kind: a refusal record repeats the chain id, and must fit.
     require(
@@ -320,6 +321,13 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
                 .as_ref()
                 .ok_or_else(|| EntryError::new("statement.revocation.revoked", "required"))?;
             check_ref(revoked, "statement.revocation.revoked")?;
+        }
+        Body::Suspension(s) => {
+            require(
+                !s.identity.is_empty(),
+                "statement.suspension.identity",
+                "required: the identity suspended (or whose suspension is lifted)",
+            )?;
         }
         Body::AdminSetChange(c) => {
             let field = "statement.adminSetChange.adminKeys";

@@ -152,6 +152,10 @@ pub fn check_sizes(st: &Statement) -> Result<(), Rejection> {
             }
         }
         Some(Body::Revocation(r)) => c.text(&r.reason, || "statement.revocation.reason".into()),
+        Some(Body::Suspension(s)) => {
+            c.name(&s.identity, || "statement.suspension.identity".into());
+            c.text(&s.reason, || "statement.suspension.reason".into());
+        }
         // The log's own records and admin set changes: written by the log
         // or bounded by validation (at most 17 admin keys).
         Some(Body::GateRefusal(_))

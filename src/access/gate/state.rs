@@ -306,6 +306,9 @@ pub struct GateState {
     voided: HashSet<u64>,
     /// Intents whose outcome has been reported.
     reported: HashSet<u64>,
+    /// Rules version 5: suspended identities, and the entry that suspended
+    /// each.
+    suspended: HashMap<String, u64>,
 }
 
 /// Every parameter that changes a verdict, as the log recorded it.
@@ -355,6 +358,7 @@ impl GateState {
             log_time_ms: None,
             voided: HashSet::new(),
             reported: HashSet::new(),
+            suspended: HashMap::new(),
         }
     }
 
@@ -507,6 +511,16 @@ impl GateState {
             )
             .at("signedEntry.keyId"));
         }
+        if let Some(at) = self.suspended.get(signer.as_str()) {
+            return Err(Rejection::new(
+                403,
+                "suspended",
+                format!(
+                    "{signer} was suspended by entry {at}: its keys sign nothing the log takes"
+                ),
+            )
+            .at("signedEntry.signerId"));
+        }
         if let Some(a) = actor {
             let r = &identity.actor;
             if a.kind != r.kind
@@ -536,6 +550,7 @@ impl GateState {
                 | Kind::PolicyPublication
                 | Kind::DelegationGrant
                 | Kind::AdminSetChange
+                | Kind::Suspension
         );
         if admin_only && !admin {
             return Err(Rejection::new(
@@ -575,6 +590,9 @@ impl GateState {
                 "needs_rules_version_2",
                 "the admin set lives in the log from rules version 2",
             ));
+        }
+        if let Some(Body::Suspension(s)) = &entry.statement.body {
+            self.may_suspend(s)?;
         }
         let assistant = entry
             .statement
@@ -698,6 +716,89 @@ impl GateState {
         Ok(())
     }
 
+    /// Whether an admin may suspend (or lift the suspension of) `s.identity`
+    /// now (rules version 5).
+    fn may_suspend(&self, s: &crate::access::entry::proto::Suspension) -> Result<(), Rejection> {
+        let field = "statement.suspension.identity";
+        let id = s.identity.as_str();
+        if self.params.rules_version < 5 {
+            return Err(Rejection::new(
+                422,
+                "needs_rules_version_5",
+                "suspensions are rules version 5's",
+            ));
+        }
+        if self.admins.contains_key(id) {
+            return Err(Rejection::new(
+                422,
+                "admin_suspension",
+                format!("{id} is an admin: an admin leaves through an adminSetChange (M of N)"),
+            )
+            .at(field));
+        }
+        if !self.identities.contains_key(id) {
+            return Err(
+                Rejection::new(404, "unknown_identity", format!("{id} is not registered"))
+                    .at(field),
+            );
+        }
+        match (s.lifted, self.suspended.get(id)) {
+            (false, Some(at)) => Err(Rejection::new(
+                409,
+                "already_suspended",
+                format!("{id} is suspended since entry {at}"),
+            )
+            .at(field)),
+            (true, None) => {
+                Err(
+                    Rejection::new(409, "not_suspended", format!("{id} is not suspended"))
+                        .at(field),
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Rules version 5: suspends `id` by entry `by`, admitted at `at`:
+    /// its unused approvals are void, the delegations it holds or gave are
+    /// revoked, and every grant it holds owes its removal now.
+    fn suspend(&mut self, id: &str, by: u64, at: i64) {
+        self.suspended.insert(id.to_string(), by);
+        let approvals: Vec<u64> = self
+            .recorded
+            .values()
+            .filter(|d| d.kind() == Kind::Decision && d.actor_id() == id)
+            .filter(|d| !self.used.contains_key(&d.index))
+            .map(|d| d.index)
+            .collect();
+        self.voided.extend(approvals);
+        let delegations: Vec<u64> = self
+            .recorded
+            .values()
+            .filter(|r| r.kind() == Kind::DelegationGrant)
+            .filter(|r| match &self.statement(r).body {
+                Some(Body::DelegationGrant(g)) => g.grantee == id || g.principal == id,
+                _ => false,
+            })
+            .map(|r| r.index)
+            .collect();
+        self.revoked.extend(delegations);
+        let held: Vec<u64> = self
+            .grants
+            .values()
+            .filter(|g| g.target.subject == id && g.in_force(at))
+            .map(|g| g.outcome)
+            .collect();
+        for outcome in held {
+            self.revoke_grant(outcome, by, at);
+        }
+    }
+
+    /// Rules version 5: the entry that suspended `id`, while it is.
+    pub fn suspended_by(&self, id: &str) -> Option<u64> {
+        self.suspended.get(id).copied()
+    }
+
     /// Who may revoke the grant of the chain opened at `opener`: its
     /// requester and those who approved in it.
     fn grant_revokers(&self, opener: u64) -> Vec<&str> {
@@ -726,6 +827,9 @@ impl GateState {
             | Some(Body::AdminSetChange(_))
             | Some(Body::IdentityRegistration(_))
             | Some(Body::DelegationGrant(_)) => true,
+            // Suspending takes authority away: one admin does, at once.
+            // Lifting gives it back: M of N.
+            Some(Body::Suspension(s)) => s.lifted,
             // An admin withdrawing someone else's decision (a DENY's veto)
             // or grant acts for the organisation.
             // Ending a grant early takes authority away: one admin does.
@@ -793,6 +897,7 @@ impl GateState {
                 | Kind::LogParameters
                 | Kind::LogTime
                 | Kind::AdminSetChange
+                | Kind::Suspension
         );
         if let Some(status) = self
             .closed
@@ -875,7 +980,8 @@ impl GateState {
             | Kind::DelegationGrant
             | Kind::LogParameters
             | Kind::LogTime
-            | Kind::AdminSetChange => {}
+            | Kind::AdminSetChange
+            | Kind::Suspension => {}
             Kind::Revocation => {
                 let Some(Body::Revocation(r)) = &st.body else {
                     unreachable!()
@@ -1244,6 +1350,7 @@ impl GateState {
                 | Kind::LogParameters
                 | Kind::LogTime
                 | Kind::AdminSetChange
+                | Kind::Suspension
         );
         let statement = match &self.storage {
             Some(storage) if recordable => {
@@ -1290,6 +1397,14 @@ impl GateState {
             Some(Body::AdminSetChange(c)) => {
                 self.set_admins(&c.admin_keys);
                 self.params.admin_threshold = c.admin_threshold.max(1);
+                return None;
+            }
+            Some(Body::Suspension(s)) => {
+                if s.lifted {
+                    self.suspended.remove(&s.identity);
+                } else if self.params.rules_version >= 5 {
+                    self.suspend(&s.identity, index, admitted_ms);
+                }
                 return None;
             }
             Some(Body::IdentityRegistration(r)) => {
