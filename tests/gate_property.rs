@@ -1,7 +1,8 @@
 //! The gate on arbitrary histories: random actors making random
 //! statements (wrong links, wrong people, wrong deltas, wrong times, other
 //! chains, keys revoked midway) go through the server's own admission (the
-//! `Gatekeeper`, rules version 2), one batch each. Nothing panics, and the
+//! `Gatekeeper`, this release's rules: time-bound grants, their
+//! extensions, revocations and removals, suspensions), one batch each. Nothing panics, and the
 //! audit of the log the gate produced, replayed from its leaves alone,
 //! reports no finding about the gate: every refusal record is one the audit's replay of
 //! the gate makes too, and nothing admitted breaks a rule. Before each
@@ -52,10 +53,10 @@ struct Step {
 fn step() -> impl Strategy<Value = Step> {
     (
         0usize..7,
-        0u8..11,
+        0u8..13,
         0usize..CHAINS.len(),
         prop::collection::vec(0usize..8, 0..3),
-        0u8..3,
+        0u8..4,
         0usize..7,
         prop_oneof![8 => Just(0i64), 1 => Just(-30i64), 1 => Just(30i64)],
         any::<bool>(),
@@ -109,7 +110,9 @@ fn deltas(n: u8) -> EntitlementDelta {
     match n {
         0 => delta(&["read"], &["write"], &[]),
         1 => delta(&["read"], &["admin"], &[]),
-        _ => delta(&["read", "oncall"], &[], &["oncall"]),
+        2 => delta(&["read", "oncall"], &[], &["oncall"]),
+        // The removal of what 0 grants.
+        _ => delta(&["read", "write"], &[], &["write"]),
     }
 }
 
@@ -141,9 +144,19 @@ fn statement(
         version: 1,
     });
     let executor = &cast.actors[s.executor].0.id;
+    // Rules version 5: `write` lasts at most an hour; with the flag, a
+    // request or approval asks for ten minutes (an approval linking a
+    // grant's outcome extends it).
+    let lasting = |st: Statement| {
+        if s.flag {
+            build::lasting(st, 600)
+        } else {
+            st
+        }
+    };
     match s.kind {
-        0 => build::request(actor, chain, tgt, d, executor, at),
-        1 => build::approve(actor, chain, links, d, at + 10 * MINUTE, at),
+        0 => lasting(build::request(actor, chain, tgt, d, executor, at)),
+        1 => lasting(build::approve(actor, chain, links, d, at + 10 * MINUTE, at)),
         2 => {
             let mut st = build::approve(actor, chain, links, d, at + MINUTE, at);
             if let Some(Body::Decision(x)) = &mut st.body {
@@ -156,9 +169,22 @@ fn statement(
         6 => build::outcome(actor, chain, links, d.after, "c", at),
         7 => build::break_glass(actor, chain, tgt, d, "incident", at + 60 * MINUTE, at),
         8 => build::review(actor, chain, links, s.flag, at),
-        9 => match chain_entries.first() {
-            Some((r, _)) => build::revoke(actor, r.clone(), "no", at),
+        // A revocation of what it links first (a decision, a grant's
+        // outcome, anything), else of the chain's first entry.
+        9 => match links.first().or(chain_entries.first().map(|(r, _)| r)) {
+            Some(r) => build::revoke(actor, r.clone(), "no", at),
             None => build::revoke(actor, link(0, &[0; 32]), "no", at),
+        },
+        // The admin suspends the actor (or lifts its suspension).
+        11 => Statement {
+            actor: Some(cast.admin.0.clone()),
+            issued_at: Some(entry::timestamp(at)),
+            body: Some(Body::Suspension(entry::proto::Suspension {
+                identity: actor.id.clone(),
+                lifted: s.flag,
+                reason: String::new(),
+            })),
+            ..Default::default()
         },
         _ => {
             // The admin revokes the actor's key (or rotates it, stating a
@@ -193,14 +219,17 @@ fn gate_history(steps: &[Step]) -> (Vec<Vec<u8>>, NoteVerifier) {
     let log_key = log.verifier().clone();
     let cast = Cast::new();
     let now = gatelog::sys::clock::now_ms();
-    let policy = entry::sign(
-        &cast.admin.1,
-        &build::for_log(
-            build::publish_policy(&cast.admin.0, "default", 1, DEV_POLICY, 0, now),
-            &origin,
-        ),
-    )
-    .encode_to_vec();
+    let mut policy = build::publish_policy(&cast.admin.0, "default", 1, DEV_POLICY, 0, now);
+    if let Some(Body::PolicyPublication(p)) = &mut policy.body {
+        p.classes
+            .push(gatelog::access::entry::proto::EntitlementClass {
+                pattern: "write".into(),
+                max_access_duration_seconds: 3600,
+                deprovision_window_seconds: 1,
+                ..Default::default()
+            });
+    }
+    let policy = entry::sign(&cast.admin.1, &build::for_log(policy, &origin)).encode_to_vec();
     let config = GateConfig {
         admins: vec![cast.admin.1.verifier()],
         admin_threshold: 1,
@@ -265,8 +294,57 @@ fn gate_history(steps: &[Step]) -> (Vec<Vec<u8>>, NoteVerifier) {
     let mut chains: Vec<Vec<(EntryRef, u8)>> = vec![vec![]; CHAINS.len()];
     let mut everything: Vec<EntryRef> = vec![];
     for s in steps {
+        if s.kind == 12 {
+            // A whole grant at once (request for ten minutes, approval,
+            // intent, outcome), so that random steps meet grants to
+            // extend, revoke and remove.
+            let chain = CHAINS[s.chain];
+            let (alice, bob, deployer) = (&cast.actors[0], &cast.actors[1], &cast.actors[4]);
+            let d = deltas(0);
+            let tgt = target("github", "corp/app", PEOPLE[s.chain % PEOPLE.len()]);
+            let mut last: Vec<EntryRef> = vec![];
+            let steps: [(&(Actor, NoteSigner), u8); 4] =
+                [(alice, 0), (bob, 1), (deployer, 4), (deployer, 6)];
+            for (who, kind) in steps {
+                let st = match kind {
+                    0 => build::lasting(
+                        build::request(&who.0, chain, tgt.clone(), d.clone(), "deployer", now),
+                        600,
+                    ),
+                    1 => build::approve(&who.0, chain, last.clone(), d.clone(), now + MINUTE, now),
+                    4 => build::intent(
+                        &who.0,
+                        chain,
+                        last.clone(),
+                        d.clone(),
+                        Some(PolicyRef {
+                            policy_id: "default".into(),
+                            version: 1,
+                        }),
+                        now,
+                    ),
+                    _ => build::outcome(
+                        &who.0,
+                        chain,
+                        last.last().cloned().into_iter().collect(),
+                        d.after.clone(),
+                        "c",
+                        now,
+                    ),
+                };
+                let leaf = entry::sign(&who.1, &build::for_log(st, &origin)).encode_to_vec();
+                let hash = leaf_hash(&leaf);
+                if let Some(index) = submit(&mut keeper, &mut leaves, leaf) {
+                    let r = link(index, &hash);
+                    chains[s.chain].push((r.clone(), kind));
+                    everything.push(r.clone());
+                    last.push(r);
+                }
+            }
+            continue;
+        }
         let st = statement(&cast, s, &chains[s.chain], &everything, now);
-        let signer = if s.kind == 10 {
+        let signer = if s.kind >= 10 {
             &cast.admin.1
         } else {
             &cast.actors[s.actor].1
