@@ -3281,3 +3281,211 @@ fn a_suspension_stops_an_identity_everywhere_at_once() {
     );
     log.audits_clean();
 }
+
+fn access(log: &Log, query: &str) -> serde_json::Value {
+    get_ok(log.server.addr, &format!("/v1/access?{query}")).json()
+}
+
+/// Each holding's outcome (or each entry) proves its inclusion under the
+/// answer's signed checkpoint.
+fn proofs_verify(log: &Log, answer: &serde_json::Value, list: &str) {
+    let log_key = NoteVerifier::parse(&log.server.vkey).unwrap();
+    let cp = Checkpoint::open(answer["checkpoint"].as_str().unwrap().as_bytes(), &log_key).unwrap();
+    for item in answer[list].as_array().unwrap() {
+        let proven = if list == "holdings" {
+            &item["outcome"]
+        } else {
+            item
+        };
+        let leaf: [u8; 32] = common::b64(proven["leaf_hash"].as_str().unwrap())
+            .try_into()
+            .unwrap();
+        verify_inclusion(
+            proven["index"].as_u64().unwrap(),
+            cp.size,
+            &leaf,
+            &hash_list(&proven["inclusion_proof"]),
+            &cp.root,
+        )
+        .unwrap();
+    }
+}
+
+/// (entitlement, chain, status, outcome) of each holding.
+fn holdings(answer: &serde_json::Value) -> Vec<(String, String, String, u64)> {
+    let mut v: Vec<_> = answer["holdings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["entitlement"].as_str().unwrap().to_string(),
+                h["chain_id"].as_str().unwrap().to_string(),
+                h["status"].as_str().unwrap().to_string(),
+                h["outcome"]["index"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn who_has_what_is_answered_with_proofs_and_equals_the_offline_replay() {
+    let log = Log::start();
+    time_bound_write(&log, 60);
+    let before = entry::rfc3339(now() - MINUTE);
+    // alice: `write` for an hour, `deploy` for good; copilot recommended.
+    let timed = grant(&log, "W1", 3600);
+    let d = delta(&["read"], &["deploy"], &[]);
+    let (req, bob) = log.approved("P1", &d);
+    log.ok(
+        "copilot",
+        &build::recommend(
+            log.actor("copilot"),
+            "P1",
+            vec![req.link()],
+            d.clone(),
+            [1; 32],
+            now(),
+        ),
+    );
+    let int = log.ok(
+        "deployer",
+        &log.intent("deployer", "P1", vec![req.link(), bob.link()], &d),
+    );
+    let permanent = log.ok(
+        "deployer",
+        &log.outcome("deployer", "P1", &int, &["read", "deploy"]),
+    );
+    let a = access(&log, "subject=alice");
+    assert_eq!(
+        holdings(&a),
+        [
+            ("deploy".into(), "P1".into(), "held".into(), permanent.index),
+            ("write".into(), "W1".into(), "held".into(), timed.index),
+        ],
+        "{a}"
+    );
+    let ends: Vec<bool> = a["holdings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["ends_at"].is_string())
+        .collect();
+    assert!(ends.contains(&true) && ends.contains(&false), "{a}");
+    proofs_verify(&log, &a, "holdings");
+    let r = access(&log, "resource=corp/payments&system=github");
+    assert_eq!(holdings(&r), holdings(&a));
+    assert!(holdings(&access(&log, "subject=bob")).is_empty());
+    assert!(holdings(&access(&log, &format!("subject=alice&at={before}"))).is_empty());
+    // All one assistant did.
+    let c = access(&log, "actor=copilot");
+    let kinds: Vec<&str> = c["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["recommendation"], "{c}");
+    proofs_verify(&log, &c, "entries");
+    // Paged.
+    let p = access(&log, "subject=alice&limit=1");
+    assert_eq!(
+        (p["total"].as_u64(), p["next_offset"].as_u64()),
+        (Some(2), Some(1))
+    );
+    // Questions that make no sense get 400, naming the problem.
+    for bad in [
+        "",
+        "subject=alice&actor=bob",
+        "subject=alice&limit=0",
+        "subject=alice&at=yesterday",
+        "actor=bob&at=2026-01-01T00:00:00Z",
+        "who=alice",
+    ] {
+        let r = http(log.server.addr, "GET", &format!("/v1/access?{bad}"), &[]).unwrap();
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+    // The timed grant revoked and removed (a log-time tick later): history
+    // keeps it.
+    let during = a["holdings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["entitlement"] == "write")
+        .unwrap()["granted_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    log.ok(
+        "alice",
+        &build::revoke(log.actor("alice"), timed.link(), "done", now()),
+    );
+    // (What the removal leaves is what is there: read and deploy.)
+    let undo = delta(&["read", "deploy", "write"], &[], &["write"]);
+    let removed = log.ok(
+        "deployer",
+        &log.intent("deployer", "W1", vec![timed.link()], &undo),
+    );
+    log.ok(
+        "deployer",
+        &log.outcome("deployer", "W1", &removed, &["read", "deploy"]),
+    );
+    let now_held = access(&log, "subject=alice");
+    assert_eq!(
+        holdings(&now_held),
+        [("deploy".into(), "P1".into(), "held".into(), permanent.index)]
+    );
+    let then = access(&log, &format!("subject=alice&at={during}"));
+    assert_eq!(holdings(&then).len(), 2, "{then}");
+    // The auditor's answer, from the log's entries alone, is the same.
+    let url = format!("http://{}", log.server.addr);
+    for (flag, value, query) in [
+        ("--subject", "alice", "subject=alice".to_string()),
+        ("--subject", "alice", format!("subject=alice&at={during}")),
+        (
+            "--resource",
+            "corp/payments",
+            "resource=corp/payments&system=github".into(),
+        ),
+    ] {
+        let mut args = vec![
+            "access",
+            "--log",
+            &url,
+            "--vkey",
+            &log.server.vkey,
+            flag,
+            value,
+        ];
+        if query.contains("system") {
+            args.extend(["--system", "github"]);
+        }
+        if query.contains("at=") {
+            args.extend(["--at", &during]);
+        }
+        let (code, out) = common::run_gatelog(&args);
+        assert_eq!(code, 0, "{out}");
+        let offline: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            holdings(&offline),
+            holdings(&access(&log, &query)),
+            "{query}"
+        );
+    }
+    let (code, out) = common::run_gatelog(&[
+        "access",
+        "--log",
+        &url,
+        "--vkey",
+        &log.server.vkey,
+        "--actor",
+        "copilot",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let offline: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(offline["entries"][0]["kind"], "recommendation");
+    log.audits_clean();
+}

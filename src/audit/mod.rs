@@ -11,6 +11,7 @@
 //! layout; never the server. Builds on the verifying side (feature
 //! `verifier`).
 
+pub mod access;
 pub mod package;
 pub mod report;
 pub mod source;
@@ -144,7 +145,7 @@ fn send_reports(auditor: &mut Auditor, chains: &mpsc::SyncSender<Vec<ChainReport
 }
 
 /// Entry bundles replayed per batch.
-const BUNDLES_PER_BATCH: u64 = 4;
+pub(super) const BUNDLES_PER_BATCH: u64 = 4;
 
 /// Why an audit could not give a verdict on the log's content.
 pub enum Failure {
@@ -195,7 +196,7 @@ fn read_draft(
     Ok((draft, true))
 }
 
-fn read_admin(path: &Path) -> anyhow::Result<NoteVerifier> {
+pub(super) fn read_admin(path: &Path) -> anyhow::Result<NoteVerifier> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     NoteVerifier::parse(text.trim())
@@ -423,7 +424,7 @@ fn audit(args: &AuditConfig, progress: &ProgressBar) -> Result<AuditSummary, Fai
 /// [`BUNDLES_PER_BATCH`]), the first entry being `index`; returns how many
 /// entries were read, whether a bundle was short, and the entries found
 /// to differ from the log's hash tiles.
-fn replay_bundles(
+pub(super) fn replay_bundles(
     source: &Source,
     auditor: &mut Auditor,
     cp: &Checkpoint,

@@ -3,6 +3,7 @@
 //! "server"), `submit` the workflow client; `verify` what an auditor runs
 //! (feature "verifier").
 
+mod access;
 mod audit;
 #[cfg(feature = "server")]
 mod server;
@@ -156,6 +157,28 @@ pub enum Command {
     ///       --since last.checkpoint --period 2026-07-01..2026-10-01 --out ./audit-q3
     #[command(verbatim_doc_comment)]
     Audit(audit::AuditArgs),
+    /// Who has what: the access the log's history establishes, verified.
+    ///
+    /// Replays the log (a mirror or its URL) as `audit` does (every
+    /// signature, every gate decision, the root against the signed
+    /// checkpoint) and answers one question as JSON:
+    ///   --subject ID      what ID holds (each holding with its chain, the
+    ///                     outcome that granted it, when its grant ends, and
+    ///                     whether it is held, awaiting removal, overdue,
+    ///                     removed or covered by another grant);
+    ///   --resource NAME   who holds access to NAME (of --system);
+    ///   --actor ID        every entry ID signed (e.g. all one assistant did);
+    ///   --at TIME         as held at TIME instead of at the checkpoint.
+    /// The same answers as GET /v1/access on the log, without trusting it.
+    ///
+    /// Exit 0: answered from a log that verifies; 1: answered, but the log
+    /// has findings (`gatelog audit` names them); 2: no answer.
+    ///
+    /// Try it:
+    ///   gatelog access --log ./mirror --vkey "$VKEY" --subject alice
+    ///   gatelog access --log http://127.0.0.1:8080 --vkey "$VKEY" --actor copilot
+    #[command(verbatim_doc_comment)]
+    Access(access::AccessArgs),
     /// Make an actor's Ed25519 key pair.
     ///
     /// Writes the private key to FILE (mode 0600) and the public
@@ -212,6 +235,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(command) => Ok(verify::run(command)),
         Command::Mirror(args) => mirror(&args),
         Command::Audit(args) => Ok(audit::audit(args)),
+        Command::Access(args) => Ok(access::access(args)),
         #[cfg(feature = "server")]
         Command::Keygen(args) => server::keygen(&args).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "server")]

@@ -91,6 +91,7 @@ impl Gatekeeper {
         let statements = StoredStatements::new(log.clone(), config.statement_cache);
         let mut state = GateState::new(log.verifier().clone(), config.admins.clone())
             .without_free_text()
+            .with_holdings()
             .keeping_on(Arc::new(statements));
         let size = log.head().size;
         const CHUNK: u64 = 4096;

@@ -113,6 +113,7 @@
 
 mod cache;
 pub mod classes;
+pub mod holdings;
 pub mod limits;
 mod rules;
 mod state;

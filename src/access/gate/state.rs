@@ -9,6 +9,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
 use super::classes::{requirements, requirements_flagged};
+use super::holdings::Holdings;
 use super::limits::{MAX_CHAIN_ENTRIES, MAX_CHAIN_REFUSALS, MAX_OPINIONS_PER_ACTOR};
 use super::Rejection;
 use crate::access::entry::proto::{
@@ -309,6 +310,8 @@ pub struct GateState {
     /// Rules version 5: suspended identities, and the entry that suspended
     /// each.
     suspended: HashMap<String, u64>,
+    /// Who has what, when kept ([`GateState::with_holdings`]).
+    holdings: Option<Holdings>,
 }
 
 /// Every parameter that changes a verdict, as the log recorded it.
@@ -359,6 +362,7 @@ impl GateState {
             voided: HashSet::new(),
             reported: HashSet::new(),
             suspended: HashMap::new(),
+            holdings: None,
         }
     }
 
@@ -1216,6 +1220,14 @@ impl GateState {
         let grant = self.grants.get(&opener).filter(|g| !g.in_force(now))?;
         let by = self.covering(grant, now)?;
         let chain_id = grant.chain_id.clone();
+        if let Some(h) = self.holdings.as_mut() {
+            let revoked_at = grant
+                .revoked_by
+                .and_then(|r| self.recorded.get(&r))
+                .map(|r| r.admitted_ms);
+            let ended = revoked_at.map_or(grant.ends_ms, |r| r.min(grant.ends_ms));
+            h.covered(&grant.target, grant.outcome, ended, &by);
+        }
         self.obligations.remove(&opener);
         self.unindex_grant(opener);
         let chain = self.chains.get_mut(&chain_id)?;
@@ -1381,6 +1393,9 @@ impl GateState {
             actor: st.actor.as_ref().map_or("", |a| a.id.as_str()).into(),
             statement,
         };
+        if let Some(h) = self.holdings.as_mut().filter(|_| !kind.is_log_record()) {
+            h.signed(rec.actor_id(), index);
+        }
         match &st.body {
             Some(Body::LogParameters(p)) => {
                 self.set_params(index, p);
@@ -1592,6 +1607,9 @@ impl GateState {
                     if self.params.rules_version >= 5 && succeeded {
                         self.grant_or_remove(&st, intent, index, admitted_ms, &o.observed_after);
                     }
+                    if succeeded && self.holdings.is_some() {
+                        self.hold(&st, intent, index, admitted_ms);
+                    }
                 }
             }
             Some(Body::Decision(d))
@@ -1753,6 +1771,52 @@ impl GateState {
         );
     }
 
+    /// Who has what: the successful outcome at `index` of intent `intent`
+    /// added and removed its intent's entitlements on its chain's target.
+    fn hold(&mut self, st: &Statement, intent: u64, index: u64, at: i64) {
+        let Some(target) = self.chains.get(&st.chain_id).map(|c| c.target.clone()) else {
+            return;
+        };
+        let Some(intent) = self.recorded.get(&intent).map(|i| self.statement(i)) else {
+            return;
+        };
+        let Some(Body::ExecutionIntent(i)) = &intent.body else {
+            return;
+        };
+        let Some(delta) = &i.delta else {
+            return;
+        };
+        use crate::access::entry::proto::entitlement_op::Op;
+        let of = |op: Op| -> Vec<String> {
+            delta
+                .ops
+                .iter()
+                .filter(|o| o.op == op as i32)
+                .map(|o| o.entitlement.clone())
+                .collect()
+        };
+        let (added, removed) = (of(Op::Add), of(Op::Remove));
+        // (The outcome is not recorded yet: its grant is found by chain.)
+        let ends = self
+            .grant_of(&st.chain_id)
+            .filter(|g| g.outcome == index)
+            .map(|g| g.ends_ms);
+        if let Some(h) = self.holdings.as_mut() {
+            h.outcome(&target, &st.chain_id, index, at, ends, &added, &removed);
+        }
+    }
+
+    /// Keep who has what ([`Holdings`]) beside the gate's state.
+    pub fn with_holdings(mut self) -> Self {
+        self.holdings = Some(Holdings::default());
+        self
+    }
+
+    /// Who has what, if kept.
+    pub fn holdings(&self) -> Option<&Holdings> {
+        self.holdings.as_ref()
+    }
+
     /// Rules version 5: how long an intent linking `links` in a chain
     /// opened by `request` would grant its access for: the shortest of
     /// the request's duration and its linked approvals' (0 in one of them
@@ -1831,6 +1895,17 @@ impl GateState {
             o.deadline_ms = due;
         }
         self.grants_to_check.push(opener);
+    }
+
+    /// Rules version 5: the grant that the successful outcome at
+    /// `outcome` made while it is tracked, and when it was revoked.
+    pub fn grant_revoked_at(&self, outcome: u64) -> Option<(&Grant, Option<i64>)> {
+        let (_, g) = self.grant_by_outcome(outcome)?;
+        let revoked_at = g
+            .revoked_by
+            .and_then(|r| self.recorded.get(&r))
+            .map(|r| r.admitted_ms);
+        Some((g, revoked_at))
     }
 
     /// Rules version 5: the grant (and its chain's opener) that the

@@ -528,6 +528,26 @@ impl Auditor {
 
     /// Lets go of the chain reports not yet taken and of their chains'
     /// entries, for a replay that reports no chains (the monitor's).
+    /// Keep who has what ([`crate::access::gate::holdings`]) as the
+    /// replay goes; read it from [`Auditor::state`].
+    pub fn with_holdings(mut self) -> Self {
+        let placeholder = GateState::new(self.state.log_key().clone(), vec![]);
+        let state = std::mem::replace(&mut self.state, placeholder);
+        self.state = state.with_holdings();
+        self
+    }
+
+    /// Whether the entries replayed hash to the checkpoint [`Auditor::end`]
+    /// was given.
+    pub fn tree_verified(&self) -> bool {
+        self.summary.tree_verified
+    }
+
+    /// The gate's state as replayed so far.
+    pub fn state(&self) -> &GateState {
+        &self.state
+    }
+
     pub fn let_go_of_reports(&mut self) {
         while let Some(c) = self.to_report.pop_front() {
             for i in &c.chain.entries {

@@ -6,6 +6,7 @@
 //! The only module that imports hyper's server. It takes a bound listener
 //! and a shutdown future, so tests can bind port 0.
 
+pub mod access;
 pub mod access_log;
 pub(crate) mod chains;
 mod deadline;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::quota;
 use super::writers::Writer;
-use super::{access_log, chains, ApiError, App, Gate};
+use super::{access, access_log, chains, ApiError, App, Gate};
 use crate::access::entry::{validate, DecodedEntry, VerifiedKey};
 use crate::server::gatekeeper::SharedState;
 use crate::server::log::ProofUser;
@@ -53,7 +53,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
         | "/v1/proof/consistency"
         | "/metrics" => "GET, HEAD",
         p if p.starts_with("/tile/") => "GET, HEAD",
-        "/v1/obligations" => "GET, HEAD",
+        "/v1/obligations" | "/v1/access" => "GET, HEAD",
         p if p.starts_with("/v1/chains/") => "GET, HEAD",
         _ => {
             return Err(ApiError::new(
@@ -104,6 +104,12 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse> {
         "/v1/proof/inclusion" => blocking(app, move |app| serve_inclusion(app, &query)).await,
         "/v1/proof/consistency" => blocking(app, move |app| serve_consistency(app, &query)).await,
         "/v1/obligations" => chains::serve_obligations(gate(app)?),
+        "/v1/access" => {
+            blocking(app, move |app| {
+                access::serve_access(app, gate(app)?, &query)
+            })
+            .await
+        }
         p if p.starts_with("/v1/chains/") => {
             let id = percent_decode(p.strip_prefix("/v1/chains/").expect("routed on prefix"))?;
             blocking(app, move |app| {
@@ -664,6 +670,11 @@ impl Query {
             pairs.push((k, v));
         }
         Ok(Query(pairs))
+    }
+
+    /// A parameter's value, if given.
+    pub(super) fn text(&self, name: &str) -> Option<&str> {
+        self.get(name)
     }
 
     fn get(&self, name: &str) -> Option<&str> {

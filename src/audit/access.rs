@@ -1,0 +1,122 @@
+//! `gatelog access`: who has what, from a mirror or the log's URL, offline
+//! from the server: the log is replayed and verified as the audit replays
+//! it (signatures, rules, the root against the signed checkpoint), keeping
+//! the holdings the server keeps, and the question is answered from them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use indicatif::ProgressBar;
+
+use super::source::Source;
+use super::{read_admin, replay_bundles, BUNDLES_PER_BATCH};
+use crate::access::cedar::CedarEngine;
+use crate::access::replay::{Auditor, Period};
+use crate::observers::spill::SpilledEntries;
+use crate::tlog::checkpoint::Checkpoint;
+use crate::tlog::note::NoteVerifier;
+use crate::tlog::tiles::{decode_bundle, TileKind, TilePath, TILE_WIDTH};
+
+/// Where to read the log and how to trust it.
+pub struct AccessReplay {
+    /// A mirror directory or the log's URL.
+    pub log: String,
+    pub vkey: String,
+    /// Bootstrap admins (logs made before rules version 2).
+    pub admin_keys: Vec<PathBuf>,
+    /// Where open chains' entries wait past 64 MiB (an unnamed file).
+    pub spill_dir: PathBuf,
+}
+
+/// The log replayed to its checkpoint.
+pub struct Replayed {
+    pub checkpoint: Checkpoint,
+    /// The signed checkpoint note, as the log served it.
+    pub note: String,
+    pub auditor: Auditor,
+    /// Whether the entries hash to the checkpoint's root.
+    pub tree_verified: bool,
+    /// Findings the replay made: the answer comes from a log that breaks
+    /// its rules or its tree when this is not 0 (`gatelog audit` lists them).
+    pub findings: u64,
+    source: Source,
+}
+
+impl Replayed {
+    /// The entries at `indices` (ascending), read again from the log's
+    /// bundles (one read per bundle); each must hash to the leaf the
+    /// replay verified.
+    pub fn entries(&self, indices: &[u64]) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::with_capacity(indices.len());
+        let mut bundle: Option<(u64, Vec<Vec<u8>>)> = None;
+        for &index in indices {
+            let n = index / TILE_WIDTH;
+            if bundle.as_ref().is_none_or(|(m, _)| *m != n) {
+                let path = TilePath {
+                    kind: TileKind::Entries,
+                    index: n,
+                    width: (self.checkpoint.size - n * TILE_WIDTH).min(TILE_WIDTH),
+                };
+                let data = self
+                    .source
+                    .tile(path)?
+                    .ok_or_else(|| anyhow::anyhow!("{path}: not found in the log"))?;
+                let entries =
+                    decode_bundle(&data).map_err(|e| anyhow::anyhow!("{path}: {}", e.0))?;
+                bundle = Some((n, entries.into_iter().map(<[u8]>::to_vec).collect()));
+            }
+            let (_, entries) = bundle.as_ref().expect("read above");
+            let leaf = entries
+                .get((index % TILE_WIDTH) as usize)
+                .ok_or_else(|| anyhow::anyhow!("entry {index} is not in its bundle"))?;
+            out.push((index, leaf.clone()));
+        }
+        Ok(out)
+    }
+}
+
+/// Replays the log `r` names, keeping who has what.
+pub fn replay(r: &AccessReplay, progress: &ProgressBar) -> anyhow::Result<Replayed> {
+    let key =
+        NoteVerifier::parse(&r.vkey).map_err(|e| anyhow::anyhow!("--vkey {:?}: {e}", r.vkey))?;
+    let admins = r
+        .admin_keys
+        .iter()
+        .map(|p| read_admin(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let source = Source::open(&r.log)?;
+    let note = source.read("/checkpoint")?;
+    let cp = Checkpoint::open(&note, &key)
+        .map_err(|e| anyhow::anyhow!("the log's checkpoint does not verify with --vkey: {e}"))?;
+    let spill = SpilledEntries::create(&r.spill_dir).context("--spill-dir")?;
+    let engine = Box::new(CedarEngine::default());
+    let mut auditor =
+        Auditor::keeping_on(key, admins, engine, Period::ALL, Arc::new(spill)).with_holdings();
+    let tiles = cp.size.div_ceil(TILE_WIDTH);
+    progress.set_length(cp.size);
+    let (mut index, mut n, mut findings) = (0u64, 0u64, 0u64);
+    while n < tiles {
+        let (read, short, mismatches) = replay_bundles(&source, &mut auditor, &cp, n, index)?;
+        index += read;
+        findings += auditor.take_findings().len() as u64 + mismatches.len() as u64;
+        auditor.let_go_of_reports();
+        progress.set_position(index);
+        if short {
+            break;
+        }
+        n += BUNDLES_PER_BATCH;
+    }
+    progress.finish_and_clear();
+    auditor.end(&cp, crate::sys::clock::now_ms());
+    findings += auditor.take_findings().len() as u64;
+    let tree_verified = auditor.tree_verified();
+    Ok(Replayed {
+        checkpoint: cp,
+        note: String::from_utf8_lossy(&note).into_owned(),
+        auditor,
+        tree_verified,
+        findings,
+        source,
+    })
+}

@@ -1,0 +1,132 @@
+//! `gatelog access`: who has what, from a mirror or the log's URL, with
+//! the log replayed and verified first (no trust in the server's answer).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use gatelog::access::entry::{millis, DecodedEntry, Timestamp};
+use gatelog::access::gate::holdings::holding_json;
+use gatelog::audit::access::{replay, AccessReplay};
+use serde_json::{json, Value};
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("question").required(true).args(["subject", "resource", "actor"])))]
+pub struct AccessArgs {
+    /// The log: a mirror directory (`gatelog mirror`) or the log's URL.
+    #[arg(long, value_name = "DIR|URL")]
+    log: String,
+    /// The log's verifier key.
+    #[arg(long, value_name = "VKEY")]
+    vkey: String,
+    /// A bootstrap admin's public key (only for logs made before rules
+    /// version 2); repeatable.
+    #[arg(long = "admin-key", value_name = "FILE")]
+    admin_keys: Vec<PathBuf>,
+    /// What this subject holds (or held --at a time).
+    #[arg(long, value_name = "ID")]
+    subject: Option<String>,
+    /// Who holds access to this resource (of --system).
+    #[arg(long, value_name = "NAME")]
+    resource: Option<String>,
+    /// The resource's system, with --resource.
+    #[arg(long, value_name = "NAME", requires = "resource", default_value = "")]
+    system: String,
+    /// Every entry this identity signed: what it requested, approved,
+    /// executed, recommended.
+    #[arg(long, value_name = "ID")]
+    actor: Option<String>,
+    /// As held at this RFC 3339 time, instead of at the checkpoint.
+    #[arg(long, value_name = "TIME", conflicts_with = "actor")]
+    at: Option<String>,
+    /// Where open chains' entries wait during the replay, past 64 MiB
+    /// kept in memory (an unnamed file) [default: the system's temp dir]
+    #[arg(long, value_name = "DIR")]
+    spill_dir: Option<PathBuf>,
+}
+
+/// Exit 0: answered from a log that verifies; 1: answered, but the log
+/// has findings (`gatelog audit` lists them) or does not hash to its
+/// checkpoint; 2: no answer.
+pub fn access(args: AccessArgs) -> ExitCode {
+    match answer(&args) {
+        Ok((answer, clean)) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            );
+            if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("gatelog: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn answer(args: &AccessArgs) -> anyhow::Result<(Value, bool)> {
+    let at = args
+        .at
+        .as_ref()
+        .map(|t| {
+            serde_json::from_value::<Timestamp>(Value::String(t.clone()))
+                .map(|ts| millis(&ts))
+                .map_err(|_| anyhow::anyhow!("--at must be an RFC 3339 time, got {t:?}"))
+        })
+        .transpose()?;
+    let r = AccessReplay {
+        log: args.log.clone(),
+        vkey: args.vkey.clone(),
+        admin_keys: args.admin_keys.clone(),
+        spill_dir: args.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
+    };
+    let replayed = replay(&r, &super::progress_bar("replay", "entries"))?;
+    let clean = replayed.findings == 0 && replayed.tree_verified;
+    if !clean {
+        eprintln!(
+            "gatelog: warning: the log has {} finding(s){}; `gatelog audit` lists them",
+            replayed.findings,
+            if replayed.tree_verified {
+                ""
+            } else {
+                " and its entries do not hash to its checkpoint"
+            }
+        );
+    }
+    let state = replayed.auditor.state();
+    let holdings = state.holdings().expect("the replay keeps holdings");
+    let now = gatelog::sys::clock::now_ms();
+    let mut answer = json!({
+        "tree_size": replayed.checkpoint.size,
+        "checkpoint": replayed.note,
+        "verified": clean,
+    });
+    if let Some(actor) = &args.actor {
+        let mut entries = Vec::new();
+        for (index, leaf) in replayed.entries(holdings.by_actor(actor))? {
+            let decoded = DecodedEntry::decode(&leaf).ok();
+            entries.push(json!({
+                "index": index,
+                "kind": decoded.as_ref().map(|d| d.kind().name()),
+                "chain_id": decoded.as_ref().map(|d| d.statement.chain_id.clone()),
+            }));
+        }
+        answer["actor"] = json!(actor);
+        answer["entries"] = json!(entries);
+    } else {
+        let held = match (&args.subject, &args.resource) {
+            (Some(s), _) => holdings.of_subject(s, at),
+            (_, Some(r)) => holdings.on_resource(&args.system, r, at),
+            _ => unreachable!("clap requires one question"),
+        };
+        answer["holdings"] = held
+            .iter()
+            .map(|h| holding_json(h, state.grant_revoked_at(h.outcome), now))
+            .collect();
+    }
+    Ok((answer, clean))
+}
