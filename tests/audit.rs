@@ -319,6 +319,59 @@ fn audit_finds_exactly_what_the_seeded_workload_injected() {
     assert_eq!(audit_with(&log, &tmp.path().join("clean-audit"), &[]).0, 0);
 }
 
+/// The access lifecycle at scale: a seeded log of rules version 5 where
+/// every chain grants a role for an hour and it is removed when it ends,
+/// with late and missing removals, removals that still see the access and
+/// suspended assistants acting injected. The audit finds exactly those.
+#[test]
+fn audit_finds_exactly_the_lifecycle_violations_the_workload_injected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, seed: u64, rate: f64| {
+        let log = tmp.path().join(name);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatelog-workload"))
+            .args([
+                "--lifecycle",
+                "--seed",
+                &seed.to_string(),
+                "--chains",
+                "600",
+            ])
+            .args(["--inject-rate", &rate.to_string(), "--out"])
+            .arg(&log)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let audit = tmp.path().join(format!("{name}-audit"));
+        (report, audit_with(&log, &audit, &[]).0, audit)
+    };
+    let (report, code, audit) = run("lifecycle", 5, 0.25);
+    assert_eq!(code, 1);
+    let mut found: std::collections::BTreeMap<String, u64> = Default::default();
+    let text = std::fs::read_to_string(audit.join("exceptions.csv")).unwrap();
+    for line in text.lines().skip(1) {
+        *found
+            .entry(line.split(',').nth(2).unwrap().to_string())
+            .or_default() += 1;
+    }
+    let expected: std::collections::BTreeMap<String, u64> =
+        serde_json::from_value(report["expected_findings"].clone()).unwrap();
+    assert_eq!(expected.len(), 5, "every kind injected: {expected:?}");
+    assert_eq!(found, expected);
+    // Nothing injected: nothing found.
+    let (_, code, audit) = run("clean", 6, 0.0);
+    assert_eq!(
+        code,
+        0,
+        "{}",
+        std::fs::read_to_string(audit.join("exceptions.csv")).unwrap_or_default()
+    );
+}
+
 fn audit_with(log: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> (i32, String) {
     let vkey = std::fs::read_to_string(log.join("log.vkey")).unwrap();
     let admin = log.join("admin.key.pub");

@@ -79,6 +79,11 @@ struct Opts {
         requires = "workflow"
     )]
     forged_rate: u64,
+    /// Workflow mode: each request asks for its access for this many
+    /// seconds (rules version 5's time-bound grants: every executed chain
+    /// then stays open, owing its de-provisioning); 0: permanent.
+    #[arg(long, default_value_t = 0, requires = "workflow")]
+    grant_seconds: u64,
     /// Local addresses the forged entries come from, comma-separated
     /// (e.g. 127.0.0.2,127.0.0.3 on loopback); plain http only.
     #[arg(long, value_delimiter = ',', value_name = "ADDR,...")]

@@ -44,7 +44,17 @@ struct Args {
     /// Where the log goes (created; must not hold a log already).
     #[arg(long)]
     out: PathBuf,
+    /// A log of this release's rules (version 5) instead, where every
+    /// chain grants a role for an hour and the role is removed when it
+    /// ends; the injections are the access lifecycle's (late or missing
+    /// de-provisioning, access kept past its end, a suspended assistant
+    /// acting).
+    #[arg(long)]
+    lifecycle: bool,
 }
+
+#[path = "workload/lifecycle.rs"]
+mod lifecycle;
 
 /// splitmix64: small, seeded, good enough to pick workloads.
 struct Rng(u64);
@@ -127,6 +137,18 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("{} already holds a log", args.out.display());
     }
     let mut rng = Rng(args.seed);
+    if args.lifecycle {
+        // A chain and its removal take about ten entries (a second each);
+        // the last grants end an hour after the last chain, late removals
+        // come an hour after that: the log ends a day before now.
+        let start = gatelog::sys::clock::now_ms() - 27 * 3_600_000 - args.chains as i64 * 12_000;
+        let (entries, log_key, admin, report) = lifecycle::write(&args, &mut rng, start)?;
+        write_log(&args.out, &log_key, &entries)?;
+        std::fs::write(args.out.join("log.vkey"), log_key.verifier().to_vkey())?;
+        std::fs::write(args.out.join("admin.key.pub"), admin.verifier().to_vkey())?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     let log_key = NoteSigner::from_seed("workload.example/log", rng.seed())?;
     let admin = Member {
         actor: human("admin"),

@@ -211,13 +211,16 @@ impl Cast {
             }
             let req = step!(
                 &self.requester,
-                build::request(
-                    &self.requester.actor,
-                    &chain,
-                    tgt,
-                    d.clone(),
-                    &self.executor.actor.id,
-                    t
+                build::lasting(
+                    build::request(
+                        &self.requester.actor,
+                        &chain,
+                        tgt,
+                        d.clone(),
+                        &self.executor.actor.id,
+                        t
+                    ),
+                    s.opts.grant_seconds
                 )
             );
             // Two distinct rationales: identical statements would be one entry.

@@ -1099,7 +1099,7 @@ impl Auditor {
                 ObligationKind::Deprovision => (
                     "access_not_deprovisioned",
                     format!(
-                        "the access outcome {} granted ended {late} s ago and has not been removed",
+                        "the access outcome {} granted ended, and its removal was due {late} s ago: it has not been removed",
                         o.opened_by
                     ),
                 ),
