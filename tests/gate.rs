@@ -3111,6 +3111,20 @@ fn an_early_revocation_makes_the_removal_due_at_once() {
         &build::revoke(log.actor("alice"), granted.link(), "done early", now()),
     );
     assert_eq!(log.chain("R1")["status"], "awaiting_deprovisioning");
+    // Only the executor the request named removes it (its outcome is the
+    // evidence the access is gone); the chain takes nothing but the
+    // grant's own steps (nobody fills it to shut out its revocation).
+    let v = log.refused("carol", &removal(&log, "carol", "R1", &granted));
+    assert_eq!(codes(&v), ["removal_executor"]);
+    let rec = build::recommend(
+        log.actor("copilot"),
+        "R1",
+        vec![granted.link()],
+        write(),
+        [9; 32],
+        now(),
+    );
+    assert_eq!(codes(&log.refused("copilot", &rec)), ["chain_granted"]);
     let removed = log.ok("deployer", &removal(&log, "deployer", "R1", &granted));
     log.ok(
         "deployer",
@@ -3253,16 +3267,28 @@ fn a_suspension_stops_an_identity_everywhere_at_once() {
         422,
         "admin_suspension",
     );
+    // A suspended human's machines stop with them: olivia answers for
+    // deployer.
+    log.ok("admin", &suspension(&log, "olivia", false));
+    log.rejected(
+        log.key("deployer"),
+        &removal(&log, "deployer", "K1", &granted),
+        403,
+        "suspended",
+    );
+    log.ok("admin", &suspension(&log, "olivia", true));
     let mut by_carol = suspension(&log, "bob", true);
     by_carol.actor = Some(log.actor("carol").clone());
     log.rejected(log.key("carol"), &by_carol, 403, "admin_only");
-    // Lifted, bob signs again; the approval it voided stays void.
+    // Lifted, bob signs again; the approval it voided stays void. While
+    // alice is suspended, nothing is granted to her either.
     log.ok("admin", &suspension(&log, "bob", true));
     let v = log.refused(
         "deployer",
         &log.intent("deployer", "K2", vec![req.link(), bob.link()], &d),
     );
-    assert_eq!(codes(&v), ["approval_voided"]);
+    assert_eq!(codes(&v), ["approval_voided", "subject_suspended"]);
+    log.ok("admin", &suspension(&log, "alice", true));
     let t = now();
     let again = log.ok(
         "bob",
@@ -3402,6 +3428,7 @@ fn who_has_what_is_answered_with_proofs_and_equals_the_offline_replay() {
         "subject=alice&limit=0",
         "subject=alice&at=yesterday",
         "actor=bob&at=2026-01-01T00:00:00Z",
+        "resource=corp/payments",
         "who=alice",
     ] {
         let r = http(log.server.addr, "GET", &format!("/v1/access?{bad}"), &[]).unwrap();

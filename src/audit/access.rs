@@ -15,8 +15,9 @@ use crate::access::cedar::CedarEngine;
 use crate::access::replay::{Auditor, Period};
 use crate::observers::spill::SpilledEntries;
 use crate::tlog::checkpoint::Checkpoint;
+use crate::tlog::merkle::{leaf_hash, verify_inclusion, Hash, Prover};
 use crate::tlog::note::NoteVerifier;
-use crate::tlog::tiles::{decode_bundle, TileKind, TilePath, TILE_WIDTH};
+use crate::tlog::tiles::{decode_bundle, TileKind, TileNodes, TilePath, TILE_WIDTH};
 
 /// Where to read the log and how to trust it.
 pub struct AccessReplay {
@@ -44,10 +45,13 @@ pub struct Replayed {
 }
 
 impl Replayed {
-    /// The entries at `indices` (ascending), read again from the log's
-    /// bundles (one read per bundle); each must hash to the leaf the
-    /// replay verified.
-    pub fn entries(&self, indices: &[u64]) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
+    /// The entries at `indices` (ascending: one read per bundle), read
+    /// again from the log, each with its inclusion proof (from the log's
+    /// hash tiles) verified against the checkpoint's root: a log that
+    /// serves other bytes the second time is caught, not believed.
+    pub fn entries(&self, indices: &[u64]) -> anyhow::Result<Vec<(u64, Vec<u8>, Vec<Hash>)>> {
+        let size = self.checkpoint.size;
+        let mut prover = Prover::new(TileNodes::new(self.source.hash_tiles(size)));
         let mut out = Vec::with_capacity(indices.len());
         let mut bundle: Option<(u64, Vec<Vec<u8>>)> = None;
         for &index in indices {
@@ -70,7 +74,16 @@ impl Replayed {
             let leaf = entries
                 .get((index % TILE_WIDTH) as usize)
                 .ok_or_else(|| anyhow::anyhow!("entry {index} is not in its bundle"))?;
-            out.push((index, leaf.clone()));
+            let proof = prover.inclusion(index, size).map_err(|e| {
+                anyhow::anyhow!("entry {index}: no inclusion proof from the log's tiles: {e}")
+            })?;
+            verify_inclusion(index, size, &leaf_hash(leaf), &proof, &self.checkpoint.root)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "entry {index} as the log served it again is not in its checkpoint: {e:?}"
+                    )
+                })?;
+            out.push((index, leaf.clone(), proof));
         }
         Ok(out)
     }

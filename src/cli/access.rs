@@ -4,10 +4,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use clap::Args;
 use gatelog::access::entry::{millis, DecodedEntry, Timestamp};
 use gatelog::access::gate::holdings::holding_json;
 use gatelog::audit::access::{replay, AccessReplay};
+use gatelog::tlog::merkle::leaf_hash;
 use serde_json::{json, Value};
 
 #[derive(Args, Debug)]
@@ -27,11 +30,11 @@ pub struct AccessArgs {
     #[arg(long, value_name = "ID")]
     subject: Option<String>,
     /// Who holds access to this resource (of --system).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", requires = "system")]
     resource: Option<String>,
     /// The resource's system, with --resource.
-    #[arg(long, value_name = "NAME", requires = "resource", default_value = "")]
-    system: String,
+    #[arg(long, value_name = "NAME", requires = "resource")]
+    system: Option<String>,
     /// Every entry this identity signed: what it requested, approved,
     /// executed, recommended.
     #[arg(long, value_name = "ID")]
@@ -107,12 +110,14 @@ fn answer(args: &AccessArgs) -> anyhow::Result<(Value, bool)> {
     });
     if let Some(actor) = &args.actor {
         let mut entries = Vec::new();
-        for (index, leaf) in replayed.entries(holdings.by_actor(actor))? {
+        for (index, leaf, proof) in replayed.entries(holdings.by_actor(actor))? {
             let decoded = DecodedEntry::decode(&leaf).ok();
             entries.push(json!({
                 "index": index,
+                "leaf_hash": B64.encode(leaf_hash(&leaf)),
                 "kind": decoded.as_ref().map(|d| d.kind().name()),
                 "chain_id": decoded.as_ref().map(|d| d.statement.chain_id.clone()),
+                "inclusion_proof": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
             }));
         }
         answer["actor"] = json!(actor);
@@ -120,12 +125,28 @@ fn answer(args: &AccessArgs) -> anyhow::Result<(Value, bool)> {
     } else {
         let held = match (&args.subject, &args.resource) {
             (Some(s), _) => holdings.of_subject(s, at),
-            (_, Some(r)) => holdings.on_resource(&args.system, r, at),
+            (_, Some(r)) => holdings.on_resource(args.system.as_deref().unwrap_or_default(), r, at),
             _ => unreachable!("clap requires one question"),
         };
+        let mut outcomes: Vec<u64> = held.iter().map(|h| h.outcome).collect();
+        outcomes.sort_unstable();
+        outcomes.dedup();
+        let proven: std::collections::HashMap<u64, (Vec<u8>, Vec<_>)> = replayed
+            .entries(&outcomes)?
+            .into_iter()
+            .map(|(i, leaf, proof)| (i, (leaf, proof)))
+            .collect();
         answer["holdings"] = held
             .iter()
-            .map(|h| holding_json(h, state.grant_revoked_at(h.outcome), now))
+            .map(|h| {
+                let mut row = holding_json(h, state.grant_revoked_at(h.outcome), at.unwrap_or(now));
+                if let Some((leaf, proof)) = proven.get(&h.outcome) {
+                    row["outcome"]["leaf_hash"] = json!(B64.encode(leaf_hash(leaf)));
+                    row["outcome"]["inclusion_proof"] =
+                        json!(proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>());
+                }
+                row
+            })
             .collect();
     }
     Ok((answer, clean))

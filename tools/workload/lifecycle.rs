@@ -95,6 +95,8 @@ struct Pending {
     role: String,
     ends: i64,
     injection: Option<&'static str>,
+    /// The executor the request named (who removes it).
+    executor: usize,
 }
 
 /// Writes the log; the entries, the log key, the admin, and the report.
@@ -206,7 +208,7 @@ pub fn write(
         // injection says).
         while pending.front().is_some_and(|p| p.ends < w.clock) {
             let p = pending.pop_front().expect("checked");
-            remove(&mut w, &executors[0], &mut held, p, &policy);
+            remove(&mut w, &executors[p.executor], &mut held, p, &policy);
         }
         let chain = format!("CHG-{n}");
         let requester = &requesters[rng.below(requesters.len() as u64) as usize];
@@ -229,7 +231,8 @@ pub fn write(
         let injection = rng
             .chance(args.inject_rate)
             .then(|| INJECTIONS[rng.below(INJECTIONS.len() as u64) as usize].0);
-        let executor = &executors[rng.below(executors.len() as u64) as usize];
+        let e = rng.below(executors.len() as u64) as usize;
+        let executor = &executors[e];
         let req = w.put(
             &requester.key,
             build::lasting(
@@ -341,6 +344,7 @@ pub fn write(
             role,
             ends: granted_at + GRANT_SECONDS as i64 * SECOND,
             injection,
+            executor: e,
         };
         match injection {
             Some("access_not_deprovisioned") => {}
@@ -351,7 +355,7 @@ pub fn write(
     // What is left ends, and is removed, after the last chain; then the
     // late ones.
     for p in pending.into_iter().chain(late) {
-        remove(&mut w, &executors[0], &mut held, p, &policy);
+        remove(&mut w, &executors[p.executor], &mut held, p, &policy);
     }
     let report = serde_json::json!({
         "entries": w.entries.len(),

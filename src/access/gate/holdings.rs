@@ -150,6 +150,9 @@ impl Holdings {
                 h.removed_ms = Some(at);
                 false
             });
+            if open.is_empty() {
+                self.open_on.remove(&key);
+            }
         }
         // Added again while held (overlapping grants): each grant is a
         // holding of its own, ended on its own.
@@ -184,7 +187,8 @@ impl Holdings {
     /// `covering`'s grant holds the same access: its holdings end, and the
     /// covering chain's go on.
     pub fn covered(&mut self, target: &Target, outcome: u64, at: i64, covering: &str) {
-        let Some(open) = self.open_on.get_mut(&target_key(target)) else {
+        let key = target_key(target);
+        let Some(open) = self.open_on.get_mut(&key) else {
             return;
         };
         open.retain(|&i| {
@@ -196,6 +200,9 @@ impl Holdings {
             h.covered_by = Some(covering.to_string());
             false
         });
+        if open.is_empty() {
+            self.open_on.remove(&key);
+        }
     }
 
     /// What `subject` held at `at` (`None`: now), in grant order.

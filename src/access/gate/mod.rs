@@ -305,4 +305,5 @@ const CHAIN_RULES: &[&str] = &[
     "request_expired",
     "request_denied",
     "too_many_from_actor",
+    "chain_granted",
 ];

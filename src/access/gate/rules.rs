@@ -377,6 +377,26 @@ fn extension(state: &GateState, entry: &DecodedEntry, opener: u64, grant: &Grant
         );
     }
     let mut v = decision_v2(state, entry, opener);
+    // The grant's own entitlements bound how long it may run (an approval
+    // of a narrower delta must not lift the maximum).
+    let held = EntitlementDelta {
+        ops: grant
+            .entitlements
+            .iter()
+            .map(|e| crate::access::entry::proto::EntitlementOp {
+                op: entitlement_op::Op::Add as i32,
+                entitlement: e.clone(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let need = requirements(state.policy(), &grant.target.system, &held);
+    if d.access_duration_seconds > 0 && !v.iter().any(|x| x.code == "access_duration") {
+        v.extend(duration_violation(
+            Some(seconds_ms(d.access_duration_seconds)),
+            need.max_access_duration_ms,
+        ));
+    }
     if !grant.in_force(state.time_of(st)) {
         v.push(violation(
             11,
@@ -751,13 +771,27 @@ fn intent(
                 ),
             ));
         }
-        if person(executor) == person(target.subject.as_str())
+        // The executor the request named removes it (its outcome is the
+        // evidence the access is gone), one removal at a time.
+        let named = match &state.statement(opener).body {
+            Some(Body::AccessRequest(r)) => r.executor.clone(),
+            _ => String::new(),
+        };
+        if executor != named
+            || person(executor) == person(target.subject.as_str())
             || executor_kind == ActorKind::Assistant as i32
         {
             v.push(violation(
                 2,
                 "removal_executor",
-                "who holds the access (or answers for them), or an ASSISTANT, does not remove it",
+                format!("{named}, the executor the request named, removes it (never who holds the access, or an ASSISTANT)"),
+            ));
+        }
+        if state.unreported_intents(chain) > 0 {
+            v.push(violation(
+                11,
+                "removal_pending",
+                "a removal awaits its outcome: report it before another",
             ));
         }
     } else if break_glass {
@@ -1022,7 +1056,10 @@ fn intent(
             }
         }
         // Rule 11: what an approved intent adds lasts no longer than the
-        // policy allows (the policy may have changed since the request).
+        // policy allows (the policy may have changed since the request);
+        // a time-bound one waits for the chain's pending intents (the
+        // first outcome makes the chain's one grant, and a second must not
+        // escape its bound); nothing more for a suspended subject.
         let adds = !ops(delta, entitlement_op::Op::Add).is_empty();
         let opener_statement = state.statement(opener);
         if let (false, true, Some(Body::AccessRequest(r))) =
@@ -1030,6 +1067,23 @@ fn intent(
         {
             let granted = state.granted_duration_ms(r, &st.links);
             v.extend(duration_violation(granted, need.max_access_duration_ms));
+            if granted.is_some() && state.unreported_intents(chain) > 0 {
+                v.push(violation(
+                    11,
+                    "intent_pending",
+                    "an intent of this chain awaits its outcome: report it before another",
+                ));
+            }
+        }
+        if adds {
+            let subject = state.person_of(&target.subject);
+            if let Some(at) = state.suspended_by(subject) {
+                v.push(violation(
+                    11,
+                    "subject_suspended",
+                    format!("{subject} was suspended by entry {at}: nothing is granted to them"),
+                ));
+            }
         }
     }
 

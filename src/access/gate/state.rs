@@ -219,13 +219,15 @@ pub struct Grant {
     pub entitlements: Vec<String>,
     pub granted_ms: i64,
     pub ends_ms: i64,
-    /// The revocation that ended it early.
+    /// The revocation (or suspension) that ended it early, and when.
     pub revoked_by: Option<u64>,
+    pub revoked_ms: Option<i64>,
     /// Extension approvals admitted since it was granted or last
-    /// extended: (decision, person, duration). The extension takes effect
-    /// when as many people as the first grant needed have approved it.
+    /// extended: (decision, person, duration, the approval's expiry). The
+    /// extension takes effect when as many people as the first grant
+    /// needed have approved it, with approvals still good then.
     #[serde(skip)]
-    extensions: Vec<(u64, Box<str>, i64)>,
+    extensions: Vec<(u64, Box<str>, i64, i64)>,
     /// Distinct people an extension needs: as many as the grant did.
     pub approvals: u32,
     /// How long its removal may take once it has ended (the policy's).
@@ -515,13 +517,17 @@ impl GateState {
             )
             .at("signedEntry.keyId"));
         }
-        if let Some(at) = self.suspended.get(signer.as_str()) {
+        // A suspended human's machines stop with them.
+        let person = self.person_of(signer);
+        if let Some(at) = self
+            .suspended
+            .get(signer.as_str())
+            .or_else(|| self.suspended.get(person))
+        {
             return Err(Rejection::new(
                 403,
                 "suspended",
-                format!(
-                    "{signer} was suspended by entry {at}: its keys sign nothing the log takes"
-                ),
+                format!("{signer} (or {person}, who answers for it) was suspended by entry {at}: its keys sign nothing the log takes"),
             )
             .at("signedEntry.signerId"));
         }
@@ -787,12 +793,16 @@ impl GateState {
             .map(|r| r.index)
             .collect();
         self.revoked.extend(delegations);
-        let held: Vec<u64> = self
+        // (In log order, so that every replay closes what it closes in the
+        // same order.)
+        let mut held: Vec<u64> = self
             .grants
             .values()
-            .filter(|g| g.target.subject == id && g.in_force(at))
+            .filter(|g| self.person_of(&g.target.subject) == id || g.target.subject == id)
+            .filter(|g| g.in_force(at))
             .map(|g| g.outcome)
             .collect();
+        held.sort_unstable();
         for outcome in held {
             self.revoke_grant(outcome, by, at);
         }
@@ -806,19 +816,39 @@ impl GateState {
     /// Who may revoke the grant of the chain opened at `opener`: its
     /// requester and those who approved in it.
     fn grant_revokers(&self, opener: u64) -> Vec<&str> {
-        let Some(chain) = self.recorded.get(&opener).and_then(|r| {
-            let id = &self.statement(r).chain_id;
-            self.chains.get(id.as_str())
-        }) else {
+        let (Some(g), Some(requester)) = (self.grants.get(&opener), self.recorded.get(&opener))
+        else {
             return vec![];
         };
-        chain
-            .entries
+        let Some(chain) = self.chains.get(&g.chain_id) else {
+            return vec![];
+        };
+        // The approvals the granting intent linked, and the extensions.
+        let granting: Vec<u64> = self
+            .recorded
+            .get(&g.outcome)
+            .map(|o| self.statement(o).links.clone())
+            .unwrap_or_default()
             .iter()
-            .filter_map(|i| self.recorded.get(i))
-            .filter(|r| r.index == opener || (r.kind() == Kind::Decision && !r.negative))
-            .map(Recorded::actor_id)
-            .collect()
+            .filter_map(|l| self.recorded.get(&l.index))
+            .filter(|r| r.kind() == Kind::ExecutionIntent)
+            .flat_map(|i| self.statement(i).links.clone())
+            .map(|l| l.index)
+            .collect();
+        let mut who = vec![requester.actor_id()];
+        who.extend(
+            chain
+                .entries
+                .iter()
+                .filter_map(|i| self.recorded.get(i))
+                .filter(|r| r.kind() == Kind::Decision && !r.negative)
+                .filter(|r| {
+                    granting.contains(&r.index)
+                        || self.statement(r).links.iter().any(|l| l.index == g.outcome)
+                })
+                .map(Recorded::actor_id),
+        );
+        who
     }
 
     /// Rules version 2: an admin action that creates authority (changing
@@ -912,6 +942,8 @@ impl GateState {
             let why = match status {
                 ChainStatus::Denied => "denied",
                 ChainStatus::Expired => "its request expired",
+                ChainStatus::Deprovisioned => "the access it granted was removed",
+                ChainStatus::Covered => "its grant ended, covered by another",
                 _ => "executed and, after break-glass, reviewed",
             };
             return Err(Rejection::new(
@@ -1119,8 +1151,32 @@ impl GateState {
             return Ok(());
         }
         // A chain holding a grant is past its request: what joins it now
-        // extends, revokes or removes the grant (version 5's rules).
-        let granted = self.grants.contains_key(&chain.opener);
+        // extends, revokes or removes the grant (version 5's rules), and
+        // nothing else (which could fill it and shut out its revocation).
+        let grant = self.grants.get(&chain.opener);
+        let granted = grant.is_some();
+        if let Some(g) = grant {
+            let on_grant = st.links.iter().any(|l| l.index == g.outcome);
+            let revokes_it = matches!(&st.body, Some(Body::Revocation(r))
+                if r.revoked.as_ref().is_some_and(|r| r.index == g.outcome));
+            if revokes_it {
+                // At most one (revoking twice is refused): it always fits.
+                return Ok(());
+            }
+            let fits = match kind {
+                Kind::Decision | Kind::ExecutionIntent => on_grant,
+                Kind::Revocation => true,
+                _ => false,
+            };
+            if !fits {
+                return Err(Rejection::new(
+                    409,
+                    "chain_granted",
+                    "this chain holds a grant: it takes an extension (an approval linking the grant's outcome), a revocation or the removal",
+                )
+                .at("statement.chainId"));
+            }
+        }
         if chain.denied && !granted {
             return Err(
                 Rejection::new(409, "request_denied", "a DENY is final: open a new chain")
@@ -1218,14 +1274,21 @@ impl GateState {
     fn cover(&mut self, opener: u64) -> Option<Closure> {
         let now = self.log_time_ms.unwrap_or(i64::MIN);
         let grant = self.grants.get(&opener).filter(|g| !g.in_force(now))?;
+        // A removal under way goes on; and access left past its removal's
+        // due is not excused by a grant made after it (it stays overdue).
+        if self
+            .chains
+            .get(&grant.chain_id)
+            .is_some_and(|c| self.unreported_intents(c) > 0)
+        {
+            return None;
+        }
         let by = self.covering(grant, now)?;
         let chain_id = grant.chain_id.clone();
         if let Some(h) = self.holdings.as_mut() {
-            let revoked_at = grant
-                .revoked_by
-                .and_then(|r| self.recorded.get(&r))
-                .map(|r| r.admitted_ms);
-            let ended = revoked_at.map_or(grant.ends_ms, |r| r.min(grant.ends_ms));
+            let ended = grant
+                .revoked_ms
+                .map_or(grant.ends_ms, |r| r.min(grant.ends_ms));
             h.covered(&grant.target, grant.outcome, ended, &by);
         }
         self.obligations.remove(&opener);
@@ -1251,6 +1314,7 @@ impl GateState {
             .iter()
             .filter_map(|o| self.grants.get(o))
             .filter(|g| g.outcome != grant.outcome && g.in_force(now))
+            .filter(|g| g.granted_ms <= grant.due_ms(grant.revoked_ms))
             .collect();
         let all_held = grant
             .entitlements
@@ -1314,7 +1378,7 @@ impl GateState {
     }
 
     /// The chain's intents whose outcome has not been reported.
-    fn unreported_intents(&self, chain: &Chain) -> usize {
+    pub(super) fn unreported_intents(&self, chain: &Chain) -> usize {
         chain
             .entries
             .iter()
@@ -1608,7 +1672,7 @@ impl GateState {
                         self.grant_or_remove(&st, intent, index, admitted_ms, &o.observed_after);
                     }
                     if succeeded && self.holdings.is_some() {
-                        self.hold(&st, intent, index, admitted_ms);
+                        self.hold(&st, intent, index, admitted_ms, &o.observed_after);
                     }
                 }
             }
@@ -1764,6 +1828,7 @@ impl GateState {
                 granted_ms: at,
                 ends_ms,
                 revoked_by: None,
+                revoked_ms: None,
                 extensions: vec![],
                 approvals: need.approvals,
                 window_ms: need.deprovision_window_ms,
@@ -1773,7 +1838,7 @@ impl GateState {
 
     /// Who has what: the successful outcome at `index` of intent `intent`
     /// added and removed its intent's entitlements on its chain's target.
-    fn hold(&mut self, st: &Statement, intent: u64, index: u64, at: i64) {
+    fn hold(&mut self, st: &Statement, intent: u64, index: u64, at: i64, observed: &[String]) {
         let Some(target) = self.chains.get(&st.chain_id).map(|c| c.target.clone()) else {
             return;
         };
@@ -1795,7 +1860,9 @@ impl GateState {
                 .map(|o| o.entitlement.clone())
                 .collect()
         };
-        let (added, removed) = (of(Op::Add), of(Op::Remove));
+        // A removal whose outcome still sees the access removed nothing.
+        let (added, mut removed) = (of(Op::Add), of(Op::Remove));
+        removed.retain(|e| !observed.contains(e));
         // (The outcome is not recorded yet: its grant is found by chain.)
         let ends = self
             .grant_of(&st.chain_id)
@@ -1859,15 +1926,23 @@ impl GateState {
             return;
         }
         let ms = i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
-        g.extensions.push((index, person, ms));
-        let people: BTreeSet<&str> = g.extensions.iter().map(|(_, p, _)| &**p).collect();
+        let expires = match &st.body {
+            Some(Body::Decision(d)) => d.expires_at.as_ref().map_or(0, millis),
+            _ => 0,
+        };
+        g.extensions.push((index, person, ms, expires));
+        // Only approvals still good count: unexpired, unrevoked, not void.
+        let (revoked, voided) = (&self.revoked, &self.voided);
+        g.extensions
+            .retain(|(i, _, _, e)| *e >= at && !revoked.contains(i) && !voided.contains(i));
+        let people: BTreeSet<&str> = g.extensions.iter().map(|(_, p, _, _)| &**p).collect();
         if people.len() < g.approvals.max(1) as usize {
             return;
         }
         let shortest = g
             .extensions
             .iter()
-            .map(|(_, _, ms)| *ms)
+            .map(|(_, _, ms, _)| *ms)
             .min()
             .unwrap_or(ms);
         g.extensions.clear();
@@ -1890,6 +1965,7 @@ impl GateState {
             return;
         };
         g.revoked_by = Some(by);
+        g.revoked_ms = Some(at);
         let due = g.due_ms(Some(at));
         if let Some(o) = self.obligations.get_mut(&opener) {
             o.deadline_ms = due;
@@ -1901,11 +1977,7 @@ impl GateState {
     /// `outcome` made while it is tracked, and when it was revoked.
     pub fn grant_revoked_at(&self, outcome: u64) -> Option<(&Grant, Option<i64>)> {
         let (_, g) = self.grant_by_outcome(outcome)?;
-        let revoked_at = g
-            .revoked_by
-            .and_then(|r| self.recorded.get(&r))
-            .map(|r| r.admitted_ms);
-        Some((g, revoked_at))
+        Some((g, g.revoked_ms))
     }
 
     /// Rules version 5: the grant (and its chain's opener) that the

@@ -958,13 +958,7 @@ impl Auditor {
                     .state
                     .grant_of(chain)
                     .filter(|g| st.links.iter().any(|l| l.index > g.outcome))
-                    .map(|g| {
-                        let revoked_at = g
-                            .revoked_by
-                            .and_then(|r| self.state.recorded(r))
-                            .map(|r| r.admitted_ms);
-                        (g.due_ms(revoked_at), g.entitlements.clone())
-                    });
+                    .map(|g| (g.due_ms(g.revoked_ms), g.entitlements.clone()));
                 if let Some((due, granted)) = grant {
                     let at = self.state.time_of(st);
                     let kept: Vec<&String> = granted

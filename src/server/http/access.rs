@@ -76,20 +76,23 @@ pub(super) fn serve_access(app: &App, gate: &SharedState, raw_query: &str) -> Re
         })?;
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
         if let Some(actor) = query.text("actor") {
+            // Entries past the checkpoint answered are not counted yet.
             let all = holdings.by_actor(actor);
-            let page: Vec<u64> = all
+            let shown = all.partition_point(|i| *i < head.size);
+            let page: Vec<u64> = all[..shown]
                 .iter()
                 .copied()
-                .filter(|i| *i < head.size)
                 .skip(skip)
                 .take(limit as usize)
                 .collect();
-            (all.len(), page, vec![])
+            (shown, page, vec![])
         } else {
             let held = match (query.text("subject"), query.text("resource")) {
                 (Some(subject), _) => holdings.of_subject(subject, at),
                 (_, Some(resource)) => {
-                    let system = query.text("system").unwrap_or_default();
+                    let system = query.text("system").ok_or_else(|| {
+                        ApiError::bad_param("resource=NAME needs system=S, the system it is in")
+                    })?;
                     holdings.on_resource(system, resource, at)
                 }
                 _ => unreachable!("one question was asked"),
@@ -103,7 +106,7 @@ pub(super) fn serve_access(app: &App, gate: &SharedState, raw_query: &str) -> Re
                 .collect();
             let rows = page
                 .iter()
-                .map(|h| holding_json(h, state.grant_revoked_at(h.outcome), now))
+                .map(|h| holding_json(h, state.grant_revoked_at(h.outcome), at.unwrap_or(now)))
                 .collect();
             (held.len(), page.iter().map(|h| h.outcome).collect(), rows)
         }
