@@ -30,6 +30,9 @@ pub struct AccessReplay {
     pub spill_dir: PathBuf,
 }
 
+/// An entry read again: its index, bytes and inclusion proof.
+pub type Proven = (u64, Vec<u8>, Vec<Hash>);
+
 /// The log replayed to its checkpoint.
 pub struct Replayed {
     pub checkpoint: Checkpoint,
@@ -49,7 +52,7 @@ impl Replayed {
     /// again from the log, each with its inclusion proof (from the log's
     /// hash tiles) verified against the checkpoint's root: a log that
     /// serves other bytes the second time is caught, not believed.
-    pub fn entries(&self, indices: &[u64]) -> anyhow::Result<Vec<(u64, Vec<u8>, Vec<Hash>)>> {
+    pub fn entries(&self, indices: &[u64]) -> anyhow::Result<Vec<Proven>> {
         let size = self.checkpoint.size;
         let mut prover = Prover::new(TileNodes::new(self.source.hash_tiles(size)));
         let mut out = Vec::with_capacity(indices.len());
