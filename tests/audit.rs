@@ -321,8 +321,9 @@ fn audit_finds_exactly_what_the_seeded_workload_injected() {
 
 /// The access lifecycle at scale: a seeded log of rules version 5 where
 /// every chain grants a role for an hour and it is removed when it ends,
-/// with late and missing removals, removals that still see the access and
-/// suspended assistants acting injected. The audit finds exactly those.
+/// with late and missing removals, removals that still see the access,
+/// suspended assistants acting and grants an access review left
+/// unreviewed injected. The audit finds exactly those.
 #[test]
 fn audit_finds_exactly_the_lifecycle_violations_the_workload_injected() {
     let tmp = tempfile::tempdir().unwrap();
@@ -360,7 +361,7 @@ fn audit_finds_exactly_the_lifecycle_violations_the_workload_injected() {
     }
     let expected: std::collections::BTreeMap<String, u64> =
         serde_json::from_value(report["expected_findings"].clone()).unwrap();
-    assert_eq!(expected.len(), 5, "every kind injected: {expected:?}");
+    assert_eq!(expected.len(), 6, "every kind injected: {expected:?}");
     assert_eq!(found, expected);
     // Nothing injected: nothing found.
     let (_, code, audit) = run("clean", 6, 0.0);

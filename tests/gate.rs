@@ -3516,3 +3516,167 @@ fn who_has_what_is_answered_with_proofs_and_equals_the_offline_replay() {
     assert_eq!(offline["entries"][0]["kind"], "recommendation");
     log.audits_clean();
 }
+
+/// alice asks for `role` (beside read) for an hour in `chain`; bob
+/// approves; deployer executes: the grant's outcome.
+fn grant_role(log: &Log, chain: &str, role: &str) -> At {
+    let d = delta(&["read"], &[role], &[]);
+    let t = now();
+    let req = log.ok(
+        "alice",
+        &build::lasting(
+            build::request(log.actor("alice"), chain, tgt(), d.clone(), "deployer", t),
+            3600,
+        ),
+    );
+    let bob = log.ok(
+        "bob",
+        &build::approve(
+            log.actor("bob"),
+            chain,
+            vec![req.link()],
+            d.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    let int = log.ok(
+        "deployer",
+        &log.intent("deployer", chain, vec![req.link(), bob.link()], &d),
+    );
+    log.ok(
+        "deployer",
+        &log.outcome("deployer", chain, &int, &["read", role]),
+    )
+}
+
+#[test]
+fn an_access_review_campaign_keeps_revokes_and_reports_what_no_one_reviewed() {
+    let mut log = Log::start();
+    // (dave reviews; he takes part in no grant.)
+    log.register(human("dave"));
+    let (keep, revoke, unreviewed) = (
+        grant_role(&log, "A1", "deploy"),
+        grant_role(&log, "A2", "oncall"),
+        grant_role(&log, "A3", "billing"),
+    );
+    let campaign = Statement {
+        actor: Some(log.actor("admin").clone()),
+        issued_at: Some(entry::timestamp(now())),
+        body: Some(entry::Body::ReviewCampaign(entry::proto::ReviewCampaign {
+            campaign_id: "Q4-github".into(),
+            system: "github".into(),
+            resource_prefix: "corp/".into(),
+            reviewers: vec![
+                "carol".into(),
+                "dave".into(),
+                "alice".into(),
+                "olivia".into(),
+            ],
+            deadline: Some(entry::timestamp(now() + 3_000)),
+            revoke_unreviewed: false,
+        })),
+        ..Default::default()
+    };
+    // Only an admin opens one, naming registered humans.
+    let mut by_bob = campaign.clone();
+    by_bob.actor = Some(log.actor("bob").clone());
+    log.rejected(log.key("bob"), &by_bob, 403, "admin_only");
+    let campaign = log.ok("admin", &campaign);
+    let certify = |who: &str, grant: &At, keep: bool| Statement {
+        actor: Some(log.actor(who).clone()),
+        issued_at: Some(entry::timestamp(now())),
+        body: Some(entry::Body::Certification(entry::proto::Certification {
+            campaign: Some(campaign.link()),
+            grant: Some(grant.link()),
+            verdict: if keep {
+                entry::proto::certification::Verdict::Keep
+            } else {
+                entry::proto::certification::Verdict::Revoke
+            } as i32,
+            notes: String::new(),
+        })),
+        ..Default::default()
+    };
+    // Never the holder, nor who granted it (olivia answers for the
+    // executor), nor someone the campaign does not name; each refusal is
+    // recorded.
+    assert_eq!(
+        codes(&log.refused("alice", &certify("alice", &keep, true))),
+        ["self_certification", "granter_certifies"]
+    );
+    assert_eq!(
+        codes(&log.refused("olivia", &certify("olivia", &keep, true))),
+        ["granter_certifies"]
+    );
+    assert_eq!(
+        codes(&log.refused("bob", &certify("bob", &keep, true))),
+        ["not_a_reviewer", "granter_certifies"]
+    );
+    log.ok("carol", &certify("carol", &keep, true));
+    assert_eq!(
+        codes(&log.refused("dave", &certify("dave", &keep, false))),
+        ["already_certified"]
+    );
+    // A REVOKE makes the grant's removal due at once.
+    log.ok("dave", &certify("dave", &revoke, false));
+    assert_eq!(log.chain("A2")["status"], "awaiting_deprovisioning");
+    let undo = delta(&["read", "oncall"], &[], &["oncall"]);
+    let removed = log.ok(
+        "deployer",
+        &log.intent("deployer", "A2", vec![revoke.link()], &undo),
+    );
+    log.ok(
+        "deployer",
+        &log.outcome("deployer", "A2", &removed, &["read"]),
+    );
+    // The deadline passes with A3 unreviewed.
+    std::thread::sleep(std::time::Duration::from_millis(3_500));
+    log.ok(
+        "dave",
+        &build::request(
+            log.actor("dave"),
+            "T1",
+            target("github", "other/x", "dave"),
+            delta(&[], &["read"], &[]),
+            "deployer",
+            now(),
+        ),
+    );
+    assert_eq!(
+        codes(&log.refused("carol", &certify("carol", &unreviewed, true))),
+        ["campaign_closed"]
+    );
+    let out = tempfile::tempdir().unwrap();
+    let (code, _, manifest) = log.server.audit(&[], &out.path().join("a"));
+    assert_eq!(code, 1);
+    let exceptions = std::fs::read_to_string(out.path().join("a/exceptions.csv")).unwrap();
+    let found: Vec<&str> = exceptions
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap())
+        .collect();
+    assert_eq!(found, ["unreviewed_grant"], "{exceptions}");
+    assert!(exceptions.contains("A3"), "{exceptions}");
+    let c = &manifest["access_reviews"]["campaigns"][0];
+    assert_eq!(
+        (
+            c["grants"].as_u64(),
+            c["kept"].as_u64(),
+            c["revoked"].as_u64(),
+            c["unreviewed"].as_u64()
+        ),
+        (Some(3), Some(1), Some(1), Some(1)),
+        "{manifest:#}"
+    );
+    assert_eq!(c["removals_carried_out"], 1);
+    let rows = std::fs::read_to_string(out.path().join("a/campaigns.csv")).unwrap();
+    assert!(rows.contains(",A1,alice,deploy,keep,carol,"), "{rows}");
+    assert!(rows.contains(",A2,alice,oncall,revoke,dave,"), "{rows}");
+    assert!(rows.contains(",A3,alice,billing,unreviewed,,,"), "{rows}");
+    assert!(
+        rows.lines()
+            .any(|l| l.contains(",A2,") && l.ends_with(",yes")),
+        "{rows}"
+    );
+}

@@ -327,6 +327,85 @@ impl Package {
         Ok(out)
     }
 
+    /// `campaigns.csv` (rules version 5): a row per grant of each access
+    /// review campaign's snapshot: who holds it, the decision, the
+    /// reviewer and entry, and for a revocation whether its removal was
+    /// carried out; and a summary per campaign for the manifest.
+    fn campaigns(&self, s: &AuditSummary) -> anyhow::Result<serde_json::Value> {
+        if s.campaigns.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        let header = [
+            "campaign_id",
+            "campaign_entry",
+            "deadline",
+            "grant_outcome",
+            "chain_id",
+            "subject",
+            "entitlements",
+            "decision",
+            "reviewer",
+            "decision_entry",
+            "removal_carried_out",
+        ];
+        let mut csv = create_csv(&self.dir, "campaigns.csv", &header)?;
+        let mut summary = vec![];
+        for (c, carried_out) in &s.campaigns {
+            let (mut kept, mut revoked, mut unreviewed, mut done) = (0, 0, 0, 0);
+            for (outcome, item) in &c.items {
+                let (decision, reviewer, at) = match &item.decision {
+                    Some((true, by, at)) => ("keep", by.as_str(), at.to_string()),
+                    Some((false, by, at)) => ("revoke", by.as_str(), at.to_string()),
+                    None if item.revoked_unreviewed => ("unreviewed, revoked", "", String::new()),
+                    None => ("unreviewed", "", String::new()),
+                };
+                let revoking = decision.contains("revoke") || decision.contains("revoked");
+                let removal = match (revoking, carried_out.contains(outcome)) {
+                    (false, _) => "",
+                    (true, true) => "yes",
+                    (true, false) => "no",
+                };
+                match item.decision {
+                    Some((true, _, _)) => kept += 1,
+                    Some((false, _, _)) => revoked += 1,
+                    None => unreviewed += 1,
+                }
+                done += u64::from(removal == "yes");
+                write_row(
+                    &mut csv,
+                    &[
+                        &c.campaign_id,
+                        &c.index.to_string(),
+                        &rfc3339(c.deadline_ms),
+                        &outcome.to_string(),
+                        &item.chain_id,
+                        &item.subject,
+                        &item.entitlements.join(" "),
+                        decision,
+                        reviewer,
+                        &at,
+                        removal,
+                    ],
+                )?;
+            }
+            summary.push(serde_json::json!({
+                "campaign_id": c.campaign_id,
+                "entry": c.index,
+                "scope": { "system": c.system, "resource_prefix": c.resource_prefix },
+                "reviewers": c.reviewers,
+                "deadline": rfc3339(c.deadline_ms),
+                "revoke_unreviewed": c.revoke_unreviewed,
+                "grants": c.items.len(),
+                "kept": kept,
+                "revoked": revoked,
+                "unreviewed": unreviewed,
+                "removals_carried_out": done,
+            }));
+        }
+        csv.flush()?;
+        Ok(serde_json::json!({ "file": "campaigns.csv", "campaigns": summary }))
+    }
+
     /// `manifest.json` and `report.html`, once the counts are final.
     pub(super) fn finish(
         mut self,
@@ -348,6 +427,7 @@ impl Package {
                 "judged_otherwise": s.draft_changes,
             })
         });
+        let campaigns = self.campaigns(s)?;
         let b64 = |h: &[u8]| B64.encode(h);
         let period_json = period.map(|p| {
             let end = |ms: i64| (ms != i64::MIN && ms != i64::MAX).then(|| rfc3339(ms));
@@ -369,6 +449,7 @@ impl Package {
             "chains": s.chains,
             "chains_outside_period": s.chains_outside_period,
             "policy_simulation": simulation,
+            "access_reviews": campaigns,
             "rules": s.params.as_ref().map(|p| serde_json::json!({
                 "rules_version": p.rules_version,
                 "recorded_at_entry": p.index,

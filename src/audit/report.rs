@@ -55,6 +55,7 @@ pub fn explain(code: &str) -> &'static str {
         "unreviewed_break_glass" => "A break-glass change was never reviewed, and its review deadline has passed.",
         "access_not_deprovisioned" => "Time-bound access ended (or was revoked) and has not been removed: the holder still has it.",
         "late_deprovisioning" => "Time-bound access was removed after it ended: the holder kept it past its end for the time stated.",
+        "unreviewed_grant" => "An access review campaign reached its deadline without a reviewer's decision on this grant.",
         "access_past_end" => "An execution meant to remove ended access reported the access still present afterwards: it was kept past its end.",
         _ => "See the message.",
     }

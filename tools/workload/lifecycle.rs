@@ -5,14 +5,17 @@
 //! lifecycle's violations: a removal after its window
 //! (`late_deprovisioning`), none at all (`access_not_deprovisioned`), a
 //! removal that still sees the access (`access_past_end`, and the
-//! outcome's `outcome_mismatch`), and an assistant that acts after its
-//! suspension (`signer`). The audit must find exactly those.
+//! outcome's `outcome_mismatch`), an assistant that acts after its
+//! suspension (`signer`), and an access review campaign that certifies
+//! every grant in force on a resource but one (`unreviewed_grant`). The
+//! audit must find exactly those.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use gatelog::access::entry::build::{self, delta, human, link, nhi, target};
 use gatelog::access::entry::proto::{
-    EntitlementClass, EntryRef, LogParameters, LogTime, PolicyRef, Statement, Suspension,
+    certification, Certification, EntitlementClass, EntryRef, LogParameters, LogTime, PolicyRef,
+    ReviewCampaign, Statement, Suspension,
 };
 use gatelog::access::entry::{self, Body};
 use gatelog::tlog::merkle::leaf_hash;
@@ -28,12 +31,24 @@ const GRANT_SECONDS: u64 = 3_600;
 const WINDOW_SECONDS: u64 = 600;
 
 /// The violations injected, by the audit codes that must report them.
-pub const INJECTIONS: [(&str, &[&str]); 4] = [
+pub const INJECTIONS: [(&str, &[&str]); 5] = [
     ("late_deprovisioning", &["late_deprovisioning"]),
     ("access_not_deprovisioned", &["access_not_deprovisioned"]),
     ("access_past_end", &["access_past_end", "outcome_mismatch"]),
     ("suspended_action", &["signer"]),
+    // An access review of the grant's resource that certifies every other
+    // grant in force there, and not this one.
+    ("unreviewed_grant", &["unreviewed_grant"]),
 ];
+
+/// A grant the gate tracks while it is in force.
+struct Live {
+    outcome: EntryRef,
+    system: String,
+    resource: String,
+    ends: i64,
+    approver: usize,
+}
 
 /// Entries under the log's clock: a time record whenever a minute has
 /// passed, so every statement is within the skew of the log's time.
@@ -201,6 +216,7 @@ pub fn write(
         }
     };
     let mut rogues = 0;
+    let mut live: Vec<Live> = vec![];
     // Removals injected late wait until the end, an hour past their due.
     let mut late: Vec<Pending> = vec![];
     for n in 0..args.chains {
@@ -303,7 +319,8 @@ pub fn write(
                 ),
             );
         }
-        let a = &approvers[rng.below(approvers.len() as u64) as usize];
+        let approver = rng.below(approvers.len() as u64) as usize;
+        let a = &approvers[approver];
         let until = w.clock + HOUR;
         let dec = w.put(
             &a.key,
@@ -334,6 +351,56 @@ pub fn write(
         let granted_at = w.clock;
         let outcome = w.put(&executor.key, outcome);
         held.insert(key.clone(), d.after.clone());
+        live.retain(|l| l.ends >= w.log_time);
+        live.push(Live {
+            outcome: outcome.clone(),
+            system: system.to_string(),
+            resource: resource.clone(),
+            ends: granted_at + GRANT_SECONDS as i64 * SECOND,
+            approver,
+        });
+        if injection == Some("unreviewed_grant") {
+            let campaign = w.put(
+                &admin_key,
+                Statement {
+                    actor: Some(admin.clone()),
+                    body: Some(Body::ReviewCampaign(ReviewCampaign {
+                        campaign_id: format!("R-{n}"),
+                        system: system.to_string(),
+                        resource_prefix: resource.clone(),
+                        reviewers: approvers.iter().map(|m| m.actor.id.clone()).collect(),
+                        deadline: Some(entry::timestamp(w.clock + 2 * HOUR)),
+                        revoke_unreviewed: false,
+                    })),
+                    ..Default::default()
+                },
+            );
+            // The snapshot: what is in force there at the campaign's time.
+            let at = w.log_time;
+            let others: Vec<(EntryRef, usize)> = live
+                .iter()
+                .filter(|l| l.system == system && l.resource.starts_with(&resource))
+                .filter(|l| l.ends >= at && l.outcome.index != outcome.index)
+                .map(|l| (l.outcome.clone(), l.approver))
+                .collect();
+            for (grant, approver) in others {
+                // Anyone but who approved it (no manager holds or requests).
+                let r = &approvers[(approver + 1) % approvers.len()];
+                w.put(
+                    &r.key,
+                    Statement {
+                        actor: Some(r.actor.clone()),
+                        body: Some(Body::Certification(Certification {
+                            campaign: Some(campaign.clone()),
+                            grant: Some(grant),
+                            verdict: certification::Verdict::Keep as i32,
+                            notes: String::new(),
+                        })),
+                        ..Default::default()
+                    },
+                );
+            }
+        }
         if let Some(kind) = injection {
             count(kind);
         }

@@ -302,6 +302,8 @@ pub enum Kind {
     LogTime,
     AdminSetChange,
     Suspension,
+    ReviewCampaign,
+    Certification,
     /// No body, or one this version does not know.
     Unknown,
 }
@@ -325,6 +327,8 @@ impl Kind {
             Some(Body::LogTime(_)) => Kind::LogTime,
             Some(Body::AdminSetChange(_)) => Kind::AdminSetChange,
             Some(Body::Suspension(_)) => Kind::Suspension,
+            Some(Body::ReviewCampaign(_)) => Kind::ReviewCampaign,
+            Some(Body::Certification(_)) => Kind::Certification,
             None => Kind::Unknown,
         }
     }
@@ -356,6 +360,8 @@ impl Kind {
             Kind::LogTime => "logTime",
             Kind::AdminSetChange => "adminSetChange",
             Kind::Suspension => "suspension",
+            Kind::ReviewCampaign => "reviewCampaign",
+            Kind::Certification => "certification",
             Kind::Unknown => "unknown",
         }
     }

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use super::proto::{
-    decision, entitlement_op, identity_registration, review, Actor, EntitlementDelta, EntryRef,
-    Target,
+    certification, decision, entitlement_op, identity_registration, review, Actor,
+    EntitlementDelta, EntryRef, Target,
 };
 use super::{millis, Body, DecodedEntry, EntryError, Kind};
 use crate::tlog::note::is_valid_key_name;
@@ -146,6 +146,8 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
             | Kind::LogTime
             | Kind::AdminSetChange
             | Kind::Suspension
+            | Kind::ReviewCampaign
+            | Kind::Certification
     );
     // Every kind: a refusal record repeats the chain id, and must fit.
     require(
@@ -321,6 +323,44 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
                 .as_ref()
                 .ok_or_else(|| EntryError::new("statement.revocation.revoked", "required"))?;
             check_ref(revoked, "statement.revocation.revoked")?;
+        }
+        Body::ReviewCampaign(c) => {
+            let field = "statement.reviewCampaign";
+            require(
+                !c.campaign_id.is_empty(),
+                &format!("{field}.campaignId"),
+                "required",
+            )?;
+            require(
+                !c.reviewers.is_empty() && c.reviewers.len() <= 64,
+                &format!("{field}.reviewers"),
+                "names 1 to 64 reviewers",
+            )?;
+            let deadline = time(c.deadline.as_ref(), &format!("{field}.deadline"))?;
+            require(
+                deadline > issued,
+                &format!("{field}.deadline"),
+                "must be after issuedAt",
+            )?;
+        }
+        Body::Certification(c) => {
+            let field = "statement.certification";
+            let campaign = c
+                .campaign
+                .as_ref()
+                .ok_or_else(|| EntryError::new(format!("{field}.campaign"), "required"))?;
+            check_ref(campaign, &format!("{field}.campaign"))?;
+            let grant = c
+                .grant
+                .as_ref()
+                .ok_or_else(|| EntryError::new(format!("{field}.grant"), "required"))?;
+            check_ref(grant, &format!("{field}.grant"))?;
+            require(
+                c.verdict == certification::Verdict::Keep as i32
+                    || c.verdict == certification::Verdict::Revoke as i32,
+                &format!("{field}.verdict"),
+                "must be KEEP or REVOKE",
+            )?;
         }
         Body::Suspension(s) => {
             require(

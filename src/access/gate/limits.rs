@@ -152,6 +152,18 @@ pub fn check_sizes(st: &Statement) -> Result<(), Rejection> {
             }
         }
         Some(Body::Revocation(r)) => c.text(&r.reason, || "statement.revocation.reason".into()),
+        Some(Body::ReviewCampaign(r)) => {
+            let f = "statement.reviewCampaign";
+            c.name(&r.campaign_id, || format!("{f}.campaignId"));
+            c.name(&r.system, || format!("{f}.system"));
+            c.name(&r.resource_prefix, || format!("{f}.resourcePrefix"));
+            for (i, who) in r.reviewers.iter().enumerate() {
+                c.name(who, || format!("{f}.reviewers[{i}]"));
+            }
+        }
+        Some(Body::Certification(r)) => {
+            c.text(&r.notes, || "statement.certification.notes".into());
+        }
         Some(Body::Suspension(s)) => {
             c.name(&s.identity, || "statement.suspension.identity".into());
             c.text(&s.reason, || "statement.suspension.reason".into());

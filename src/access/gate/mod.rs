@@ -122,8 +122,8 @@ pub use cache::{StatementCache, StatementCaches};
 pub use rules::within;
 pub(crate) use state::stored_statement;
 pub use state::{
-    Chain, ChainKey, ChainStatus, Closure, GateState, Grant, Obligation, ObligationKind, Params,
-    Recorded, StateStorage,
+    Campaign, CampaignItem, Chain, ChainKey, ChainStatus, Closure, GateState, Grant, Obligation,
+    ObligationKind, Params, Recorded, StateStorage,
 };
 
 use crate::access::entry::proto::{PolicyPublication, RuleViolation};

@@ -269,6 +269,32 @@ pub(super) fn check(
             Ok(Verdict::Admit)
         }
         Kind::Review => Ok(review(state, entry, linked)),
+        Kind::ReviewCampaign => {
+            let Some(Body::ReviewCampaign(c)) = &st.body else {
+                unreachable!()
+            };
+            let field = "statement.reviewCampaign";
+            if state.campaign_named(&c.campaign_id) {
+                return Err(Rejection::new(
+                    409,
+                    "campaign_exists",
+                    format!("a campaign {:?} is in the log already", c.campaign_id),
+                )
+                .at(format!("{field}.campaignId")));
+            }
+            if let Some((i, who)) = c.reviewers.iter().enumerate().find(|(_, who)| {
+                state.kind_of(who) != Some(ActorKind::Human) || state.is_admin(who)
+            }) {
+                return Err(Rejection::new(
+                    422,
+                    "unknown_reviewer",
+                    format!("{who:?} is not a registered HUMAN (an admin key reviews nothing)"),
+                )
+                .at(format!("{field}.reviewers[{i}]")));
+            }
+            Ok(Verdict::Admit)
+        }
+        Kind::Certification => certification(state, entry),
         Kind::ExecutionIntent => Ok(intent(state, entry, linked, engine)),
         _ => Ok(Verdict::Admit),
     }
@@ -356,6 +382,97 @@ fn review(state: &GateState, entry: &DecodedEntry, linked: &[&Recorded]) -> Verd
         ));
     }
     verdict(v, None)
+}
+
+/// Rules version 5: a certification decides one grant of a campaign's
+/// snapshot: by an eligible reviewer, a HUMAN who neither holds nor
+/// granted it (compared as people), once, before the deadline.
+fn certification(state: &GateState, entry: &DecodedEntry) -> Result<Verdict, Rejection> {
+    let st = &entry.statement;
+    let Some(Body::Certification(c)) = &st.body else {
+        unreachable!()
+    };
+    let field = "statement.certification";
+    let campaign_ref = c.campaign.as_ref().expect("validated");
+    let campaign = state
+        .campaign(campaign_ref.index)
+        .filter(|k| k.leaf_hash.as_slice() == campaign_ref.leaf_hash.as_slice())
+        .ok_or_else(|| {
+            Rejection::new(
+                422,
+                "absent_link",
+                format!(
+                    "entry {} is not a review campaign of this log",
+                    campaign_ref.index
+                ),
+            )
+            .at(format!("{field}.campaign"))
+        })?;
+    let grant_ref = c.grant.as_ref().expect("validated");
+    let item = campaign.items.get(&grant_ref.index).ok_or_else(|| {
+        Rejection::new(
+            422,
+            "not_in_campaign",
+            format!(
+                "entry {} is not the outcome of a grant campaign {:?} reviews",
+                grant_ref.index, campaign.campaign_id
+            ),
+        )
+        .at(format!("{field}.grant"))
+    })?;
+    let who = entry.signed.signer_id.as_str();
+    let person = state.person_of(who);
+    let mut v = Vec::new();
+    if !campaign.reviewers.iter().any(|r| r == who) {
+        v.push(violation(
+            12,
+            "not_a_reviewer",
+            format!(
+                "{who} is not a reviewer of campaign {:?}",
+                campaign.campaign_id
+            ),
+        ));
+    }
+    if state.kind_of(who) != Some(ActorKind::Human) {
+        v.push(violation(
+            12,
+            "certification_by_non_human",
+            format!("{who} is not a HUMAN: an assistant may recommend, never certify"),
+        ));
+    }
+    if person == state.person_of(&item.subject) {
+        v.push(violation(
+            12,
+            "self_certification",
+            format!("{who} holds this access (or answers for who does)"),
+        ));
+    }
+    if item.granters.iter().any(|g| state.person_of(g) == person) {
+        v.push(violation(
+            12,
+            "granter_certifies",
+            format!("{who} requested, approved or executed this grant (or answers for who did)"),
+        ));
+    }
+    if let Some((_, by, at)) = &item.decision {
+        v.push(violation(
+            12,
+            "already_certified",
+            format!("{by} certified this grant at entry {at}"),
+        ));
+    }
+    if campaign.closed || state.time_of(st) > campaign.deadline_ms {
+        v.push(violation(
+            12,
+            "campaign_closed",
+            format!(
+                "campaign {:?} closed at {}",
+                campaign.campaign_id,
+                crate::access::entry::rfc3339(campaign.deadline_ms)
+            ),
+        ));
+    }
+    Ok(verdict(v, None))
 }
 
 /// Rules version 5: an approval that links a grant's outcome extends the

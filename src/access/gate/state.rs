@@ -314,6 +314,42 @@ pub struct GateState {
     suspended: HashMap<String, u64>,
     /// Who has what, when kept ([`GateState::with_holdings`]).
     holdings: Option<Holdings>,
+    /// Rules version 5: access review campaigns, by their entry, and the
+    /// open ones by deadline.
+    campaigns: BTreeMap<u64, Campaign>,
+    campaign_deadlines: BTreeSet<(i64, u64)>,
+}
+
+/// Rules version 5: an access review campaign and where it stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct Campaign {
+    pub campaign_id: String,
+    pub index: u64,
+    pub leaf_hash: Hash,
+    pub system: String,
+    pub resource_prefix: String,
+    pub reviewers: Vec<String>,
+    pub deadline_ms: i64,
+    pub revoke_unreviewed: bool,
+    /// Whether the log's clock has passed its deadline.
+    pub closed: bool,
+    /// The snapshot: the grants in force in its scope at its admission,
+    /// by their outcome.
+    pub items: BTreeMap<u64, CampaignItem>,
+}
+
+/// One grant of a campaign's snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct CampaignItem {
+    pub chain_id: String,
+    pub subject: String,
+    pub entitlements: Vec<String>,
+    /// Who took part in granting it (requester, approvers, executor).
+    pub granters: Vec<String>,
+    /// KEEP (true) or REVOKE, by whom, at which entry.
+    pub decision: Option<(bool, String, u64)>,
+    /// Revoked at the deadline for want of a review.
+    pub revoked_unreviewed: bool,
 }
 
 /// Every parameter that changes a verdict, as the log recorded it.
@@ -365,6 +401,8 @@ impl GateState {
             reported: HashSet::new(),
             suspended: HashMap::new(),
             holdings: None,
+            campaigns: BTreeMap::new(),
+            campaign_deadlines: BTreeSet::new(),
         }
     }
 
@@ -561,6 +599,7 @@ impl GateState {
                 | Kind::DelegationGrant
                 | Kind::AdminSetChange
                 | Kind::Suspension
+                | Kind::ReviewCampaign
         );
         if admin_only && !admin {
             return Err(Rejection::new(
@@ -603,6 +642,15 @@ impl GateState {
         }
         if let Some(Body::Suspension(s)) = &entry.statement.body {
             self.may_suspend(s)?;
+        }
+        if matches!(kind, Kind::ReviewCampaign | Kind::Certification)
+            && self.params.rules_version < 5
+        {
+            return Err(Rejection::new(
+                422,
+                "needs_rules_version_5",
+                "access reviews are rules version 5's",
+            ));
         }
         let assistant = entry
             .statement
@@ -808,6 +856,152 @@ impl GateState {
         }
     }
 
+    /// Rules version 5: opens campaign `c` at `index`: snapshots the grants
+    /// in force in its scope.
+    fn open_campaign(
+        &mut self,
+        index: u64,
+        leaf_hash: Hash,
+        c: &crate::access::entry::proto::ReviewCampaign,
+        at: i64,
+    ) {
+        let mut items = BTreeMap::new();
+        for g in self.grants.values().filter(|g| g.in_force(at)) {
+            let in_scope = (c.system.is_empty() || g.target.system == c.system)
+                && g.target.resource.starts_with(&c.resource_prefix);
+            if !in_scope {
+                continue;
+            }
+            let granters = self.granters(g);
+            items.insert(
+                g.outcome,
+                CampaignItem {
+                    chain_id: g.chain_id.clone(),
+                    subject: g.target.subject.clone(),
+                    entitlements: g.entitlements.clone(),
+                    granters,
+                    decision: None,
+                    revoked_unreviewed: false,
+                },
+            );
+        }
+        let deadline_ms = c.deadline.as_ref().map_or(0, millis);
+        self.campaign_deadlines.insert((deadline_ms, index));
+        self.campaigns.insert(
+            index,
+            Campaign {
+                campaign_id: c.campaign_id.clone(),
+                index,
+                leaf_hash,
+                system: c.system.clone(),
+                resource_prefix: c.resource_prefix.clone(),
+                reviewers: c.reviewers.clone(),
+                deadline_ms,
+                revoke_unreviewed: c.revoke_unreviewed,
+                closed: false,
+                items,
+            },
+        );
+    }
+
+    /// Who took part in granting `g`: its requester, the approvals its
+    /// intent linked and the approvers of its extensions, its executor.
+    fn granters(&self, g: &Grant) -> Vec<String> {
+        let Some(chain) = self.chains.get(&g.chain_id) else {
+            return vec![];
+        };
+        let mut who: Vec<String> = self
+            .grant_revokers(chain.opener)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        if let Some(o) = self.recorded.get(&g.outcome) {
+            who.push(o.actor_id().to_string());
+        }
+        who
+    }
+
+    /// Rules version 5: certification `c` at `index` decides its grant;
+    /// a REVOKE makes the grant's removal due at once.
+    fn certify(
+        &mut self,
+        index: u64,
+        st: &Statement,
+        c: &crate::access::entry::proto::Certification,
+        at: i64,
+    ) {
+        let (Some(campaign), Some(grant)) = (c.campaign.as_ref(), c.grant.as_ref()) else {
+            return;
+        };
+        let reviewer = st.actor.as_ref().map_or("", |a| a.id.as_str()).to_string();
+        let keep = c.verdict == crate::access::entry::proto::certification::Verdict::Keep as i32;
+        let Some(item) = self
+            .campaigns
+            .get_mut(&campaign.index)
+            .and_then(|k| k.items.get_mut(&grant.index))
+            .filter(|i| i.decision.is_none())
+        else {
+            return;
+        };
+        item.decision = Some((keep, reviewer, index));
+        if !keep
+            && self
+                .grant_by_outcome(grant.index)
+                .is_some_and(|(_, g)| g.in_force(at))
+        {
+            self.revoke_grant(grant.index, index, at);
+        }
+    }
+
+    /// Rules version 5: the campaigns whose deadline the log's clock has
+    /// passed close; what they hold unreviewed is revoked if they say so.
+    fn close_campaigns(&mut self) {
+        let Some(now) = self.log_time_ms else {
+            return;
+        };
+        while let Some(&(deadline, index)) = self.campaign_deadlines.first() {
+            if deadline >= now {
+                break;
+            }
+            self.campaign_deadlines.pop_first();
+            let Some(c) = self.campaigns.get_mut(&index) else {
+                continue;
+            };
+            c.closed = true;
+            if !c.revoke_unreviewed {
+                continue;
+            }
+            let mut revoke = vec![];
+            for (outcome, item) in c.items.iter_mut().filter(|(_, i)| i.decision.is_none()) {
+                item.revoked_unreviewed = true;
+                revoke.push(*outcome);
+            }
+            for outcome in revoke {
+                if self
+                    .grant_by_outcome(outcome)
+                    .is_some_and(|(_, g)| g.in_force(now))
+                {
+                    self.revoke_grant(outcome, index, now);
+                }
+            }
+        }
+    }
+
+    /// Rules version 5: the access review campaigns, in log order.
+    pub fn campaigns(&self) -> impl Iterator<Item = &Campaign> {
+        self.campaigns.values()
+    }
+
+    /// Rules version 5: the campaign opened at entry `index`.
+    pub fn campaign(&self, index: u64) -> Option<&Campaign> {
+        self.campaigns.get(&index)
+    }
+
+    /// Whether a campaign named `id` exists.
+    pub fn campaign_named(&self, id: &str) -> bool {
+        self.campaigns.values().any(|c| c.campaign_id == id)
+    }
+
     /// Rules version 5: the entry that suspended `id`, while it is.
     pub fn suspended_by(&self, id: &str) -> Option<u64> {
         self.suspended.get(id).copied()
@@ -932,6 +1126,8 @@ impl GateState {
                 | Kind::LogTime
                 | Kind::AdminSetChange
                 | Kind::Suspension
+                | Kind::ReviewCampaign
+                | Kind::Certification
         );
         if let Some(status) = self
             .closed
@@ -1017,7 +1213,9 @@ impl GateState {
             | Kind::LogParameters
             | Kind::LogTime
             | Kind::AdminSetChange
-            | Kind::Suspension => {}
+            | Kind::Suspension
+            | Kind::ReviewCampaign
+            | Kind::Certification => {}
             Kind::Revocation => {
                 let Some(Body::Revocation(r)) = &st.body else {
                     unreachable!()
@@ -1240,6 +1438,7 @@ impl GateState {
             closed = self.close_expired();
         }
         if self.params.rules_version >= 5 && entry.kind() != Kind::LogTime {
+            self.close_campaigns();
             closed.extend(self.end_grants());
         }
         closed.extend(self.record(index, entry));
@@ -1427,6 +1626,8 @@ impl GateState {
                 | Kind::LogTime
                 | Kind::AdminSetChange
                 | Kind::Suspension
+                | Kind::ReviewCampaign
+                | Kind::Certification
         );
         let statement = match &self.storage {
             Some(storage) if recordable => {
@@ -1476,6 +1677,18 @@ impl GateState {
             Some(Body::AdminSetChange(c)) => {
                 self.set_admins(&c.admin_keys);
                 self.params.admin_threshold = c.admin_threshold.max(1);
+                return None;
+            }
+            Some(Body::ReviewCampaign(c)) => {
+                if self.params.rules_version >= 5 {
+                    self.open_campaign(index, entry.leaf_hash, c, admitted_ms);
+                }
+                return None;
+            }
+            Some(Body::Certification(c)) => {
+                if self.params.rules_version >= 5 {
+                    self.certify(index, &st, c, admitted_ms);
+                }
                 return None;
             }
             Some(Body::Suspension(s)) => {

@@ -240,6 +240,12 @@ pub struct AuditSummary {
     /// how many it judges otherwise.
     pub draft_judged: u64,
     pub draft_changes: u64,
+    /// Rules version 5: the access review campaigns, and of the grants
+    /// they revoked, those whose removal was carried out.
+    pub campaigns: Vec<(
+        crate::access::gate::Campaign,
+        std::collections::BTreeSet<u64>,
+    )>,
 }
 
 impl AuditSummary {
@@ -1099,6 +1105,33 @@ impl Auditor {
                 ),
             };
             self.find(index, &o.chain_id, code, m);
+        }
+        // Access reviews: what no one reviewed by the deadline is a
+        // finding; a revoked grant's removal is carried out once the gate
+        // no longer tracks the grant (removed, or covered).
+        let campaigns: Vec<crate::access::gate::Campaign> =
+            self.state.campaigns().cloned().collect();
+        for c in &campaigns {
+            let mut carried_out = std::collections::BTreeSet::new();
+            for (outcome, item) in &c.items {
+                let revoked =
+                    item.revoked_unreviewed || item.decision.as_ref().is_some_and(|d| !d.0);
+                if revoked && self.state.grant_by_outcome(*outcome).is_none() {
+                    carried_out.insert(*outcome);
+                }
+                if item.decision.is_none() && c.deadline_ms < now_ms {
+                    self.at_ms = c.deadline_ms;
+                    let m = format!(
+                        "campaign {:?} (entry {}) closed without a review of the grant of outcome {outcome} to {}{}",
+                        c.campaign_id,
+                        c.index,
+                        item.subject,
+                        if item.revoked_unreviewed { " (revoked for it)" } else { "" }
+                    );
+                    self.find(c.index, &item.chain_id, "unreviewed_grant", m);
+                }
+            }
+            self.summary.campaigns.push((c.clone(), carried_out));
         }
         let mut rest = std::mem::take(&mut self.findings);
         rest.sort_by_key(|f| f.index);
