@@ -3582,6 +3582,11 @@ fn an_access_review_campaign_keeps_revokes_and_reports_what_no_one_reviewed() {
     let mut by_bob = campaign.clone();
     by_bob.actor = Some(log.actor("bob").clone());
     log.rejected(log.key("bob"), &by_bob, 403, "admin_only");
+    let mut twice = campaign.clone();
+    if let Some(entry::Body::ReviewCampaign(c)) = &mut twice.body {
+        c.reviewers.push("carol".into());
+    }
+    log.rejected(log.key("admin"), &twice, 422, "unknown_reviewer");
     let campaign = log.ok("admin", &campaign);
     let certify = |who: &str, grant: &At, keep: bool| Statement {
         actor: Some(log.actor(who).clone()),
@@ -3613,6 +3618,10 @@ fn an_access_review_campaign_keeps_revokes_and_reports_what_no_one_reviewed() {
         codes(&log.refused("bob", &certify("bob", &keep, true))),
         ["not_a_reviewer", "granter_certifies"]
     );
+    // A certification belongs to no chain (it cannot crowd one's list).
+    let mut in_chain = certify("carol", &keep, true);
+    in_chain.chain_id = "A1".into();
+    log.rejected(log.key("carol"), &in_chain, 422, "invalid_entry");
     log.ok("carol", &certify("carol", &keep, true));
     assert_eq!(
         codes(&log.refused("dave", &certify("dave", &keep, false))),

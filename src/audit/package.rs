@@ -354,16 +354,19 @@ impl Package {
             let (mut kept, mut revoked, mut unreviewed, mut done) = (0, 0, 0, 0);
             for (outcome, item) in &c.items {
                 let (decision, reviewer, at) = match &item.decision {
+                    _ if item.revoked_unreviewed => ("unreviewed, revoked", "", String::new()),
                     Some((true, by, at)) => ("keep", by.as_str(), at.to_string()),
                     Some((false, by, at)) => ("revoke", by.as_str(), at.to_string()),
-                    None if item.revoked_unreviewed => ("unreviewed, revoked", "", String::new()),
                     None => ("unreviewed", "", String::new()),
                 };
-                let revoking = decision.contains("revoke") || decision.contains("revoked");
-                let removal = match (revoking, carried_out.contains(outcome)) {
-                    (false, _) => "",
-                    (true, true) => "yes",
-                    (true, false) => "no",
+                let revoking = decision.contains("revoke");
+                // Covered: the grant ended, but another grant still in
+                // force holds the same access.
+                let removal = match (revoking, carried_out.contains(outcome), item.ended) {
+                    (false, _, _) => "",
+                    (true, true, _) => "yes",
+                    (true, false, Some("covered")) => "covered by another grant",
+                    (true, false, _) => "no",
                 };
                 match item.decision {
                     Some((true, _, _)) => kept += 1,

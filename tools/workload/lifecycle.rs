@@ -369,7 +369,8 @@ pub fn write(
                         system: system.to_string(),
                         resource_prefix: resource.clone(),
                         reviewers: approvers.iter().map(|m| m.actor.id.clone()).collect(),
-                        deadline: Some(entry::timestamp(w.clock + 2 * HOUR)),
+                        // Before the grant ends: it needs its review.
+                        deadline: Some(entry::timestamp(w.clock + HOUR / 2)),
                         revoke_unreviewed: false,
                     })),
                     ..Default::default()

@@ -324,6 +324,17 @@ pub fn validate(entry: &DecodedEntry, now_ms: i64, limits: &Limits) -> Result {
                 .ok_or_else(|| EntryError::new("statement.revocation.revoked", "required"))?;
             check_ref(revoked, "statement.revocation.revoked")?;
         }
+        Body::ReviewCampaign(_) | Body::Certification(_)
+            if !st.chain_id.is_empty()
+                || !st.links.is_empty()
+                || st.target.is_some()
+                || st.on_behalf_of.is_some() =>
+        {
+            err(
+                "statement",
+                "a review campaign or certification belongs to no chain: no chainId, links, target or onBehalfOf",
+            )?;
+        }
         Body::ReviewCampaign(c) => {
             let field = "statement.reviewCampaign";
             require(

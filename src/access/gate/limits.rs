@@ -46,6 +46,11 @@ pub const MAX_CHAIN_REFUSALS: usize = 8;
 /// or a class may allow (ten years): a duration is a number of seconds,
 /// and past this it is a mistake, not a grant.
 pub const MAX_ACCESS_DURATION_SECONDS: u64 = 10 * 366 * 24 * 3600;
+/// Rules version 5: access review campaigns open at once, and the grants
+/// one may review (its snapshot): a campaign is an admin's single
+/// signature, so what it costs the log is bounded.
+pub const MAX_OPEN_CAMPAIGNS: usize = 64;
+pub const MAX_CAMPAIGN_GRANTS: usize = 10_000;
 /// The longest a request stays open when the policy says nothing shorter:
 /// after it, nothing more joins the chain and it closes (`expired`).
 pub const DEFAULT_MAX_REQUEST_AGE_MS: i64 = 30 * 24 * 3600 * 1000;

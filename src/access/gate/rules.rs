@@ -282,13 +282,48 @@ pub(super) fn check(
                 )
                 .at(format!("{field}.campaignId")));
             }
+            let now = state.time_of(st);
+            if c.deadline.as_ref().map_or(0, millis) <= now {
+                return Err(Rejection::new(
+                    422,
+                    "deadline_passed",
+                    "the deadline must be after the log's time",
+                )
+                .at(format!("{field}.deadline")));
+            }
+            if state.open_campaigns() >= super::limits::MAX_OPEN_CAMPAIGNS {
+                return Err(Rejection::new(
+                    409,
+                    "too_many_campaigns",
+                    format!(
+                        "{} campaigns are open; at most {}",
+                        state.open_campaigns(),
+                        super::limits::MAX_OPEN_CAMPAIGNS
+                    ),
+                ));
+            }
+            let grants = state.grants_in_scope(&c.system, &c.resource_prefix, now);
+            if grants > super::limits::MAX_CAMPAIGN_GRANTS {
+                return Err(Rejection::new(
+                    422,
+                    "campaign_too_large",
+                    format!(
+                        "{grants} grants are in this scope; a campaign reviews at most {}: narrow it (system, resourcePrefix)",
+                        super::limits::MAX_CAMPAIGN_GRANTS
+                    ),
+                )
+                .at(format!("{field}.resourcePrefix")));
+            }
+            let mut seen = std::collections::HashSet::new();
             if let Some((i, who)) = c.reviewers.iter().enumerate().find(|(_, who)| {
-                state.kind_of(who) != Some(ActorKind::Human) || state.is_admin(who)
+                state.kind_of(who) != Some(ActorKind::Human)
+                    || state.is_admin(who)
+                    || !seen.insert(who.as_str())
             }) {
                 return Err(Rejection::new(
                     422,
                     "unknown_reviewer",
-                    format!("{who:?} is not a registered HUMAN (an admin key reviews nothing)"),
+                    format!("{who:?} is not a registered HUMAN (an admin key reviews nothing), or is named twice"),
                 )
                 .at(format!("{field}.reviewers[{i}]")));
             }
@@ -409,17 +444,21 @@ fn certification(state: &GateState, entry: &DecodedEntry) -> Result<Verdict, Rej
             .at(format!("{field}.campaign"))
         })?;
     let grant_ref = c.grant.as_ref().expect("validated");
-    let item = campaign.items.get(&grant_ref.index).ok_or_else(|| {
-        Rejection::new(
-            422,
-            "not_in_campaign",
-            format!(
-                "entry {} is not the outcome of a grant campaign {:?} reviews",
-                grant_ref.index, campaign.campaign_id
-            ),
-        )
-        .at(format!("{field}.grant"))
-    })?;
+    let item = campaign
+        .items
+        .get(&grant_ref.index)
+        .filter(|i| i.leaf_hash.as_slice() == grant_ref.leaf_hash.as_slice())
+        .ok_or_else(|| {
+            Rejection::new(
+                422,
+                "not_in_campaign",
+                format!(
+                    "entry {} is not the outcome of a grant campaign {:?} reviews",
+                    grant_ref.index, campaign.campaign_id
+                ),
+            )
+            .at(format!("{field}.grant"))
+        })?;
     let who = entry.signed.signer_id.as_str();
     let person = state.person_of(who);
     let mut v = Vec::new();
@@ -447,7 +486,14 @@ fn certification(state: &GateState, entry: &DecodedEntry) -> Result<Verdict, Rej
             format!("{who} holds this access (or answers for who does)"),
         ));
     }
-    if item.granters.iter().any(|g| state.person_of(g) == person) {
+    // Who granted it when the campaign opened, and who has extended it
+    // since.
+    let now_granting: Vec<&str> = state
+        .grant_by_outcome(grant_ref.index)
+        .map(|(opener, _)| state.grant_revokers(opener))
+        .unwrap_or_default();
+    let granted = item.granters.iter().map(String::as_str).chain(now_granting);
+    if granted.into_iter().any(|g| state.person_of(g) == person) {
         v.push(violation(
             12,
             "granter_certifies",

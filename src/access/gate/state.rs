@@ -318,6 +318,7 @@ pub struct GateState {
     /// open ones by deadline.
     campaigns: BTreeMap<u64, Campaign>,
     campaign_deadlines: BTreeSet<(i64, u64)>,
+    campaign_ids: HashSet<String>,
 }
 
 /// Rules version 5: an access review campaign and where it stands.
@@ -350,6 +351,15 @@ pub struct CampaignItem {
     pub decision: Option<(bool, String, u64)>,
     /// Revoked at the deadline for want of a review.
     pub revoked_unreviewed: bool,
+    /// The grant's outcome's leaf hash (a certification links it).
+    pub leaf_hash: Hash,
+    /// How its access ended while the log was replayed: `removed` (a
+    /// removal's outcome no longer saw it) or `covered` (by another
+    /// grant still in force).
+    pub ended: Option<&'static str>,
+    /// Whether it ended while the campaign was open (then it needed no
+    /// review).
+    pub ended_in_campaign: bool,
 }
 
 /// Every parameter that changes a verdict, as the log recorded it.
@@ -403,6 +413,7 @@ impl GateState {
             holdings: None,
             campaigns: BTreeMap::new(),
             campaign_deadlines: BTreeSet::new(),
+            campaign_ids: HashSet::new(),
         }
     }
 
@@ -822,6 +833,31 @@ impl GateState {
     /// revoked, and every grant it holds owes its removal now.
     fn suspend(&mut self, id: &str, by: u64, at: i64) {
         self.suspended.insert(id.to_string(), by);
+        // What a suspended reviewer certified in campaigns still open no
+        // longer stands: it is to be reviewed again.
+        let open: Vec<u64> = self.campaign_deadlines.iter().map(|(_, i)| *i).collect();
+        for index in open {
+            let Some(c) = self.campaigns.get(&index) else {
+                continue;
+            };
+            let undo: Vec<u64> = c
+                .items
+                .iter()
+                .filter(|(_, i)| {
+                    i.decision
+                        .as_ref()
+                        .is_some_and(|(_, by, _)| by == id || self.person_of(by) == id)
+                })
+                .map(|(o, _)| *o)
+                .collect();
+            if let Some(c) = self.campaigns.get_mut(&index) {
+                for o in undo {
+                    if let Some(i) = c.items.get_mut(&o) {
+                        i.decision = None;
+                    }
+                }
+            }
+        }
         let approvals: Vec<u64> = self
             .recorded
             .values()
@@ -873,6 +909,10 @@ impl GateState {
                 continue;
             }
             let granters = self.granters(g);
+            let leaf_hash = self
+                .recorded
+                .get(&g.outcome)
+                .map_or([0; 32], |r| r.leaf_hash);
             items.insert(
                 g.outcome,
                 CampaignItem {
@@ -882,11 +922,15 @@ impl GateState {
                     granters,
                     decision: None,
                     revoked_unreviewed: false,
+                    leaf_hash,
+                    ended: None,
+                    ended_in_campaign: false,
                 },
             );
         }
         let deadline_ms = c.deadline.as_ref().map_or(0, millis);
         self.campaign_deadlines.insert((deadline_ms, index));
+        self.campaign_ids.insert(c.campaign_id.clone());
         self.campaigns.insert(
             index,
             Campaign {
@@ -935,11 +979,41 @@ impl GateState {
         };
         let reviewer = st.actor.as_ref().map_or("", |a| a.id.as_str()).to_string();
         let keep = c.verdict == crate::access::entry::proto::certification::Verdict::Keep as i32;
+        // The rule's guards again: a log that admitted a certification the
+        // gate refuses gets its finding, and no decision from it.
+        let person = self.person_of(&reviewer).to_string();
+        let live_granters: Vec<String> = self
+            .grant_by_outcome(grant.index)
+            .map(|(opener, _)| {
+                self.grant_revokers(opener)
+                    .into_iter()
+                    .map(|g| self.person_of(g).to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let eligible = |k: &Campaign, i: &CampaignItem| {
+            !k.closed
+                && at <= k.deadline_ms
+                && k.leaf_hash.as_slice() == campaign.leaf_hash.as_slice()
+                && i.leaf_hash.as_slice() == grant.leaf_hash.as_slice()
+                && k.reviewers.contains(&reviewer)
+                && self.kind_of(&reviewer) == Some(ActorKind::Human)
+                && self.person_of(&i.subject) != person
+                && !i.granters.iter().any(|g| self.person_of(g) == person)
+                && !live_granters.contains(&person)
+        };
+        let ok = self
+            .campaigns
+            .get(&campaign.index)
+            .and_then(|k| k.items.get(&grant.index).map(|i| (k, i)))
+            .is_some_and(|(k, i)| i.decision.is_none() && eligible(k, i));
+        if !ok {
+            return;
+        }
         let Some(item) = self
             .campaigns
             .get_mut(&campaign.index)
             .and_then(|k| k.items.get_mut(&grant.index))
-            .filter(|i| i.decision.is_none())
         else {
             return;
         };
@@ -971,17 +1045,25 @@ impl GateState {
             if !c.revoke_unreviewed {
                 continue;
             }
-            let mut revoke = vec![];
-            for (outcome, item) in c.items.iter_mut().filter(|(_, i)| i.decision.is_none()) {
-                item.revoked_unreviewed = true;
-                revoke.push(*outcome);
-            }
-            for outcome in revoke {
+            let undecided: Vec<u64> = c
+                .items
+                .iter()
+                .filter(|(_, i)| i.decision.is_none())
+                .map(|(o, _)| *o)
+                .collect();
+            for outcome in undecided {
                 if self
                     .grant_by_outcome(outcome)
                     .is_some_and(|(_, g)| g.in_force(now))
                 {
                     self.revoke_grant(outcome, index, now);
+                    if let Some(item) = self
+                        .campaigns
+                        .get_mut(&index)
+                        .and_then(|c| c.items.get_mut(&outcome))
+                    {
+                        item.revoked_unreviewed = true;
+                    }
                 }
             }
         }
@@ -999,7 +1081,37 @@ impl GateState {
 
     /// Whether a campaign named `id` exists.
     pub fn campaign_named(&self, id: &str) -> bool {
-        self.campaigns.values().any(|c| c.campaign_id == id)
+        self.campaign_ids.contains(id)
+    }
+
+    /// Campaigns whose deadline the log's clock has not passed.
+    pub fn open_campaigns(&self) -> usize {
+        self.campaign_deadlines.len()
+    }
+
+    /// Rules version 5: the grants in force at `at` on `system` (empty:
+    /// any) whose resource starts with `prefix`: a campaign's snapshot.
+    pub fn grants_in_scope(&self, system: &str, prefix: &str, at: i64) -> usize {
+        self.grants
+            .values()
+            .filter(|g| g.in_force(at))
+            .filter(|g| {
+                (system.is_empty() || g.target.system == system)
+                    && g.target.resource.starts_with(prefix)
+            })
+            .count()
+    }
+
+    /// Marks how the access of the grant of `outcome` ended, in every
+    /// campaign that reviews it.
+    fn campaign_grant_ended(&mut self, outcome: u64, how: &'static str) {
+        for c in self.campaigns.values_mut() {
+            let open = !c.closed;
+            if let Some(item) = c.items.get_mut(&outcome) {
+                item.ended = Some(how);
+                item.ended_in_campaign |= open;
+            }
+        }
     }
 
     /// Rules version 5: the entry that suspended `id`, while it is.
@@ -1009,7 +1121,7 @@ impl GateState {
 
     /// Who may revoke the grant of the chain opened at `opener`: its
     /// requester and those who approved in it.
-    fn grant_revokers(&self, opener: u64) -> Vec<&str> {
+    pub(super) fn grant_revokers(&self, opener: u64) -> Vec<&str> {
         let (Some(g), Some(requester)) = (self.grants.get(&opener), self.recorded.get(&opener))
         else {
             return vec![];
@@ -1361,6 +1473,12 @@ impl GateState {
                 // At most one (revoking twice is refused): it always fits.
                 return Ok(());
             }
+            // The removal of an ended grant always fits (a failed one is
+            // retried), up to twice a chain's entries.
+            let removal = kind == Kind::ExecutionIntent && on_grant && !g.in_force(at_ms);
+            if removal && Self::admitted_in(&self.recorded, chain) < 2 * MAX_CHAIN_ENTRIES {
+                return Ok(());
+            }
             let fits = match kind {
                 Kind::Decision | Kind::ExecutionIntent => on_grant,
                 Kind::Revocation => true,
@@ -1484,6 +1602,7 @@ impl GateState {
         }
         let by = self.covering(grant, now)?;
         let chain_id = grant.chain_id.clone();
+        let outcome = grant.outcome;
         if let Some(h) = self.holdings.as_mut() {
             let ended = grant
                 .revoked_ms
@@ -1492,6 +1611,7 @@ impl GateState {
         }
         self.obligations.remove(&opener);
         self.unindex_grant(opener);
+        self.campaign_grant_ended(outcome, "covered");
         let chain = self.chains.get_mut(&chain_id)?;
         chain.ended = Some(ChainStatus::Covered);
         chain.covered_by = Some(by);
@@ -1966,12 +2086,14 @@ impl GateState {
         };
         let opener = chain.opener;
         if let Some(g) = self.grants.get(&opener) {
+            let g_outcome = g.outcome;
             if intent > g.outcome && !g.entitlements.iter().any(|e| observed_after.contains(e)) {
                 self.obligations.remove(&opener);
                 self.unindex_grant(opener);
                 if let Some(c) = self.chains.get_mut(&st.chain_id) {
                     c.ended = Some(ChainStatus::Deprovisioned);
                 }
+                self.campaign_grant_ended(g_outcome, "removed");
             }
             return;
         }

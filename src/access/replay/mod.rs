@@ -1116,10 +1116,13 @@ impl Auditor {
             for (outcome, item) in &c.items {
                 let revoked =
                     item.revoked_unreviewed || item.decision.as_ref().is_some_and(|d| !d.0);
-                if revoked && self.state.grant_by_outcome(*outcome).is_none() {
+                if revoked && item.ended == Some("removed") {
                     carried_out.insert(*outcome);
                 }
-                if item.decision.is_none() && c.deadline_ms < now_ms {
+                // A grant whose access ended before the deadline needed no
+                // review.
+                let ended_first = item.ended_in_campaign && item.decision.is_none();
+                if item.decision.is_none() && (c.closed || c.deadline_ms < now_ms) && !ended_first {
                     self.at_ms = c.deadline_ms;
                     let m = format!(
                         "campaign {:?} (entry {}) closed without a review of the grant of outcome {outcome} to {}{}",
