@@ -2,7 +2,8 @@
 //! statements (wrong links, wrong people, wrong deltas, wrong times, other
 //! chains, keys revoked midway) go through the server's own admission (the
 //! `Gatekeeper`, this release's rules: time-bound grants, their
-//! extensions, revocations and removals, suspensions), one batch each. Nothing panics, and the
+//! extensions, revocations and removals, suspensions, access review
+//! campaigns and certifications), one batch each. Nothing panics, and the
 //! audit of the log the gate produced, replayed from its leaves alone,
 //! reports no finding about the gate: every refusal record is one the audit's replay of
 //! the gate makes too, and nothing admitted breaks a rule. Before each
@@ -53,7 +54,7 @@ struct Step {
 fn step() -> impl Strategy<Value = Step> {
     (
         0usize..7,
-        0u8..13,
+        0u8..15,
         0usize..CHAINS.len(),
         prop::collection::vec(0usize..8, 0..3),
         0u8..4,
@@ -293,6 +294,7 @@ fn gate_history(steps: &[Step]) -> (Vec<Vec<u8>>, NoteVerifier) {
     }
     let mut chains: Vec<Vec<(EntryRef, u8)>> = vec![vec![]; CHAINS.len()];
     let mut everything: Vec<EntryRef> = vec![];
+    let mut campaigns: Vec<EntryRef> = vec![];
     for s in steps {
         if s.kind == 12 {
             // A whole grant at once (request for ten minutes, approval,
@@ -340,6 +342,69 @@ fn gate_history(steps: &[Step]) -> (Vec<Vec<u8>>, NoteVerifier) {
                     everything.push(r.clone());
                     last.push(r);
                 }
+            }
+            continue;
+        }
+        if s.kind >= 13 {
+            // Access reviews: the admin opens a campaign over github, or
+            // the actor certifies what it links (a grant's outcome, or
+            // anything) in the latest campaign.
+            let (st, signer) = if s.kind == 13 {
+                let body = Body::ReviewCampaign(entry::proto::ReviewCampaign {
+                    campaign_id: format!("Q{}", leaves.len()),
+                    system: "github".into(),
+                    resource_prefix: String::new(),
+                    reviewers: PEOPLE.iter().map(|p| p.to_string()).collect(),
+                    deadline: Some(entry::timestamp(now + 10 * MINUTE)),
+                    revoke_unreviewed: s.flag,
+                });
+                (
+                    Statement {
+                        actor: Some(cast.admin.0.clone()),
+                        issued_at: Some(entry::timestamp(now)),
+                        body: Some(body),
+                        ..Default::default()
+                    },
+                    &cast.admin.1,
+                )
+            } else {
+                let (actor, key) = &cast.actors[s.actor];
+                let grant = s
+                    .links
+                    .first()
+                    .and_then(|k| chains[s.chain].get(*k).map(|(r, _)| r.clone()))
+                    .or_else(|| everything.last().cloned())
+                    .unwrap_or_else(|| link(0, &[0; 32]));
+                let verdict = if s.flag {
+                    entry::proto::certification::Verdict::Keep
+                } else {
+                    entry::proto::certification::Verdict::Revoke
+                };
+                let body = Body::Certification(entry::proto::Certification {
+                    campaign: Some(
+                        campaigns
+                            .last()
+                            .cloned()
+                            .unwrap_or_else(|| link(0, &[0; 32])),
+                    ),
+                    grant: Some(grant),
+                    verdict: verdict as i32,
+                    notes: String::new(),
+                });
+                (
+                    Statement {
+                        actor: Some(actor.clone()),
+                        issued_at: Some(entry::timestamp(now)),
+                        body: Some(body),
+                        ..Default::default()
+                    },
+                    key,
+                )
+            };
+            let leaf = entry::sign(signer, &build::for_log(st, &origin)).encode_to_vec();
+            let hash = leaf_hash(&leaf);
+            if let (Some(index), 13) = (submit(&mut keeper, &mut leaves, leaf), s.kind) {
+                campaigns.push(link(index, &hash));
             }
             continue;
         }
