@@ -3689,3 +3689,67 @@ fn an_access_review_campaign_keeps_revokes_and_reports_what_no_one_reviewed() {
         "{rows}"
     );
 }
+
+#[test]
+fn a_partly_covered_grant_removes_only_what_no_other_grant_holds() {
+    let log = Log::start();
+    let t = now();
+    // A1: deploy and oncall for 2 s; A2: oncall for an hour.
+    let two = delta(&["read"], &["deploy", "oncall"], &[]);
+    let req = log.ok(
+        "alice",
+        &build::lasting(
+            build::request(log.actor("alice"), "PA1", tgt(), two.clone(), "deployer", t),
+            2,
+        ),
+    );
+    let bob = log.ok(
+        "bob",
+        &build::approve(
+            log.actor("bob"),
+            "PA1",
+            vec![req.link()],
+            two.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    let int = log.ok(
+        "deployer",
+        &log.intent("deployer", "PA1", vec![req.link(), bob.link()], &two),
+    );
+    let a1 = log.ok(
+        "deployer",
+        &log.outcome("deployer", "PA1", &int, &["read", "deploy", "oncall"]),
+    );
+    grant_role(&log, "PA2", "oncall");
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    // Removing oncall too would end PA2's access: refused; deploy alone
+    // is the removal.
+    let both = delta(&["read", "deploy", "oncall"], &[], &["deploy", "oncall"]);
+    let v = log.refused(
+        "deployer",
+        &log.intent("deployer", "PA1", vec![a1.link()], &both),
+    );
+    assert!(codes(&v).contains(&"not_a_removal"), "{v:?}");
+    let deploy = delta(&["read", "deploy", "oncall"], &[], &["deploy"]);
+    let removed = log.ok(
+        "deployer",
+        &log.intent("deployer", "PA1", vec![a1.link()], &deploy),
+    );
+    log.ok(
+        "deployer",
+        &log.outcome("deployer", "PA1", &removed, &["read", "oncall"]),
+    );
+    assert_eq!(log.chain("PA1")["status"], "deprovisioned");
+    let a = access(&log, "subject=alice");
+    assert_eq!(
+        holdings(&a)
+            .iter()
+            .map(|(e, c, s, _)| (e.as_str(), c.as_str(), s.as_str()))
+            .collect::<Vec<_>>(),
+        [("oncall", "PA2", "held")],
+        "{a}"
+    );
+    log.audits_clean();
+}

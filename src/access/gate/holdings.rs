@@ -205,6 +205,34 @@ impl Holdings {
         }
     }
 
+    /// As [`Holdings::covered`], for one entitlement of the grant (the
+    /// rest of it was removed).
+    pub fn covered_entitlement(
+        &mut self,
+        target: &Target,
+        outcome: u64,
+        entitlement: &str,
+        at: i64,
+        covering: &str,
+    ) {
+        let key = target_key(target);
+        let Some(open) = self.open_on.get_mut(&key) else {
+            return;
+        };
+        open.retain(|&i| {
+            let h = &mut self.all[i];
+            if h.outcome != outcome || h.entitlement != entitlement {
+                return true;
+            }
+            h.removed_ms = Some(at);
+            h.covered_by = Some(covering.to_string());
+            false
+        });
+        if open.is_empty() {
+            self.open_on.remove(&key);
+        }
+    }
+
     /// What `subject` held at `at` (`None`: now), in grant order.
     pub fn of_subject(&self, subject: &str, at: Option<i64>) -> Vec<&Holding> {
         self.select(self.by_subject.get(subject), at)

@@ -913,12 +913,14 @@ fn intent(
                 format!("link outcome {}, which granted the access", g.outcome),
             ));
         }
-        if !removes_exactly(delta, &g.entitlements) {
+        // What other grants in force hold on stays (it is theirs).
+        let (expected, _) = state.to_remove(g, now);
+        if !removes_exactly(delta, &expected) {
             v.push(violation(
                 3,
                 "not_a_removal",
                 format!(
-                    "a chain holding a grant takes only its removal: REMOVE exactly {:?}",
+                    "a chain holding a grant takes only its removal: REMOVE exactly {expected:?} (of {:?}; other grants in force hold the rest)",
                     g.entitlements
                 ),
             ));

@@ -1652,6 +1652,30 @@ impl GateState {
             .map(|g| g.chain_id.clone())
     }
 
+    /// Rules version 5: what the removal of `grant` at `now` removes: what
+    /// it added, less what other grants still in force on the same target
+    /// hold (their access must not end with it), each with the chain of
+    /// the grant that holds it on.
+    pub fn to_remove(&self, grant: &Grant, now: i64) -> (Vec<String>, Vec<(String, String)>) {
+        let others: Vec<&Grant> = self
+            .grants_on
+            .get(&target_key(&grant.target))
+            .into_iter()
+            .flatten()
+            .filter_map(|o| self.grants.get(o))
+            .filter(|g| g.outcome != grant.outcome && g.in_force(now))
+            .collect();
+        let mut removed = vec![];
+        let mut held_on = vec![];
+        for e in &grant.entitlements {
+            match others.iter().find(|g| g.entitlements.contains(e)) {
+                Some(g) => held_on.push((e.clone(), g.chain_id.clone())),
+                None => removed.push(e.clone()),
+            }
+        }
+        (removed, held_on)
+    }
+
     fn unindex_grant(&mut self, opener: u64) {
         let Some(g) = self.grants.remove(&opener) else {
             return;
@@ -2087,7 +2111,16 @@ impl GateState {
         let opener = chain.opener;
         if let Some(g) = self.grants.get(&opener) {
             let g_outcome = g.outcome;
-            if intent > g.outcome && !g.entitlements.iter().any(|e| observed_after.contains(e)) {
+            // What it removes is what no other grant in force holds on;
+            // the rest passes to those grants.
+            let (removed, held_on) = self.to_remove(g, at);
+            let target = g.target.clone();
+            if intent > g.outcome && !removed.iter().any(|e| observed_after.contains(e)) {
+                if let Some(h) = self.holdings.as_mut() {
+                    for (e, chain) in &held_on {
+                        h.covered_entitlement(&target, g_outcome, e, at, chain);
+                    }
+                }
                 self.obligations.remove(&opener);
                 self.unindex_grant(opener);
                 if let Some(c) = self.chains.get_mut(&st.chain_id) {

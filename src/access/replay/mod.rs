@@ -964,7 +964,12 @@ impl Auditor {
                     .state
                     .grant_of(chain)
                     .filter(|g| st.links.iter().any(|l| l.index > g.outcome))
-                    .map(|g| (g.due_ms(g.revoked_ms), g.entitlements.clone()));
+                    .map(|g| {
+                        (
+                            g.due_ms(g.revoked_ms),
+                            self.state.to_remove(g, self.state.time_of(st)).0,
+                        )
+                    });
                 if let Some((due, granted)) = grant {
                     let at = self.state.time_of(st);
                     let kept: Vec<&String> = granted
