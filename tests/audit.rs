@@ -279,7 +279,19 @@ fn audit_finds_each_injected_violation_and_nothing_else() {
 
 /// Runs `gatelog-workload` into `dir`; its JSON report.
 fn workload(dir: &std::path::Path, seed: u64, chains: u64, rate: f64) -> serde_json::Value {
+    workload_with(dir, &[], seed, chains, rate)
+}
+
+/// As [`workload`], with more flags (`--lifecycle`).
+fn workload_with(
+    dir: &std::path::Path,
+    extra: &[&str],
+    seed: u64,
+    chains: u64,
+    rate: f64,
+) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatelog-workload"))
+        .args(extra)
         .args(["--seed", &seed.to_string(), "--chains", &chains.to_string()])
         .args(["--inject-rate", &rate.to_string(), "--out"])
         .arg(dir)
@@ -301,15 +313,7 @@ fn audit_finds_exactly_what_the_seeded_workload_injected() {
         let out = tmp.path().join(format!("audit{seed}"));
         let report = workload(&log, seed, 600, 0.25);
         assert_eq!(audit_with(&log, &out, &[]).0, 1);
-        let mut found: std::collections::BTreeMap<String, u64> = Default::default();
-        let text = std::fs::read_to_string(out.join("exceptions.csv")).unwrap();
-        for line in text.lines().skip(1) {
-            *found
-                .entry(line.split(',').nth(2).unwrap().to_string())
-                .or_default() += 1;
-        }
-        let expected: std::collections::BTreeMap<String, u64> =
-            serde_json::from_value(report["expected_findings"].clone()).unwrap();
+        let (found, expected) = found_and_expected(&out, &report);
         assert!(expected.len() >= 5, "too few kinds injected: {expected:?}");
         assert_eq!(found, expected, "seed {seed}");
     }
@@ -329,38 +333,13 @@ fn audit_finds_exactly_the_lifecycle_violations_the_workload_injected() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |name: &str, seed: u64, rate: f64| {
         let log = tmp.path().join(name);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatelog-workload"))
-            .args([
-                "--lifecycle",
-                "--seed",
-                &seed.to_string(),
-                "--chains",
-                "600",
-            ])
-            .args(["--inject-rate", &rate.to_string(), "--out"])
-            .arg(&log)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let report = workload_with(&log, &["--lifecycle"], seed, 600, rate);
         let audit = tmp.path().join(format!("{name}-audit"));
         (report, audit_with(&log, &audit, &[]).0, audit)
     };
     let (report, code, audit) = run("lifecycle", 5, 0.25);
     assert_eq!(code, 1);
-    let mut found: std::collections::BTreeMap<String, u64> = Default::default();
-    let text = std::fs::read_to_string(audit.join("exceptions.csv")).unwrap();
-    for line in text.lines().skip(1) {
-        *found
-            .entry(line.split(',').nth(2).unwrap().to_string())
-            .or_default() += 1;
-    }
-    let expected: std::collections::BTreeMap<String, u64> =
-        serde_json::from_value(report["expected_findings"].clone()).unwrap();
+    let (found, expected) = found_and_expected(&audit, &report);
     assert_eq!(expected.len(), 6, "every kind injected: {expected:?}");
     assert_eq!(found, expected);
     // Nothing injected: nothing found.
@@ -371,6 +350,21 @@ fn audit_finds_exactly_the_lifecycle_violations_the_workload_injected() {
         "{}",
         std::fs::read_to_string(audit.join("exceptions.csv")).unwrap_or_default()
     );
+}
+
+/// The findings in the package at `out`, by code, and those the workload
+/// `report` says it injected.
+type ByCode = std::collections::BTreeMap<String, u64>;
+fn found_and_expected(out: &std::path::Path, report: &serde_json::Value) -> (ByCode, ByCode) {
+    let mut found = ByCode::default();
+    let text = std::fs::read_to_string(out.join("exceptions.csv")).unwrap();
+    for line in text.lines().skip(1) {
+        *found
+            .entry(line.split(',').nth(2).unwrap().to_string())
+            .or_default() += 1;
+    }
+    let expected = serde_json::from_value(report["expected_findings"].clone()).unwrap();
+    (found, expected)
 }
 
 fn audit_with(log: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> (i32, String) {
@@ -621,25 +615,14 @@ fn a_hostile_log_cannot_crash_the_audit() {
 /// (read from its data dir, as a dishonest operator could).
 #[test]
 fn a_rules_v2_log_written_around_the_gate_is_caught_per_kind() {
-    use gatelog::access::entry::proto::{
-        decision, GateRefusal, LogParameters, LogTime, RuleViolation,
-    };
+    use gatelog::access::entry::proto::{decision, GateRefusal, RuleViolation};
     use gatelog::access::entry::{self, Body};
     use prost::Message;
     let tmp = tempfile::tempdir().unwrap();
     let (u, admin, _) = Ungated::start(tmp.path());
-    let log_key = gatelog::sys::keyfile::read_private_key(&tmp.path().join("log/log.key")).unwrap();
-    let origin = u.log.origin().to_string();
+    let (log_key, origin) = rules_log(&u, tmp.path(), &admin, 2);
     let t = now_ms();
     let by_log = |body: Body| log_record(&log_key, &origin, t, body);
-    u.log.append(&by_log(Body::LogParameters(LogParameters {
-        rules_version: 2,
-        log_origin: origin.clone(),
-        max_clock_skew_ms: 300_000,
-        admin_keys: vec![admin.verifier().to_vkey()],
-        admin_threshold: 1,
-    })));
-    u.log.append(&by_log(Body::LogTime(LogTime {})));
     let key = |id: &str, seed: u8| NoteSigner::from_seed(id, [seed; 32]).unwrap();
     let (alice, bob, carol, olivia, deployer) = (
         key("alice", 2),
@@ -974,6 +957,31 @@ fn the_logs_clock_never_goes_back_nor_past_its_witnesses() {
 
 /// A record of the log's own (`body`, dated `at`), signed with its key as a
 /// dishonest operator could.
+/// Makes the ungated log in `dir/log` a log of rules `version` with
+/// `admin`: its parameters record and a time record, by the log's key.
+/// The log's key and origin.
+fn rules_log(
+    u: &Ungated,
+    dir: &std::path::Path,
+    admin: &NoteSigner,
+    version: u32,
+) -> (NoteSigner, String) {
+    use gatelog::access::entry::proto::{LogParameters, LogTime};
+    use gatelog::access::entry::Body;
+    let log_key = gatelog::sys::keyfile::read_private_key(&dir.join("log/log.key")).unwrap();
+    let origin = u.log.origin().to_string();
+    let by_log = |body: Body| log_record(&log_key, &origin, now_ms(), body);
+    u.log.append(&by_log(Body::LogParameters(LogParameters {
+        rules_version: version,
+        log_origin: origin.clone(),
+        max_clock_skew_ms: 300_000,
+        admin_keys: vec![admin.verifier().to_vkey()],
+        admin_threshold: 1,
+    })));
+    u.log.append(&by_log(Body::LogTime(LogTime {})));
+    (log_key, origin)
+}
+
 fn log_record(
     key: &NoteSigner,
     origin: &str,
@@ -1084,22 +1092,12 @@ fn a_replay_that_spills_reports_what_one_in_memory_reports() {
 /// while what it signed before audits clean.
 #[test]
 fn a_log_that_admits_a_suspended_identitys_entries_is_caught() {
-    use gatelog::access::entry::proto::{LogParameters, LogTime, Suspension};
+    use gatelog::access::entry::proto::Suspension;
     use gatelog::access::entry::Body;
     let tmp = tempfile::tempdir().unwrap();
     let (u, admin, _) = Ungated::start(tmp.path());
-    let log_key = gatelog::sys::keyfile::read_private_key(&tmp.path().join("log/log.key")).unwrap();
-    let origin = u.log.origin().to_string();
+    rules_log(&u, tmp.path(), &admin, 5);
     let t = now_ms();
-    let by_log = |body: Body| log_record(&log_key, &origin, t, body);
-    u.log.append(&by_log(Body::LogParameters(LogParameters {
-        rules_version: 5,
-        log_origin: origin.clone(),
-        max_clock_skew_ms: 300_000,
-        admin_keys: vec![admin.verifier().to_vkey()],
-        admin_threshold: 1,
-    })));
-    u.log.append(&by_log(Body::LogTime(LogTime {})));
     let (alice, olivia, copilot) = (
         NoteSigner::from_seed("alice", [2; 32]).unwrap(),
         NoteSigner::from_seed("olivia", [3; 32]).unwrap(),

@@ -2847,7 +2847,13 @@ fn time_bound_write(log: &Log, window: u64) {
 /// alice asks for `write` for `seconds` in `chain`, bob approves, deployer
 /// executes: the grant's outcome.
 fn grant(log: &Log, chain: &str, seconds: u64) -> At {
-    let d = write();
+    grant_roles(log, chain, &["write"], seconds)
+}
+
+/// alice asks for `roles` (beside read) for `seconds` in `chain`, bob
+/// approves, deployer executes: the grant's outcome.
+fn grant_roles(log: &Log, chain: &str, roles: &[&str], seconds: u64) -> At {
+    let d = delta(&["read"], roles, &[]);
     let t = now();
     let req = log.ok(
         "alice",
@@ -2871,10 +2877,8 @@ fn grant(log: &Log, chain: &str, seconds: u64) -> At {
         "deployer",
         &log.intent("deployer", chain, vec![req.link(), bob.link()], &d),
     );
-    log.ok(
-        "deployer",
-        &log.outcome("deployer", chain, &int, &["read", "write"]),
-    )
+    let after: Vec<&str> = d.after.iter().map(String::as_str).collect();
+    log.ok("deployer", &log.outcome("deployer", chain, &int, &after))
 }
 
 /// The removal of `write` that an ended grant owes, linking its outcome.
@@ -3074,6 +3078,9 @@ fn an_extension_is_an_approval_of_the_grant_under_the_first_ones_rules() {
     // without saying how long.
     let v = log.refused("alice", &extend("alice", 600));
     assert!(codes(&v).contains(&"subject_approves"), "{v:?}");
+    // An assistant recommends; it never extends.
+    let v = log.refused("copilot", &extend("copilot", 600));
+    assert!(codes(&v).contains(&"approval_by_non_human"), "{v:?}");
     assert_eq!(
         codes(&log.refused("carol", &extend("carol", 7200))),
         ["access_duration"]
@@ -3152,22 +3159,7 @@ fn overlapping_grants_end_separately_and_no_removal_ends_one_in_force() {
     // An approved removal in a chain of its own would end O2's access:
     // refused while O2 is in force.
     let d = delta(&["read", "write"], &[], &["write"]);
-    let t = now();
-    let req = log.ok(
-        "alice",
-        &build::request(log.actor("alice"), "O3", tgt(), d.clone(), "deployer", t),
-    );
-    let bob = log.ok(
-        "bob",
-        &build::approve(
-            log.actor("bob"),
-            "O3",
-            vec![req.link()],
-            d.clone(),
-            t + MINUTE,
-            t,
-        ),
-    );
+    let (req, bob) = log.approved("O3", &d);
     let v = log.refused(
         "deployer",
         &log.intent("deployer", "O3", vec![req.link(), bob.link()], &d),
@@ -3517,48 +3509,15 @@ fn who_has_what_is_answered_with_proofs_and_equals_the_offline_replay() {
     log.audits_clean();
 }
 
-/// alice asks for `role` (beside read) for an hour in `chain`; bob
-/// approves; deployer executes: the grant's outcome.
-fn grant_role(log: &Log, chain: &str, role: &str) -> At {
-    let d = delta(&["read"], &[role], &[]);
-    let t = now();
-    let req = log.ok(
-        "alice",
-        &build::lasting(
-            build::request(log.actor("alice"), chain, tgt(), d.clone(), "deployer", t),
-            3600,
-        ),
-    );
-    let bob = log.ok(
-        "bob",
-        &build::approve(
-            log.actor("bob"),
-            chain,
-            vec![req.link()],
-            d.clone(),
-            t + MINUTE,
-            t,
-        ),
-    );
-    let int = log.ok(
-        "deployer",
-        &log.intent("deployer", chain, vec![req.link(), bob.link()], &d),
-    );
-    log.ok(
-        "deployer",
-        &log.outcome("deployer", chain, &int, &["read", role]),
-    )
-}
-
 #[test]
 fn an_access_review_campaign_keeps_revokes_and_reports_what_no_one_reviewed() {
     let mut log = Log::start();
     // (dave reviews; he takes part in no grant.)
     log.register(human("dave"));
     let (keep, revoke, unreviewed) = (
-        grant_role(&log, "A1", "deploy"),
-        grant_role(&log, "A2", "oncall"),
-        grant_role(&log, "A3", "billing"),
+        grant_roles(&log, "A1", &["deploy"], 3600),
+        grant_roles(&log, "A2", &["oncall"], 3600),
+        grant_roles(&log, "A3", &["billing"], 3600),
     );
     let campaign = Statement {
         actor: Some(log.actor("admin").clone()),
@@ -3587,6 +3546,11 @@ fn an_access_review_campaign_keeps_revokes_and_reports_what_no_one_reviewed() {
         c.reviewers.push("carol".into());
     }
     log.rejected(log.key("admin"), &twice, 422, "unknown_reviewer");
+    let mut past = campaign.clone();
+    if let Some(entry::Body::ReviewCampaign(c)) = &mut past.body {
+        c.deadline = Some(entry::timestamp(now() - MINUTE));
+    }
+    log.rejected(log.key("admin"), &past, 422, "invalid_entry");
     let campaign = log.ok("admin", &campaign);
     let certify = |who: &str, grant: &At, keep: bool| Statement {
         actor: Some(log.actor(who).clone()),
@@ -3618,6 +3582,12 @@ fn an_access_review_campaign_keeps_revokes_and_reports_what_no_one_reviewed() {
         codes(&log.refused("bob", &certify("bob", &keep, true))),
         ["not_a_reviewer", "granter_certifies"]
     );
+    // Only a grant of the snapshot is certified (not the request, say).
+    let mut other = certify("carol", &keep, true);
+    if let Some(entry::Body::Certification(c)) = &mut other.body {
+        c.grant = Some(campaign.link());
+    }
+    log.rejected(log.key("carol"), &other, 422, "not_in_campaign");
     // A certification belongs to no chain (it cannot crowd one's list).
     let mut in_chain = certify("carol", &keep, true);
     in_chain.chain_id = "A1".into();
@@ -3693,36 +3663,9 @@ fn an_access_review_campaign_keeps_revokes_and_reports_what_no_one_reviewed() {
 #[test]
 fn a_partly_covered_grant_removes_only_what_no_other_grant_holds() {
     let log = Log::start();
-    let t = now();
-    // A1: deploy and oncall for 2 s; A2: oncall for an hour.
-    let two = delta(&["read"], &["deploy", "oncall"], &[]);
-    let req = log.ok(
-        "alice",
-        &build::lasting(
-            build::request(log.actor("alice"), "PA1", tgt(), two.clone(), "deployer", t),
-            2,
-        ),
-    );
-    let bob = log.ok(
-        "bob",
-        &build::approve(
-            log.actor("bob"),
-            "PA1",
-            vec![req.link()],
-            two.clone(),
-            t + MINUTE,
-            t,
-        ),
-    );
-    let int = log.ok(
-        "deployer",
-        &log.intent("deployer", "PA1", vec![req.link(), bob.link()], &two),
-    );
-    let a1 = log.ok(
-        "deployer",
-        &log.outcome("deployer", "PA1", &int, &["read", "deploy", "oncall"]),
-    );
-    grant_role(&log, "PA2", "oncall");
+    // PA1: deploy and oncall for 2 s; PA2: oncall for an hour.
+    let a1 = grant_roles(&log, "PA1", &["deploy", "oncall"], 2);
+    grant_roles(&log, "PA2", &["oncall"], 3600);
     std::thread::sleep(std::time::Duration::from_millis(2_500));
     // Removing oncall too would end PA2's access: refused; deploy alone
     // is the removal.

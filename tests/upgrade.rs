@@ -182,19 +182,19 @@ fn a_log_of_rules_version_2_moves_to_the_current_version_once_keeping_its_admins
     assert_eq!(code, 0, "{manifest:#}");
 }
 
-/// A log of rules version 3 (the release before tickets) gets the record
-/// of this release's version on its first start, keeping its admins; it
-/// audits clean, and version 4's ticket rules hold from there on.
-#[test]
-fn a_log_of_rules_version_3_moves_on_once_keeping_its_admins() {
+/// Serves a copy of `fixture` (a log of an earlier rules version, of
+/// `entries` entries) with this release: it gets this release's
+/// parameters record and a time record, keeping its admins, and audits
+/// clean. The directory, the log's data and the server.
+fn moved_on(fixture: &str, entries: u64) -> (tempfile::TempDir, std::path::PathBuf, Server) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("log");
-    copy_fixture("v3-log", &data);
-    let mut server = Server::start_gatelog(&data, &["--dev"]);
+    copy_fixture(fixture, &data);
+    let server = Server::start_gatelog(&data, &["--dev"]);
     assert_eq!(
         server.tree_size(),
-        66,
-        "64 entries, the record and a time record"
+        entries + 2,
+        "{entries} entries, the record and a time record"
     );
     let (code, _, manifest) = server.audit(&[], &tmp.path().join("audit-1"));
     assert_eq!(code, 0, "{manifest:#}");
@@ -202,8 +202,25 @@ fn a_log_of_rules_version_3_moves_on_once_keeping_its_admins() {
         manifest["rules"]["rules_version"],
         gatelog::access::gate::RULES_VERSION
     );
-    assert_eq!(manifest["rules"]["recorded_at_entry"], 64);
+    assert_eq!(manifest["rules"]["recorded_at_entry"], entries);
     assert_eq!(manifest["rules"]["admins"], serde_json::json!(["admin"]));
+    (tmp, data, server)
+}
+
+/// Restarted after a kill -9, the server does not write the record again.
+fn not_written_again(mut server: Server, data: &Path) {
+    let size = server.tree_size();
+    server.kill9();
+    let server = Server::start_gatelog(data, &["--dev"]);
+    assert_eq!(server.tree_size(), size, "the record is not written again");
+}
+
+/// A log of rules version 3 (the release before tickets) gets the record
+/// of this release's version on its first start, keeping its admins; it
+/// audits clean, and version 4's ticket rules hold from there on.
+#[test]
+fn a_log_of_rules_version_3_moves_on_once_keeping_its_admins() {
+    let (_tmp, data, server) = moved_on("v3-log", 64);
     let admin = read_private_key(&data.join("admin.key")).unwrap();
     let mut st = build::request(
         &human("admin"),
@@ -228,10 +245,7 @@ fn a_log_of_rules_version_3_moves_on_once_keeping_its_admins() {
         "{}",
         r.text()
     );
-    let size = server.tree_size();
-    server.kill9();
-    let server = Server::start_gatelog(&data, &["--dev"]);
-    assert_eq!(server.tree_size(), size, "the record is not written again");
+    not_written_again(server, &data);
 }
 
 /// A log of rules version 4 (the release before time-bound grants) gets
@@ -239,20 +253,7 @@ fn a_log_of_rules_version_3_moves_on_once_keeping_its_admins() {
 /// clean, and version 5's duration limits hold from there on.
 #[test]
 fn a_log_of_rules_version_4_moves_to_5_once_keeping_its_admins() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("log");
-    copy_fixture("v4-log", &data);
-    let mut server = Server::start_gatelog(&data, &["--dev"]);
-    assert_eq!(
-        server.tree_size(),
-        67,
-        "65 entries, the record and a time record"
-    );
-    let (code, _, manifest) = server.audit(&[], &tmp.path().join("audit-1"));
-    assert_eq!(code, 0, "{manifest:#}");
-    assert_eq!(manifest["rules"]["rules_version"], 5);
-    assert_eq!(manifest["rules"]["recorded_at_entry"], 65);
-    assert_eq!(manifest["rules"]["admins"], serde_json::json!(["admin"]));
+    let (_tmp, data, server) = moved_on("v4-log", 65);
     let admin = read_private_key(&data.join("admin.key")).unwrap();
     let mut st = build::lasting(
         build::request(
@@ -273,8 +274,5 @@ fn a_log_of_rules_version_4_moves_to_5_once_keeping_its_admins() {
         "{}",
         r.text()
     );
-    let size = server.tree_size();
-    server.kill9();
-    let server = Server::start_gatelog(&data, &["--dev"]);
-    assert_eq!(server.tree_size(), size, "the record is not written again");
+    not_written_again(server, &data);
 }

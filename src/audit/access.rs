@@ -10,7 +10,7 @@ use anyhow::Context;
 use indicatif::ProgressBar;
 
 use super::source::Source;
-use super::{read_admin, replay_bundles, BUNDLES_PER_BATCH};
+use super::{read_admin, replay_log};
 use crate::access::cedar::CedarEngine;
 use crate::access::replay::{Auditor, Period};
 use crate::observers::spill::SpilledEntries;
@@ -109,22 +109,18 @@ pub fn replay(r: &AccessReplay, progress: &ProgressBar) -> anyhow::Result<Replay
     let engine = Box::new(CedarEngine::default());
     let mut auditor =
         Auditor::keeping_on(key, admins, engine, Period::ALL, Arc::new(spill)).with_holdings();
-    let tiles = cp.size.div_ceil(TILE_WIDTH);
-    progress.set_length(cp.size);
-    let (mut index, mut n, mut findings) = (0u64, 0u64, 0u64);
-    while n < tiles {
-        let (read, short, mismatches) = replay_bundles(&source, &mut auditor, &cp, n, index)?;
-        index += read;
-        findings += auditor.take_findings().len() as u64 + mismatches.len() as u64;
-        auditor.let_go_of_reports();
-        progress.set_position(index);
-        if short {
-            break;
-        }
-        n += BUNDLES_PER_BATCH;
-    }
-    progress.finish_and_clear();
-    auditor.end(&cp, crate::sys::clock::now_ms());
+    let mut findings = 0u64;
+    replay_log(
+        &source,
+        &mut auditor,
+        &cp,
+        progress,
+        |auditor, mismatches| {
+            findings += auditor.take_findings().len() as u64 + mismatches.len() as u64;
+            auditor.let_go_of_reports();
+            Ok(true)
+        },
+    )?;
     findings += auditor.take_findings().len() as u64;
     let tree_verified = auditor.tree_verified();
     Ok(Replayed {

@@ -145,7 +145,7 @@ fn send_reports(auditor: &mut Auditor, chains: &mpsc::SyncSender<Vec<ChainReport
 }
 
 /// Entry bundles replayed per batch.
-pub(super) const BUNDLES_PER_BATCH: u64 = 4;
+const BUNDLES_PER_BATCH: u64 = 4;
 
 /// Why an audit could not give a verdict on the log's content.
 pub enum Failure {
@@ -343,33 +343,26 @@ fn audit(args: &AuditConfig, progress: &ProgressBar) -> Result<AuditSummary, Fai
             .name("chain-files".into())
             .spawn_scoped(s, move || writer.run(to_write, failures_tx))
             .context("starting the chain file writer")?;
-        let mut index = 0u64;
-        let tiles = cp.size.div_ceil(TILE_WIDTH);
-        progress.set_length(cp.size);
-        let mut n = 0;
-        while n < tiles {
-            let (leaves_read, short, mismatches) =
-                replay_bundles(&source, &mut auditor, &cp, n, index)?;
-            package.leaf_mismatches.extend(mismatches);
-            index += leaves_read;
-            package.findings(&auditor.take_findings())?;
-            package.policy_changes(&auditor.take_policy_changes())?;
-            if !send_reports(&mut auditor, &chains) {
-                break; // the writer failed: its error is below
-            }
-            for (at, message) in failures.try_iter() {
-                if !package.explained(at) {
-                    auditor.integrity_finding(at, "tile_mismatch", message);
+        replay_log(
+            &source,
+            &mut auditor,
+            &cp,
+            progress,
+            |auditor, mismatches| {
+                package.leaf_mismatches.extend(mismatches);
+                package.findings(&auditor.take_findings())?;
+                package.policy_changes(&auditor.take_policy_changes())?;
+                if !send_reports(auditor, &chains) {
+                    return Ok(false); // the writer failed: its error is below
                 }
-            }
-            progress.set_position(index);
-            if short {
-                break;
-            }
-            n += BUNDLES_PER_BATCH;
-        }
-        progress.finish_and_clear();
-        auditor.end(&cp, crate::sys::clock::now_ms());
+                for (at, message) in failures.try_iter() {
+                    if !package.explained(at) {
+                        auditor.integrity_finding(at, "tile_mismatch", message);
+                    }
+                }
+                Ok(true)
+            },
+        )?;
         package.findings(&auditor.take_findings())?;
         package.policy_changes(&auditor.take_policy_changes())?;
         send_reports(&mut auditor, &chains);
@@ -424,7 +417,37 @@ fn audit(args: &AuditConfig, progress: &ProgressBar) -> Result<AuditSummary, Fai
 /// [`BUNDLES_PER_BATCH`]), the first entry being `index`; returns how many
 /// entries were read, whether a bundle was short, and the entries found
 /// to differ from the log's hash tiles.
-pub(super) fn replay_bundles(
+/// Replays the log's entries up to checkpoint `cp` into `auditor`, a
+/// batch of bundles at a time, counting them on `progress`; after each
+/// batch `each` takes what the auditor made (and the entries that differ
+/// from the log's hash tiles) and says whether to go on. Then ends the
+/// replay at `cp`.
+pub(super) fn replay_log(
+    source: &Source,
+    auditor: &mut Auditor,
+    cp: &Checkpoint,
+    progress: &ProgressBar,
+    mut each: impl FnMut(&mut Auditor, Vec<u64>) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let tiles = cp.size.div_ceil(TILE_WIDTH);
+    progress.set_length(cp.size);
+    let (mut index, mut n) = (0u64, 0u64);
+    while n < tiles {
+        let (read, short, mismatches) = replay_bundles(source, auditor, cp, n, index)?;
+        index += read;
+        let go_on = each(auditor, mismatches)?;
+        progress.set_position(index);
+        if short || !go_on {
+            break;
+        }
+        n += BUNDLES_PER_BATCH;
+    }
+    progress.finish_and_clear();
+    auditor.end(cp, crate::sys::clock::now_ms());
+    Ok(())
+}
+
+fn replay_bundles(
     source: &Source,
     auditor: &mut Auditor,
     cp: &Checkpoint,

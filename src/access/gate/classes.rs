@@ -136,9 +136,19 @@ fn entitlements(delta: &EntitlementDelta, op: Op) -> impl Iterator<Item = &str> 
         .map(|o| o.entitlement.as_str())
 }
 
+/// The entitlements `delta` adds (or removes), in its order.
+pub(super) fn ops(delta: &EntitlementDelta, op: Op) -> Vec<String> {
+    entitlements(delta, op).map(str::to_string).collect()
+}
+
+/// Seconds in milliseconds, saturating.
+pub(super) fn ms(seconds: u64) -> i64 {
+    i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
 /// 0 means "the default"; anything else in milliseconds, saturating.
 fn seconds_ms(s: u64) -> Option<i64> {
-    (s > 0).then(|| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
+    (s > 0).then(|| ms(s))
 }
 
 /// Whether `text` matches `pattern`, where `*` matches any run of

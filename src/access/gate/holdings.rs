@@ -139,21 +139,12 @@ impl Holdings {
         added: &[String],
         removed: &[String],
     ) {
+        self.end_open(target, at, |h| {
+            removed
+                .contains(&h.entitlement)
+                .then_some((Some(outcome), None))
+        });
         let key = target_key(target);
-        if let Some(open) = self.open_on.get_mut(&key) {
-            open.retain(|&i| {
-                let h = &mut self.all[i];
-                if !removed.contains(&h.entitlement) {
-                    return true;
-                }
-                h.removed_by = Some(outcome);
-                h.removed_ms = Some(at);
-                false
-            });
-            if open.is_empty() {
-                self.open_on.remove(&key);
-            }
-        }
         // Added again while held (overlapping grants): each grant is a
         // holding of its own, ended on its own.
         for e in added {
@@ -184,36 +175,30 @@ impl Holdings {
     }
 
     /// The grant of outcome `outcome` on `target` ended at `at` while
-    /// `covering`'s grant holds the same access: its holdings end, and the
+    /// `covering`'s grant holds the same access: its holdings (of
+    /// `entitlement` only, when given: the rest was removed) end, and the
     /// covering chain's go on.
-    pub fn covered(&mut self, target: &Target, outcome: u64, at: i64, covering: &str) {
-        let key = target_key(target);
-        let Some(open) = self.open_on.get_mut(&key) else {
-            return;
-        };
-        open.retain(|&i| {
-            let h = &mut self.all[i];
-            if h.outcome != outcome {
-                return true;
-            }
-            h.removed_ms = Some(at);
-            h.covered_by = Some(covering.to_string());
-            false
-        });
-        if open.is_empty() {
-            self.open_on.remove(&key);
-        }
-    }
-
-    /// As [`Holdings::covered`], for one entitlement of the grant (the
-    /// rest of it was removed).
-    pub fn covered_entitlement(
+    pub fn covered(
         &mut self,
         target: &Target,
         outcome: u64,
-        entitlement: &str,
+        entitlement: Option<&str>,
         at: i64,
         covering: &str,
+    ) {
+        self.end_open(target, at, |h| {
+            (h.outcome == outcome && entitlement.is_none_or(|e| h.entitlement == e))
+                .then(|| (None, Some(covering.to_string())))
+        });
+    }
+
+    /// Ends the open holdings on `target` that `ends` picks, at `at`: it
+    /// says by which outcome they were removed, or by which chain covered.
+    fn end_open(
+        &mut self,
+        target: &Target,
+        at: i64,
+        ends: impl Fn(&Holding) -> Option<(Option<u64>, Option<String>)>,
     ) {
         let key = target_key(target);
         let Some(open) = self.open_on.get_mut(&key) else {
@@ -221,11 +206,12 @@ impl Holdings {
         };
         open.retain(|&i| {
             let h = &mut self.all[i];
-            if h.outcome != outcome || h.entitlement != entitlement {
+            let Some((removed_by, covered_by)) = ends(h) else {
                 return true;
-            }
+            };
+            h.removed_by = removed_by;
+            h.covered_by = covered_by;
             h.removed_ms = Some(at);
-            h.covered_by = Some(covering.to_string());
             false
         });
         if open.is_empty() {
@@ -329,7 +315,7 @@ mod tests {
             &s(&["write"]),
             &[],
         );
-        h.covered(&t("alice"), 10, 3_000, "B");
+        h.covered(&t("alice"), 10, None, 3_000, "B");
         let now = h.of_subject("alice", None);
         assert_eq!((now.len(), now[0].chain_id.as_str()), (1, "B"));
         assert_eq!(h.of_subject("alice", Some(2_500)).len(), 2);

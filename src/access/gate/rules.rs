@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::classes::{requirements, requirements_flagged};
+use super::classes::{ms as seconds_ms, ops, requirements, requirements_flagged};
 use super::state::{GateState, Grant, ObligationKind, Recorded};
 use super::{IntentFacts, PolicyEngine, Refusal, Rejection, Verdict, DEFAULT_PRIVILEGED_APPROVALS};
 use crate::access::entry::proto::{
@@ -599,10 +599,6 @@ fn duration_violation(duration_ms: Option<i64>, max_ms: Option<i64>) -> Option<R
     Some(violation(11, "access_duration", message))
 }
 
-fn seconds_ms(s: u64) -> i64 {
-    i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
-}
-
 fn policy_in_force(state: &GateState) -> Option<PolicyRef> {
     state.policy().map(|p| PolicyRef {
         policy_id: p.policy_id.clone(),
@@ -797,15 +793,6 @@ fn delta_of(st: &Statement) -> Option<&EntitlementDelta> {
         Some(Body::Recommendation(b)) => b.proposed_delta.as_ref(),
         _ => None,
     }
-}
-
-fn ops(delta: &EntitlementDelta, op: entitlement_op::Op) -> Vec<String> {
-    delta
-        .ops
-        .iter()
-        .filter(|o| o.op == op as i32)
-        .map(|o| o.entitlement.clone())
-        .collect()
 }
 
 /// Rules 1-7 (and 8 under rules version 2) for an execution intent.

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
-use super::classes::{requirements, requirements_flagged};
+use super::classes::{ms, ops, requirements, requirements_flagged};
 use super::holdings::Holdings;
 use super::limits::{MAX_CHAIN_ENTRIES, MAX_CHAIN_REFUSALS, MAX_OPINIONS_PER_ACTOR};
 use super::Rejection;
+use crate::access::entry::proto::entitlement_op::Op;
 use crate::access::entry::proto::{
     decision, execution_outcome, identity_registration::Operation, review, Actor, GateRefusal,
     LogParameters, PolicyPublication, Target,
@@ -1607,7 +1608,7 @@ impl GateState {
             let ended = grant
                 .revoked_ms
                 .map_or(grant.ends_ms, |r| r.min(grant.ends_ms));
-            h.covered(&grant.target, grant.outcome, ended, &by);
+            h.covered(&grant.target, grant.outcome, None, ended, &by);
         }
         self.obligations.remove(&opener);
         self.unindex_grant(opener);
@@ -2010,7 +2011,9 @@ impl GateState {
                         .filter(|r| r.kind() == Kind::ExecutionIntent)
                 });
                 if let Some(intent) = intent {
-                    let intent_links = self.statement(intent).links.clone();
+                    // Read once for all that follows.
+                    let intent_statement = self.statement(intent);
+                    let intent_links = &intent_statement.links;
                     let intent = intent.index;
                     self.reported.insert(intent);
                     // An undo that succeeded discharges the obligation.
@@ -2026,10 +2029,22 @@ impl GateState {
                         self.obligations.remove(&opener);
                     }
                     if self.params.rules_version >= 5 && succeeded {
-                        self.grant_or_remove(&st, intent, index, admitted_ms, &o.observed_after);
+                        self.grant_or_remove(
+                            &st,
+                            (intent, &intent_statement),
+                            index,
+                            admitted_ms,
+                            &o.observed_after,
+                        );
                     }
                     if succeeded && self.holdings.is_some() {
-                        self.hold(&st, intent, index, admitted_ms, &o.observed_after);
+                        self.hold(
+                            &st,
+                            &intent_statement,
+                            index,
+                            admitted_ms,
+                            &o.observed_after,
+                        );
                     }
                 }
             }
@@ -2100,7 +2115,7 @@ impl GateState {
     fn grant_or_remove(
         &mut self,
         st: &Statement,
-        intent: u64,
+        (intent, intent_statement): (u64, &Statement),
         index: u64,
         at: i64,
         observed_after: &[String],
@@ -2118,7 +2133,7 @@ impl GateState {
             if intent > g.outcome && !removed.iter().any(|e| observed_after.contains(e)) {
                 if let Some(h) = self.holdings.as_mut() {
                     for (e, chain) in &held_on {
-                        h.covered_entitlement(&target, g_outcome, e, at, chain);
+                        h.covered(&target, g_outcome, Some(e), at, chain);
                     }
                 }
                 self.obligations.remove(&opener);
@@ -2141,19 +2156,11 @@ impl GateState {
         let Some(Body::AccessRequest(r)) = &request.body else {
             return;
         };
-        let Some(intent_statement) = self.recorded.get(&intent).map(|i| self.statement(i)) else {
-            return;
-        };
         let Some(Body::ExecutionIntent(i)) = &intent_statement.body else {
             return;
         };
         let delta = i.delta.clone().unwrap_or_default();
-        let entitlements: Vec<String> = delta
-            .ops
-            .iter()
-            .filter(|o| o.op == crate::access::entry::proto::entitlement_op::Op::Add as i32)
-            .map(|o| o.entitlement.clone())
-            .collect();
+        let entitlements = ops(&delta, Op::Add);
         if entitlements.is_empty() {
             return;
         }
@@ -2206,11 +2213,15 @@ impl GateState {
 
     /// Who has what: the successful outcome at `index` of intent `intent`
     /// added and removed its intent's entitlements on its chain's target.
-    fn hold(&mut self, st: &Statement, intent: u64, index: u64, at: i64, observed: &[String]) {
+    fn hold(
+        &mut self,
+        st: &Statement,
+        intent: &Statement,
+        index: u64,
+        at: i64,
+        observed: &[String],
+    ) {
         let Some(target) = self.chains.get(&st.chain_id).map(|c| c.target.clone()) else {
-            return;
-        };
-        let Some(intent) = self.recorded.get(&intent).map(|i| self.statement(i)) else {
             return;
         };
         let Some(Body::ExecutionIntent(i)) = &intent.body else {
@@ -2219,17 +2230,8 @@ impl GateState {
         let Some(delta) = &i.delta else {
             return;
         };
-        use crate::access::entry::proto::entitlement_op::Op;
-        let of = |op: Op| -> Vec<String> {
-            delta
-                .ops
-                .iter()
-                .filter(|o| o.op == op as i32)
-                .map(|o| o.entitlement.clone())
-                .collect()
-        };
         // A removal whose outcome still sees the access removed nothing.
-        let (added, mut removed) = (of(Op::Add), of(Op::Remove));
+        let (added, mut removed) = (ops(delta, Op::Add), ops(delta, Op::Remove));
         removed.retain(|e| !observed.contains(e));
         // (The outcome is not recorded yet: its grant is found by chain.)
         let ends = self
@@ -2273,7 +2275,7 @@ impl GateState {
             .chain(approved)
             .filter(|s| *s > 0)
             .min()
-            .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
+            .map(ms)
     }
 
     /// Rules version 5: an approval admitted at `at` that links a grant's
@@ -2293,7 +2295,7 @@ impl GateState {
         if !g.in_force(at) || !st.links.iter().any(|l| l.index == g.outcome) || seconds == 0 {
             return;
         }
-        let ms = i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let ms = ms(seconds);
         let expires = match &st.body {
             Some(Body::Decision(d)) => d.expires_at.as_ref().map_or(0, millis),
             _ => 0,
