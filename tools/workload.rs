@@ -103,6 +103,29 @@ const INJECTIONS: [(&str, &[&str]); 8] = [
     ("late_review", &["late_review"]),
 ];
 
+/// The violations injected, by kind, and the findings the audit must
+/// make for them, by code.
+#[derive(Default)]
+struct Injected {
+    kinds: BTreeMap<&'static str, u64>,
+    findings: BTreeMap<&'static str, u64>,
+}
+
+impl Injected {
+    /// One `kind` of `injections` (kinds and their codes) injected.
+    fn add(&mut self, injections: &[(&'static str, &[&'static str])], kind: &'static str) {
+        *self.kinds.entry(kind).or_default() += 1;
+        let codes = injections
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .expect("listed")
+            .1;
+        for code in codes {
+            *self.findings.entry(code).or_default() += 1;
+        }
+    }
+}
+
 struct Writer {
     entries: Vec<Vec<u8>>,
     /// Synthetic time: one second per entry (see [`start_ms`]).
@@ -210,8 +233,7 @@ fn main() -> anyhow::Result<()> {
     let pick = |rng: &mut Rng, role: &str| rng.below(cast[role].len() as u64) as usize;
     let systems = ["github", "aws", "okta", "postgres"];
     let mut last_after: HashMap<(String, String, String), Vec<String>> = HashMap::new();
-    let mut injected: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut injected = Injected::default();
     const HOUR: i64 = 3_600_000;
 
     let progress = indicatif::ProgressBar::new(args.chains).with_style(
@@ -394,15 +416,7 @@ fn main() -> anyhow::Result<()> {
         }
         last_after.insert(key, executed_after);
         if let Some(kind) = injection {
-            *injected.entry(kind).or_default() += 1;
-            let codes = INJECTIONS
-                .iter()
-                .find(|(k, _)| *k == kind)
-                .expect("listed")
-                .1;
-            for code in codes {
-                *expected.entry(code).or_default() += 1;
-            }
+            injected.add(&INJECTIONS, kind);
         }
     }
     progress.finish_and_clear();
@@ -415,8 +429,8 @@ fn main() -> anyhow::Result<()> {
     let report = serde_json::json!({
         "entries": w.entries.len(),
         "chains": args.chains,
-        "injected": injected,
-        "expected_findings": expected,
+        "injected": injected.kinds,
+        "expected_findings": injected.findings,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -10,7 +10,7 @@
 //! every grant in force on a resource but one (`unreviewed_grant`). The
 //! audit must find exactly those.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use gatelog::access::entry::build::{self, delta, human, link, nhi, target};
 use gatelog::access::entry::proto::{
@@ -22,7 +22,7 @@ use gatelog::tlog::merkle::leaf_hash;
 use gatelog::tlog::note::NoteSigner;
 use prost::Message;
 
-use super::{Args, Rng};
+use super::{Args, Injected, Rng};
 
 const SECOND: i64 = 1_000;
 const HOUR: i64 = 3_600 * SECOND;
@@ -202,19 +202,7 @@ pub fn write(
     let mut held: HashMap<(String, String, String), Vec<String>> = HashMap::new();
     let mut pending: VecDeque<Pending> = VecDeque::new();
     // (Grants are removed in the order they end.)
-    let mut injected: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut count = |kind: &'static str| {
-        *injected.entry(kind).or_default() += 1;
-        let codes = INJECTIONS
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .expect("listed")
-            .1;
-        for code in codes {
-            *expected.entry(code).or_default() += 1;
-        }
-    };
+    let mut injected = Injected::default();
     let mut rogues = 0;
     let mut live: Vec<Live> = vec![];
     // Removals injected late wait until the end, an hour past their due.
@@ -403,7 +391,7 @@ pub fn write(
             }
         }
         if let Some(kind) = injection {
-            count(kind);
+            injected.add(&INJECTIONS, kind);
         }
         let p = Pending {
             chain,
@@ -429,8 +417,8 @@ pub fn write(
         "entries": w.entries.len(),
         "chains": args.chains,
         "rules_version": 5,
-        "injected": injected,
-        "expected_findings": expected,
+        "injected": injected.kinds,
+        "expected_findings": injected.findings,
     });
     let entries = std::mem::take(&mut w.entries);
     Ok((entries, w.log, admin_key, report))
