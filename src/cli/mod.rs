@@ -6,6 +6,8 @@
 mod access;
 mod audit;
 #[cfg(feature = "server")]
+mod db;
+#[cfg(feature = "server")]
 mod server;
 #[cfg(feature = "server")]
 mod submit;
@@ -92,6 +94,19 @@ pub enum Command {
     #[cfg(feature = "server")]
     #[command(verbatim_doc_comment)]
     Witness(server::WitnessArgs),
+    /// The PostgreSQL store: its schema, and the log key its nodes share.
+    ///
+    /// Several `gatelog serve --store postgres://...` nodes serve one log:
+    /// any node takes appends, each batch is sequenced under a row lock in
+    /// the database, and every node's gate follows the others' entries.
+    ///
+    /// Try it:
+    ///   gatelog db migrate --store postgres://localhost/gatelog
+    ///   gatelog db log-key --origin log.example.com/access --out log.key
+    ///   gatelog serve --store postgres://localhost/gatelog --log-key log.key --dev
+    #[cfg(feature = "server")]
+    #[command(subcommand, verbatim_doc_comment)]
+    Db(db::DbCommand),
     /// Follow a log, check every checkpoint, gossip with peer monitors.
     ///
     /// Polls the log's /checkpoint and each peer's /v1/monitor/checkpoint,
@@ -232,6 +247,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Witness(args) => server::witness(args).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "server")]
         Command::Monitor(args) => server::monitor(args),
+        #[cfg(feature = "server")]
+        Command::Db(command) => db::db(command).map(|()| ExitCode::SUCCESS),
         Command::Verify(command) => Ok(verify::run(command)),
         Command::Mirror(args) => mirror(&args),
         Command::Audit(args) => Ok(audit::audit(args)),

@@ -172,7 +172,10 @@ pub enum Entries {
 pub struct ServeArgs {
     #[command(flatten)]
     log_output: LogArgs,
-    /// Where the database and the log key live.
+    #[command(flatten)]
+    store: super::db::StoreArgs,
+    /// Where the database and the log key live (with PostgreSQL: this
+    /// node's own files, e.g. a --dev admin key).
     #[arg(long, default_value = "./gatelog-data", value_name = "DIR")]
     pub data_dir: PathBuf,
     /// Address to listen on (port 0 picks a free port).
@@ -352,6 +355,7 @@ pub(super) fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
 pub(super) fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.log_output.init();
     gatelog::server::run::serve(ServeConfig {
+        store: args.store.choice()?,
         data_dir: args.data_dir,
         listen: args.listen,
         origin: args.origin,

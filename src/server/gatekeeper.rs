@@ -333,6 +333,15 @@ fn judge(
     }
 }
 
+/// Whether admitting an entry of `kind` may change who can sign with
+/// which key.
+fn changes_keys(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::IdentityRegistration | Kind::AdminSetChange | Kind::LogParameters | Kind::Suspension
+    )
+}
+
 impl Admission for Gatekeeper {
     /// A log without this release's parameters record gets one now (with
     /// a time record): a new log's genesis, or an existing log's move to
@@ -485,13 +494,7 @@ impl Admission for Gatekeeper {
             match verdict {
                 Err(r) => out.push(Admit::Reject(r)),
                 Ok(Verdict::Admit) => {
-                    keys_changed |= matches!(
-                        d.kind(),
-                        Kind::IdentityRegistration
-                            | Kind::AdminSetChange
-                            | Kind::LogParameters
-                            | Kind::Suspension
-                    );
+                    keys_changed |= changes_keys(d.kind());
                     state.apply(next, d);
                     next += 1;
                     out.push(Admit::Append);
@@ -542,5 +545,26 @@ impl Admission for Gatekeeper {
             prefix,
             answers: out,
         }
+    }
+
+    /// Another node's entries, as its gate admitted them: applied in log
+    /// order, as on start. The keys the HTTP workers check with are
+    /// refreshed, and a queued entry verified with a key that changed
+    /// meanwhile is checked again by `admit`.
+    fn follow(&mut self, first: u64, entries: &[Vec<u8>]) -> Result<(), String> {
+        let mut state = self.state.write().expect("gate state lock");
+        let mut keys_changed = false;
+        for (k, leaf) in entries.iter().enumerate() {
+            let index = first + k as u64;
+            let d = DecodedEntry::decode(leaf).map_err(|e| {
+                format!("entry {index} is not a gatelog SignedEntry ({e}); another node serves this log with --entries opaque")
+            })?;
+            keys_changed |= changes_keys(d.kind());
+            state.apply(index, &d);
+        }
+        if keys_changed {
+            *self.keys.write().expect("keys lock") = Arc::new(state.active_keys());
+        }
+        Ok(())
     }
 }

@@ -17,13 +17,13 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::server::metrics::Metrics;
-use crate::server::store::{Commit, Store, StoreError};
+use crate::server::store::{Commit, LogStore, RocksStore, StoreError};
 use crate::sys::keyfile;
 use crate::tlog::checkpoint::{Checkpoint, CheckpointError};
 use crate::tlog::merkle::{leaf_hash, Hash, Prover};
 use crate::tlog::note::{NoteError, NoteSigner, NoteVerifier};
 use crate::tlog::tiles::{
-    self, encode_bundle, TileError, TileNodes, TileReader, HASH_SIZE, TILE_WIDTH,
+    self, encode_bundle, TileError, TileNodes, HASH_SIZE, TILE_WIDTH,
 };
 
 /// Most subtree roots kept between proof requests (about 60 bytes each).
@@ -107,7 +107,7 @@ pub enum ProofUser {
 
 /// An opened, checked log.
 pub struct Log {
-    store: Store,
+    store: Box<dyn LogStore>,
     signer: NoteSigner,
     verifier: NoteVerifier,
     /// The latest committed state; a watch channel so that tasks (the
@@ -152,6 +152,49 @@ fn check_origin(signer: &NoteSigner, origin: Option<&str>) -> Result<(), OpenErr
     }
 }
 
+/// The head of the log in `store`, its checkpoint checked against the
+/// key; a store without a log gets the signed checkpoint of the empty
+/// tree (under the sequencing lock, so two nodes starting at once agree).
+fn head_of(
+    store: &dyn LogStore,
+    signer: &NoteSigner,
+    key_path: &Path,
+) -> Result<LogHead, OpenError> {
+    let lock = store.lock()?;
+    if let Some(text) = lock.checkpoint() {
+        let cp = verify_head(text, &signer.verifier())?;
+        return Ok(LogHead {
+            size: cp.size,
+            root: cp.root,
+            checkpoint: text.into(),
+        });
+    }
+    let cp = Checkpoint {
+        origin: signer.name().to_string(),
+        size: 0,
+        root: crate::tlog::merkle::empty_root(),
+        extensions: vec![],
+    };
+    let text = cp.sign(signer).map_err(|e| match e {
+        CheckpointError::Note(n) => OpenError::BadKey {
+            path: key_path.to_path_buf(),
+            source: n,
+        },
+        other => OpenError::Corrupt(other.to_string()),
+    })?;
+    lock.commit(&Commit {
+        entries: &[],
+        tiles: &Default::default(),
+        checkpoint: &text,
+        refused: &[],
+    })?;
+    Ok(LogHead {
+        size: 0,
+        root: cp.root,
+        checkpoint: text.into(),
+    })
+}
+
 fn verify_head(text: &str, verifier: &NoteVerifier) -> Result<Checkpoint, OpenError> {
     Checkpoint::open(text.as_bytes(), verifier).map_err(|e| {
         OpenError::Corrupt(format!(
@@ -181,7 +224,7 @@ impl Log {
         }
         // Opening the database takes its lock, so two servers cannot race
         // through a first start.
-        let store = Store::open(&db_path, !key_exists)?;
+        let store = RocksStore::open(&db_path, !key_exists)?;
         let stored = store.checkpoint()?;
         let signer = if key_exists {
             read_signer(&key_path)?
@@ -205,52 +248,38 @@ impl Log {
             signer
         };
         check_origin(&signer, origin)?;
-        let verifier = signer.verifier();
-        let head = match stored {
-            Some(text) => {
-                let cp = verify_head(&text, &verifier)?;
-                LogHead {
-                    size: cp.size,
-                    root: cp.root,
-                    checkpoint: text.into(),
-                }
-            }
-            None => {
-                // A new log starts with a signed checkpoint of the empty tree.
-                let cp = Checkpoint {
-                    origin: signer.name().to_string(),
-                    size: 0,
-                    root: crate::tlog::merkle::empty_root(),
-                    extensions: vec![],
-                };
-                let text = cp.sign(&signer).map_err(|e| match e {
-                    CheckpointError::Note(n) => OpenError::BadKey {
-                        path: key_path.clone(),
-                        source: n,
-                    },
-                    other => OpenError::Corrupt(other.to_string()),
-                })?;
-                store.commit(&Commit {
-                    entries: &[],
-                    tiles: &Default::default(),
-                    checkpoint: &text,
-                    refused: &[],
-                })?;
-                LogHead {
-                    size: 0,
-                    root: cp.root,
-                    checkpoint: text.into(),
-                }
-            }
-        };
+        let head = head_of(&store, &signer, &key_path)?;
         if !key_exists {
             fs::rename(&tmp_path, &key_path).map_err(io_err(&key_path))?;
             keyfile::sync_dir(data_dir).map_err(io_err(data_dir))?;
         }
+        Log::with_store(Box::new(store), signer, head)
+    }
+
+    /// Opens the log in a shared store (several nodes on one log), signed
+    /// by the key in `key_path` (each node has a copy), creating it there
+    /// if the store holds no log yet. `origin`, when given, must be the
+    /// key's name.
+    pub fn open_shared(
+        store: Box<dyn LogStore>,
+        key_path: &Path,
+        origin: Option<&str>,
+    ) -> Result<Log, OpenError> {
+        let signer = read_signer(key_path)?;
+        check_origin(&signer, origin)?;
+        let head = head_of(store.as_ref(), &signer, key_path)?;
+        Log::with_store(store, signer, head)
+    }
+
+    fn with_store(
+        store: Box<dyn LogStore>,
+        signer: NoteSigner,
+        head: LogHead,
+    ) -> Result<Log, OpenError> {
         let log = Log {
             store,
+            verifier: signer.verifier(),
             signer,
-            verifier,
             head: watch::Sender::new(Arc::new(head)),
             writer_claimed: AtomicBool::new(false),
             proof_memo: Default::default(),
@@ -266,7 +295,7 @@ impl Log {
     /// that the newest entries hash to the newest level-0 tile.
     fn check_storage(&self) -> Result<(), OpenError> {
         let head = self.head();
-        let root = Prover::new(TileNodes::new(&self.store))
+        let root = Prover::new(TileNodes::new(self.store.as_ref()))
             .root(head.size)
             .map_err(|e| OpenError::Corrupt(e.to_string()))?;
         if root != head.root {
@@ -328,8 +357,8 @@ impl Log {
         &self.signer
     }
 
-    pub(crate) fn store(&self) -> &Store {
-        &self.store
+    pub(crate) fn store(&self) -> &dyn LogStore {
+        self.store.as_ref()
     }
 
     /// Runs `f` with a prover over the stored tiles that reuses `user`'s
@@ -339,13 +368,13 @@ impl Log {
     fn with_prover<T>(
         &self,
         user: ProofUser,
-        f: impl FnOnce(&mut Prover<TileNodes<&Store>>) -> Result<T, TileError<StoreError>>,
+        f: impl FnOnce(&mut Prover<TileNodes<&dyn LogStore>>) -> Result<T, TileError<StoreError>>,
     ) -> Result<T, TileError<StoreError>> {
         let mut shared = self.proof_memo[user as usize]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let mut prover =
-            Prover::with_memo(TileNodes::new(&self.store), std::mem::take(&mut *shared));
+            Prover::with_memo(TileNodes::new(self.store.as_ref()), std::mem::take(&mut *shared));
         let result = f(&mut prover);
         let mut memo = prover.into_memo();
         if memo.len() > PROOF_MEMO_ENTRIES {

@@ -96,6 +96,10 @@ pub struct Metrics {
     pub signature_batch: Histogram,
     /// HTTP responses by status class (index: status / 100).
     pub responses: [AtomicU64; 6],
+    /// Batches (or idle catch-ups) that found the shared store unavailable.
+    pub store_unavailable: AtomicU64,
+    /// Entries other nodes committed that this node caught up on.
+    pub followed: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -115,6 +119,8 @@ impl Default for Metrics {
             signature_check: Histogram::new(LATENCY_BOUNDS),
             signature_batch: Histogram::new(BATCH_BOUNDS),
             responses: Default::default(),
+            store_unavailable: AtomicU64::new(0),
+            followed: AtomicU64::new(0),
         }
     }
 }
@@ -156,6 +162,16 @@ impl Metrics {
                 "gatelog_rejected_total",
                 "Entries rejected without logging (signature, identity, links).",
                 &self.rejected,
+            ),
+            (
+                "gatelog_store_unavailable_total",
+                "Batches failed with 503, or catch-ups skipped, because the shared store was unavailable.",
+                &self.store_unavailable,
+            ),
+            (
+                "gatelog_followed_total",
+                "Entries other nodes committed that this node caught up on.",
+                &self.followed,
             ),
         ];
         for (name, help, v) in counters {

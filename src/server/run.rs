@@ -20,15 +20,32 @@ use crate::server::http::writers::Writers;
 use crate::server::http::{serve as serve_http_api, App, Gate, ServerConfig};
 use crate::server::log::Log;
 use crate::server::sequencer::{self, Admission, SequencerConfig};
+use crate::server::store::postgres::{PgOptions, PgStore};
+use crate::server::store::LogStore;
 use crate::server::witnessing::{WitnessConfig, Witnessing};
 use crate::sys::keyfile;
 use crate::sys::shutdown_signal;
 use crate::tlog::note::NoteSigner;
 
+/// Where the log lives.
+#[derive(Debug)]
+pub enum StoreChoice {
+    /// RocksDB in DATA_DIR/db, with the key in DATA_DIR/log.key: one node.
+    Embedded,
+    /// PostgreSQL, shared by several nodes that each hold the log's key.
+    Postgres {
+        url: String,
+        log_key: PathBuf,
+        options: PgOptions,
+    },
+}
+
 /// What `gatelog serve` runs (its flags).
 #[derive(Debug)]
 pub struct ServeConfig {
-    /// RocksDB and the log key.
+    /// Where the log lives.
+    pub store: StoreChoice,
+    /// RocksDB and the log key (with PostgreSQL: this node's own files).
     pub data_dir: PathBuf,
     /// Where the HTTP API listens.
     pub listen: SocketAddr,
@@ -124,10 +141,7 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
     }
     let witness_timeout = args.http.witness_timeout;
     let scheme = args.http.http.scheme();
-    let log = Log::open(&args.data_dir, args.origin.as_deref())
-        .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
-    check_entry_mode(&args.data_dir, args.gatelog_entries)?;
-    let log = Arc::new(log);
+    let log = Arc::new(open_log(&args)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -219,7 +233,7 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
             "gatelog: log {} with {} entries in {}",
             log.origin(),
             head.size,
-            args.data_dir.display()
+            log.store().describe()
         );
         println!("gatelog: verifier key {}", log.verifier().to_vkey());
         println!("gatelog: listening on {scheme}://{addr}");
@@ -244,6 +258,33 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Opens the log where `--store` says, checking it holds the kind of
+/// entries this server takes.
+fn open_log(args: &ServeConfig) -> anyhow::Result<Log> {
+    let mode = if args.gatelog_entries { "gatelog" } else { "opaque" };
+    match &args.store {
+        StoreChoice::Embedded => {
+            let log = Log::open(&args.data_dir, args.origin.as_deref())
+                .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
+            check_entry_mode(&args.data_dir, args.gatelog_entries)?;
+            Ok(log)
+        }
+        StoreChoice::Postgres {
+            url,
+            log_key,
+            options,
+        } => {
+            std::fs::create_dir_all(&args.data_dir)
+                .with_context(|| format!("creating {}", args.data_dir.display()))?;
+            let store = PgStore::connect(url, options.clone()).context("the PostgreSQL store")?;
+            store.check_entry_mode(mode)?;
+            let describe = store.describe();
+            Log::open_shared(Box::new(store), log_key, args.origin.as_deref())
+                .with_context(|| format!("opening the log in {describe}"))
+        }
     }
 }
 

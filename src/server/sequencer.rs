@@ -10,6 +10,12 @@
 //!
 //! The queue in front of it is bounded: when full, submissions are
 //! refused at once ([`SubmitError::Overloaded`]) instead of piling up.
+//!
+//! On a shared store (several nodes on one log) each batch is decided
+//! under the store's sequencing lock, after catching up on what other
+//! nodes committed (their entries go through [`Admission::follow`], so the
+//! gate sees one log in one order); an idle sequencer catches up every
+//! [`LogStore::shared`] interval, so the node serves a fresh checkpoint.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -24,7 +30,7 @@ use tokio::sync::oneshot;
 use crate::access::entry::{Body, DecodedEntry, VerifiedKey};
 use crate::access::gate::{Refusal, Rejection};
 use crate::server::log::{Log, LogHead};
-use crate::server::store::{Commit, Store};
+use crate::server::store::{Commit, LogStore};
 use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::merkle::{leaf_hash, Hash, Prover};
 use crate::tlog::tiles::{append_leaves, Overlay, TileNodes};
@@ -95,6 +101,10 @@ pub trait Admission: Send + 'static {
     /// the first prefix record (then the first `Append` or `Record`)
     /// gets, and each takes the next.
     fn admit(&mut self, first: u64, entries: &[Submitted<'_>]) -> Admitted;
+    /// Entries another node committed, from index `first`, taken as they
+    /// are (the log holds them already). An error: they are not entries
+    /// this admission can follow, and the sequencer stops.
+    fn follow(&mut self, first: u64, entries: &[Vec<u8>]) -> Result<(), String>;
 }
 
 /// A new submission as the admission sees it.
@@ -117,6 +127,8 @@ pub enum SubmitError {
     Stopped,
     #[error("storage failure while sequencing: {0}")]
     Storage(String),
+    #[error("storage unavailable, nothing was appended: {0}")]
+    Unavailable(String),
     #[error("{}", .0.message)]
     Rejected(Rejection),
 }
@@ -153,10 +165,7 @@ pub fn start(
 ) -> Result<(SequencerHandle, SequencerThread), SubmitError> {
     assert!(log.claim_writer(), "a log has exactly one sequencer");
     if let Some(a) = admission.as_deref_mut() {
-        let opening = a.opening(log.head().size);
-        if !opening.is_empty() {
-            sequence_records(&log, opening)?;
-        }
+        sequence_opening(&log, a)?;
     }
     let (tx, rx) = mpsc::sync_channel(config.max_pending);
     let pending_bytes = Arc::new(AtomicUsize::new(0));
@@ -173,21 +182,11 @@ pub fn start(
     Ok((handle, thread))
 }
 
-/// Appends the log's own `records` alone, as one batch.
-fn sequence_records(log: &Log, records: Vec<Vec<u8>>) -> Result<(), SubmitError> {
-    struct Records(Option<Vec<Vec<u8>>>);
-    impl Admission for Records {
-        fn opening(&mut self, _: u64) -> Vec<Vec<u8>> {
-            vec![]
-        }
-        fn admit(&mut self, _: u64, _: &[Submitted<'_>]) -> Admitted {
-            Admitted {
-                prefix: self.0.take().unwrap_or_default(),
-                answers: vec![],
-            }
-        }
-    }
-    sequence(log, &[], Some(&mut Records(Some(records)))).map(|_| ())
+/// Appends the admission's opening records alone, as one batch, decided
+/// under the sequencing lock (on a shared store another node may have
+/// written them first).
+fn sequence_opening(log: &Log, admission: &mut dyn Admission) -> Result<(), SubmitError> {
+    sequence(log, &[], Some(admission), true).map(|_| ())
 }
 
 impl SequencerHandle {
@@ -239,7 +238,29 @@ fn run(
     pending_bytes: &AtomicUsize,
     mut admission: Option<&mut dyn Admission>,
 ) -> Result<(), SubmitError> {
-    while let Ok(first) = rx.recv() {
+    let follow_every = log.store().shared();
+    loop {
+        let first = match follow_every {
+            None => match rx.recv() {
+                Ok(s) => s,
+                Err(_) => return Ok(()),
+            },
+            Some(every) => match rx.recv_timeout(every) {
+                Ok(s) => s,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                Err(RecvTimeoutError::Timeout) => {
+                    match catch_up(log, None, admission.as_deref_mut()) {
+                        Err(SubmitError::Unavailable(e)) => {
+                            log.metrics.store_unavailable.fetch_add(1, Relaxed);
+                            tracing::warn!(error = %e, "cannot follow the shared store");
+                        }
+                        Err(e) => return Err(e),
+                        Ok(()) => {}
+                    }
+                    continue;
+                }
+            },
+        };
         let mut batch = vec![first];
         let deadline = Instant::now() + config.max_batch_delay;
         while batch.len() < config.max_batch_size {
@@ -273,17 +294,18 @@ fn run(
             return Err(e);
         }
     }
-    Ok(())
 }
 
 /// Sequences one batch and answers every submission in it. An error means
-/// storage failed; every submission of the batch has been answered with it.
+/// storage failed with the outcome unknown (every submission of the batch
+/// has been answered with it); a store that was unavailable before
+/// anything was decided only fails the batch.
 fn integrate(
     log: &Log,
     batch: Vec<Submission>,
     admission: Option<&mut dyn Admission>,
 ) -> Result<(), SubmitError> {
-    let result = sequence(log, &batch, admission);
+    let result = sequence(log, &batch, admission, false);
     let m = &log.metrics;
     match result {
         Ok(Sequenced {
@@ -314,7 +336,13 @@ fn integrate(
             for s in batch {
                 let _ = s.reply.send(Err(e.clone()));
             }
-            Err(e)
+            match e {
+                SubmitError::Unavailable(_) => {
+                    m.store_unavailable.fetch_add(1, Relaxed);
+                    Ok(())
+                }
+                e => Err(e),
+            }
         }
     }
 }
@@ -334,11 +362,11 @@ struct Sequenced<'a> {
     /// Each submission's outcome, in batch order.
     outcomes: Vec<Result<Outcome, Rejection>>,
     /// Proofs over the committed tree; it remembers the batch's tiles.
-    prover: Prover<TileNodes<Overlay<&'a Store>>>,
+    prover: Prover<TileNodes<Overlay<&'a dyn LogStore>>>,
 }
 
 /// The log's refusal record at `index`: its leaf hash and what it records.
-fn refusal_record(store: &Store, index: u64) -> Result<(Hash, Refusal), SubmitError> {
+fn refusal_record(store: &dyn LogStore, index: u64) -> Result<(Hash, Refusal), SubmitError> {
     let corrupt = |why: &str| SubmitError::Storage(format!("refusal record {index}: {why}"));
     let bytes = store
         .entry(index)
@@ -358,13 +386,29 @@ fn refusal_record(store: &Store, index: u64) -> Result<(Hash, Refusal), SubmitEr
 }
 
 /// Assigns indices and commits the batch.
+/// With `opening`, the batch is empty and the admission's opening
+/// records are appended.
 fn sequence<'a>(
     log: &'a Log,
     batch: &[Submission],
     admission: Option<&mut dyn Admission>,
+    opening: bool,
 ) -> Result<Sequenced<'a>, SubmitError> {
     let storage = |e: &dyn std::fmt::Display| SubmitError::Storage(e.to_string());
     let store = log.store();
+    let mut admission = admission;
+    // Nothing is decided before the lock is held: an unavailable store
+    // fails the batch and changes nothing.
+    let lock = store
+        .lock()
+        .map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+    let skew = lock.clock_skew_ms();
+    if skew.abs() > MAX_STORE_CLOCK_SKEW_MS {
+        return Err(SubmitError::Unavailable(format!(
+            "this node's clock is {skew} ms off the database's; it sequences nothing until they agree within {MAX_STORE_CLOCK_SKEW_MS} ms"
+        )));
+    }
+    catch_up(log, Some(lock.checkpoint()), admission.as_deref_mut())?;
     let head = log.head();
     // Each submission is either already stored, or the first or a repeat
     // of a new entry (by its position in `new`).
@@ -403,7 +447,11 @@ fn sequence<'a>(
         }
     }
     let admitted = match admission {
-        Some(a) if !new.is_empty() || batch.is_empty() => {
+        Some(a) if opening => Admitted {
+            prefix: a.opening(head.size),
+            answers: vec![],
+        },
+        Some(a) if !new.is_empty() => {
             let entries: Vec<Submitted> = new
                 .iter()
                 .map(|s| Submitted {
@@ -502,8 +550,7 @@ fn sequence<'a>(
     .sign(log.signer())
     .map_err(|e| storage(&e))?;
     let started = Instant::now();
-    store
-        .commit(&Commit {
+    lock.commit(&Commit {
             entries: &fresh,
             tiles: &prover.source().reader().changed,
             checkpoint: &checkpoint,
@@ -525,4 +572,84 @@ fn sequence<'a>(
         outcomes,
         prover,
     })
+}
+
+/// Most a node's clock may be off the shared store's before it stops
+/// sequencing: the log's clock is assigned under the lock, and a node far
+/// off would date entries out of line with the others.
+pub const MAX_STORE_CLOCK_SKEW_MS: i64 = 1000;
+
+/// Entries read at a time when catching up.
+const CATCH_UP_CHUNK: u64 = 4096;
+
+/// Takes in what other writers committed: the store's checkpoint (read
+/// under the lock when given, else fresh) must verify with the log's key
+/// and never be behind what this node signed or served; the entries up to
+/// it go through the admission, then the node's head moves to it.
+fn catch_up(
+    log: &Log,
+    locked: Option<Option<&str>>,
+    mut admission: Option<&mut dyn Admission>,
+) -> Result<(), SubmitError> {
+    let store = log.store();
+    let fresh;
+    let text = match locked {
+        Some(text) => text,
+        None => {
+            fresh = store
+                .checkpoint()
+                .map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+            fresh.as_deref()
+        }
+    };
+    let Some(text) = text else {
+        return Err(SubmitError::Storage(
+            "the store holds no checkpoint: it is not this log's".into(),
+        ));
+    };
+    let head = log.head();
+    if *text == *head.checkpoint {
+        return Ok(());
+    }
+    let cp = Checkpoint::open(text.as_bytes(), log.verifier()).map_err(|e| {
+        SubmitError::Storage(format!(
+            "the store's checkpoint does not verify with the log's key: {e}"
+        ))
+    })?;
+    if cp.size < head.size || (cp.size == head.size && cp.root != head.root) {
+        // A failover that lost committed entries, or another log: signing
+        // on would fork the history this node has served.
+        return Err(SubmitError::Storage(format!(
+            "the store's checkpoint (size {}) is behind or beside the one this node served (size {}): refusing to sign",
+            cp.size, head.size
+        )));
+    }
+    let mut next = head.size;
+    while next < cp.size {
+        let count = CATCH_UP_CHUNK.min(cp.size - next);
+        // Once some entries went through the admission, a failure is no
+        // longer harmless: they would go through again.
+        let entries = store.entries(next, count).map_err(|e| match next == head.size {
+            true => SubmitError::Unavailable(e.to_string()),
+            false => SubmitError::Storage(e.to_string()),
+        })?;
+        if entries.is_empty() {
+            return Err(SubmitError::Storage(format!(
+                "entry {next} is missing below the store's checkpoint"
+            )));
+        }
+        if let Some(a) = admission.as_deref_mut() {
+            a.follow(next, &entries).map_err(SubmitError::Storage)?;
+        }
+        next += entries.len() as u64;
+    }
+    log.metrics
+        .followed
+        .fetch_add(cp.size - head.size, Relaxed);
+    log.set_head(Arc::new(LogHead {
+        size: cp.size,
+        root: cp.root,
+        checkpoint: text.into(),
+    }));
+    Ok(())
 }

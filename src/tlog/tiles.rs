@@ -340,7 +340,7 @@ impl<R: TileReader> NodeSource for TileNodes<R> {
 /// holds. Returns every tile that changes, keyed by (level, index), with
 /// its whole new content. The caller stores them atomically with the
 /// entries and the new checkpoint.
-pub fn append_leaves<R: TileReader>(
+pub fn append_leaves<R: TileReader + ?Sized>(
     reader: &R,
     old_size: u64,
     leaves: &[Hash],

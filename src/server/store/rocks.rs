@@ -1,20 +1,22 @@
-//! Durable storage of the log in RocksDB: entries, the leaf-hash index
-//! used for deduplication, the index of refused entries (so a refused
-//! entry sent again gets its first refusal record), hash tiles, the
-//! latest signed checkpoint, and the gate's closed chains (derived).
+//! The embedded store: the log in one RocksDB database. Entries, the
+//! leaf-hash index used for deduplication, the index of refused entries
+//! (so a refused entry sent again gets its first refusal record), hash
+//! tiles, the latest signed checkpoint, and the gate's closed chains
+//! (derived).
 //!
-//! The one file that imports `rocksdb`. Contract: when [`Store::commit`]
-//! returns Ok, everything in the commit is on disk (WAL fsync'd) and
-//! visible to readers, all or nothing.
+//! The one file that imports `rocksdb`. Commits are one `WriteBatch`,
+//! WAL fsync'd; RocksDB's own lock file keeps a second process out, so
+//! the sequencing lock is the sequencer itself.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rocksdb::{BlockBasedOptions, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
-use thiserror::Error;
 
+use super::{decode_indices, encode_indices, Commit, LogStore, Sequencing, StoreError};
 use crate::tlog::merkle::Hash;
-use crate::tlog::tiles::{TileReader, TileSet};
+use crate::tlog::tiles::TileReader;
 
 const KEY_CHECKPOINT: &[u8] = b"c";
 const PREFIX_ENTRY: u8 = b'e';
@@ -23,31 +25,10 @@ const PREFIX_TILE: u8 = b't';
 const PREFIX_REFUSED: u8 = b'r';
 const PREFIX_CLOSED_CHAIN: u8 = b'k';
 
-/// Storage failures.
-#[derive(Debug, Error)]
-pub enum StoreError {
-    #[error("RocksDB: {0}")]
-    Db(#[from] rocksdb::Error),
-    #[error("storage is corrupt: {0}")]
-    Corrupt(String),
-}
-
 /// The log's RocksDB database.
-pub struct Store {
+pub struct RocksStore {
     db: DB,
-}
-
-/// One batch of the log to make durable at once.
-pub struct Commit<'a> {
-    /// New entries: (index, leaf hash, bytes).
-    pub entries: &'a [(u64, Hash, &'a [u8])],
-    /// Every tile that changed, with its whole new content.
-    pub tiles: &'a TileSet,
-    /// The signed checkpoint covering the entries.
-    pub checkpoint: &'a str,
-    /// Entries the gate refused: (the refused entry's leaf hash, the index
-    /// of the log's refusal record for it).
-    pub refused: &'a [(Hash, u64)],
+    dir: String,
 }
 
 fn entry_key(index: u64) -> [u8; 9] {
@@ -88,9 +69,9 @@ fn tile_key(level: u8, index: u64) -> [u8; 10] {
     k
 }
 
-impl Store {
+impl RocksStore {
     /// Opens the database in `dir`, creating it only if `create`.
-    pub fn open(dir: &Path, create: bool) -> Result<Store, StoreError> {
+    pub fn open(dir: &Path, create: bool) -> Result<RocksStore, StoreError> {
         let mut opts = Options::default();
         opts.create_if_missing(create);
         opts.set_max_background_jobs(2);
@@ -104,11 +85,16 @@ impl Store {
         opts.set_memtable_whole_key_filtering(true);
         opts.set_memtable_prefix_bloom_ratio(0.1);
         let db = DB::open(&opts, dir)?;
-        Ok(Store { db })
+        Ok(RocksStore {
+            db,
+            dir: dir.display().to_string(),
+        })
     }
+}
 
+impl LogStore for RocksStore {
     /// The latest signed checkpoint, if the log was ever initialised.
-    pub fn checkpoint(&self) -> Result<Option<String>, StoreError> {
+    fn checkpoint(&self) -> Result<Option<String>, StoreError> {
         match self.db.get(KEY_CHECKPOINT)? {
             None => Ok(None),
             Some(v) => String::from_utf8(v)
@@ -118,7 +104,7 @@ impl Store {
     }
 
     /// Index of the entry with this leaf hash, if logged.
-    pub fn index_of(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
+    fn index_of(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
         match self.db.get_pinned(leaf_key(leaf))? {
             None => Ok(None),
             Some(v) => read_index(&v, "leaf index").map(Some),
@@ -127,7 +113,7 @@ impl Store {
 
     /// Index of the log's refusal record for the refused entry with this
     /// leaf hash, if the gate refused it (since refusals were indexed).
-    pub fn refusal_of(&self, refused: &Hash) -> Result<Option<u64>, StoreError> {
+    fn refusal_of(&self, refused: &Hash) -> Result<Option<u64>, StoreError> {
         match self.db.get_pinned(refused_key(refused))? {
             None => Ok(None),
             Some(v) => read_index(&v, "refusal index").map(Some),
@@ -135,12 +121,12 @@ impl Store {
     }
 
     /// The entry at `index`, if stored (a point read: no iterator).
-    pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get(entry_key(index))?)
     }
 
     /// Entries `start .. start+count` in order; fewer if some are missing.
-    pub fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+    fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         let from = entry_key(start);
         let iter = self
             .db
@@ -156,32 +142,55 @@ impl Store {
         Ok(out)
     }
 
-    /// Keeps a closed chain's entry indices under `chain` (a digest of its
-    /// id). Not fsync'd: the gate derives them from the log again on
-    /// every start.
-    pub fn keep_closed_chain(&self, chain: &[u8; 16], entries: &[u64]) -> Result<(), StoreError> {
-        let value: Vec<u8> = entries.iter().flat_map(|i| i.to_be_bytes()).collect();
-        self.db.put(closed_chain_key(chain), value)?;
+    /// Not fsync'd: the gate derives them from the log again on every
+    /// start.
+    fn keep_closed_chain(&self, chain: &[u8; 16], entries: &[u64]) -> Result<(), StoreError> {
+        self.db.put(closed_chain_key(chain), encode_indices(entries))?;
         Ok(())
     }
 
     /// A closed chain's entry indices, if kept.
-    pub fn closed_chain(&self, chain: &[u8; 16]) -> Result<Option<Vec<u64>>, StoreError> {
+    fn closed_chain(&self, chain: &[u8; 16]) -> Result<Option<Vec<u64>>, StoreError> {
         let Some(v) = self.db.get_pinned(closed_chain_key(chain))? else {
             return Ok(None);
         };
-        if v.len() % 8 != 0 {
-            return Err(StoreError::Corrupt("a closed chain's indices".into()));
-        }
-        Ok(Some(
-            v.chunks_exact(8)
-                .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
-                .collect(),
-        ))
+        decode_indices(&v).map(Some)
+    }
+
+    fn lock(&self) -> Result<Box<dyn Sequencing + '_>, StoreError> {
+        Ok(Box::new(RocksSequencing {
+            store: self,
+            checkpoint: LogStore::checkpoint(self)?,
+        }))
+    }
+
+    fn shared(&self) -> Option<Duration> {
+        None
+    }
+
+    fn describe(&self) -> String {
+        format!("RocksDB in {}", self.dir)
+    }
+}
+
+/// The embedded store's sequencing "lock": the one sequencer of the one
+/// process that holds the database.
+struct RocksSequencing<'a> {
+    store: &'a RocksStore,
+    checkpoint: Option<String>,
+}
+
+impl Sequencing for RocksSequencing<'_> {
+    fn checkpoint(&self) -> Option<&str> {
+        self.checkpoint.as_deref()
+    }
+
+    fn clock_skew_ms(&self) -> i64 {
+        0
     }
 
     /// Writes a batch atomically and fsyncs it before returning.
-    pub fn commit(&self, c: &Commit<'_>) -> Result<(), StoreError> {
+    fn commit(self: Box<Self>, c: &Commit<'_>) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         for (index, leaf, bytes) in c.entries {
             batch.put(entry_key(*index), bytes);
@@ -196,12 +205,12 @@ impl Store {
         batch.put(KEY_CHECKPOINT, c.checkpoint.as_bytes());
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(batch, &wo)?;
+        self.store.db.write_opt(batch, &wo)?;
         Ok(())
     }
 }
 
-impl TileReader for Store {
+impl TileReader for RocksStore {
     type Error = StoreError;
     fn read_tile(&self, level: u8, index: u64) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
         Ok(self.db.get(tile_key(level, index))?.map(Arc::new))

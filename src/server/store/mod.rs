@@ -1,0 +1,123 @@
+//! Where the log lives: one interface, [`LogStore`], with two stores
+//! behind it, the embedded RocksDB database (the default, one node) and
+//! PostgreSQL (several nodes on one log).
+//!
+//! # The contract
+//!
+//! - **Durable on commit.** When [`Sequencing::commit`] returns Ok,
+//!   everything in the commit (entries, the leaf-hash index, refusals,
+//!   tiles, the checkpoint) is durable (RocksDB: its WAL fsync'd;
+//!   PostgreSQL: committed, and with `synchronous_commit = on` and a
+//!   synchronous standby, on the standby too) and visible to every
+//!   reader of the store, all or nothing. An error means the commit may
+//!   or may not have happened: the writer must read the head again before
+//!   it signs anything more.
+//! - **One writer at a time.** [`LogStore::lock`] takes the sequencing
+//!   lock: until its [`Sequencing`] commits or is dropped, no other
+//!   writer (another node on the same database) commits. It returns the
+//!   latest committed checkpoint under the lock, so a writer that finds
+//!   the log longer than it knew catches up before it decides anything:
+//!   one order, and never two checkpoints for one size.
+//! - **Readers see committed state only.** An entry, a leaf index or a
+//!   tile read is one some commit made durable. Entries and full tiles
+//!   never change once committed (a store may cache them forever); a
+//!   partial tile grows, and the checkpoint moves.
+//! - **Derived data is not durable.** [`LogStore::keep_closed_chain`]
+//!   keeps what the gate derives again from the log on every start; it
+//!   may be lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::tlog::merkle::Hash;
+use crate::tlog::tiles::{TileReader, TileSet};
+
+pub mod postgres;
+pub mod rocks;
+
+pub use rocks::{RocksStore, WitnessDb};
+
+/// Storage failures.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("RocksDB: {0}")]
+    Db(#[from] rocksdb::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    #[error("storage is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// One batch of the log to make durable at once.
+pub struct Commit<'a> {
+    /// New entries: (index, leaf hash, bytes).
+    pub entries: &'a [(u64, Hash, &'a [u8])],
+    /// Every tile that changed, with its whole new content.
+    pub tiles: &'a TileSet,
+    /// The signed checkpoint covering the entries.
+    pub checkpoint: &'a str,
+    /// Entries the gate refused: (the refused entry's leaf hash, the index
+    /// of the log's refusal record for it).
+    pub refused: &'a [(Hash, u64)],
+}
+
+/// The log's storage. See the module's contract.
+pub trait LogStore: TileReader<Error = StoreError> + Send + Sync {
+    /// The latest committed checkpoint, read fresh; None: never initialised.
+    fn checkpoint(&self) -> Result<Option<String>, StoreError>;
+    /// Index of the entry with this leaf hash, if logged.
+    fn index_of(&self, leaf: &Hash) -> Result<Option<u64>, StoreError>;
+    /// Index of the log's refusal record for the refused entry with this
+    /// leaf hash, if the gate refused it.
+    fn refusal_of(&self, refused: &Hash) -> Result<Option<u64>, StoreError>;
+    /// The entry at `index`, if stored.
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Entries `start .. start+count` in order; fewer if some are missing.
+    fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Keeps a closed chain's entry indices under `chain` (a digest of its
+    /// id). Not durable: the gate derives them again on every start.
+    fn keep_closed_chain(&self, chain: &[u8; 16], entries: &[u64]) -> Result<(), StoreError>;
+    /// A closed chain's entry indices, if kept.
+    fn closed_chain(&self, chain: &[u8; 16]) -> Result<Option<Vec<u64>>, StoreError>;
+    /// Takes the sequencing lock and reads the head under it.
+    fn lock(&self) -> Result<Box<dyn Sequencing + '_>, StoreError>;
+    /// How often an idle writer looks for entries other writers
+    /// committed; None: nobody else writes (an embedded store).
+    fn shared(&self) -> Option<Duration>;
+    /// What the store is, for logs and errors ("RocksDB in DIR").
+    fn describe(&self) -> String;
+}
+
+/// The sequencing lock, held until it commits or is dropped.
+pub trait Sequencing {
+    /// The latest committed checkpoint, read under the lock; None: the
+    /// log was never initialised.
+    fn checkpoint(&self) -> Option<&str>;
+    /// The log's clock skew against the store's: local now minus the
+    /// store's now, in ms (0 for an embedded store).
+    fn clock_skew_ms(&self) -> i64;
+    /// Commits `c` and releases the lock (see the contract).
+    fn commit(self: Box<Self>, c: &Commit<'_>) -> Result<(), StoreError>;
+}
+
+/// A shared store for the log, as the server holds it.
+pub type SharedStore = Arc<dyn LogStore>;
+
+/// Encodes a closed chain's entry indices (big-endian u64s).
+pub(crate) fn encode_indices(entries: &[u64]) -> Vec<u8> {
+    entries.iter().flat_map(|i| i.to_be_bytes()).collect()
+}
+
+/// Decodes [`encode_indices`].
+pub(crate) fn decode_indices(v: &[u8]) -> Result<Vec<u64>, StoreError> {
+    if v.len() % 8 != 0 {
+        return Err(StoreError::Corrupt("a closed chain's indices".into()));
+    }
+    Ok(v.chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+        .collect())
+}

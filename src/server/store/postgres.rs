@@ -1,0 +1,680 @@
+//! The shared store: the log in PostgreSQL, for several gatelog nodes on
+//! one log (`gatelog serve --store postgres://...`).
+//!
+//! - **Sequencing** is serialised by a row lock on the log's head
+//!   (`SELECT ... FOR UPDATE` on `gatelog_head`, as Tessera does on
+//!   Spanner and Aurora): a node takes it, catches up on what other nodes
+//!   committed, decides its batch, and commits the entries, tiles and the
+//!   new checkpoint in the same transaction. A node that dies holding it
+//!   loses its connection and with it the lock; one that stalls loses it
+//!   to `idle_in_transaction_session_timeout`.
+//! - **Reads** of entries and full tiles, which never change once
+//!   committed, are served from bounded caches filled once; a partial
+//!   tile, a leaf lookup and the checkpoint are read fresh.
+//! - **Connections** run on the store's own threads, each holding one
+//!   blocking client (tokio-postgres's `postgres` facade): the store's
+//!   interface is synchronous like RocksDB's, and the facade cannot be
+//!   driven from inside the server's async runtime. The sequencer has a
+//!   connection of its own, which holds the lock's transaction.
+//! - **Schema** comes from versioned migrations (`gatelog db migrate`),
+//!   run under an advisory lock so that two nodes migrating at once apply
+//!   each step once.
+
+use std::num::NonZeroUsize;
+use std::str::FromStr;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lru::LruCache;
+use postgres::config::{Host, TargetSessionAttrs};
+use postgres::{Client, Config, NoTls};
+
+use super::{decode_indices, encode_indices, Commit, LogStore, Sequencing, StoreError};
+use crate::sys::clock::now_ms;
+use crate::tlog::merkle::Hash;
+use crate::tlog::tiles::{TileReader, HASH_SIZE, TILE_WIDTH};
+
+/// The schema's versioned steps, applied in order by `gatelog db
+/// migrate`; a released step never changes (add a new one).
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "the log: head, entries, refusals, tiles, closed chains",
+    "CREATE TABLE gatelog_head (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        checkpoint text,
+        entries_mode text
+    );
+    INSERT INTO gatelog_head (one) VALUES (true);
+    CREATE TABLE gatelog_entries (
+        idx bigint PRIMARY KEY,
+        leaf bytea NOT NULL,
+        data bytea NOT NULL
+    );
+    CREATE UNIQUE INDEX gatelog_entries_leaf ON gatelog_entries (leaf);
+    CREATE TABLE gatelog_refusals (
+        leaf bytea PRIMARY KEY,
+        record bigint NOT NULL
+    );
+    CREATE TABLE gatelog_tiles (
+        level smallint NOT NULL,
+        idx bigint NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (level, idx)
+    );
+    CREATE TABLE gatelog_closed_chains (
+        chain bytea PRIMARY KEY,
+        entries bytea NOT NULL
+    );",
+)];
+
+/// The advisory lock `gatelog db migrate` holds ("gatelog" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6761_7465_6c6f_67;
+
+/// Limits and timings of the PostgreSQL store.
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    /// Connections for readers (the sequencer has one more of its own).
+    pub read_connections: usize,
+    /// Most bytes of entries kept in the cache.
+    pub entry_cache_bytes: usize,
+    /// Most full tiles kept in the cache (8 KiB each).
+    pub tile_cache_tiles: usize,
+    /// How often an idle node looks for entries other nodes committed.
+    pub follow_interval: Duration,
+    /// Longest a statement (a lock wait included) may take.
+    pub statement_timeout: Duration,
+    /// Longest a connection attempt may take, per host.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            read_connections: 4,
+            entry_cache_bytes: 256 << 20,
+            tile_cache_tiles: 8192,
+            follow_interval: Duration::from_millis(100),
+            statement_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+fn pg(e: postgres::Error) -> StoreError {
+    // The server's own words (e.g. "relation ... does not exist") are in
+    // the source, which Display leaves out.
+    match e.as_db_error() {
+        Some(db) => StoreError::Postgres(format!("{}: {}", db.code().code(), db.message())),
+        None => StoreError::Postgres(e.to_string()),
+    }
+}
+
+/// The connection settings from `url` (a `postgres://` URL or libpq
+/// key=value string) and, for what it leaves out, the standard `PG*`
+/// environment variables, so no password need be on a command line.
+/// Multi-host URLs find the primary: `target_session_attrs` defaults to
+/// `read-write`.
+pub fn config(url: &str) -> Result<Config, StoreError> {
+    let bad = |e: postgres::Error| StoreError::Refused(format!("the PostgreSQL URL: {e}"));
+    let url = url.trim();
+    let mut c = match url {
+        "postgres:" | "postgres://" | "postgresql://" | "" => Config::new(),
+        _ => Config::from_str(url).map_err(bad)?,
+    };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if c.get_hosts().is_empty() {
+        let hosts = env("PGHOST").unwrap_or_else(|| "localhost".into());
+        for h in hosts.split(',') {
+            c.host(h);
+        }
+    }
+    if c.get_ports().is_empty() {
+        if let Some(p) = env("PGPORT") {
+            for p in p.split(',') {
+                c.port(p.parse().map_err(|_| {
+                    StoreError::Refused(format!("PGPORT {p:?} is not a port number"))
+                })?);
+            }
+        }
+    }
+    if c.get_user().is_none() {
+        let user = env("PGUSER").or_else(|| env("USER"));
+        c.user(user.as_deref().unwrap_or("postgres"));
+    }
+    if c.get_password().is_none() {
+        if let Some(p) = env("PGPASSWORD") {
+            c.password(p);
+        }
+    }
+    if c.get_dbname().is_none() {
+        if let Some(d) = env("PGDATABASE") {
+            c.dbname(&d);
+        }
+    }
+    if !url.contains("target_session_attrs") {
+        c.target_session_attrs(TargetSessionAttrs::ReadWrite);
+    }
+    if c.get_application_name().is_none() {
+        c.application_name("gatelog");
+    }
+    Ok(c)
+}
+
+/// Where `c` points, without its password: "host:port,.../dbname".
+fn describe(c: &Config) -> String {
+    let ports = c.get_ports();
+    let hosts: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match h {
+                Host::Tcp(h) => format!("{h}:{port}"),
+                Host::Unix(p) => format!("{}:{port}", p.display()),
+            }
+        })
+        .collect();
+    let db = c.get_dbname().or(c.get_user()).unwrap_or("");
+    format!("PostgreSQL {}/{db}", hosts.join(","))
+}
+
+/// One connection, made (again) when needed.
+struct Connection {
+    config: Config,
+    settings: String,
+    client: Option<Client>,
+}
+
+impl Connection {
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            let mut client = self.config.connect(NoTls).map_err(pg)?;
+            client.batch_execute(&self.settings).map_err(pg)?;
+            self.client = Some(client);
+        }
+        Ok(self.client.as_mut().expect("connected"))
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Threads that each hold a connection and run jobs from one queue.
+struct Workers {
+    tx: SyncSender<Job>,
+}
+
+/// Jobs waiting for a connection, at most.
+const QUEUED_JOBS: usize = 1024;
+
+impl Workers {
+    fn start(config: &Config, settings: &str, threads: usize, name: &str) -> Workers {
+        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUED_JOBS);
+        let rx: Arc<Mutex<Receiver<Job>>> = Arc::new(Mutex::new(rx));
+        for k in 0..threads.max(1) {
+            let rx = rx.clone();
+            let mut conn = Connection {
+                config: config.clone(),
+                settings: settings.to_string(),
+                client: None,
+            };
+            std::thread::Builder::new()
+                .name(format!("{name}-{k}"))
+                .spawn(move || loop {
+                    let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    match job {
+                        Ok(job) => job(&mut conn),
+                        Err(_) => return,
+                    }
+                })
+                .expect("spawning a PostgreSQL connection thread");
+        }
+        Workers { tx }
+    }
+
+    /// Runs `f` on a connection and waits for its result.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |conn| {
+            let _ = reply.send(conn.client().and_then(f));
+        });
+        self.tx
+            .send(job)
+            .map_err(|_| StoreError::Postgres("the connection threads stopped".into()))?;
+        answer
+            .recv()
+            .map_err(|_| StoreError::Postgres("a connection thread stopped".into()))?
+    }
+
+    /// Queues `f` without waiting; false if the queue is full.
+    fn spawn(&self, f: impl FnOnce(&mut Client) -> Result<(), StoreError> + Send + 'static) -> bool {
+        let job: Job = Box::new(move |conn| {
+            if let Err(e) = conn.client().and_then(f) {
+                tracing::warn!(error = %e, "a PostgreSQL write of derived data failed");
+            }
+        });
+        !matches!(self.tx.try_send(job), Err(TrySendError::Full(_)))
+    }
+}
+
+/// The log in PostgreSQL.
+pub struct PgStore {
+    readers: Workers,
+    /// The sequencer's connection: it holds the lock's transaction.
+    sequencer: Workers,
+    entries: Mutex<(LruCache<u64, Arc<Vec<u8>>>, usize)>,
+    tiles: Mutex<LruCache<(u8, u64), Arc<Vec<u8>>>>,
+    options: PgOptions,
+    describe: String,
+}
+
+/// The schema version this release needs.
+pub fn schema_version() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// Applies the migrations `url`'s database lacks, under an advisory lock;
+/// returns those applied (none: it was up to date). Idempotent.
+pub fn migrate(url: &str) -> Result<Vec<(i32, &'static str)>, StoreError> {
+    let config = config(url)?;
+    std::thread::scope(|s| {
+        // The blocking client makes its own runtime: not on a thread that
+        // may be inside another.
+        s.spawn(|| {
+            let mut client = config.connect(NoTls).map_err(pg)?;
+            let mut tx = client.transaction().map_err(pg)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .map_err(pg)?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS gatelog_migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )",
+            )
+            .map_err(pg)?;
+            let done: Vec<i32> = tx
+                .query("SELECT version FROM gatelog_migrations", &[])
+                .map_err(pg)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if let Some(newer) = done.iter().find(|v| **v > schema_version()) {
+                return Err(StoreError::Refused(format!(
+                    "the database's schema is at version {newer}, newer than this release's {}: upgrade gatelog",
+                    schema_version()
+                )));
+            }
+            let mut applied = vec![];
+            for (version, name, sql) in MIGRATIONS {
+                if done.contains(version) {
+                    continue;
+                }
+                tx.batch_execute(sql).map_err(pg)?;
+                tx.execute(
+                    "INSERT INTO gatelog_migrations (version, name) VALUES ($1, $2)",
+                    &[version, name],
+                )
+                .map_err(pg)?;
+                applied.push((*version, *name));
+            }
+            tx.commit().map_err(pg)?;
+            Ok(applied)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(StoreError::Postgres("migration thread panicked".into())))
+    })
+}
+
+impl PgStore {
+    /// Connects to `url` and checks the schema is this release's.
+    pub fn connect(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
+        let mut config = config(url)?;
+        config.connect_timeout(options.connect_timeout);
+        let ms = options.statement_timeout.as_millis();
+        let readers_settings = format!("SET statement_timeout = {ms}");
+        // A node that stalls holding the lock must not stall the others.
+        let sequencer_settings = format!(
+            "SET statement_timeout = {ms}; SET lock_timeout = {ms}; SET idle_in_transaction_session_timeout = {}",
+            ms.max(1000)
+        );
+        let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("at least 1");
+        let store = PgStore {
+            readers: Workers::start(&config, &readers_settings, options.read_connections, "pg-read"),
+            sequencer: Workers::start(&config, &sequencer_settings, 1, "pg-sequencer"),
+            entries: Mutex::new((LruCache::unbounded(), 0)),
+            tiles: Mutex::new(LruCache::new(cap(options.tile_cache_tiles))),
+            describe: describe(&config),
+            options,
+        };
+        let version: Option<i32> = store.readers.run(|c| {
+            let exists: bool = c
+                .query_one(
+                    "SELECT to_regclass('gatelog_migrations') IS NOT NULL",
+                    &[],
+                )
+                .map_err(pg)?
+                .get(0);
+            if !exists {
+                return Ok(None);
+            }
+            Ok(c.query_one("SELECT max(version) FROM gatelog_migrations", &[])
+                .map_err(pg)?
+                .get(0))
+        })?;
+        match version {
+            Some(v) if v == schema_version() => Ok(store),
+            Some(v) if v > schema_version() => Err(StoreError::Refused(format!(
+                "{}: the schema is at version {v}, newer than this release's {}: upgrade gatelog",
+                store.describe,
+                schema_version()
+            ))),
+            _ => Err(StoreError::Refused(format!(
+                "{}: the schema is at version {}, this release needs {}: run `gatelog db migrate --store URL` first",
+                store.describe,
+                version.unwrap_or(0),
+                schema_version()
+            ))),
+        }
+    }
+
+    /// The entry mode recorded for the log (`gatelog` or `opaque`),
+    /// recorded now if none was: one cluster serves one kind of log.
+    pub fn check_entry_mode(&self, want: &'static str) -> Result<(), StoreError> {
+        let held: Option<String> = self.readers.run(move |c| {
+            c.execute(
+                "UPDATE gatelog_head SET entries_mode = $1 WHERE entries_mode IS NULL",
+                &[&want],
+            )
+            .map_err(pg)?;
+            Ok(c.query_one("SELECT entries_mode FROM gatelog_head", &[])
+                .map_err(pg)?
+                .get(0))
+        })?;
+        match held.as_deref() {
+            Some(h) if h == want => Ok(()),
+            h => Err(StoreError::Refused(format!(
+                "{} holds a log of {} entries; it cannot be served with --entries {want}",
+                self.describe,
+                h.unwrap_or("unknown")
+            ))),
+        }
+    }
+
+    fn cached_entry(&self, index: u64) -> Option<Arc<Vec<u8>>> {
+        let mut c = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        c.0.get(&index).cloned()
+    }
+
+    fn cache_entries(&self, start: u64, entries: &[Vec<u8>]) {
+        let mut c = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, e) in entries.iter().enumerate() {
+            let bytes = e.len() + 64;
+            if c.0.put(start + k as u64, Arc::new(e.clone())).is_none() {
+                c.1 += bytes;
+            }
+        }
+        while c.1 > self.options.entry_cache_bytes {
+            match c.0.pop_lru() {
+                Some((_, e)) => c.1 -= e.len() + 64,
+                None => break,
+            }
+        }
+    }
+}
+
+fn index(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} is negative")))
+}
+
+impl LogStore for PgStore {
+    fn checkpoint(&self) -> Result<Option<String>, StoreError> {
+        self.readers.run(|c| {
+            Ok(c.query_one("SELECT checkpoint FROM gatelog_head", &[])
+                .map_err(pg)?
+                .get(0))
+        })
+    }
+
+    fn index_of(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
+        let leaf = leaf.to_vec();
+        let found: Option<i64> = self.readers.run(move |c| {
+            Ok(c.query_opt("SELECT idx FROM gatelog_entries WHERE leaf = $1", &[&leaf])
+                .map_err(pg)?
+                .map(|r| r.get(0)))
+        })?;
+        found.map(|i| index(i, "leaf index")).transpose()
+    }
+
+    fn refusal_of(&self, refused: &Hash) -> Result<Option<u64>, StoreError> {
+        let leaf = refused.to_vec();
+        let found: Option<i64> = self.readers.run(move |c| {
+            Ok(c.query_opt("SELECT record FROM gatelog_refusals WHERE leaf = $1", &[&leaf])
+                .map_err(pg)?
+                .map(|r| r.get(0)))
+        })?;
+        found.map(|i| index(i, "refusal index")).transpose()
+    }
+
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(e) = self.cached_entry(index) {
+            return Ok(Some(e.to_vec()));
+        }
+        let found = self.entries(index, 1)?;
+        Ok(found.into_iter().next())
+    }
+
+    fn entries(&self, start: u64, count: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::with_capacity(count as usize);
+        for i in start..start.saturating_add(count) {
+            match self.cached_entry(i) {
+                Some(e) => out.push(e.to_vec()),
+                None => break,
+            }
+        }
+        if out.len() as u64 == count {
+            return Ok(out);
+        }
+        let from = start + out.len() as u64;
+        let (lo, hi) = (from as i64, start.saturating_add(count) as i64);
+        let rows: Vec<(i64, Vec<u8>)> = self.readers.run(move |c| {
+            Ok(c.query(
+                "SELECT idx, data FROM gatelog_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+                &[&lo, &hi],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })?;
+        let mut read = Vec::with_capacity(rows.len());
+        for (k, (idx, data)) in rows.into_iter().enumerate() {
+            if idx != lo + k as i64 {
+                break;
+            }
+            read.push(data);
+        }
+        self.cache_entries(from, &read);
+        out.extend(read);
+        Ok(out)
+    }
+
+    fn keep_closed_chain(&self, chain: &[u8; 16], entries: &[u64]) -> Result<(), StoreError> {
+        let (chain, value) = (chain.to_vec(), encode_indices(entries));
+        let queued = self.readers.spawn(move |c| {
+            c.execute(
+                "INSERT INTO gatelog_closed_chains (chain, entries) VALUES ($1, $2)
+                 ON CONFLICT (chain) DO UPDATE SET entries = excluded.entries",
+                &[&chain, &value],
+            )
+            .map_err(pg)
+            .map(|_| ())
+        });
+        match queued {
+            true => Ok(()),
+            false => Err(StoreError::Postgres(
+                "too many writes queued; a closed chain's entries were not kept".into(),
+            )),
+        }
+    }
+
+    fn closed_chain(&self, chain: &[u8; 16]) -> Result<Option<Vec<u64>>, StoreError> {
+        let chain = chain.to_vec();
+        let found: Option<Vec<u8>> = self.readers.run(move |c| {
+            Ok(c.query_opt(
+                "SELECT entries FROM gatelog_closed_chains WHERE chain = $1",
+                &[&chain],
+            )
+            .map_err(pg)?
+            .map(|r| r.get(0)))
+        })?;
+        found.map(|v| decode_indices(&v)).transpose()
+    }
+
+    fn lock(&self) -> Result<Box<dyn Sequencing + '_>, StoreError> {
+        let (checkpoint, skew_ms) = self.sequencer.run(|c| {
+            // A transaction a failed commit left open ends here (a
+            // ROLLBACK outside one is only a warning).
+            c.batch_execute("ROLLBACK; BEGIN").map_err(pg)?;
+            let before = now_ms();
+            let row = c
+                .query_one(
+                    "SELECT checkpoint, (extract(epoch FROM clock_timestamp()) * 1000)::int8
+                     FROM gatelog_head FOR UPDATE",
+                    &[],
+                )
+                .map_err(pg)?;
+            let after = now_ms();
+            let theirs: i64 = row.get(1);
+            Ok((row.get::<_, Option<String>>(0), before / 2 + after / 2 - theirs))
+        })?;
+        Ok(Box::new(PgSequencing {
+            store: self,
+            checkpoint,
+            skew_ms,
+            done: false,
+        }))
+    }
+
+    fn shared(&self) -> Option<Duration> {
+        Some(self.options.follow_interval)
+    }
+
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+}
+
+impl TileReader for PgStore {
+    type Error = StoreError;
+    fn read_tile(&self, level: u8, index: u64) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+        let key = (level, index);
+        if let Some(t) = self.tiles.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(Some(t.clone()));
+        }
+        let (l, i) = (i16::from(level), index as i64);
+        let tile: Option<Vec<u8>> = self.readers.run(move |c| {
+            Ok(c.query_opt(
+                "SELECT data FROM gatelog_tiles WHERE level = $1 AND idx = $2",
+                &[&l, &i],
+            )
+            .map_err(pg)?
+            .map(|r| r.get(0)))
+        })?;
+        let tile = tile.map(Arc::new);
+        // Only a full tile is final; a partial one grows with the tree.
+        if let Some(t) = tile.as_ref().filter(|t| t.len() == TILE_WIDTH as usize * HASH_SIZE) {
+            self.tiles
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .put(key, t.clone());
+        }
+        Ok(tile)
+    }
+}
+
+/// The lock's transaction on the sequencer's connection.
+struct PgSequencing<'a> {
+    store: &'a PgStore,
+    checkpoint: Option<String>,
+    skew_ms: i64,
+    done: bool,
+}
+
+impl Sequencing for PgSequencing<'_> {
+    fn checkpoint(&self) -> Option<&str> {
+        self.checkpoint.as_deref()
+    }
+
+    fn clock_skew_ms(&self) -> i64 {
+        self.skew_ms
+    }
+
+    fn commit(mut self: Box<Self>, c: &Commit<'_>) -> Result<(), StoreError> {
+        self.done = true;
+        let mut idx = Vec::with_capacity(c.entries.len());
+        let mut leaves = Vec::with_capacity(c.entries.len());
+        let mut data = Vec::with_capacity(c.entries.len());
+        for (i, leaf, bytes) in c.entries {
+            idx.push(*i as i64);
+            leaves.push(leaf.to_vec());
+            data.push(bytes.to_vec());
+        }
+        let refused_leaves: Vec<Vec<u8>> = c.refused.iter().map(|r| r.0.to_vec()).collect();
+        let refused_records: Vec<i64> = c.refused.iter().map(|r| r.1 as i64).collect();
+        let mut levels = Vec::with_capacity(c.tiles.len());
+        let mut tile_idx = Vec::with_capacity(c.tiles.len());
+        let mut tiles = Vec::with_capacity(c.tiles.len());
+        for ((level, index), tile) in c.tiles {
+            levels.push(i16::from(*level));
+            tile_idx.push(*index as i64);
+            tiles.push(tile.as_slice().to_vec());
+        }
+        let checkpoint = c.checkpoint.to_string();
+        self.store.sequencer.run(move |c| {
+            let result = (|| {
+                if !idx.is_empty() {
+                    c.execute(
+                        "INSERT INTO gatelog_entries (idx, leaf, data)
+                         SELECT * FROM unnest($1::int8[], $2::bytea[], $3::bytea[])",
+                        &[&idx, &leaves, &data],
+                    )?;
+                }
+                if !refused_leaves.is_empty() {
+                    c.execute(
+                        "INSERT INTO gatelog_refusals (leaf, record)
+                         SELECT * FROM unnest($1::bytea[], $2::int8[])",
+                        &[&refused_leaves, &refused_records],
+                    )?;
+                }
+                if !levels.is_empty() {
+                    c.execute(
+                        "INSERT INTO gatelog_tiles (level, idx, data)
+                         SELECT * FROM unnest($1::int2[], $2::int8[], $3::bytea[])
+                         ON CONFLICT (level, idx) DO UPDATE SET data = excluded.data",
+                        &[&levels, &tile_idx, &tiles],
+                    )?;
+                }
+                c.execute("UPDATE gatelog_head SET checkpoint = $1", &[&checkpoint])?;
+                c.batch_execute("COMMIT")
+            })();
+            if result.is_err() {
+                let _ = c.batch_execute("ROLLBACK");
+            }
+            result.map_err(pg)
+        })
+    }
+}
+
+impl Drop for PgSequencing<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Nothing decided under the lock is committed: let it go.
+            let _ = self.store.sequencer.run(|c| c.batch_execute("ROLLBACK").map_err(pg));
+        }
+    }
+}
