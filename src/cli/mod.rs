@@ -79,7 +79,7 @@ pub enum Command {
     ///   curl http://127.0.0.1:8080/v1/obligations
     #[cfg(feature = "server")]
     #[command(verbatim_doc_comment)]
-    Serve(server::ServeArgs),
+    Serve(Box<server::ServeArgs>),
     /// Run a C2SP tlog-witness for one or more logs.
     ///
     /// The witness cosigns a log's checkpoint (POST /add-checkpoint) only
@@ -242,7 +242,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     .context("TLS client")?;
     match cli.command {
         #[cfg(feature = "server")]
-        Command::Serve(args) => server::serve(args).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => server::serve(*args).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "server")]
         Command::Witness(args) => server::witness(args).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "server")]

@@ -370,7 +370,7 @@ fn refusal_record(store: &dyn LogStore, index: u64) -> Result<(Hash, Refusal), S
     let corrupt = |why: &str| SubmitError::Storage(format!("refusal record {index}: {why}"));
     let bytes = store
         .entry(index)
-        .map_err(|e| SubmitError::Storage(e.to_string()))?
+        .map_err(|e| SubmitError::Unavailable(e.to_string()))?
         .ok_or_else(|| corrupt("missing"))?;
     let d = DecodedEntry::decode(&bytes).map_err(|e| corrupt(&e.message))?;
     match &d.statement.body {
@@ -424,15 +424,19 @@ fn sequence<'a>(
     let mut new: Vec<&Submission> = Vec::new();
     let mut in_batch: HashMap<Hash, usize> = HashMap::new();
     let mut seen = Vec::with_capacity(batch.len());
+    let leaves: Vec<Hash> = batch.iter().map(|s| s.leaf).collect();
+    let logged = store
+        .indices_of(&leaves)
+        .map_err(|e| SubmitError::Unavailable(e.to_string()))?;
     for s in batch {
         if let Some(&k) = in_batch.get(&s.leaf) {
             seen.push((Seen::New(k), true));
-        } else if let Some(i) = store.index_of(&s.leaf).map_err(|e| storage(&e))? {
+        } else if let Some(&i) = logged.get(&s.leaf) {
             seen.push((Seen::Stored(i), true));
         } else if let Some(i) = gated
             .then(|| store.refusal_of(&s.leaf))
             .transpose()
-            .map_err(|e| storage(&e))?
+            .map_err(|e| SubmitError::Unavailable(e.to_string()))?
             .flatten()
         {
             // Refused once, refused for good: the same bytes get their

@@ -26,6 +26,7 @@
 //!   keeps what the gate derives again from the log on every start; it
 //!   may be lost.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +72,17 @@ pub trait LogStore: TileReader<Error = StoreError> + Send + Sync {
     fn checkpoint(&self) -> Result<Option<String>, StoreError>;
     /// Index of the entry with this leaf hash, if logged.
     fn index_of(&self, leaf: &Hash) -> Result<Option<u64>, StoreError>;
+    /// The indices of those of `leaves` that are logged, in one lookup
+    /// (the sequencer's dedup of a batch, under the lock).
+    fn indices_of(&self, leaves: &[Hash]) -> Result<HashMap<Hash, u64>, StoreError> {
+        let mut found = HashMap::new();
+        for leaf in leaves {
+            if let Some(i) = self.index_of(leaf)? {
+                found.insert(*leaf, i);
+            }
+        }
+        Ok(found)
+    }
     /// Index of the log's refusal record for the refused entry with this
     /// leaf hash, if the gate refused it.
     fn refusal_of(&self, refused: &Hash) -> Result<Option<u64>, StoreError>;
@@ -114,7 +126,7 @@ pub(crate) fn encode_indices(entries: &[u64]) -> Vec<u8> {
 
 /// Decodes [`encode_indices`].
 pub(crate) fn decode_indices(v: &[u8]) -> Result<Vec<u64>, StoreError> {
-    if v.len() % 8 != 0 {
+    if !v.len().is_multiple_of(8) {
         return Err(StoreError::Corrupt("a closed chain's indices".into()));
     }
     Ok(v.chunks_exact(8)

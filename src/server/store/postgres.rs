@@ -20,6 +20,7 @@
 //!   run under an advisory lock so that two nodes migrating at once apply
 //!   each step once.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::str::FromStr;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -69,7 +70,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
 )];
 
 /// The advisory lock `gatelog db migrate` holds ("gatelog" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6761_7465_6c6f_67;
+const MIGRATION_LOCK: i64 = 0x0067_6174_656c_6f67;
 
 /// Limits and timings of the PostgreSQL store.
 #[derive(Clone, Debug)]
@@ -261,13 +262,18 @@ impl Workers {
     }
 }
 
+/// Entries by index, and the bytes they hold.
+type EntryCache = (LruCache<u64, Arc<Vec<u8>>>, usize);
+/// Full tiles by (level, index).
+type TileCache = LruCache<(u8, u64), Arc<Vec<u8>>>;
+
 /// The log in PostgreSQL.
 pub struct PgStore {
     readers: Workers,
     /// The sequencer's connection: it holds the lock's transaction.
     sequencer: Workers,
-    entries: Mutex<(LruCache<u64, Arc<Vec<u8>>>, usize)>,
-    tiles: Mutex<LruCache<(u8, u64), Arc<Vec<u8>>>>,
+    entries: Mutex<EntryCache>,
+    tiles: Mutex<TileCache>,
     options: PgOptions,
     describe: String,
 }
@@ -450,6 +456,31 @@ impl LogStore for PgStore {
         found.map(|i| index(i, "leaf index")).transpose()
     }
 
+    fn indices_of(&self, leaves: &[Hash]) -> Result<HashMap<Hash, u64>, StoreError> {
+        if leaves.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let asked: Vec<Vec<u8>> = leaves.iter().map(|l| l.to_vec()).collect();
+        let rows: Vec<(Vec<u8>, i64)> = self.readers.run(move |c| {
+            Ok(c.query(
+                "SELECT leaf, idx FROM gatelog_entries WHERE leaf = ANY($1)",
+                &[&asked],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })?;
+        rows.into_iter()
+            .map(|(leaf, i)| {
+                let leaf: Hash = leaf
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("a leaf hash is not 32 bytes".into()))?;
+                Ok((leaf, index(i, "leaf index")?))
+            })
+            .collect()
+    }
+
     fn refusal_of(&self, refused: &Hash) -> Result<Option<u64>, StoreError> {
         let leaf = refused.to_vec();
         let found: Option<i64> = self.readers.run(move |c| {
@@ -537,18 +568,18 @@ impl LogStore for PgStore {
 
     fn lock(&self) -> Result<Box<dyn Sequencing + '_>, StoreError> {
         let (checkpoint, skew_ms) = self.sequencer.run(|c| {
-            // A transaction a failed commit left open ends here (a
-            // ROLLBACK outside one is only a warning).
-            c.batch_execute("ROLLBACK; BEGIN").map_err(pg)?;
+            c.batch_execute("BEGIN").map_err(pg)?;
             let before = now_ms();
-            let row = c
-                .query_one(
-                    "SELECT checkpoint, (extract(epoch FROM clock_timestamp()) * 1000)::int8
-                     FROM gatelog_head FOR UPDATE",
-                    &[],
-                )
-                .map_err(pg)?;
+            let row = c.query_one(
+                "SELECT checkpoint, (extract(epoch FROM clock_timestamp()) * 1000)::int8
+                 FROM gatelog_head FOR UPDATE",
+                &[],
+            );
             let after = now_ms();
+            let row = row.inspect_err(|_| {
+                let _ = c.batch_execute("ROLLBACK");
+            });
+            let row = row.map_err(pg)?;
             let theirs: i64 = row.get(1);
             Ok((row.get::<_, Option<String>>(0), before / 2 + after / 2 - theirs))
         })?;
