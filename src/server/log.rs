@@ -22,9 +22,7 @@ use crate::sys::keyfile;
 use crate::tlog::checkpoint::{Checkpoint, CheckpointError};
 use crate::tlog::merkle::{leaf_hash, Hash, Prover};
 use crate::tlog::note::{NoteError, NoteSigner, NoteVerifier};
-use crate::tlog::tiles::{
-    self, encode_bundle, TileError, TileNodes, HASH_SIZE, TILE_WIDTH,
-};
+use crate::tlog::tiles::{self, encode_bundle, TileError, TileNodes, HASH_SIZE, TILE_WIDTH};
 
 /// Most subtree roots kept between proof requests (about 60 bytes each).
 pub const PROOF_MEMO_ENTRIES: usize = 1 << 18;
@@ -373,8 +371,10 @@ impl Log {
         let mut shared = self.proof_memo[user as usize]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let mut prover =
-            Prover::with_memo(TileNodes::new(self.store.as_ref()), std::mem::take(&mut *shared));
+        let mut prover = Prover::with_memo(
+            TileNodes::new(self.store.as_ref()),
+            std::mem::take(&mut *shared),
+        );
         let result = f(&mut prover);
         let mut memo = prover.into_memo();
         if memo.len() > PROOF_MEMO_ENTRIES {

@@ -264,7 +264,11 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
 /// Opens the log where `--store` says, checking it holds the kind of
 /// entries this server takes.
 fn open_log(args: &ServeConfig) -> anyhow::Result<Log> {
-    let mode = if args.gatelog_entries { "gatelog" } else { "opaque" };
+    let mode = if args.gatelog_entries {
+        "gatelog"
+    } else {
+        "opaque"
+    };
     match &args.store {
         StoreChoice::Embedded => {
             let log = Log::open(&args.data_dir, args.origin.as_deref())

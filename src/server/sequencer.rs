@@ -555,12 +555,12 @@ fn sequence<'a>(
     .map_err(|e| storage(&e))?;
     let started = Instant::now();
     lock.commit(&Commit {
-            entries: &fresh,
-            tiles: &prover.source().reader().changed,
-            checkpoint: &checkpoint,
-            refused: &refused,
-        })
-        .map_err(|e| storage(&e))?;
+        entries: &fresh,
+        tiles: &prover.source().reader().changed,
+        checkpoint: &checkpoint,
+        refused: &refused,
+    })
+    .map_err(|e| storage(&e))?;
     m.commit_latency.observe_duration(started.elapsed());
     m.batches.fetch_add(1, Relaxed);
     m.batch_size.observe(batch.len() as f64);
@@ -633,10 +633,12 @@ fn catch_up(
         let count = CATCH_UP_CHUNK.min(cp.size - next);
         // Once some entries went through the admission, a failure is no
         // longer harmless: they would go through again.
-        let entries = store.entries(next, count).map_err(|e| match next == head.size {
-            true => SubmitError::Unavailable(e.to_string()),
-            false => SubmitError::Storage(e.to_string()),
-        })?;
+        let entries = store
+            .entries(next, count)
+            .map_err(|e| match next == head.size {
+                true => SubmitError::Unavailable(e.to_string()),
+                false => SubmitError::Storage(e.to_string()),
+            })?;
         if entries.is_empty() {
             return Err(SubmitError::Storage(format!(
                 "entry {next} is missing below the store's checkpoint"
@@ -647,9 +649,7 @@ fn catch_up(
         }
         next += entries.len() as u64;
     }
-    log.metrics
-        .followed
-        .fetch_add(cp.size - head.size, Relaxed);
+    log.metrics.followed.fetch_add(cp.size - head.size, Relaxed);
     log.set_head(Arc::new(LogHead {
         size: cp.size,
         root: cp.root,

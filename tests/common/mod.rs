@@ -2,6 +2,9 @@
 //! process, and a minimal HTTP/1.1 client.
 #![allow(dead_code)]
 
+#[cfg(feature = "server")]
+pub mod pg;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -173,10 +176,19 @@ impl Server {
     }
 
     fn spawn(subcommand: &str, data_dir: &Path, args: &[&str], stderr: Stdio) -> Server {
+        #[cfg(feature = "server")]
+        let store =
+            match subcommand == "serve" && pg::suite_on_postgres() && !args.contains(&"--store") {
+                true => pg::store_flags(data_dir, args),
+                false => vec![],
+            };
+        #[cfg(not(feature = "server"))]
+        let store: Vec<String> = vec![];
         let mut child = Command::new(env!("CARGO_BIN_EXE_gatelog"))
             .arg(subcommand)
             .arg("--data-dir")
             .arg(data_dir)
+            .args(&store)
             .args(if args.contains(&"--listen") {
                 &[][..]
             } else {
@@ -292,6 +304,19 @@ pub fn hash_list(v: &serde_json::Value) -> Vec<[u8; 32]> {
         .iter()
         .map(|h| b64(h.as_str().unwrap()).try_into().expect("32-byte hash"))
         .collect()
+}
+
+/// `gatelog serve --listen 127.0.0.1:0 ARGS --data-dir DIR` on the
+/// suite's store (see [`pg::suite_on_postgres`]), to run to its end.
+pub fn serve_command(data_dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gatelog"));
+    c.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
+    #[cfg(feature = "server")]
+    if pg::suite_on_postgres() {
+        c.args(pg::store_flags(data_dir, args));
+    }
+    c.arg("--data-dir").arg(data_dir);
+    c
 }
 
 /// Runs the `gatelog` binary with `args`; its exit code and stdout (both

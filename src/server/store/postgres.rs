@@ -252,7 +252,10 @@ impl Workers {
     }
 
     /// Queues `f` without waiting; false if the queue is full.
-    fn spawn(&self, f: impl FnOnce(&mut Client) -> Result<(), StoreError> + Send + 'static) -> bool {
+    fn spawn(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<(), StoreError> + Send + 'static,
+    ) -> bool {
         let job: Job = Box::new(move |conn| {
             if let Err(e) = conn.client().and_then(f) {
                 tracing::warn!(error = %e, "a PostgreSQL write of derived data failed");
@@ -350,7 +353,12 @@ impl PgStore {
         );
         let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("at least 1");
         let store = PgStore {
-            readers: Workers::start(&config, &readers_settings, options.read_connections, "pg-read"),
+            readers: Workers::start(
+                &config,
+                &readers_settings,
+                options.read_connections,
+                "pg-read",
+            ),
             sequencer: Workers::start(&config, &sequencer_settings, 1, "pg-sequencer"),
             entries: Mutex::new((LruCache::unbounded(), 0)),
             tiles: Mutex::new(LruCache::new(cap(options.tile_cache_tiles))),
@@ -359,18 +367,17 @@ impl PgStore {
         };
         let version: Option<i32> = store.readers.run(|c| {
             let exists: bool = c
-                .query_one(
-                    "SELECT to_regclass('gatelog_migrations') IS NOT NULL",
-                    &[],
-                )
+                .query_one("SELECT to_regclass('gatelog_migrations') IS NOT NULL", &[])
                 .map_err(pg)?
                 .get(0);
             if !exists {
                 return Ok(None);
             }
-            Ok(c.query_one("SELECT max(version) FROM gatelog_migrations", &[])
-                .map_err(pg)?
-                .get(0))
+            Ok(
+                c.query_one("SELECT max(version) FROM gatelog_migrations", &[])
+                    .map_err(pg)?
+                    .get(0),
+            )
         })?;
         match version {
             Some(v) if v == schema_version() => Ok(store),
@@ -449,9 +456,11 @@ impl LogStore for PgStore {
     fn index_of(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
         let leaf = leaf.to_vec();
         let found: Option<i64> = self.readers.run(move |c| {
-            Ok(c.query_opt("SELECT idx FROM gatelog_entries WHERE leaf = $1", &[&leaf])
-                .map_err(pg)?
-                .map(|r| r.get(0)))
+            Ok(
+                c.query_opt("SELECT idx FROM gatelog_entries WHERE leaf = $1", &[&leaf])
+                    .map_err(pg)?
+                    .map(|r| r.get(0)),
+            )
         })?;
         found.map(|i| index(i, "leaf index")).transpose()
     }
@@ -484,9 +493,12 @@ impl LogStore for PgStore {
     fn refusal_of(&self, refused: &Hash) -> Result<Option<u64>, StoreError> {
         let leaf = refused.to_vec();
         let found: Option<i64> = self.readers.run(move |c| {
-            Ok(c.query_opt("SELECT record FROM gatelog_refusals WHERE leaf = $1", &[&leaf])
-                .map_err(pg)?
-                .map(|r| r.get(0)))
+            Ok(c.query_opt(
+                "SELECT record FROM gatelog_refusals WHERE leaf = $1",
+                &[&leaf],
+            )
+            .map_err(pg)?
+            .map(|r| r.get(0)))
         })?;
         found.map(|i| index(i, "refusal index")).transpose()
     }
@@ -581,7 +593,10 @@ impl LogStore for PgStore {
             });
             let row = row.map_err(pg)?;
             let theirs: i64 = row.get(1);
-            Ok((row.get::<_, Option<String>>(0), before / 2 + after / 2 - theirs))
+            Ok((
+                row.get::<_, Option<String>>(0),
+                before / 2 + after / 2 - theirs,
+            ))
         })?;
         Ok(Box::new(PgSequencing {
             store: self,
@@ -604,7 +619,12 @@ impl TileReader for PgStore {
     type Error = StoreError;
     fn read_tile(&self, level: u8, index: u64) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
         let key = (level, index);
-        if let Some(t) = self.tiles.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(t) = self
+            .tiles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(Some(t.clone()));
         }
         let (l, i) = (i16::from(level), index as i64);
@@ -618,7 +638,10 @@ impl TileReader for PgStore {
         })?;
         let tile = tile.map(Arc::new);
         // Only a full tile is final; a partial one grows with the tree.
-        if let Some(t) = tile.as_ref().filter(|t| t.len() == TILE_WIDTH as usize * HASH_SIZE) {
+        if let Some(t) = tile
+            .as_ref()
+            .filter(|t| t.len() == TILE_WIDTH as usize * HASH_SIZE)
+        {
             self.tiles
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -705,7 +728,10 @@ impl Drop for PgSequencing<'_> {
     fn drop(&mut self) {
         if !self.done {
             // Nothing decided under the lock is committed: let it go.
-            let _ = self.store.sequencer.run(|c| c.batch_execute("ROLLBACK").map_err(pg));
+            let _ = self
+                .store
+                .sequencer
+                .run(|c| c.batch_execute("ROLLBACK").map_err(pg));
         }
     }
 }

@@ -145,7 +145,8 @@ impl LogStore for RocksStore {
     /// Not fsync'd: the gate derives them from the log again on every
     /// start.
     fn keep_closed_chain(&self, chain: &[u8; 16], entries: &[u64]) -> Result<(), StoreError> {
-        self.db.put(closed_chain_key(chain), encode_indices(entries))?;
+        self.db
+            .put(closed_chain_key(chain), encode_indices(entries))?;
         Ok(())
     }
 
