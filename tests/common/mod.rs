@@ -2,6 +2,7 @@
 //! process, and a minimal HTTP/1.1 client.
 #![allow(dead_code)]
 
+pub mod acked;
 #[cfg(feature = "server")]
 pub mod pg;
 

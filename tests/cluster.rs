@@ -1,0 +1,444 @@
+//! Several gatelog nodes on one PostgreSQL log, end to end: real
+//! PostgreSQL servers (started here), the real binary.
+//!
+//! - three nodes under concurrent appends: one total order, every
+//!   acknowledged entry at its index, consistent checkpoints, duplicates
+//!   across nodes answered with the first index;
+//! - kill -9 of nodes mid-load, several rounds: the others go on, nothing
+//!   acknowledged is lost;
+//! - the gate across nodes: two executors racing on two nodes for one
+//!   approval, exactly one admitted; a revocation on one node and an
+//!   intent on another decided in log order;
+//! - a node cut off from the database answers 503 and signs nothing, and
+//!   goes on without a restart when the database is back.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::acked::{append_until_stopped, check_log, Acked};
+use common::pg::Pg;
+use common::{b64, get_ok, http, Server};
+use gatelog::access::entry::build::{self, delta, human, link, target};
+use gatelog::access::entry::proto::{EntitlementDelta, EntryRef, PolicyRef};
+use gatelog::access::entry::Statement;
+use gatelog::tlog::note::{NoteSigner, NoteVerifier};
+
+/// A log's database and key, and the flags that put a node on them.
+struct Cluster {
+    pg: Pg,
+    url: String,
+    key: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A PostgreSQL server with a migrated database and a log key; None
+    /// when PostgreSQL is missing outside CI (skipped).
+    fn new() -> Option<Cluster> {
+        let pg = Pg::start()?;
+        let url = pg.database("gatelog");
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("log.key");
+        let (code, out) = common::run_gatelog(&[
+            "db",
+            "log-key",
+            "--origin",
+            "cluster.example/log",
+            "--out",
+            key.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{out}");
+        Some(Cluster { pg, url, key, dir })
+    }
+
+    /// Node `n` (its own data directory), with `args`.
+    fn node(&self, n: usize, args: &[&str]) -> Server {
+        let data = self.dir.path().join(format!("node{n}"));
+        let mut all = vec![
+            "--store",
+            &self.url,
+            "--log-key",
+            self.key.to_str().unwrap(),
+            "--address-rate",
+            "0",
+            "--writer-rate",
+            "0",
+        ];
+        all.extend_from_slice(args);
+        Server::start_command("serve", &data, &all)
+    }
+
+    fn opaque_node(&self, n: usize) -> Server {
+        self.node(n, &["--entries", "opaque", "--anonymous-writes", "yes"])
+    }
+}
+
+fn verifier(server: &Server) -> NoteVerifier {
+    NoteVerifier::parse(&server.vkey).unwrap()
+}
+
+/// Waits until every node serves the same checkpoint (each follows the
+/// others within its --pg-follow-ms).
+fn converge(nodes: &[&Server]) -> String {
+    let started = Instant::now();
+    loop {
+        let seen: HashSet<String> = nodes
+            .iter()
+            .map(|n| get_ok(n.addr, "/checkpoint").text())
+            .collect();
+        if seen.len() == 1 {
+            return seen.into_iter().next().unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the nodes serve different checkpoints: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn three_nodes_one_order_every_acknowledged_entry_at_its_index() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    let nodes: Vec<Server> = (0..3).map(|n| cluster.opaque_node(n)).collect();
+    let v = verifier(&nodes[0]);
+    for n in &nodes {
+        assert_eq!(n.vkey, nodes[0].vkey, "one log key");
+    }
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..12)
+        .map(|c| {
+            let (addr, stop, acked) = (nodes[c % 3].addr, stop.clone(), acked.clone());
+            std::thread::spawn(move || {
+                append_until_stopped(addr, &stop, &acked, false, |k| {
+                    format!("client {c} entry {k}").into_bytes()
+                })
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let a = acked.lock().unwrap();
+    assert!(a.entries.len() >= 1000, "{} appends", a.entries.len());
+    // One order: no index was given twice.
+    let indices: HashSet<u64> = a.entries.iter().map(|e| e.1).collect();
+    assert_eq!(indices.len(), a.entries.len(), "an index was given twice");
+    converge(&[&nodes[0], &nodes[1], &nodes[2]]);
+    for n in &nodes {
+        check_log(n, &v, &a);
+    }
+    // Duplicates across nodes: the first index, from any node.
+    for (k, (entry, index)) in a.entries.iter().step_by(97).enumerate() {
+        let r = http(nodes[k % 3].addr, "POST", "/v1/entries", entry).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["index"].as_u64(), Some(*index));
+        assert_eq!(r.json()["duplicate"], true);
+    }
+    eprintln!(
+        "three nodes: {} acknowledged appends, one order",
+        a.entries.len()
+    );
+}
+
+#[test]
+fn kill_9_of_a_node_mid_load_loses_nothing_and_the_others_go_on() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    let mut nodes: Vec<Server> = (0..3).map(|n| cluster.opaque_node(n)).collect();
+    let v = verifier(&nodes[0]);
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let rounds = 3;
+    for round in 0..rounds {
+        let victim = round % 3;
+        let stop = Arc::new(AtomicBool::new(false));
+        let before = acked.lock().unwrap().entries.len();
+        let clients: Vec<_> = (0..9)
+            .map(|c| {
+                let (addr, stop, acked) = (nodes[c % 3].addr, stop.clone(), acked.clone());
+                std::thread::spawn(move || {
+                    // A client of the killed node stops at its first
+                    // connection error (not acknowledged).
+                    append_until_stopped(addr, &stop, &acked, false, |k| {
+                        format!("round {round} client {c} entry {k}").into_bytes()
+                    })
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        nodes[victim].kill9();
+        let killed = Instant::now();
+        let at_kill = acked.lock().unwrap().entries.len();
+        // The next acknowledged append through another node.
+        let survivor = nodes[(victim + 1) % 3].addr;
+        let next = loop {
+            let r = http(
+                survivor,
+                "POST",
+                "/v1/entries",
+                format!("after kill {round}").as_bytes(),
+            )
+            .unwrap();
+            if r.status == 200 {
+                break killed.elapsed();
+            }
+            assert!(killed.elapsed() < Duration::from_secs(10), "{}", r.text());
+        };
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.join().unwrap();
+        }
+        let total = acked.lock().unwrap().entries.len();
+        eprintln!(
+            "round {round}: node {victim} killed after {} appends this round; next append through another node {next:?} later; {} more after",
+            at_kill - before,
+            total - at_kill
+        );
+        assert!(
+            total - before >= 1000,
+            "round {round}: only {} appends",
+            total - before
+        );
+        assert!(total > at_kill, "round {round}: the other nodes stopped");
+        nodes[victim] = cluster.opaque_node(victim);
+        converge(&[&nodes[0], &nodes[1], &nodes[2]]);
+        for n in &nodes {
+            check_log(n, &v, &acked.lock().unwrap());
+        }
+    }
+}
+
+#[test]
+fn a_node_cut_off_from_the_database_answers_503_signs_nothing_and_comes_back() {
+    let Some(mut cluster) = Cluster::new() else {
+        return;
+    };
+    let node = cluster.node(
+        0,
+        &[
+            "--entries",
+            "opaque",
+            "--anonymous-writes",
+            "yes",
+            "--pg-statement-timeout-secs",
+            "2",
+        ],
+    );
+    node.append(b"before");
+    let served = get_ok(node.addr, "/checkpoint").text();
+    cluster.pg.kill9();
+    let r = http(node.addr, "POST", "/v1/entries", b"while cut off").unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.error_code(), "storage_unavailable", "{}", r.text());
+    assert_eq!(
+        get_ok(node.addr, "/checkpoint").text(),
+        served,
+        "signed nothing"
+    );
+    cluster.pg.run();
+    // Back without a restart: the node reconnects.
+    let started = Instant::now();
+    loop {
+        let r = http(node.addr, "POST", "/v1/entries", b"after").unwrap();
+        if r.status == 200 {
+            assert_eq!(r.json()["index"], 1, "the refused entry was not logged");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{}", r.text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// People registered by the development admin of node 0.
+struct Cast {
+    keys: HashMap<String, NoteSigner>,
+}
+
+fn now() -> i64 {
+    gatelog::sys::clock::now_ms()
+}
+
+fn at(r: &common::HttpResponse) -> EntryRef {
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    link(
+        j["index"].as_u64().unwrap(),
+        &b64(j["leaf_hash"].as_str().unwrap()),
+    )
+}
+
+impl Cast {
+    fn new(admin_dir: &Path, via: &Server, people: &[&str]) -> Cast {
+        let text = std::fs::read_to_string(admin_dir.join("admin.key")).unwrap();
+        let admin = (human("admin"), NoteSigner::parse(text.trim()).unwrap());
+        let mut keys = HashMap::new();
+        for who in people {
+            let mut seed = [0u8; 32];
+            seed[..who.len()].copy_from_slice(who.as_bytes());
+            seed[31] = 7;
+            let key = NoteSigner::from_seed(who, seed).unwrap();
+            let st = build::register(
+                &admin.0,
+                &human(who),
+                "",
+                key.verifier().public_key(),
+                now(),
+            );
+            at(&via.submit(&admin.1, &st));
+            keys.insert(who.to_string(), key);
+        }
+        Cast { keys }
+    }
+
+    fn send(&self, node: &Server, who: &str, st: &Statement) -> common::HttpResponse {
+        node.submit(&self.keys[who], st)
+    }
+}
+
+fn write() -> EntitlementDelta {
+    delta(&["read"], &["write"], &[])
+}
+
+fn default_policy() -> Option<PolicyRef> {
+    Some(PolicyRef {
+        policy_id: "default".into(),
+        version: 1,
+    })
+}
+
+#[test]
+fn the_gate_across_nodes_admits_one_executor_and_orders_a_revocation() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    // Node 0 starts first: its development admin and policy are the log's.
+    let nodes: Vec<Server> = (0..3).map(|n| cluster.node(n, &["--dev"])).collect();
+    let cast = Cast::new(
+        &cluster.dir.path().join("node0"),
+        &nodes[0],
+        &["alice", "bob", "dave", "erin"],
+    );
+    let d = write();
+    let tgt = || target("github", "corp/payments", "alice");
+    for round in 0..10 {
+        // Each step on another node than the last: the next node decides
+        // only after catching up on it.
+        let chain = format!("RACE-{round}");
+        let t = now();
+        let req = at(&cast.send(
+            &nodes[0],
+            "alice",
+            &build::request(&human("alice"), &chain, tgt(), d.clone(), "dave", t),
+        ));
+        let ok = at(&cast.send(
+            &nodes[1],
+            "bob",
+            &build::approve(
+                &human("bob"),
+                &chain,
+                vec![req.clone()],
+                d.clone(),
+                t + 600_000,
+                t,
+            ),
+        ));
+        // The named executor sends two different intents, to two nodes.
+        let first = build::intent(
+            &human("dave"),
+            &chain,
+            vec![req.clone(), ok.clone()],
+            d.clone(),
+            default_policy(),
+            t + 1,
+        );
+        let second = build::intent(
+            &human("dave"),
+            &chain,
+            vec![req, ok],
+            d.clone(),
+            default_policy(),
+            t + 2,
+        );
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let a = s.spawn(|| cast.send(&nodes[1], "dave", &first).status);
+            let b = s.spawn(|| cast.send(&nodes[2], "dave", &second).status);
+            vec![a.join().unwrap(), b.join().unwrap()]
+        });
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+        assert!(statuses.contains(&403), "round {round}: {statuses:?}");
+
+        // A revocation on one node, an intent on another: log order.
+        let chain = format!("REVOKE-{round}");
+        let t = now();
+        let req = at(&cast.send(
+            &nodes[2],
+            "alice",
+            &build::request(&human("alice"), &chain, tgt(), d.clone(), "dave", t),
+        ));
+        let ok = at(&cast.send(
+            &nodes[0],
+            "erin",
+            &build::approve(
+                &human("erin"),
+                &chain,
+                vec![req.clone()],
+                d.clone(),
+                t + 600_000,
+                t,
+            ),
+        ));
+        let intent = build::intent(
+            &human("dave"),
+            &chain,
+            vec![req, ok.clone()],
+            d.clone(),
+            default_policy(),
+            t + 1,
+        );
+        let revoke = build::revoke(&human("erin"), ok, "race", t + 1);
+        let (executed, revoked) = std::thread::scope(|s| {
+            let a = s.spawn(|| cast.send(&nodes[1], "dave", &intent));
+            let b = s.spawn(|| cast.send(&nodes[2], "erin", &revoke));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert_eq!(revoked.status, 200, "{}", revoked.text());
+        let revoked_at = revoked.json()["index"].as_u64().unwrap();
+        match executed.status {
+            200 => assert!(executed.json()["index"].as_u64().unwrap() < revoked_at),
+            403 => {
+                let e = &executed.json()["error"];
+                assert_eq!(e["violations"][0]["code"], "approval_revoked", "{e}");
+                assert!(e["refusal_record"]["index"].as_u64().unwrap() > revoked_at);
+            }
+            s => panic!("round {round}: HTTP {s}: {}", executed.text()),
+        }
+    }
+    // Every node's gate holds the same chains.
+    let cp = converge(&[&nodes[0], &nodes[1], &nodes[2]]);
+    for n in &nodes {
+        assert_eq!(
+            get_ok(n.addr, "/v1/chains/RACE-3").json()["status"],
+            get_ok(nodes[0].addr, "/v1/chains/RACE-3").json()["status"]
+        );
+    }
+    // And the whole log audits clean, from any node.
+    let out = tempfile::tempdir().unwrap();
+    let (code, output, _) = nodes[2].audit(&[], &out.path().join("audit"));
+    assert_eq!(code, 0, "{output}\n{cp}");
+}
