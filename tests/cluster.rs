@@ -124,7 +124,7 @@ fn three_nodes_one_order_every_acknowledged_entry_at_its_index() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(3));
+    until_acknowledged(&acked, 1000);
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().unwrap();
@@ -176,7 +176,7 @@ fn kill_9_of_a_node_mid_load_loses_nothing_and_the_others_go_on() {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(1500));
+        until_acknowledged(&acked, before + 600);
         nodes[victim].kill9();
         let killed = Instant::now();
         let at_kill = acked.lock().unwrap().entries.len();
@@ -195,7 +195,7 @@ fn kill_9_of_a_node_mid_load_loses_nothing_and_the_others_go_on() {
             }
             assert!(killed.elapsed() < Duration::from_secs(10), "{}", r.text());
         };
-        std::thread::sleep(Duration::from_millis(1500));
+        until_acknowledged(&acked, at_kill.max(before + 700) + 300);
         stop.store(true, Ordering::Relaxed);
         for c in clients {
             c.join().unwrap();
@@ -441,4 +441,196 @@ fn the_gate_across_nodes_admits_one_executor_and_orders_a_revocation() {
     let out = tempfile::tempdir().unwrap();
     let (code, output, _) = nodes[2].audit(&[], &out.path().join("audit"));
     assert_eq!(code, 0, "{output}\n{cp}");
+}
+
+/// Waits until `acked` holds `count` appends (at most a minute: the
+/// machine may be slow, but not stuck).
+fn until_acknowledged(acked: &Mutex<Acked>, count: usize) {
+    let started = Instant::now();
+    while acked.lock().unwrap().entries.len() < count {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} of {count} appends acknowledged in a minute",
+            acked.lock().unwrap().entries.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Appends from `clients` threads spread over `nodes` until `stop`; a
+/// 503 (store unavailable, outcome unknown) is neither acknowledged nor
+/// a failure.
+fn load(
+    nodes: &[&Server],
+    clients: usize,
+    tag: &str,
+    stop: &Arc<AtomicBool>,
+    acked: &Arc<Mutex<Acked>>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..clients)
+        .map(|c| {
+            let (addr, stop, acked) = (nodes[c % nodes.len()].addr, stop.clone(), acked.clone());
+            let tag = tag.to_string();
+            std::thread::spawn(move || {
+                append_until_stopped(addr, &stop, &acked, true, |k| {
+                    format!("{tag} client {c} entry {k}").into_bytes()
+                })
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn commits_cancelled_mid_flight_lose_no_served_checkpoint() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    let nodes: Vec<Server> = (0..3).map(|n| cluster.opaque_node(n)).collect();
+    let refs: Vec<&Server> = nodes.iter().collect();
+    let v = verifier(&nodes[0]);
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(&refs, 9, "cancel", &stop, &acked);
+    // Every gatelog connection is cut, again and again, wherever it is:
+    // waiting for the lock, inside the transaction, committing.
+    for _ in 0..15 {
+        std::thread::sleep(Duration::from_millis(150));
+        cluster
+            .pg
+            .psql(
+                "postgres",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'gatelog'",
+            )
+            .unwrap();
+    }
+    until_acknowledged(&acked, 500);
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let a = acked.lock().unwrap();
+    assert!(a.entries.len() >= 500, "{} appends", a.entries.len());
+    let indices: HashSet<u64> = a.entries.iter().map(|e| e.1).collect();
+    assert_eq!(indices.len(), a.entries.len(), "an index was given twice");
+    converge(&refs);
+    for n in &nodes {
+        check_log(n, &v, &a);
+    }
+    // The nodes went on without a restart: each still takes appends.
+    for (k, n) in nodes.iter().enumerate() {
+        n.append(format!("after the cuts {k}").as_bytes());
+    }
+    let recoveries: u64 = nodes
+        .iter()
+        .map(|n| metric(n, "gatelog_recoveries_total"))
+        .sum();
+    eprintln!(
+        "{} acknowledged appends through 15 rounds of cut connections; {recoveries} recoveries after a commit cut midway",
+        a.entries.len()
+    );
+}
+
+/// A counter from a node's /metrics.
+fn metric(node: &Server, name: &str) -> u64 {
+    get_ok(node.addr, "/metrics")
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn failover_to_the_synchronous_standby_loses_no_acknowledged_entry() {
+    let Some(mut primary) = Pg::start_primary() else {
+        return;
+    };
+    primary.psql("postgres", "CREATE DATABASE gatelog").unwrap();
+    let standby = primary.standby();
+    primary.require_sync_standby();
+    primary.wait_for_sync_standby();
+    let url = format!(
+        "postgres://{}@127.0.0.1:{},127.0.0.1:{}/gatelog",
+        common::pg::USER,
+        primary.port,
+        standby.port
+    );
+    let (code, out) = common::run_gatelog(&["db", "migrate", "--store", &url]);
+    assert_eq!(code, 0, "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("log.key");
+    let (code, out) = common::run_gatelog(&[
+        "db",
+        "log-key",
+        "--origin",
+        "failover.example/log",
+        "--out",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let nodes: Vec<Server> = (0..3)
+        .map(|n| {
+            Server::start_command(
+                "serve",
+                &dir.path().join(format!("node{n}")),
+                &[
+                    "--store",
+                    &url,
+                    "--log-key",
+                    key.to_str().unwrap(),
+                    "--entries",
+                    "opaque",
+                    "--anonymous-writes",
+                    "yes",
+                    "--address-rate",
+                    "0",
+                    "--pg-statement-timeout-secs",
+                    "2",
+                ],
+            )
+        })
+        .collect();
+    let refs: Vec<&Server> = nodes.iter().collect();
+    let v = verifier(&nodes[0]);
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(&refs, 24, "failover", &stop, &acked);
+    until_acknowledged(&acked, 1000);
+    eprintln!("failover: killing the primary");
+    let before = acked.lock().unwrap().entries.len();
+    primary.kill9();
+    std::thread::sleep(Duration::from_millis(300));
+    standby.promote();
+    let promoted = Instant::now();
+    let start = acked.lock().unwrap().entries.len();
+    let next = loop {
+        if acked.lock().unwrap().entries.len() > start {
+            break promoted.elapsed();
+        }
+        assert!(
+            promoted.elapsed() < Duration::from_secs(20),
+            "no append acknowledged after the promotion"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    until_acknowledged(&acked, start + 300);
+    stop.store(true, Ordering::Relaxed);
+    eprintln!("failover: stopping the clients");
+    for c in clients {
+        c.join().unwrap();
+    }
+    eprintln!("failover: checking the log");
+    let a = acked.lock().unwrap();
+    eprintln!(
+        "failover: {before} acknowledged before the primary's kill -9, {} after; next acknowledged append {next:?} after the promotion",
+        a.entries.len() - start
+    );
+    assert!(before >= 1000, "{before} appends before the kill");
+    assert!(
+        a.entries.len() > start,
+        "nothing acknowledged after the failover"
+    );
+    converge(&refs);
+    for n in &nodes {
+        check_log(n, &v, &a);
+    }
 }

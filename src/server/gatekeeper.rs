@@ -88,26 +88,7 @@ impl Gatekeeper {
     ) -> Result<Self, ReplayError> {
         let signer = NoteSigner::parse(&log.signer().to_private_key_string())
             .expect("the log's own key parses");
-        let statements = StoredStatements::new(log.clone(), config.statement_cache);
-        let mut state = GateState::new(log.verifier().clone(), config.admins.clone())
-            .without_free_text()
-            .with_holdings()
-            .keeping_on(Arc::new(statements));
-        let size = log.head().size;
-        const CHUNK: u64 = 4096;
-        let mut start = 0;
-        while start < size {
-            let count = CHUNK.min(size - start);
-            for (k, leaf) in log.store().entries(start, count)?.iter().enumerate() {
-                let index = start + k as u64;
-                let decoded = DecodedEntry::decode(leaf).map_err(|e| ReplayError::NotAnEntry {
-                    index,
-                    reason: e.to_string(),
-                })?;
-                state.apply(index, &decoded);
-            }
-            start += count;
-        }
+        let state = replay(&log, &config, log.head().size)?;
         Ok(Gatekeeper {
             log,
             keys: Arc::new(RwLock::new(Arc::new(state.active_keys()))),
@@ -206,6 +187,36 @@ fn refusal_record(
         ..Default::default()
     };
     entry::sign(signer, &statement).encode_to_vec()
+}
+
+/// A fresh gate state, replayed from the first `size` entries of `log`.
+fn replay(log: &Arc<Log>, config: &GateConfig, size: u64) -> Result<GateState, ReplayError> {
+    let statements = StoredStatements::new(log.clone(), config.statement_cache);
+    let mut state = GateState::new(log.verifier().clone(), config.admins.clone())
+        .without_free_text()
+        .with_holdings()
+        .keeping_on(Arc::new(statements));
+    const CHUNK: u64 = 4096;
+    let mut start = 0;
+    while start < size {
+        let count = CHUNK.min(size - start);
+        let entries = log.store().entries(start, count)?;
+        if entries.is_empty() {
+            return Err(ReplayError::Storage(StoreError::Corrupt(format!(
+                "entry {start} is missing below the checkpoint"
+            ))));
+        }
+        for (k, leaf) in entries.iter().enumerate() {
+            let index = start + k as u64;
+            let decoded = DecodedEntry::decode(leaf).map_err(|e| ReplayError::NotAnEntry {
+                index,
+                reason: e.to_string(),
+            })?;
+            state.apply(index, &decoded);
+        }
+        start += entries.len() as u64;
+    }
+    Ok(state)
 }
 
 /// The largest entry the gate may take for a log signed by `signer`: the
@@ -551,6 +562,16 @@ impl Admission for Gatekeeper {
     /// order, as on start. The keys the HTTP workers check with are
     /// refreshed, and a queued entry verified with a key that changed
     /// meanwhile is checked again by `admit`.
+    /// The state again from the stored log, in place (readers keep their
+    /// handle on it).
+    fn reset(&mut self, size: u64) -> Result<(), String> {
+        let fresh = replay(&self.log, &self.config, size).map_err(|e| e.to_string())?;
+        let mut state = self.state.write().expect("gate state lock");
+        *state = fresh;
+        *self.keys.write().expect("keys lock") = Arc::new(state.active_keys());
+        Ok(())
+    }
+
     fn follow(&mut self, first: u64, entries: &[Vec<u8>]) -> Result<(), String> {
         let mut state = self.state.write().expect("gate state lock");
         let mut keys_changed = false;

@@ -116,8 +116,25 @@ pub struct Log {
     proof_memo: [Mutex<HashMap<(u64, u64), Hash>>; 2],
     /// Whether a sequencer owns the write side.
     writer_claimed: AtomicBool,
+    /// On a shared store: where the last checkpoint this node served is
+    /// kept (see [`Log::open_shared`]).
+    served_record: Option<PathBuf>,
     /// Server metrics.
     pub metrics: Metrics,
+}
+
+/// Writes `path` whole or not at all, durably: a temporary file beside it,
+/// fsync'd, renamed over it, the directory fsync'd.
+fn write_durably(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    keyfile::sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// A default origin for a new log: "<hostname>/gatelog".
@@ -258,15 +275,50 @@ impl Log {
     /// by the key in `key_path` (each node has a copy), creating it there
     /// if the store holds no log yet. `origin`, when given, must be the
     /// key's name.
+    ///
+    /// `served_record` keeps the last checkpoint this node served: the
+    /// store's log must extend it (same root at its size), or the node
+    /// refuses to start: a failover that lost acknowledged entries, or a
+    /// store holding another history, would otherwise make it sign a
+    /// second checkpoint for a size it already served.
     pub fn open_shared(
         store: Box<dyn LogStore>,
         key_path: &Path,
         origin: Option<&str>,
+        served_record: &Path,
     ) -> Result<Log, OpenError> {
         let signer = read_signer(key_path)?;
         check_origin(&signer, origin)?;
         let head = head_of(store.as_ref(), &signer, key_path)?;
-        Log::with_store(store, signer, head)
+        let mut log = Log::with_store(store, signer, head)?;
+        match fs::read(served_record) {
+            Ok(text) => {
+                let served = verify_head(&String::from_utf8_lossy(&text), log.verifier())?;
+                let size = log.head().size;
+                let root = (served.size <= size)
+                    .then(|| Prover::new(TileNodes::new(log.store.as_ref())).root(served.size))
+                    .transpose()
+                    .map_err(|e| OpenError::Corrupt(e.to_string()))?;
+                if root != Some(served.root) {
+                    return Err(OpenError::Corrupt(format!(
+                        "the store's log (size {size}) does not extend the checkpoint this node served (size {}, kept in {}): a failover lost acknowledged entries, or the store holds another history; refusing to serve",
+                        served.size,
+                        served_record.display()
+                    )));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(OpenError::Io {
+                    path: served_record.to_path_buf(),
+                    source,
+                })
+            }
+        }
+        write_durably(served_record, log.head().checkpoint.as_bytes())
+            .map_err(io_err(served_record))?;
+        log.served_record = Some(served_record.to_path_buf());
+        Ok(log)
     }
 
     fn with_store(
@@ -280,6 +332,7 @@ impl Log {
             signer,
             head: watch::Sender::new(Arc::new(head)),
             writer_claimed: AtomicBool::new(false),
+            served_record: None,
             proof_memo: Default::default(),
             metrics: Metrics::default(),
         };
@@ -335,10 +388,16 @@ impl Log {
     }
 
     /// Publishes a new committed state. Only the sequencer calls this,
-    /// after the state is durable.
-    pub(crate) fn set_head(&self, head: Arc<LogHead>) {
+    /// after the state is durable. On a shared store the checkpoint is
+    /// first recorded (fsync'd) as the last this node served, so that no
+    /// later start serves one that contradicts it.
+    pub(crate) fn set_head(&self, head: Arc<LogHead>) -> std::io::Result<()> {
+        if let Some(path) = &self.served_record {
+            write_durably(path, head.checkpoint.as_bytes())?;
+        }
         self.metrics.tree_size.store(head.size, Ordering::Relaxed);
         self.head.send_replace(head);
+        Ok(())
     }
 
     /// The log's origin (its key name).

@@ -100,6 +100,9 @@ pub struct Metrics {
     pub store_unavailable: AtomicU64,
     /// Entries other nodes committed that this node caught up on.
     pub followed: AtomicU64,
+    /// Commits that failed midway on a shared store, after which the
+    /// node rebuilt its gate from the stored log.
+    pub recoveries: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -121,6 +124,7 @@ impl Default for Metrics {
             responses: Default::default(),
             store_unavailable: AtomicU64::new(0),
             followed: AtomicU64::new(0),
+            recoveries: AtomicU64::new(0),
         }
     }
 }
@@ -172,6 +176,11 @@ impl Metrics {
                 "gatelog_followed_total",
                 "Entries other nodes committed that this node caught up on.",
                 &self.followed,
+            ),
+            (
+                "gatelog_recoveries_total",
+                "Commits that failed midway on a shared store (the node rebuilt its gate from the stored log).",
+                &self.recoveries,
             ),
         ];
         for (name, help, v) in counters {

@@ -286,7 +286,8 @@ fn open_log(args: &ServeConfig) -> anyhow::Result<Log> {
             let store = PgStore::connect(url, options.clone()).context("the PostgreSQL store")?;
             store.check_entry_mode(mode)?;
             let describe = store.describe();
-            Log::open_shared(Box::new(store), log_key, args.origin.as_deref())
+            let served = args.data_dir.join("served-checkpoint");
+            Log::open_shared(Box::new(store), log_key, args.origin.as_deref(), &served)
                 .with_context(|| format!("opening the log in {describe}"))
         }
     }

@@ -30,10 +30,10 @@ use tokio::sync::oneshot;
 use crate::access::entry::{Body, DecodedEntry, VerifiedKey};
 use crate::access::gate::{Refusal, Rejection};
 use crate::server::log::{Log, LogHead};
-use crate::server::store::{Commit, LogStore};
+use crate::server::store::{self, Commit, LogStore, StoreError};
 use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::merkle::{leaf_hash, Hash, Prover};
-use crate::tlog::tiles::{append_leaves, Overlay, TileNodes};
+use crate::tlog::tiles::{append_leaves, Overlay, TileNodes, HASH_SIZE, TILE_WIDTH};
 
 /// Batching limits.
 #[derive(Clone, Debug)]
@@ -105,6 +105,10 @@ pub trait Admission: Send + 'static {
     /// are (the log holds them already). An error: they are not entries
     /// this admission can follow, and the sequencer stops.
     fn follow(&mut self, first: u64, entries: &[Vec<u8>]) -> Result<(), String>;
+    /// Forgets what it decided or followed past the log's committed head
+    /// (`size` entries): after storage failed mid-commit, its state is
+    /// rebuilt from the log as stored.
+    fn reset(&mut self, size: u64) -> Result<(), String>;
 }
 
 /// A new submission as the admission sees it.
@@ -129,6 +133,10 @@ pub enum SubmitError {
     Storage(String),
     #[error("storage unavailable, nothing was appended: {0}")]
     Unavailable(String),
+    /// Storage failed after the gate had decided: the batch may or may
+    /// not be in the log (a duplicate submission gets its index).
+    #[error("storage failed mid-commit, the entry may or may not be logged (submit it again: a logged entry gets its index): {0}")]
+    Unknown(String),
     #[error("{}", .0.message)]
     Rejected(Rejection),
 }
@@ -177,7 +185,10 @@ pub fn start(
     };
     let thread = std::thread::Builder::new()
         .name("sequencer".into())
-        .spawn(move || run(&log, &config, &rx, &pending_bytes, admission.as_deref_mut()))
+        .spawn(move || {
+            store::this_thread_sequences();
+            run(&log, &config, &rx, &pending_bytes, admission.as_deref_mut())
+        })
         .expect("spawning the sequencer thread");
     Ok((handle, thread))
 }
@@ -254,6 +265,10 @@ fn run(
                             log.metrics.store_unavailable.fetch_add(1, Relaxed);
                             tracing::warn!(error = %e, "cannot follow the shared store");
                         }
+                        Err(SubmitError::Unknown(e)) => {
+                            tracing::warn!(error = %e, "following failed midway; recovering");
+                            recover(log, every, admission.as_deref_mut())?;
+                        }
                         Err(e) => return Err(e),
                         Ok(()) => {}
                     }
@@ -285,6 +300,14 @@ fn run(
         let bytes: usize = batch.iter().map(|s| s.entry.len()).sum();
         let result = integrate(log, batch, admission.as_deref_mut());
         pending_bytes.fetch_sub(bytes, Relaxed);
+        if let (Err(SubmitError::Unknown(e)), Some(every)) = (&result, follow_every) {
+            // Several nodes: the database (or its failover) decides what
+            // was committed; this node forgets what it decided and
+            // follows the log as stored, without a restart.
+            tracing::warn!(error = %e, "storage failed mid-commit; recovering from the shared store");
+            recover(log, every, admission.as_deref_mut())?;
+            continue;
+        }
         if let Err(e) = result {
             // Storage may now hold more than we know: stop rather than
             // risk signing a checkpoint inconsistent with what is on disk.
@@ -370,7 +393,7 @@ fn refusal_record(store: &dyn LogStore, index: u64) -> Result<(Hash, Refusal), S
     let corrupt = |why: &str| SubmitError::Storage(format!("refusal record {index}: {why}"));
     let bytes = store
         .entry(index)
-        .map_err(|e| SubmitError::Unavailable(e.to_string()))?
+        .map_err(unavailable)?
         .ok_or_else(|| corrupt("missing"))?;
     let d = DecodedEntry::decode(&bytes).map_err(|e| corrupt(&e.message))?;
     match &d.statement.body {
@@ -394,14 +417,18 @@ fn sequence<'a>(
     admission: Option<&mut dyn Admission>,
     opening: bool,
 ) -> Result<Sequenced<'a>, SubmitError> {
-    let storage = |e: &dyn std::fmt::Display| SubmitError::Storage(e.to_string());
+    // From here on the admission has decided (and its state moved on).
+    let storage = |e: &dyn std::fmt::Display| SubmitError::Unknown(e.to_string());
     let store = log.store();
     let mut admission = admission;
+    // Most of what other nodes wrote is taken in before the lock, so that
+    // the catch-up under it is short.
+    if store.shared().is_some() {
+        catch_up(log, None, admission.as_deref_mut())?;
+    }
     // Nothing is decided before the lock is held: an unavailable store
     // fails the batch and changes nothing.
-    let lock = store
-        .lock()
-        .map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+    let lock = store.lock().map_err(unavailable)?;
     let skew = lock.clock_skew_ms();
     if skew.abs() > MAX_STORE_CLOCK_SKEW_MS {
         return Err(SubmitError::Unavailable(format!(
@@ -425,9 +452,7 @@ fn sequence<'a>(
     let mut in_batch: HashMap<Hash, usize> = HashMap::new();
     let mut seen = Vec::with_capacity(batch.len());
     let leaves: Vec<Hash> = batch.iter().map(|s| s.leaf).collect();
-    let logged = store
-        .indices_of(&leaves)
-        .map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+    let logged = store.indices_of(&leaves).map_err(unavailable)?;
     for s in batch {
         if let Some(&k) = in_batch.get(&s.leaf) {
             seen.push((Seen::New(k), true));
@@ -436,7 +461,7 @@ fn sequence<'a>(
         } else if let Some(i) = gated
             .then(|| store.refusal_of(&s.leaf))
             .transpose()
-            .map_err(|e| SubmitError::Unavailable(e.to_string()))?
+            .map_err(unavailable)?
             .flatten()
         {
             // Refused once, refused for good: the same bytes get their
@@ -570,12 +595,85 @@ fn sequence<'a>(
         root,
         checkpoint: checkpoint.into(),
     });
-    log.set_head(new_head.clone());
+    log.set_head(new_head.clone())
+        .map_err(|e| SubmitError::Storage(format!("recording the checkpoint served: {e}")))?;
     Ok(Sequenced {
         head: new_head,
         outcomes,
         prover,
     })
+}
+
+/// A storage failure before anything was decided: a database out of
+/// reach is only unavailable (the batch gets 503, the sequencer goes on);
+/// anything else (corruption, a local disk error) stops the sequencer.
+fn unavailable(e: StoreError) -> SubmitError {
+    match e {
+        StoreError::Postgres(e) => SubmitError::Unavailable(e),
+        e => SubmitError::Storage(e.to_string()),
+    }
+}
+
+/// After a failed commit on a shared store: waits for the store, rebuilds
+/// the admission's state from the committed log, and catches up.
+fn recover(
+    log: &Log,
+    every: Duration,
+    mut admission: Option<&mut dyn Admission>,
+) -> Result<(), SubmitError> {
+    let started = Instant::now();
+    log.metrics.recoveries.fetch_add(1, Relaxed);
+    loop {
+        while let Err(e) = log.store().checkpoint() {
+            if started.elapsed() > Duration::from_secs(5) {
+                tracing::warn!(error = %e, "waiting for the shared store");
+            }
+            std::thread::sleep(every);
+        }
+        if let Some(a) = admission.as_deref_mut() {
+            a.reset(log.head().size).map_err(SubmitError::Storage)?;
+        }
+        match catch_up(log, None, admission.as_deref_mut()) {
+            Ok(()) | Err(SubmitError::Unavailable(_)) => return Ok(()),
+            // Part of the catch-up went through: start clean again.
+            Err(SubmitError::Unknown(e)) => {
+                tracing::warn!(error = %e, "catching up failed midway");
+                std::thread::sleep(every);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Checks that `entries`, from index `first` of the tree of `size`, hash
+/// to the leaves of the store's level-0 tiles (which its checkpoint signs):
+/// a node follows only what the tree holds.
+fn check_leaves(
+    store: &dyn LogStore,
+    first: u64,
+    size: u64,
+    entries: &[Vec<u8>],
+) -> Result<(), SubmitError> {
+    let mut tile: Option<(u64, Arc<Vec<u8>>)> = None;
+    for (k, e) in entries.iter().enumerate() {
+        let index = first + k as u64;
+        let t = index / TILE_WIDTH;
+        if tile.as_ref().is_none_or(|(at, _)| *at != t) {
+            let read = store
+                .read_tile(0, t)
+                .map_err(|e| SubmitError::Unknown(e.to_string()))?
+                .unwrap_or_default();
+            tile = Some((t, read));
+        }
+        let (_, hashes) = tile.as_ref().expect("read above");
+        let at = (index % TILE_WIDTH) as usize * HASH_SIZE;
+        if hashes.get(at..at + HASH_SIZE) != Some(&leaf_hash(e)[..]) {
+            return Err(SubmitError::Storage(format!(
+                "entry {index} does not hash to its leaf in the store's tiles (tree size {size}): refusing to follow it"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Most a node's clock may be off the shared store's before it stops
@@ -600,9 +698,7 @@ fn catch_up(
     let text = match locked {
         Some(text) => text,
         None => {
-            fresh = store
-                .checkpoint()
-                .map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+            fresh = store.checkpoint().map_err(unavailable)?;
             fresh.as_deref()
         }
     };
@@ -628,6 +724,19 @@ fn catch_up(
             cp.size, head.size
         )));
     }
+    // The store's tiles must give both roots: its tree extends the one
+    // this node served (no fork), and is the one its checkpoint signs.
+    let mut tree = Prover::new(TileNodes::new(store));
+    let roots = tree
+        .root(head.size)
+        .and_then(|old| Ok((old, tree.root(cp.size)?)))
+        .map_err(|e| SubmitError::Unavailable(e.to_string()))?;
+    if roots != (head.root, cp.root) {
+        return Err(SubmitError::Storage(format!(
+            "the store's tiles do not extend the tree of size {} this node served to the one its checkpoint of size {} signs: refusing to sign",
+            head.size, cp.size
+        )));
+    }
     let mut next = head.size;
     while next < cp.size {
         let count = CATCH_UP_CHUNK.min(cp.size - next);
@@ -636,14 +745,15 @@ fn catch_up(
         let entries = store
             .entries(next, count)
             .map_err(|e| match next == head.size {
-                true => SubmitError::Unavailable(e.to_string()),
-                false => SubmitError::Storage(e.to_string()),
+                true => unavailable(e),
+                false => SubmitError::Unknown(e.to_string()),
             })?;
         if entries.is_empty() {
             return Err(SubmitError::Storage(format!(
                 "entry {next} is missing below the store's checkpoint"
             )));
         }
+        check_leaves(store, next, cp.size, &entries)?;
         if let Some(a) = admission.as_deref_mut() {
             a.follow(next, &entries).map_err(SubmitError::Storage)?;
         }
@@ -654,6 +764,7 @@ fn catch_up(
         size: cp.size,
         root: cp.root,
         checkpoint: text.into(),
-    }));
+    }))
+    .map_err(|e| SubmitError::Storage(format!("recording the checkpoint served: {e}")))?;
     Ok(())
 }

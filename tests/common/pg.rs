@@ -142,6 +142,102 @@ impl Pg {
         Some(pg)
     }
 
+    /// A primary that streams to standbys; with
+    /// [`Pg::require_sync_standby`] every commit waits for one
+    /// (`synchronous_commit = on`, `synchronous_standby_names = '*'`).
+    pub fn start_primary() -> Option<Pg> {
+        Self::start_with(&["wal_level = replica", "max_wal_senders = 10"])
+    }
+
+    /// From now on every commit waits for a synchronous standby.
+    pub fn require_sync_standby(&self) {
+        self.psql(
+            "postgres",
+            "ALTER SYSTEM SET synchronous_standby_names = '*'",
+        )
+        .unwrap();
+        self.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+    }
+
+    /// A streaming standby of this primary (`pg_basebackup -R`), started.
+    /// It requires no standby of its own (`synchronous_standby_names =
+    /// ''`), so that once promoted its commits do not wait for ever.
+    pub fn standby(&self) -> Pg {
+        let dir = tempfile::Builder::new()
+            .prefix("gatelog-pg")
+            .tempdir()
+            .unwrap();
+        let data = dir.path().join("data");
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let out = as_owner(&self.bin.join("pg_basebackup"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                USER,
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-p",
+            ])
+            .arg(self.port.to_string())
+            .arg("-D")
+            .arg(&data)
+            .output()
+            .expect("running pg_basebackup");
+        assert!(
+            out.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let conf_path = data.join("postgresql.auto.conf");
+        let mut text = std::fs::read_to_string(&conf_path).unwrap();
+        text.push_str(&format!(
+            "synchronous_standby_names = ''\nunix_socket_directories = '{}'\n",
+            dir.path().display()
+        ));
+        std::fs::write(&conf_path, text).unwrap();
+        let mut standby = Pg {
+            port: 0,
+            data,
+            bin: self.bin.clone(),
+            child: None,
+            _dir: dir,
+        };
+        standby.run();
+        standby
+    }
+
+    /// Waits until a synchronous standby streams from this primary.
+    pub fn wait_for_sync_standby(&self) {
+        let started = Instant::now();
+        while self
+            .psql(
+                "postgres",
+                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync') THEN RAISE EXCEPTION 'no sync standby'; END IF; END $$",
+            )
+            .is_err()
+        {
+            assert!(started.elapsed() < Duration::from_secs(30), "no synchronous standby");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Promotes this standby to primary, and waits until it takes writes.
+    pub fn promote(&self) {
+        self.psql("postgres", "SELECT pg_promote(true, 30)")
+            .expect("pg_promote");
+    }
+
     /// Starts (again) `postgres` on a free port.
     pub fn run(&mut self) {
         if self.port == 0 {
@@ -188,11 +284,13 @@ impl Pg {
         text.lines().next().unwrap().trim().parse().unwrap()
     }
 
-    /// kill -9 of the postmaster (its backends go with it).
+    /// kill -9 of the server, as when its machine dies: the postmaster
+    /// (stopped first, so that it restarts nothing) and every backend.
     pub fn kill9(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-9", &self.pid().to_string()])
-            .status();
+        let pid = self.pid().to_string();
+        let _ = Command::new("kill").args(["-STOP", &pid]).status();
+        let _ = Command::new("pkill").args(["-9", "-P", &pid]).status();
+        let _ = Command::new("kill").args(["-9", &pid]).status();
         if let Some(mut c) = self.child.take() {
             let _ = c.wait();
         }
@@ -205,12 +303,15 @@ impl Pg {
 
     /// Runs `sql` on `db`; its error as text.
     pub fn psql(&self, db: &str, sql: &str) -> Result<(), String> {
+        let text = |e: postgres::Error| match e.as_db_error() {
+            Some(db) => db.message().to_string(),
+            None => e.to_string(),
+        };
         let url = self.url(db);
         std::thread::scope(|s| {
             s.spawn(|| {
-                let mut c =
-                    postgres::Client::connect(&url, postgres::NoTls).map_err(|e| e.to_string())?;
-                c.batch_execute(sql).map_err(|e| e.to_string())
+                let mut c = postgres::Client::connect(&url, postgres::NoTls).map_err(text)?;
+                c.batch_execute(sql).map_err(text)
             })
             .join()
             .unwrap()

@@ -145,6 +145,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "sequencer_stopped"),
             SubmitError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
             SubmitError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            SubmitError::Unknown(_) => (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown"),
             SubmitError::Rejected(r) => {
                 let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
                 let e = ApiError::new(status, r.code, r.message.clone());

@@ -252,7 +252,7 @@ fn gate_of(app: &App) -> Result<&super::Gate> {
 /// what it is goes into `seen` first, for the access log.
 async fn check_entry(
     gate: &Gate,
-    shared_store: bool,
+    log: &Arc<crate::server::log::Log>,
     entry: &[u8],
     seen: &mut access_log::Submission,
 ) -> Result<(DecodedEntry, Option<VerifiedKey>)> {
@@ -282,8 +282,9 @@ async fn check_entry(
     match gate.signatures.check(decoded, key).await {
         (decoded, Some(verified)) => Ok((decoded, Some(verified))),
         // Several nodes: this node's keys may be behind another node's
-        // rotation; the gate judges after catching up on it.
-        (decoded, None) if shared_store => Ok((decoded, None)),
+        // rotation; if the log has moved on since this node last caught
+        // up, the gate judges after catching up on it.
+        (decoded, None) if behind_the_store(log).await => Ok((decoded, None)),
         (decoded, None) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "bad_signature",
@@ -294,6 +295,22 @@ async fn check_entry(
         )
         .at("signedEntry.signature")),
     }
+}
+
+/// Whether the shared store holds a newer checkpoint than this node
+/// serves (never, for an embedded store).
+async fn behind_the_store(log: &Arc<crate::server::log::Log>) -> bool {
+    if log.store().shared().is_none() {
+        return false;
+    }
+    let log = log.clone();
+    tokio::task::spawn_blocking(move || {
+        log.store()
+            .checkpoint()
+            .is_ok_and(|cp| cp.is_some_and(|cp| *cp != *log.head().checkpoint))
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// `POST /v1/gate/check`: what the gate would decide on this entry if it
@@ -458,8 +475,7 @@ async fn serve_add_entry(
     let entry = decode_entry(app, body)?;
     let (decoded, verified_with) = match &app.gate {
         Some(gate) => {
-            let shared = app.log.store().shared().is_some();
-            let (d, k) = check_entry(gate, shared, &entry, seen).await?;
+            let (d, k) = check_entry(gate, &app.log, &entry, seen).await?;
             (Some(d), k)
         }
         None => (None, None),

@@ -22,6 +22,8 @@
 //!   tile read is one some commit made durable. Entries and full tiles
 //!   never change once committed (a store may cache them forever); a
 //!   partial tile grows, and the checkpoint moves.
+//! - **The sequencer reads apart.** Reads from the thread marked with
+//!   [`this_thread_sequences`] never wait behind other readers.
 //! - **Derived data is not durable.** [`LogStore::keep_closed_chain`]
 //!   keeps what the gate derives again from the log on every start; it
 //!   may be lost.
@@ -114,6 +116,22 @@ pub trait Sequencing {
     fn clock_skew_ms(&self) -> i64;
     /// Commits `c` and releases the lock (see the contract).
     fn commit(self: Box<Self>, c: &Commit<'_>) -> Result<(), StoreError>;
+}
+
+thread_local! {
+    static ON_SEQUENCER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as the sequencer's: a shared store serves its reads
+/// on connections of their own, so that no load of readers (anonymous
+/// tile and proof requests) delays the holder of the sequencing lock.
+pub fn this_thread_sequences() {
+    ON_SEQUENCER.with(|c| c.set(true));
+}
+
+/// Whether this thread is the sequencer's.
+pub(crate) fn on_sequencer_thread() -> bool {
+    ON_SEQUENCER.with(|c| c.get())
 }
 
 /// A shared store for the log, as the server holds it.

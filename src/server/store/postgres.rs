@@ -186,14 +186,18 @@ struct Connection {
     config: Config,
     settings: String,
     client: Option<Client>,
+    /// Counts the connections made: a transaction belongs to one.
+    generation: u64,
 }
 
 impl Connection {
     fn client(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = None;
             let mut client = self.config.connect(NoTls).map_err(pg)?;
             client.batch_execute(&self.settings).map_err(pg)?;
             self.client = Some(client);
+            self.generation += 1;
         }
         Ok(self.client.as_mut().expect("connected"))
     }
@@ -219,6 +223,7 @@ impl Workers {
                 config: config.clone(),
                 settings: settings.to_string(),
                 client: None,
+                generation: 0,
             };
             std::thread::Builder::new()
                 .name(format!("{name}-{k}"))
@@ -237,11 +242,49 @@ impl Workers {
     /// Runs `f` on a connection and waits for its result.
     fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+        f: impl Fn(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.run_in(None, move |c, _| f(c))
+    }
+
+    /// Runs `f` on a connection, passing it the connection's generation;
+    /// with `Some(generation)`, only on that same connection (a
+    /// transaction's): a connection made since fails the job unrun.
+    /// Without, a job that failed on a connection the server had closed
+    /// meanwhile (a restart, a failover, a terminated backend) runs once
+    /// more on a new one.
+    fn run_in<T: Send + 'static>(
+        &self,
+        generation: Option<u64>,
+        f: impl Fn(&mut Client, u64) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |conn| {
-            let _ = reply.send(conn.client().and_then(f));
+            let lost = generation.is_some_and(|g| {
+                g != conn.generation || conn.client.as_ref().is_none_or(Client::is_closed)
+            });
+            let result = match lost {
+                true => Err(StoreError::Postgres(
+                    "the connection that held the sequencing lock was lost".into(),
+                )),
+                false => {
+                    let attempt = |conn: &mut Connection| {
+                        conn.client()?;
+                        let g = conn.generation;
+                        f(conn.client.as_mut().expect("connected"), g)
+                    };
+                    match attempt(conn) {
+                        Err(_)
+                            if generation.is_none()
+                                && conn.client.as_ref().is_some_and(Client::is_closed) =>
+                        {
+                            attempt(conn)
+                        }
+                        done => done,
+                    }
+                }
+            };
+            let _ = reply.send(result);
         });
         self.tx
             .send(job)
@@ -272,7 +315,11 @@ type TileCache = LruCache<(u8, u64), Arc<Vec<u8>>>;
 
 /// The log in PostgreSQL.
 pub struct PgStore {
-    readers: Workers,
+    /// Connections for the HTTP layer's (and anyone's) reads.
+    public_readers: Workers,
+    /// Connections for the sequencer's reads (see
+    /// [`super::this_thread_sequences`]).
+    sequencer_readers: Workers,
     /// The sequencer's connection: it holds the lock's transaction.
     sequencer: Workers,
     entries: Mutex<EntryCache>,
@@ -353,19 +400,20 @@ impl PgStore {
         );
         let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("at least 1");
         let store = PgStore {
-            readers: Workers::start(
+            public_readers: Workers::start(
                 &config,
                 &readers_settings,
                 options.read_connections,
                 "pg-read",
             ),
+            sequencer_readers: Workers::start(&config, &readers_settings, 2, "pg-seq-read"),
             sequencer: Workers::start(&config, &sequencer_settings, 1, "pg-sequencer"),
             entries: Mutex::new((LruCache::unbounded(), 0)),
             tiles: Mutex::new(LruCache::new(cap(options.tile_cache_tiles))),
             describe: describe(&config),
             options,
         };
-        let version: Option<i32> = store.readers.run(|c| {
+        let version: Option<i32> = store.readers().run(|c| {
             let exists: bool = c
                 .query_one("SELECT to_regclass('gatelog_migrations') IS NOT NULL", &[])
                 .map_err(pg)?
@@ -398,7 +446,7 @@ impl PgStore {
     /// The entry mode recorded for the log (`gatelog` or `opaque`),
     /// recorded now if none was: one cluster serves one kind of log.
     pub fn check_entry_mode(&self, want: &'static str) -> Result<(), StoreError> {
-        let held: Option<String> = self.readers.run(move |c| {
+        let held: Option<String> = self.readers().run(move |c| {
             c.execute(
                 "UPDATE gatelog_head SET entries_mode = $1 WHERE entries_mode IS NULL",
                 &[&want],
@@ -415,6 +463,14 @@ impl PgStore {
                 self.describe,
                 h.unwrap_or("unknown")
             ))),
+        }
+    }
+
+    /// The connections for this thread's reads.
+    fn readers(&self) -> &Workers {
+        match super::on_sequencer_thread() {
+            true => &self.sequencer_readers,
+            false => &self.public_readers,
         }
     }
 
@@ -446,7 +502,7 @@ fn index(v: i64, what: &str) -> Result<u64, StoreError> {
 
 impl LogStore for PgStore {
     fn checkpoint(&self) -> Result<Option<String>, StoreError> {
-        self.readers.run(|c| {
+        self.readers().run(|c| {
             Ok(c.query_one("SELECT checkpoint FROM gatelog_head", &[])
                 .map_err(pg)?
                 .get(0))
@@ -455,7 +511,7 @@ impl LogStore for PgStore {
 
     fn index_of(&self, leaf: &Hash) -> Result<Option<u64>, StoreError> {
         let leaf = leaf.to_vec();
-        let found: Option<i64> = self.readers.run(move |c| {
+        let found: Option<i64> = self.readers().run(move |c| {
             Ok(
                 c.query_opt("SELECT idx FROM gatelog_entries WHERE leaf = $1", &[&leaf])
                     .map_err(pg)?
@@ -470,7 +526,7 @@ impl LogStore for PgStore {
             return Ok(HashMap::new());
         }
         let asked: Vec<Vec<u8>> = leaves.iter().map(|l| l.to_vec()).collect();
-        let rows: Vec<(Vec<u8>, i64)> = self.readers.run(move |c| {
+        let rows: Vec<(Vec<u8>, i64)> = self.readers().run(move |c| {
             Ok(c.query(
                 "SELECT leaf, idx FROM gatelog_entries WHERE leaf = ANY($1)",
                 &[&asked],
@@ -492,7 +548,7 @@ impl LogStore for PgStore {
 
     fn refusal_of(&self, refused: &Hash) -> Result<Option<u64>, StoreError> {
         let leaf = refused.to_vec();
-        let found: Option<i64> = self.readers.run(move |c| {
+        let found: Option<i64> = self.readers().run(move |c| {
             Ok(c.query_opt(
                 "SELECT record FROM gatelog_refusals WHERE leaf = $1",
                 &[&leaf],
@@ -524,7 +580,7 @@ impl LogStore for PgStore {
         }
         let from = start + out.len() as u64;
         let (lo, hi) = (from as i64, start.saturating_add(count) as i64);
-        let rows: Vec<(i64, Vec<u8>)> = self.readers.run(move |c| {
+        let rows: Vec<(i64, Vec<u8>)> = self.readers().run(move |c| {
             Ok(c.query(
                 "SELECT idx, data FROM gatelog_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
                 &[&lo, &hi],
@@ -548,7 +604,7 @@ impl LogStore for PgStore {
 
     fn keep_closed_chain(&self, chain: &[u8; 16], entries: &[u64]) -> Result<(), StoreError> {
         let (chain, value) = (chain.to_vec(), encode_indices(entries));
-        let queued = self.readers.spawn(move |c| {
+        let queued = self.readers().spawn(move |c| {
             c.execute(
                 "INSERT INTO gatelog_closed_chains (chain, entries) VALUES ($1, $2)
                  ON CONFLICT (chain) DO UPDATE SET entries = excluded.entries",
@@ -567,7 +623,7 @@ impl LogStore for PgStore {
 
     fn closed_chain(&self, chain: &[u8; 16]) -> Result<Option<Vec<u64>>, StoreError> {
         let chain = chain.to_vec();
-        let found: Option<Vec<u8>> = self.readers.run(move |c| {
+        let found: Option<Vec<u8>> = self.readers().run(move |c| {
             Ok(c.query_opt(
                 "SELECT entries FROM gatelog_closed_chains WHERE chain = $1",
                 &[&chain],
@@ -579,29 +635,37 @@ impl LogStore for PgStore {
     }
 
     fn lock(&self) -> Result<Box<dyn Sequencing + '_>, StoreError> {
-        let (checkpoint, skew_ms) = self.sequencer.run(|c| {
+        let (checkpoint, skew_ms, generation) = self.sequencer.run_in(None, |c, generation| {
             c.batch_execute("BEGIN").map_err(pg)?;
-            let before = now_ms();
-            let row = c.query_one(
-                "SELECT checkpoint, (extract(epoch FROM clock_timestamp()) * 1000)::int8
-                 FROM gatelog_head FOR UPDATE",
-                &[],
-            );
-            let after = now_ms();
-            let row = row.inspect_err(|_| {
-                let _ = c.batch_execute("ROLLBACK");
-            });
-            let row = row.map_err(pg)?;
-            let theirs: i64 = row.get(1);
-            Ok((
-                row.get::<_, Option<String>>(0),
-                before / 2 + after / 2 - theirs,
-            ))
+            let locked = (|| {
+                let row = c.query_one("SELECT checkpoint FROM gatelog_head FOR UPDATE", &[])?;
+                // The clocks are compared once the lock is held, so that
+                // the wait for it is not mistaken for skew.
+                let before = now_ms();
+                let theirs: i64 = c
+                    .query_one(
+                        "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8",
+                        &[],
+                    )?
+                    .get(0);
+                let after = now_ms();
+                Ok((
+                    row.get::<_, Option<String>>(0),
+                    before / 2 + after / 2 - theirs,
+                ))
+            })();
+            let (checkpoint, skew) = locked
+                .inspect_err(|_: &postgres::Error| {
+                    let _ = c.batch_execute("ROLLBACK");
+                })
+                .map_err(pg)?;
+            Ok((checkpoint, skew, generation))
         })?;
         Ok(Box::new(PgSequencing {
             store: self,
             checkpoint,
             skew_ms,
+            generation,
             done: false,
         }))
     }
@@ -628,7 +692,7 @@ impl TileReader for PgStore {
             return Ok(Some(t.clone()));
         }
         let (l, i) = (i16::from(level), index as i64);
-        let tile: Option<Vec<u8>> = self.readers.run(move |c| {
+        let tile: Option<Vec<u8>> = self.readers().run(move |c| {
             Ok(c.query_opt(
                 "SELECT data FROM gatelog_tiles WHERE level = $1 AND idx = $2",
                 &[&l, &i],
@@ -656,6 +720,8 @@ struct PgSequencing<'a> {
     store: &'a PgStore,
     checkpoint: Option<String>,
     skew_ms: i64,
+    /// The sequencer connection's generation the lock was taken on.
+    generation: u64,
     done: bool,
 }
 
@@ -689,7 +755,8 @@ impl Sequencing for PgSequencing<'_> {
             tiles.push(tile.as_slice().to_vec());
         }
         let checkpoint = c.checkpoint.to_string();
-        self.store.sequencer.run(move |c| {
+        let old = self.checkpoint.clone();
+        self.store.sequencer.run_in(Some(self.generation), move |c, _| {
             let result = (|| {
                 if !idx.is_empty() {
                     c.execute(
@@ -713,13 +780,25 @@ impl Sequencing for PgSequencing<'_> {
                         &[&levels, &tile_idx, &tiles],
                     )?;
                 }
-                c.execute("UPDATE gatelog_head SET checkpoint = $1", &[&checkpoint])?;
-                c.batch_execute("COMMIT")
+                // The head must still be the one read under the lock.
+                c.execute(
+                    "UPDATE gatelog_head SET checkpoint = $1 WHERE checkpoint IS NOT DISTINCT FROM $2",
+                    &[&checkpoint, &old],
+                )
             })();
-            if result.is_err() {
-                let _ = c.batch_execute("ROLLBACK");
+            match result {
+                Ok(1) => c.batch_execute("COMMIT").map_err(pg),
+                Ok(_) => {
+                    let _ = c.batch_execute("ROLLBACK");
+                    Err(StoreError::Postgres(
+                        "the log's head moved under the sequencing lock; nothing committed".into(),
+                    ))
+                }
+                Err(e) => {
+                    let _ = c.batch_execute("ROLLBACK");
+                    Err(pg(e))
+                }
             }
-            result.map_err(pg)
         })
     }
 }
@@ -728,10 +807,9 @@ impl Drop for PgSequencing<'_> {
     fn drop(&mut self) {
         if !self.done {
             // Nothing decided under the lock is committed: let it go.
-            let _ = self
-                .store
-                .sequencer
-                .run(|c| c.batch_execute("ROLLBACK").map_err(pg));
+            let _ = self.store.sequencer.run_in(Some(self.generation), |c, _| {
+                c.batch_execute("ROLLBACK").map_err(pg)
+            });
         }
     }
 }
