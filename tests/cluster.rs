@@ -279,16 +279,20 @@ fn at(r: &common::HttpResponse) -> EntryRef {
     )
 }
 
+/// A person's key seed: the same in every test, so a key can be had again.
+fn cast_seed(who: &str) -> [u8; 32] {
+    let mut seed = [7u8; 32];
+    seed[..who.len()].copy_from_slice(who.as_bytes());
+    seed
+}
+
 impl Cast {
     fn new(admin_dir: &Path, via: &Server, people: &[&str]) -> Cast {
         let text = std::fs::read_to_string(admin_dir.join("admin.key")).unwrap();
         let admin = (human("admin"), NoteSigner::parse(text.trim()).unwrap());
         let mut keys = HashMap::new();
         for who in people {
-            let mut seed = [0u8; 32];
-            seed[..who.len()].copy_from_slice(who.as_bytes());
-            seed[31] = 7;
-            let key = NoteSigner::from_seed(who, seed).unwrap();
+            let key = NoteSigner::from_seed(who, cast_seed(who)).unwrap();
             let st = build::register(
                 &admin.0,
                 &human(who),
@@ -633,4 +637,92 @@ fn failover_to_the_synchronous_standby_loses_no_acknowledged_entry() {
     for n in &nodes {
         check_log(n, &v, &a);
     }
+}
+
+#[test]
+fn a_rocksdb_log_moves_into_postgresql_with_its_key_checkpoint_and_refusals() {
+    let Some(pg) = Pg::start() else { return };
+    let url = pg.database("moved");
+    let dir = tempfile::tempdir().unwrap();
+    let (vkey, checkpoint, refused) = {
+        let server = Server::start_gatelog(dir.path(), &[]);
+        let cast = Cast::new(dir.path(), &server, &["alice", "bob", "dave"]);
+        let t = now();
+        let chain = "MOVE-1";
+        let tgt = target("github", "corp/payments", "alice");
+        let req = at(&cast.send(
+            &server,
+            "alice",
+            &build::request(&human("alice"), chain, tgt, write(), "dave", t),
+        ));
+        // bob is not the executor: refused, and recorded.
+        let intent = build::intent(
+            &human("bob"),
+            chain,
+            vec![req],
+            write(),
+            default_policy(),
+            t,
+        );
+        let r = cast.send(&server, "bob", &intent);
+        assert_eq!(r.status, 403, "{}", r.text());
+        let record = r.json()["error"]["refusal_record"]["index"].clone();
+        (
+            server.vkey.clone(),
+            get_ok(server.addr, "/checkpoint").text(),
+            (intent, record),
+        )
+    };
+    let (code, out) = common::run_gatelog(&[
+        "db",
+        "import",
+        "--from",
+        dir.path().to_str().unwrap(),
+        "--to",
+        &url,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&checkpoint), "{out}");
+    // Once only: the database now holds a log.
+    let (code, out) = common::run_gatelog(&[
+        "db",
+        "import",
+        "--from",
+        dir.path().to_str().unwrap(),
+        "--to",
+        &url,
+    ]);
+    assert_ne!(code, 0, "{out}");
+    // A node on the copy: the same key, the same checkpoint, the same
+    // answer to a refused entry sent again, and it goes on appending.
+    let key = dir.path().join("log.key");
+    let node = Server::start_command(
+        "serve",
+        &dir.path().join("node"),
+        &["--store", &url, "--log-key", key.to_str().unwrap()],
+    );
+    assert_eq!(node.vkey, vkey);
+    assert_eq!(get_ok(node.addr, "/checkpoint").text(), checkpoint);
+    let cast = Cast {
+        keys: HashMap::from([(
+            "bob".to_string(),
+            NoteSigner::from_seed("bob", cast_seed("bob")).unwrap(),
+        )]),
+    };
+    let again = cast.send(&node, "bob", &refused.0);
+    assert_eq!(again.status, 403, "{}", again.text());
+    assert_eq!(again.json()["error"]["refusal_record"]["index"], refused.1);
+    let t = now();
+    let req = build::request(
+        &human("bob"),
+        "MOVE-2",
+        target("github", "corp/payments", "bob"),
+        write(),
+        "dave",
+        t,
+    );
+    assert_eq!(cast.send(&node, "bob", &req).status, 200);
+    let out = tempfile::tempdir().unwrap();
+    let (code, output, _) = node.audit(&[], &out.path().join("audit"));
+    assert_eq!(code, 0, "{output}");
 }

@@ -110,6 +110,30 @@ pub enum DbCommand {
     ///   gatelog db log-key --origin log.example.com/access --out log.key
     #[command(verbatim_doc_comment)]
     LogKey(LogKeyArgs),
+    /// Copy a log from its RocksDB data directory into a new PostgreSQL
+    /// database (migrated first), and check the copy serves the same
+    /// checkpoint. The key and origin stay: clients, witnesses and
+    /// monitors see the same log. Stop its server first; then serve it
+    /// with `--store URL --log-key DATA_DIR/log.key`.
+    ///
+    /// Try it:
+    ///   gatelog db migrate --store postgres://localhost/gatelog
+    ///   gatelog db import --from ./gatelog-data --to postgres://localhost/gatelog
+    #[command(verbatim_doc_comment)]
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The RocksDB data directory (DATA_DIR of `gatelog serve`).
+    #[arg(long, value_name = "DIR")]
+    from: PathBuf,
+    /// The PostgreSQL database (see `serve --store`); it must hold no log.
+    #[arg(long, value_name = "URL", default_value = "postgres://")]
+    to: String,
+    /// Read the URL from this file instead.
+    #[arg(long, value_name = "FILE")]
+    to_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -147,6 +171,26 @@ pub(super) fn db(command: DbCommand) -> anyhow::Result<()> {
             for (version, name) in applied {
                 println!("gatelog: applied migration {version}: {name}");
             }
+            Ok(())
+        }
+        DbCommand::Import(args) => {
+            let url = postgres_url(&args.to, args.to_file.as_ref())?
+                .context("--to must be a PostgreSQL URL")?;
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} entries ({per_sec}, {eta} left)",
+                )
+                .expect("a valid template"),
+            );
+            let imported = gatelog::server::store::import::import(&args.from, &url, &|n, of| {
+                bar.set_length(of);
+                bar.set_position(n);
+            })?;
+            bar.finish_and_clear();
+            println!(
+                "gatelog: imported {} entries; the copy serves the same checkpoint:\n{}",
+                imported.entries, imported.checkpoint
+            );
             Ok(())
         }
         DbCommand::LogKey(args) => {

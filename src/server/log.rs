@@ -61,6 +61,8 @@ pub enum OpenError {
     MissingKey { path: PathBuf },
     #[error("no database at {dir} but the log's key exists: restore the database, or move the key away to start a new log")]
     MissingDatabase { dir: PathBuf },
+    #[error("no log in {dir} (no {KEY_FILE})")]
+    NoLog { dir: PathBuf },
     #[error("opening storage: {0}")]
     Store(#[from] StoreError),
     #[error("refusing to serve, storage is corrupt: {0}")]
@@ -229,6 +231,24 @@ impl Log {
     /// the database, then renames the key into place; a start interrupted
     /// in between is completed by the next one.
     pub fn open(data_dir: &Path, origin: Option<&str>) -> Result<Log, OpenError> {
+        Self::open_or_create(data_dir, origin, true)
+    }
+
+    /// Opens the log in `data_dir`, which must hold one.
+    pub fn open_existing(data_dir: &Path) -> Result<Log, OpenError> {
+        Self::open_or_create(data_dir, None, false)
+    }
+
+    fn open_or_create(
+        data_dir: &Path,
+        origin: Option<&str>,
+        create: bool,
+    ) -> Result<Log, OpenError> {
+        if !create && !data_dir.join(KEY_FILE).exists() {
+            return Err(OpenError::NoLog {
+                dir: data_dir.to_path_buf(),
+            });
+        }
         fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
         let key_path = data_dir.join(KEY_FILE);
         let tmp_path = data_dir.join(format!("{KEY_FILE}.tmp"));

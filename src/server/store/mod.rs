@@ -37,6 +37,7 @@ use thiserror::Error;
 use crate::tlog::merkle::Hash;
 use crate::tlog::tiles::{TileReader, TileSet};
 
+pub mod import;
 pub mod postgres;
 pub mod rocks;
 

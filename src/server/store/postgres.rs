@@ -33,8 +33,8 @@ use postgres::{Client, Config, NoTls};
 
 use super::{decode_indices, encode_indices, Commit, LogStore, Sequencing, StoreError};
 use crate::sys::clock::now_ms;
-use crate::tlog::merkle::Hash;
-use crate::tlog::tiles::{TileReader, HASH_SIZE, TILE_WIDTH};
+use crate::tlog::merkle::{leaf_hash, Hash};
+use crate::tlog::tiles::{level_len, TileReader, HASH_SIZE, TILE_WIDTH};
 
 /// The schema's versioned steps, applied in order by `gatelog db
 /// migrate`; a released step never changes (add a new one).
@@ -474,6 +474,136 @@ impl PgStore {
         }
     }
 
+    /// Copies the log of `size` entries signed by `checkpoint` from
+    /// `source` into this (empty) store, in one transaction under the
+    /// sequencing lock: nodes see nothing of it until it is whole.
+    /// `refused` names, for an entry that is the log's refusal record, the
+    /// leaf hash of the entry it refused. `progress` gets entries copied.
+    pub fn import(
+        &self,
+        source: &dyn LogStore,
+        size: u64,
+        checkpoint: &str,
+        refused: &dyn Fn(&[u8]) -> Option<Hash>,
+        progress: &dyn Fn(u64),
+    ) -> Result<(), StoreError> {
+        let lock = self.take_lock()?;
+        if lock.checkpoint.is_some() {
+            return Err(StoreError::Refused(format!(
+                "{} already holds a log: import only into a new database",
+                self.describe
+            )));
+        }
+        // The lock's transaction, on its connection, chunk by chunk.
+        let generation = lock.generation;
+        let on_lock = |sql: &'static str, params: Params| {
+            self.sequencer.run_in(Some(generation), move |c, _| {
+                let refs = params.refs();
+                c.execute(sql, &refs).map(|_| ()).map_err(pg)
+            })
+        };
+        const CHUNK: u64 = 4096;
+        let mut next = 0;
+        while next < size {
+            let entries = source.entries(next, CHUNK.min(size - next))?;
+            if entries.is_empty() {
+                return Err(StoreError::Corrupt(format!("entry {next} is missing")));
+            }
+            let copied = entries.len() as u64;
+            let idx: Vec<i64> = (next..next + copied).map(|i| i as i64).collect();
+            let leaves: Vec<Vec<u8>> = entries.iter().map(|e| leaf_hash(e).to_vec()).collect();
+            let (mut r_leaves, mut r_idx) = (vec![], vec![]);
+            for (k, e) in entries.iter().enumerate() {
+                if let Some(leaf) = refused(e) {
+                    r_leaves.push(leaf.to_vec());
+                    r_idx.push(next as i64 + k as i64);
+                }
+            }
+            on_lock(
+                "INSERT INTO gatelog_entries (idx, leaf, data)
+                 SELECT * FROM unnest($1::int8[], $2::bytea[], $3::bytea[])",
+                Params::Entries(idx, leaves, entries),
+            )?;
+            if !r_leaves.is_empty() {
+                on_lock(
+                    "INSERT INTO gatelog_refusals (leaf, record)
+                     SELECT * FROM unnest($1::bytea[], $2::int8[])",
+                    Params::Refusals(r_leaves, r_idx),
+                )?;
+            }
+            next += copied;
+            progress(next);
+        }
+        // Every tile of the tree of `size`, full or partial.
+        let mut level = 0u8;
+        while level_len(level, size) > 0 {
+            let tiles = level_len(level, size).div_ceil(TILE_WIDTH);
+            let mut index = 0;
+            while index < tiles {
+                let end = (index + CHUNK).min(tiles);
+                let (mut levels, mut idx, mut data) = (vec![], vec![], vec![]);
+                for i in index..end {
+                    let tile = source.read_tile(level, i)?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("tile {level}/{i} is missing"))
+                    })?;
+                    levels.push(i16::from(level));
+                    idx.push(i as i64);
+                    data.push(tile.to_vec());
+                }
+                on_lock(
+                    "INSERT INTO gatelog_tiles (level, idx, data)
+                     SELECT * FROM unnest($1::int2[], $2::int8[], $3::bytea[])",
+                    Params::Tiles(levels, idx, data),
+                )?;
+                index = end;
+            }
+            level += 1;
+        }
+        Box::new(lock).commit(&Commit {
+            entries: &[],
+            tiles: &Default::default(),
+            checkpoint,
+            refused: &[],
+        })
+    }
+
+    /// Takes the sequencing lock on the sequencer's connection.
+    fn take_lock(&self) -> Result<PgSequencing<'_>, StoreError> {
+        let (checkpoint, skew_ms, generation) = self.sequencer.run_in(None, |c, generation| {
+            c.batch_execute("BEGIN").map_err(pg)?;
+            let locked = (|| {
+                let row = c.query_one("SELECT checkpoint FROM gatelog_head FOR UPDATE", &[])?;
+                // The clocks are compared once the lock is held, so that
+                // the wait for it is not mistaken for skew.
+                let before = now_ms();
+                let theirs: i64 = c
+                    .query_one(
+                        "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8",
+                        &[],
+                    )?
+                    .get(0);
+                let after = now_ms();
+                Ok((
+                    row.get::<_, Option<String>>(0),
+                    before / 2 + after / 2 - theirs,
+                ))
+            })();
+            let (checkpoint, skew) = locked
+                .inspect_err(|_: &postgres::Error| {
+                    let _ = c.batch_execute("ROLLBACK");
+                })
+                .map_err(pg)?;
+            Ok((checkpoint, skew, generation))
+        })?;
+        Ok(PgSequencing {
+            store: self,
+            checkpoint,
+            skew_ms,
+            generation,
+            done: false,
+        })
+    }
+
     fn cached_entry(&self, index: u64) -> Option<Arc<Vec<u8>>> {
         let mut c = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         c.0.get(&index).cloned()
@@ -492,6 +622,24 @@ impl PgStore {
                 Some((_, e)) => c.1 -= e.len() + 64,
                 None => break,
             }
+        }
+    }
+}
+
+/// The parameters of one of the import's statements, owned (they go to
+/// the connection's thread).
+enum Params {
+    Entries(Vec<i64>, Vec<Vec<u8>>, Vec<Vec<u8>>),
+    Refusals(Vec<Vec<u8>>, Vec<i64>),
+    Tiles(Vec<i16>, Vec<i64>, Vec<Vec<u8>>),
+}
+
+impl Params {
+    fn refs(&self) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+        match self {
+            Params::Entries(a, b, c) => vec![a, b, c],
+            Params::Refusals(a, b) => vec![a, b],
+            Params::Tiles(a, b, c) => vec![a, b, c],
         }
     }
 }
@@ -635,39 +783,7 @@ impl LogStore for PgStore {
     }
 
     fn lock(&self) -> Result<Box<dyn Sequencing + '_>, StoreError> {
-        let (checkpoint, skew_ms, generation) = self.sequencer.run_in(None, |c, generation| {
-            c.batch_execute("BEGIN").map_err(pg)?;
-            let locked = (|| {
-                let row = c.query_one("SELECT checkpoint FROM gatelog_head FOR UPDATE", &[])?;
-                // The clocks are compared once the lock is held, so that
-                // the wait for it is not mistaken for skew.
-                let before = now_ms();
-                let theirs: i64 = c
-                    .query_one(
-                        "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8",
-                        &[],
-                    )?
-                    .get(0);
-                let after = now_ms();
-                Ok((
-                    row.get::<_, Option<String>>(0),
-                    before / 2 + after / 2 - theirs,
-                ))
-            })();
-            let (checkpoint, skew) = locked
-                .inspect_err(|_: &postgres::Error| {
-                    let _ = c.batch_execute("ROLLBACK");
-                })
-                .map_err(pg)?;
-            Ok((checkpoint, skew, generation))
-        })?;
-        Ok(Box::new(PgSequencing {
-            store: self,
-            checkpoint,
-            skew_ms,
-            generation,
-            done: false,
-        }))
+        Ok(Box::new(self.take_lock()?))
     }
 
     fn shared(&self) -> Option<Duration> {
