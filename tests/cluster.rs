@@ -726,3 +726,64 @@ fn a_rocksdb_log_moves_into_postgresql_with_its_key_checkpoint_and_refusals() {
     let (code, output, _) = node.audit(&[], &out.path().join("audit"));
     assert_eq!(code, 0, "{output}");
 }
+
+#[test]
+fn an_imported_log_of_several_tile_levels_serves_the_same_tiles() {
+    let Some(pg) = Pg::start() else { return };
+    let url = pg.database("tiles");
+    let dir = tempfile::tempdir().unwrap();
+    // Past one full level-0 tile twice, so level 1 has a tile too.
+    let (checkpoint, tiles) = {
+        let server = Server::start(dir.path(), &[]);
+        for i in 0..700u32 {
+            server.append(format!("entry {i}").as_bytes());
+        }
+        let tiles: Vec<Vec<u8>> = [
+            "/tile/0/000",
+            "/tile/0/002.p/188",
+            "/tile/1/000.p/2",
+            "/tile/entries/001",
+        ]
+        .iter()
+        .map(|p| get_ok(server.addr, p).body)
+        .collect();
+        (get_ok(server.addr, "/checkpoint").text(), tiles)
+    };
+    let (code, out) = common::run_gatelog(&[
+        "db",
+        "import",
+        "--from",
+        dir.path().to_str().unwrap(),
+        "--to",
+        &url,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let key = dir.path().join("log.key");
+    let node = Server::start_command(
+        "serve",
+        &dir.path().join("node"),
+        &[
+            "--store",
+            &url,
+            "--log-key",
+            key.to_str().unwrap(),
+            "--entries",
+            "opaque",
+            "--anonymous-writes",
+            "yes",
+        ],
+    );
+    assert_eq!(get_ok(node.addr, "/checkpoint").text(), checkpoint);
+    for (path, want) in [
+        "/tile/0/000",
+        "/tile/0/002.p/188",
+        "/tile/1/000.p/2",
+        "/tile/entries/001",
+    ]
+    .iter()
+    .zip(&tiles)
+    {
+        assert_eq!(&get_ok(node.addr, path).body, want, "{path}");
+    }
+    assert_eq!(node.append(b"after the move")["index"], 700);
+}

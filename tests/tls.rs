@@ -535,3 +535,65 @@ fn mutual_tls_names_a_writer_and_readers_need_no_certificate() {
     let (status, _) = https(server.addr, "localhost", &ca, None, "GET", "/v1/log", b"").unwrap();
     assert_eq!(status, 200);
 }
+
+#[test]
+fn postgresql_with_verify_full_trusts_only_its_ca_and_host_name() {
+    let Some(pg) = common::pg::Pg::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ours = ca(dir.path(), "ours");
+    let theirs = ca(dir.path(), "theirs");
+    let (cert, key, _) = leaf(dir.path(), "pg", &ours, &["localhost"]);
+    pg.enable_tls(&cert, &key);
+    pg.psql("postgres", "CREATE DATABASE secure").unwrap();
+    let url = |host: &str, mode: &str| {
+        format!(
+            "postgres://{}@{host}:{}/secure?sslmode={mode}",
+            common::pg::USER,
+            pg.port
+        )
+    };
+    let migrate = |ca: &Path, url: &str| {
+        common::run_gatelog(&["--ca", s(ca), "db", "migrate", "--store", url])
+    };
+    // Its CA and the name on its certificate: TLS, verified.
+    let (code, out) = migrate(&ours.pem, &url("localhost", "verify-full"));
+    assert_eq!(code, 0, "{out}");
+    // Another CA, or another name for the same server: refused.
+    let (code, _) = migrate(&theirs.pem, &url("localhost", "verify-full"));
+    assert_ne!(code, 0, "a server from another CA was trusted");
+    let (code, _) = migrate(&ours.pem, &url("127.0.0.1", "require"));
+    assert_ne!(code, 0, "a certificate for another host was trusted");
+    // A node on it: its connections are TLS.
+    let key_file = dir.path().join("log.key");
+    let (code, out) = common::run_gatelog(&[
+        "db",
+        "log-key",
+        "--origin",
+        "secure.example/log",
+        "--out",
+        s(&key_file),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let store = url("localhost", "verify-full");
+    let _node = Server::start_command(
+        "serve",
+        &dir.path().join("node"),
+        &[
+            "--ca",
+            s(&ours.pem),
+            "--store",
+            &store,
+            "--log-key",
+            s(&key_file),
+            "--entries",
+            "opaque",
+        ],
+    );
+    pg.psql(
+        "postgres",
+        "DO $$ BEGIN IF (SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name = 'gatelog') = 0 THEN RAISE EXCEPTION 'no TLS connection from gatelog'; END IF; END $$",
+    )
+    .unwrap();
+}

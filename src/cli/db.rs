@@ -15,8 +15,9 @@ use gatelog::sys::keyfile;
 pub struct StoreArgs {
     /// Where the log lives: `rocksdb` (DATA_DIR/db, one node), or a
     /// PostgreSQL URL shared by several nodes, e.g.
-    /// `postgres://db1,db2/gatelog?sslmode=require` (a multi-host URL
-    /// finds the primary). What the URL leaves out comes from PGHOST,
+    /// `postgres://db1,db2/gatelog?sslmode=verify-full` (a multi-host URL
+    /// finds the primary; TLS is checked against --ca or the system's
+    /// roots, and the host name). What the URL leaves out comes from PGHOST,
     /// PGPORT, PGUSER, PGPASSWORD and PGDATABASE: keep the password there
     /// or in --store-file, not on a command line.
     #[arg(long, value_name = "URL", default_value = "rocksdb")]

@@ -21,7 +21,7 @@ use crate::access::entry::proto::{Actor, GateRefusal, LogParameters, LogTime};
 use crate::access::entry::{self, timestamp, Body, DecodedEntry, Kind, Statement};
 use crate::access::gate::{self, GateState, PolicyEngine, Refusal, Rejection, Verdict};
 use crate::server::log::Log;
-use crate::server::sequencer::{Admission, Admit, Admitted, Submitted};
+use crate::server::sequencer::{Admission, Admit, Admitted, SubmitError, Submitted};
 use crate::server::statements::StoredStatements;
 use crate::server::store::StoreError;
 use crate::sys::clock::now_ms;
@@ -558,20 +558,23 @@ impl Admission for Gatekeeper {
         }
     }
 
-    /// Another node's entries, as its gate admitted them: applied in log
-    /// order, as on start. The keys the HTTP workers check with are
-    /// refreshed, and a queued entry verified with a key that changed
-    /// meanwhile is checked again by `admit`.
     /// The state again from the stored log, in place (readers keep their
-    /// handle on it).
-    fn reset(&mut self, size: u64) -> Result<(), String> {
-        let fresh = replay(&self.log, &self.config, size).map_err(|e| e.to_string())?;
+    /// handle on it). A database out of reach is only unavailable.
+    fn reset(&mut self, size: u64) -> Result<(), SubmitError> {
+        let fresh = replay(&self.log, &self.config, size).map_err(|e| match e {
+            ReplayError::Storage(StoreError::Postgres(e)) => SubmitError::Unavailable(e),
+            e => SubmitError::Storage(e.to_string()),
+        })?;
         let mut state = self.state.write().expect("gate state lock");
         *state = fresh;
         *self.keys.write().expect("keys lock") = Arc::new(state.active_keys());
         Ok(())
     }
 
+    /// Another node's entries, as its gate admitted them: applied in log
+    /// order, as on start. The keys the HTTP workers check with are
+    /// refreshed, and a queued entry verified with a key that changed
+    /// meanwhile is checked again by `admit`.
     fn follow(&mut self, first: u64, entries: &[Vec<u8>]) -> Result<(), String> {
         let mut state = self.state.write().expect("gate state lock");
         let mut keys_changed = false;

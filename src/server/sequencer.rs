@@ -32,8 +32,8 @@ use crate::access::gate::{Refusal, Rejection};
 use crate::server::log::{Log, LogHead};
 use crate::server::store::{self, Commit, LogStore, StoreError};
 use crate::tlog::checkpoint::Checkpoint;
-use crate::tlog::merkle::{leaf_hash, Hash, Prover};
-use crate::tlog::tiles::{append_leaves, Overlay, TileNodes, HASH_SIZE, TILE_WIDTH};
+use crate::tlog::merkle::{leaf_hash, verify_inclusion, Hash, Prover};
+use crate::tlog::tiles::{append_leaves, Overlay, TileNodes};
 
 /// Batching limits.
 #[derive(Clone, Debug)]
@@ -107,8 +107,8 @@ pub trait Admission: Send + 'static {
     fn follow(&mut self, first: u64, entries: &[Vec<u8>]) -> Result<(), String>;
     /// Forgets what it decided or followed past the log's committed head
     /// (`size` entries): after storage failed mid-commit, its state is
-    /// rebuilt from the log as stored.
-    fn reset(&mut self, size: u64) -> Result<(), String>;
+    /// rebuilt from the log as stored. `Unavailable`: try again later.
+    fn reset(&mut self, size: u64) -> Result<(), SubmitError>;
 }
 
 /// A new submission as the admission sees it.
@@ -457,6 +457,12 @@ fn sequence<'a>(
         if let Some(&k) = in_batch.get(&s.leaf) {
             seen.push((Seen::New(k), true));
         } else if let Some(&i) = logged.get(&s.leaf) {
+            if i >= head.size {
+                return Err(SubmitError::Storage(format!(
+                    "the store indexes a leaf at {i}, beyond its tree of size {}",
+                    head.size
+                )));
+            }
             seen.push((Seen::Stored(i), true));
         } else if let Some(i) = gated
             .then(|| store.refusal_of(&s.leaf))
@@ -631,7 +637,15 @@ fn recover(
             std::thread::sleep(every);
         }
         if let Some(a) = admission.as_deref_mut() {
-            a.reset(log.head().size).map_err(SubmitError::Storage)?;
+            match a.reset(log.head().size) {
+                Ok(()) => {}
+                Err(SubmitError::Unavailable(e)) => {
+                    tracing::warn!(error = %e, "rebuilding the gate: the shared store is unavailable");
+                    std::thread::sleep(every);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         }
         match catch_up(log, None, admission.as_deref_mut()) {
             Ok(()) | Err(SubmitError::Unavailable(_)) => return Ok(()),
@@ -645,31 +659,28 @@ fn recover(
     }
 }
 
-/// Checks that `entries`, from index `first` of the tree of `size`, hash
-/// to the leaves of the store's level-0 tiles (which its checkpoint signs):
-/// a node follows only what the tree holds.
+/// Checks that each of `entries`, from index `first`, is in the tree its
+/// checkpoint `cp` signs (an inclusion proof from the store's tiles, to
+/// `cp`'s root): a node follows only what the signed tree holds. `clean`:
+/// nothing of this catch-up was followed yet (a read failure is then only
+/// unavailability).
 fn check_leaves(
-    store: &dyn LogStore,
+    tree: &mut Prover<TileNodes<&dyn LogStore>>,
     first: u64,
-    size: u64,
+    cp: &Checkpoint,
     entries: &[Vec<u8>],
+    clean: bool,
 ) -> Result<(), SubmitError> {
-    let mut tile: Option<(u64, Arc<Vec<u8>>)> = None;
     for (k, e) in entries.iter().enumerate() {
         let index = first + k as u64;
-        let t = index / TILE_WIDTH;
-        if tile.as_ref().is_none_or(|(at, _)| *at != t) {
-            let read = store
-                .read_tile(0, t)
-                .map_err(|e| SubmitError::Unknown(e.to_string()))?
-                .unwrap_or_default();
-            tile = Some((t, read));
-        }
-        let (_, hashes) = tile.as_ref().expect("read above");
-        let at = (index % TILE_WIDTH) as usize * HASH_SIZE;
-        if hashes.get(at..at + HASH_SIZE) != Some(&leaf_hash(e)[..]) {
+        let proof = tree.inclusion(index, cp.size).map_err(|e| match clean {
+            true => SubmitError::Unavailable(e.to_string()),
+            false => SubmitError::Unknown(e.to_string()),
+        })?;
+        if verify_inclusion(index, cp.size, &leaf_hash(e), &proof, &cp.root).is_err() {
             return Err(SubmitError::Storage(format!(
-                "entry {index} does not hash to its leaf in the store's tiles (tree size {size}): refusing to follow it"
+                "entry {index} is not in the tree the store's checkpoint of size {} signs: refusing to follow it",
+                cp.size
             )));
         }
     }
@@ -753,7 +764,7 @@ fn catch_up(
                 "entry {next} is missing below the store's checkpoint"
             )));
         }
-        check_leaves(store, next, cp.size, &entries)?;
+        check_leaves(&mut tree, next, &cp, &entries, next == head.size)?;
         if let Some(a) = admission.as_deref_mut() {
             a.follow(next, &entries).map_err(SubmitError::Storage)?;
         }

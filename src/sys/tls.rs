@@ -119,6 +119,15 @@ fn client_config() -> Result<Arc<ClientConfig>, String> {
     Ok(CLIENT.get_or_init(|| Arc::new(config)).clone())
 }
 
+/// The TLS client for PostgreSQL: the same roots (and identity) as every
+/// HTTPS client of this process, speaking `postgresql` in ALPN.
+#[cfg(feature = "server")]
+pub fn postgres_client_config() -> Result<ClientConfig, String> {
+    let mut config = (*client_config()?).clone();
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(config)
+}
+
 /// Runs the TLS handshake for `host` over `stream`; fails when the server's
 /// certificate does not chain to the trusted roots or does not name `host`.
 pub async fn connect<S>(host: &str, stream: S) -> Result<tokio_rustls::client::TlsStream<S>, String>

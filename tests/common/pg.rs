@@ -217,6 +217,26 @@ impl Pg {
         standby
     }
 
+    /// Serves TLS with this certificate chain and key (PEM files).
+    pub fn enable_tls(&self, cert: &Path, key: &Path) {
+        for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = self.data.join(to);
+            std::fs::copy(from, &to).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if is_root() {
+                let ok = Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(&to)
+                    .status()
+                    .unwrap();
+                assert!(ok.success());
+            }
+        }
+        self.psql("postgres", "ALTER SYSTEM SET ssl = on").unwrap();
+        self.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+    }
+
     /// Waits until a synchronous standby streams from this primary.
     pub fn wait_for_sync_standby(&self) {
         let started = Instant::now();

@@ -46,7 +46,12 @@ pub fn import(data_dir: &Path, url: &str, progress: &dyn Fn(u64, u64)) -> anyhow
         other => anyhow::bail!("{}: unknown entry mode {other:?}", mode_file.display()),
     };
     let head = log.head();
-    let pg = PgStore::connect(url, PgOptions::default())?;
+    // One transaction of many large statements: no statement timeout.
+    let patient = PgOptions {
+        statement_timeout: std::time::Duration::from_secs(24 * 3600),
+        ..PgOptions::default()
+    };
+    let pg = PgStore::connect(url, patient)?;
     pg.check_entry_mode(mode)?;
     let no_refusals = |_: &[u8]| None;
     let refused: &dyn Fn(&[u8]) -> Option<Hash> = match mode {

@@ -28,8 +28,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lru::LruCache;
+use postgres::config::SslMode;
 use postgres::config::{Host, TargetSessionAttrs};
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{decode_indices, encode_indices, Commit, LogStore, Sequencing, StoreError};
 use crate::sys::clock::now_ms;
@@ -116,14 +118,41 @@ fn pg(e: postgres::Error) -> StoreError {
 /// environment variables, so no password need be on a command line.
 /// Multi-host URLs find the primary: `target_session_attrs` defaults to
 /// `read-write`.
+///
+/// TLS: every TLS connection checks the server's certificate against the
+/// process's roots (`--ca`, or the system's) and its host name, as libpq's
+/// `verify-full`, whatever the `sslmode`: `verify-full`, `verify-ca` and
+/// `require` need TLS, `prefer` (the default) uses it when the server
+/// offers it, `disable` never does.
 pub fn config(url: &str) -> Result<Config, StoreError> {
     let bad = |e: postgres::Error| StoreError::Refused(format!("the PostgreSQL URL: {e}"));
     let url = url.trim();
-    let mut c = match url {
+    // tokio-postgres knows disable, prefer and require; the verifying
+    // modes are require with our (always verifying) connector.
+    let url = url
+        .replace("sslmode=verify-full", "sslmode=require")
+        .replace("sslmode=verify-ca", "sslmode=require");
+    let mut c = match url.as_str() {
         "postgres:" | "postgres://" | "postgresql://" | "" => Config::new(),
-        _ => Config::from_str(url).map_err(bad)?,
+        _ => Config::from_str(&url).map_err(bad)?,
     };
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if !url.contains("sslmode=") {
+        match env("PGSSLMODE").as_deref() {
+            None | Some("prefer") => {}
+            Some("disable") => {
+                c.ssl_mode(SslMode::Disable);
+            }
+            Some("require" | "verify-ca" | "verify-full") => {
+                c.ssl_mode(SslMode::Require);
+            }
+            Some(other) => {
+                return Err(StoreError::Refused(format!(
+                    "PGSSLMODE {other:?} is not a mode gatelog knows"
+                )))
+            }
+        }
+    }
     if c.get_hosts().is_empty() {
         let hosts = env("PGHOST").unwrap_or_else(|| "localhost".into());
         for h in hosts.split(',') {
@@ -181,9 +210,17 @@ fn describe(c: &Config) -> String {
     format!("PostgreSQL {}/{db}", hosts.join(","))
 }
 
+/// The TLS connector for PostgreSQL (see [`config`]).
+fn tls() -> Result<MakeRustlsConnect, StoreError> {
+    crate::sys::tls::postgres_client_config()
+        .map(MakeRustlsConnect::new)
+        .map_err(|e| StoreError::Refused(format!("TLS to PostgreSQL: {e}")))
+}
+
 /// One connection, made (again) when needed.
 struct Connection {
     config: Config,
+    tls: MakeRustlsConnect,
     settings: String,
     client: Option<Client>,
     /// Counts the connections made: a transaction belongs to one.
@@ -194,7 +231,7 @@ impl Connection {
     fn client(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = None;
-            let mut client = self.config.connect(NoTls).map_err(pg)?;
+            let mut client = self.config.connect(self.tls.clone()).map_err(pg)?;
             client.batch_execute(&self.settings).map_err(pg)?;
             self.client = Some(client);
             self.generation += 1;
@@ -214,13 +251,20 @@ struct Workers {
 const QUEUED_JOBS: usize = 1024;
 
 impl Workers {
-    fn start(config: &Config, settings: &str, threads: usize, name: &str) -> Workers {
+    fn start(
+        config: &Config,
+        tls: &MakeRustlsConnect,
+        settings: &str,
+        threads: usize,
+        name: &str,
+    ) -> Workers {
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUED_JOBS);
         let rx: Arc<Mutex<Receiver<Job>>> = Arc::new(Mutex::new(rx));
         for k in 0..threads.max(1) {
             let rx = rx.clone();
             let mut conn = Connection {
                 config: config.clone(),
+                tls: tls.clone(),
                 settings: settings.to_string(),
                 client: None,
                 generation: 0,
@@ -341,7 +385,7 @@ pub fn migrate(url: &str) -> Result<Vec<(i32, &'static str)>, StoreError> {
         // The blocking client makes its own runtime: not on a thread that
         // may be inside another.
         s.spawn(|| {
-            let mut client = config.connect(NoTls).map_err(pg)?;
+            let mut client = config.connect(tls()?).map_err(pg)?;
             let mut tx = client.transaction().map_err(pg)?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                 .map_err(pg)?;
@@ -399,15 +443,17 @@ impl PgStore {
             ms.max(1000)
         );
         let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("at least 1");
+        let tls = tls()?;
         let store = PgStore {
             public_readers: Workers::start(
                 &config,
+                &tls,
                 &readers_settings,
                 options.read_connections,
                 "pg-read",
             ),
-            sequencer_readers: Workers::start(&config, &readers_settings, 2, "pg-seq-read"),
-            sequencer: Workers::start(&config, &sequencer_settings, 1, "pg-sequencer"),
+            sequencer_readers: Workers::start(&config, &tls, &readers_settings, 2, "pg-seq-read"),
+            sequencer: Workers::start(&config, &tls, &sequencer_settings, 1, "pg-sequencer"),
             entries: Mutex::new((LruCache::unbounded(), 0)),
             tiles: Mutex::new(LruCache::new(cap(options.tile_cache_tiles))),
             describe: describe(&config),
@@ -527,7 +573,8 @@ impl PgStore {
             if !r_leaves.is_empty() {
                 on_lock(
                     "INSERT INTO gatelog_refusals (leaf, record)
-                     SELECT * FROM unnest($1::bytea[], $2::int8[])",
+                     SELECT * FROM unnest($1::bytea[], $2::int8[])
+                     ON CONFLICT (leaf) DO NOTHING",
                     Params::Refusals(r_leaves, r_idx),
                 )?;
             }
@@ -903,7 +950,12 @@ impl Sequencing for PgSequencing<'_> {
                 )
             })();
             match result {
-                Ok(1) => c.batch_execute("COMMIT").map_err(pg),
+                // No timeout may cut the commit's wait for the synchronous
+                // standby: PostgreSQL would then commit locally only, and
+                // say so only in a warning.
+                Ok(1) => c
+                    .batch_execute("SET LOCAL statement_timeout = 0; COMMIT")
+                    .map_err(pg),
                 Ok(_) => {
                     let _ = c.batch_execute("ROLLBACK");
                     Err(StoreError::Postgres(
