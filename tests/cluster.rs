@@ -309,6 +309,39 @@ impl Cast {
     fn send(&self, node: &Server, who: &str, st: &Statement) -> common::HttpResponse {
         node.submit(&self.keys[who], st)
     }
+
+    /// alice asks, through `ask`, for write on `chain` with dave to
+    /// execute; `approver` approves it through `approve_on`. Both links,
+    /// and when.
+    fn approved(
+        &self,
+        chain: &str,
+        ask: &Server,
+        approver: &str,
+        approve_on: &Server,
+    ) -> (EntryRef, EntryRef, i64) {
+        let t = now();
+        let tgt = target("github", "corp/payments", "alice");
+        let req = at(&self.send(
+            ask,
+            "alice",
+            &build::request(&human("alice"), chain, tgt, write(), "dave", t),
+        ));
+        let approval = build::approve(
+            &human(approver),
+            chain,
+            vec![req.clone()],
+            write(),
+            t + 600_000,
+            t,
+        );
+        (req, at(&self.send(approve_on, approver, &approval)), t)
+    }
+}
+
+/// dave's intent on `chain`, linking `links`, issued at `t`.
+fn dave_intent(chain: &str, links: Vec<EntryRef>, t: i64) -> Statement {
+    build::intent(&human("dave"), chain, links, write(), default_policy(), t)
 }
 
 fn write() -> EntitlementDelta {
@@ -334,47 +367,14 @@ fn the_gate_across_nodes_admits_one_executor_and_orders_a_revocation() {
         &nodes[0],
         &["alice", "bob", "dave", "erin"],
     );
-    let d = write();
-    let tgt = || target("github", "corp/payments", "alice");
     for round in 0..10 {
         // Each step on another node than the last: the next node decides
         // only after catching up on it.
         let chain = format!("RACE-{round}");
-        let t = now();
-        let req = at(&cast.send(
-            &nodes[0],
-            "alice",
-            &build::request(&human("alice"), &chain, tgt(), d.clone(), "dave", t),
-        ));
-        let ok = at(&cast.send(
-            &nodes[1],
-            "bob",
-            &build::approve(
-                &human("bob"),
-                &chain,
-                vec![req.clone()],
-                d.clone(),
-                t + 600_000,
-                t,
-            ),
-        ));
+        let (req, ok, t) = cast.approved(&chain, &nodes[0], "bob", &nodes[1]);
         // The named executor sends two different intents, to two nodes.
-        let first = build::intent(
-            &human("dave"),
-            &chain,
-            vec![req.clone(), ok.clone()],
-            d.clone(),
-            default_policy(),
-            t + 1,
-        );
-        let second = build::intent(
-            &human("dave"),
-            &chain,
-            vec![req, ok],
-            d.clone(),
-            default_policy(),
-            t + 2,
-        );
+        let first = dave_intent(&chain, vec![req.clone(), ok.clone()], t + 1);
+        let second = dave_intent(&chain, vec![req, ok], t + 2);
         let statuses: Vec<u16> = std::thread::scope(|s| {
             let a = s.spawn(|| cast.send(&nodes[1], "dave", &first).status);
             let b = s.spawn(|| cast.send(&nodes[2], "dave", &second).status);
@@ -389,32 +389,8 @@ fn the_gate_across_nodes_admits_one_executor_and_orders_a_revocation() {
 
         // A revocation on one node, an intent on another: log order.
         let chain = format!("REVOKE-{round}");
-        let t = now();
-        let req = at(&cast.send(
-            &nodes[2],
-            "alice",
-            &build::request(&human("alice"), &chain, tgt(), d.clone(), "dave", t),
-        ));
-        let ok = at(&cast.send(
-            &nodes[0],
-            "erin",
-            &build::approve(
-                &human("erin"),
-                &chain,
-                vec![req.clone()],
-                d.clone(),
-                t + 600_000,
-                t,
-            ),
-        ));
-        let intent = build::intent(
-            &human("dave"),
-            &chain,
-            vec![req, ok.clone()],
-            d.clone(),
-            default_policy(),
-            t + 1,
-        );
+        let (req, ok, t) = cast.approved(&chain, &nodes[2], "erin", &nodes[0]);
+        let intent = dave_intent(&chain, vec![req, ok.clone()], t + 1);
         let revoke = build::revoke(&human("erin"), ok, "race", t + 1);
         let (executed, revoked) = std::thread::scope(|s| {
             let a = s.spawn(|| cast.send(&nodes[1], "dave", &intent));

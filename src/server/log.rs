@@ -125,20 +125,6 @@ pub struct Log {
     pub metrics: Metrics,
 }
 
-/// Writes `path` whole or not at all, durably: a temporary file beside it,
-/// fsync'd, renamed over it, the directory fsync'd.
-fn write_durably(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)?;
-    keyfile::sync_dir(path.parent().unwrap_or(Path::new(".")))
-}
-
 /// A default origin for a new log: "<hostname>/gatelog".
 pub fn default_origin() -> String {
     format!("{}/gatelog", keyfile::host_name())
@@ -335,7 +321,7 @@ impl Log {
                 })
             }
         }
-        write_durably(served_record, log.head().checkpoint.as_bytes())
+        keyfile::write_durably(served_record, log.head().checkpoint.as_bytes())
             .map_err(io_err(served_record))?;
         log.served_record = Some(served_record.to_path_buf());
         Ok(log)
@@ -413,7 +399,7 @@ impl Log {
     /// later start serves one that contradicts it.
     pub(crate) fn set_head(&self, head: Arc<LogHead>) -> std::io::Result<()> {
         if let Some(path) = &self.served_record {
-            write_durably(path, head.checkpoint.as_bytes())?;
+            keyfile::write_durably(path, head.checkpoint.as_bytes())?;
         }
         self.metrics.tree_size.store(head.size, Ordering::Relaxed);
         self.head.send_replace(head);

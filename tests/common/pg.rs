@@ -59,6 +59,23 @@ fn as_owner(program: &Path) -> Command {
     }
 }
 
+/// A temporary directory the PostgreSQL server's user owns.
+fn owned_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("gatelog-pg")
+        .tempdir()
+        .unwrap();
+    if is_root() {
+        let ok = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "chown of the PostgreSQL directory");
+    }
+    dir
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -95,19 +112,8 @@ impl Pg {
             eprintln!("SKIPPED: PostgreSQL is not installed (no initdb); apt-get install postgresql to run this test");
             return None;
         };
-        let dir = tempfile::Builder::new()
-            .prefix("gatelog-pg")
-            .tempdir()
-            .unwrap();
+        let dir = owned_tempdir();
         let data = dir.path().join("data");
-        if is_root() {
-            let ok = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(ok.success(), "chown of the PostgreSQL directory");
-        }
         let out = as_owner(&bin.join("initdb"))
             .args(["-A", "trust", "-U", USER, "--no-sync", "-D"])
             .arg(&data)
@@ -163,19 +169,8 @@ impl Pg {
     /// It requires no standby of its own (`synchronous_standby_names =
     /// ''`), so that once promoted its commits do not wait for ever.
     pub fn standby(&self) -> Pg {
-        let dir = tempfile::Builder::new()
-            .prefix("gatelog-pg")
-            .tempdir()
-            .unwrap();
+        let dir = owned_tempdir();
         let data = dir.path().join("data");
-        if is_root() {
-            let ok = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(ok.success());
-        }
         let out = as_owner(&self.bin.join("pg_basebackup"))
             .args([
                 "-h",
