@@ -33,7 +33,7 @@ use crate::server::log::{Log, LogHead};
 use crate::server::store::{self, Commit, LogStore, StoreError};
 use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::merkle::{leaf_hash, verify_inclusion, Hash, Prover};
-use crate::tlog::tiles::{append_leaves, Overlay, TileNodes};
+use crate::tlog::tiles::{append_leaves, Overlay, TileNodes, TileReader};
 
 /// Batching limits.
 #[derive(Clone, Debug)]
@@ -659,13 +659,47 @@ fn recover(
     }
 }
 
+/// The store's tiles, each read once for one catch-up: its proofs share
+/// most of their tiles, and a partial tile read from a shared store is a
+/// round trip. Every tile read after the checkpoint it serves is at least
+/// as wide as that checkpoint needs (commits write both at once).
+struct TilesOnce<'a> {
+    store: &'a dyn LogStore,
+    read: std::sync::Mutex<TilesRead>,
+}
+
+/// Tiles read so far, by (level, index); None: not stored.
+type TilesRead = HashMap<(u8, u64), Option<Arc<Vec<u8>>>>;
+
+impl<'a> TilesOnce<'a> {
+    fn new(store: &'a dyn LogStore) -> Self {
+        TilesOnce {
+            store,
+            read: Default::default(),
+        }
+    }
+}
+
+impl TileReader for TilesOnce<'_> {
+    type Error = StoreError;
+    fn read_tile(&self, level: u8, index: u64) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+        let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = read.get(&(level, index)) {
+            return Ok(t.clone());
+        }
+        let t = self.store.read_tile(level, index)?;
+        read.insert((level, index), t.clone());
+        Ok(t)
+    }
+}
+
 /// Checks that each of `entries`, from index `first`, is in the tree its
 /// checkpoint `cp` signs (an inclusion proof from the store's tiles, to
 /// `cp`'s root): a node follows only what the signed tree holds. `clean`:
 /// nothing of this catch-up was followed yet (a read failure is then only
 /// unavailability).
 fn check_leaves(
-    tree: &mut Prover<TileNodes<&dyn LogStore>>,
+    tree: &mut Prover<TileNodes<&TilesOnce<'_>>>,
     first: u64,
     cp: &Checkpoint,
     entries: &[Vec<u8>],
@@ -737,7 +771,8 @@ fn catch_up(
     }
     // The store's tiles must give both roots: its tree extends the one
     // this node served (no fork), and is the one its checkpoint signs.
-    let mut tree = Prover::new(TileNodes::new(store));
+    let tiles = TilesOnce::new(store);
+    let mut tree = Prover::new(TileNodes::new(&tiles));
     let roots = tree
         .root(head.size)
         .and_then(|old| Ok((old, tree.root(cp.size)?)))
