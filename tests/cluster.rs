@@ -10,7 +10,12 @@
 //!   approval, exactly one admitted; a revocation on one node and an
 //!   intent on another decided in log order;
 //! - a node cut off from the database answers 503 and signs nothing, and
-//!   goes on without a restart when the database is back.
+//!   goes on without a restart when the database is back;
+//! - a key rotated on one node is checked again by another before its
+//!   gate decides; a node whose clock is off the database's refuses to
+//!   sequence;
+//! - one set of witness rounds for the cluster, taken over when its
+//!   leader dies, and nothing posted is served unchecked.
 
 mod common;
 
@@ -23,10 +28,15 @@ use std::time::{Duration, Instant};
 use common::acked::{append_until_stopped, check_log, Acked};
 use common::pg::Pg;
 use common::{b64, get_ok, http, Server};
+use gatelog::access::entry;
 use gatelog::access::entry::build::{self, delta, human, link, target};
 use gatelog::access::entry::proto::{EntitlementDelta, EntryRef, PolicyRef};
 use gatelog::access::entry::Statement;
+use gatelog::tlog::checkpoint::Checkpoint;
+use gatelog::tlog::merkle::leaf_hash;
 use gatelog::tlog::note::{NoteSigner, NoteVerifier};
+use gatelog::tlog::policy::Policy;
+use gatelog::tlog::tlog_proof::TlogProof;
 
 /// A log's database and key, and the flags that put a node on them.
 struct Cluster {
@@ -58,6 +68,11 @@ impl Cluster {
 
     /// Node `n` (its own data directory), with `args`.
     fn node(&self, n: usize, args: &[&str]) -> Server {
+        self.node_with_env(n, args, &[])
+    }
+
+    /// Node `n` with `args` and `env` added to its environment.
+    fn node_with_env(&self, n: usize, args: &[&str], env: &[(&str, &str)]) -> Server {
         let data = self.dir.path().join(format!("node{n}"));
         let mut all = vec![
             "--store",
@@ -70,7 +85,7 @@ impl Cluster {
             "0",
         ];
         all.extend_from_slice(args);
-        Server::start_command("serve", &data, &all)
+        Server::start_with_env("serve", &data, &all, env)
     }
 
     fn opaque_node(&self, n: usize) -> Server {
@@ -747,4 +762,363 @@ fn an_imported_log_of_several_tile_levels_serves_the_same_tiles() {
         assert_eq!(&get_ok(node.addr, path).body, want, "{path}");
     }
     assert_eq!(node.append(b"after the move")["index"], 700);
+}
+
+/// alice's key after `rotations` rotations.
+fn alice_key(rotations: u8) -> NoteSigner {
+    NoteSigner::from_seed("alice", [0x40 + rotations; 32]).unwrap()
+}
+
+/// The admin's rotation of alice's key to `key`.
+fn rotate_alice(key: &NoteSigner) -> Statement {
+    let mut st = build::register(
+        &human("admin"),
+        &human("alice"),
+        "",
+        key.verifier().public_key(),
+        now(),
+    );
+    if let Some(entry::Body::IdentityRegistration(r)) = &mut st.body {
+        r.operation = entry::proto::identity_registration::Operation::RotateKey as i32;
+    }
+    st
+}
+
+fn alice_request(chain: &str) -> Statement {
+    let tgt = target("github", "corp/payments", "alice");
+    build::request(&human("alice"), chain, tgt, write(), "dave", now())
+}
+
+#[test]
+fn a_key_rotated_on_another_node_is_checked_again_before_the_gate_decides() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    let a = cluster.node(0, &["--dev"]);
+    // b never follows while idle: it learns of a's entries only when it
+    // sequences, under the lock.
+    let b = cluster.node(1, &["--dev", "--pg-follow-ms", "60000"]);
+    let admin_text = std::fs::read_to_string(cluster.dir.path().join("node0/admin.key")).unwrap();
+    let admin = NoteSigner::parse(admin_text.trim()).unwrap();
+    let st = build::register(
+        &human("admin"),
+        &human("alice"),
+        "",
+        alice_key(0).verifier().public_key(),
+        now(),
+    );
+    at(&a.submit(&admin, &st));
+    let dave = NoteSigner::from_seed("dave", cast_seed("dave")).unwrap();
+    let st = build::register(
+        &human("admin"),
+        &human("dave"),
+        "",
+        dave.verifier().public_key(),
+        now(),
+    );
+    at(&a.submit(&admin, &st));
+    // b does not know alice yet: the gate judges after catching up.
+    at(&b.submit(&alice_key(0), &alice_request("KEY-0")));
+
+    // a rotates alice's key; b still holds the old one when alice's old
+    // key signs on b, and checks again once it has caught up.
+    at(&a.submit(&admin, &rotate_alice(&alice_key(1))));
+    let size = a.tree_size();
+    let r = b.submit(&alice_key(0), &alice_request("KEY-OLD"));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.error_code(), "key_revoked");
+    assert_eq!(b.tree_size(), size, "b caught up and logged nothing");
+    let r = b.submit(&alice_key(1), &alice_request("KEY-1"));
+    assert_eq!(r.status, 200, "the new key signs: {}", r.text());
+
+    // Again while b is behind, with the newer key: b's own check fails,
+    // the log has moved on, so its gate judges after catching up.
+    at(&a.submit(&admin, &rotate_alice(&alice_key(2))));
+    let r = b.submit(&alice_key(2), &alice_request("KEY-2"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A key alice never had is refused, behind or not.
+    at(&a.submit(&admin, &rotate_alice(&alice_key(3))));
+    let r = b.submit(&alice_key(9), &alice_request("KEY-9"));
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.error_code(), "unknown_key");
+    let r = b.submit(&alice_key(2), &alice_request("KEY-2-OLD"));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.error_code(), "key_revoked");
+    assert_eq!(a.tree_size(), b.tree_size());
+}
+
+/// libfaketime, which shifts a process's clock; None (skipped) when
+/// missing outside CI.
+fn libfaketime() -> Option<String> {
+    let found = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ]
+    .iter()
+    .map(|d| format!("{d}/faketime/libfaketime.so.1"))
+    .find(|p| Path::new(p).exists());
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "libfaketime is missing (tools/setup --test installs faketime)"
+        );
+        eprintln!("skipped: libfaketime is missing (apt-get install faketime)");
+    }
+    found
+}
+
+#[test]
+fn a_node_whose_clock_is_off_the_databases_refuses_to_sequence() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    let Some(lib) = libfaketime() else {
+        return;
+    };
+    let good = cluster.opaque_node(0);
+    good.append(b"on time");
+    let shifted = |n: usize, offset: &str| {
+        let args = ["--entries", "opaque", "--anonymous-writes", "yes"];
+        let env = [
+            ("LD_PRELOAD", lib.as_str()),
+            ("FAKETIME", offset),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ];
+        cluster.node_with_env(n, &args, &env)
+    };
+    // Half a second off is within the tolerance.
+    let near = shifted(1, "+0.5");
+    near.append(b"half a second ahead");
+    for (n, offset) in [(2, "+5"), (3, "-5")] {
+        let off = shifted(n, offset);
+        let size = good.tree_size();
+        let r = http(off.addr, "POST", "/v1/entries", b"from a clock 5 s off").unwrap();
+        assert_eq!(r.status, 503, "clock {offset} s: {}", r.text());
+        assert_eq!(r.error_code(), "storage_unavailable");
+        assert!(r.text().contains("off the database's"), "{}", r.text());
+        assert_eq!(good.tree_size(), size, "nothing was sequenced");
+    }
+    good.append(b"the others go on");
+    near.append(b"and so does the one nearly on time");
+}
+
+/// The witnesses' cosignatures on a node's /checkpoint, by name, if it
+/// verifies under `policy`.
+fn cosigners(node: &Server, policy: &Policy) -> (u64, Vec<String>) {
+    let note = get_ok(node.addr, "/checkpoint").text();
+    let (cp, names) = policy
+        .verify(note.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}\n{note}"));
+    (cp.size, names)
+}
+
+#[test]
+fn one_set_of_witness_rounds_for_the_cluster_taken_over_when_its_leader_dies() {
+    let Some(cluster) = Cluster::new() else {
+        return;
+    };
+    let log_key = NoteSigner::parse(std::fs::read_to_string(&cluster.key).unwrap().trim()).unwrap();
+    let log_vkey = log_key.verifier().to_vkey();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let witnesses: Vec<Server> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let name = format!("witness.example/w{i}");
+            Server::start_command("witness", d.path(), &["--name", &name, "--log", &log_vkey])
+        })
+        .collect();
+    let mut policy = format!("log {log_vkey}\n");
+    for (i, w) in witnesses.iter().enumerate() {
+        policy.push_str(&format!("witness w{i} {} http://{}\n", w.vkey, w.addr));
+    }
+    policy.push_str("group both all w0 w1\nquorum both\n");
+    let policy = Policy::parse(&policy).unwrap();
+    let specs: Vec<String> = witnesses
+        .iter()
+        .enumerate()
+        .map(|(i, w)| format!("w{i}=http://{}+{}", w.addr, w.vkey))
+        .collect();
+    let mut args = vec![
+        "--entries",
+        "opaque",
+        "--anonymous-writes",
+        "yes",
+        "--witness-quorum",
+        "2",
+        "--witness-timeout-ms",
+        "500",
+    ];
+    for s in &specs {
+        args.extend(["--witness", s.as_str()]);
+    }
+    let mut nodes: Vec<Server> = (0..3).map(|n| cluster.node(n, &args)).collect();
+
+    // Every node answers an append with a proof to a checkpoint both
+    // witnesses cosigned: the leader's, or the one it posted.
+    let verifier = verifier(&nodes[0]);
+    let append_cosigned = |node: &Server, entry: &[u8]| -> Result<u64, String> {
+        let r = http(node.addr, "POST", "/v1/entries", entry).unwrap();
+        if r.status != 200 {
+            return Err(r.text());
+        }
+        let bundle = TlogProof::parse(r.json()["proof"].as_str().unwrap()).unwrap();
+        bundle.verify(&leaf_hash(entry), &verifier).unwrap();
+        let (cp, names) = policy.verify(bundle.checkpoint.as_bytes()).unwrap();
+        assert_eq!(names, ["w0", "w1"]);
+        Ok(cp.size)
+    };
+    for i in 0..30u32 {
+        let node = &nodes[i as usize % 3];
+        append_cosigned(node, format!("cosigned {i}").as_bytes()).unwrap();
+    }
+    let leaders = |nodes: &[Server]| -> Vec<usize> {
+        (0..nodes.len())
+            .filter(|&n| metric(&nodes[n], "gatelog_witness_leading") == 1)
+            .collect()
+    };
+    let led = leaders(&nodes);
+    assert_eq!(led.len(), 1, "one node leads the rounds: {led:?}");
+    let leader = led[0];
+    for (n, node) in nodes.iter().enumerate() {
+        let rounds = metric(node, "gatelog_witness_round_seconds_count");
+        match n == leader {
+            true => assert!(rounds > 0),
+            false => assert_eq!(rounds, 0, "node {n} ran rounds of its own"),
+        }
+    }
+    // Every node comes to serve the same cosigned checkpoint, byte for
+    // byte.
+    let started = Instant::now();
+    loop {
+        let seen: HashSet<String> = nodes
+            .iter()
+            .map(|n| get_ok(n.addr, "/checkpoint").text())
+            .collect();
+        let cosigned = cosigners(&nodes[0], &policy);
+        if seen.len() == 1 && cosigned.0 == 30 && cosigned.1.len() == 2 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{seen:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let real = get_ok(nodes[0].addr, "/checkpoint").text();
+    let real_cosignatures = real
+        .split_once("\n\n")
+        .unwrap()
+        .1
+        .split_once('\n')
+        .unwrap()
+        .1;
+    assert_eq!(real_cosignatures.lines().count(), 2, "{real}");
+
+    // Nothing posted is served unchecked. A database writer holds the
+    // lease for a leader that does not exist: every node reads the posts.
+    let sql = |q: &str| cluster.pg.psql("gatelog", q).unwrap();
+    sql("UPDATE gatelog_witnessing SET leader = 'mallory', lease_until = clock_timestamp() + interval '1 hour'");
+    let started = Instant::now();
+    while nodes
+        .iter()
+        .any(|n| metric(n, "gatelog_witness_leading") == 1)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a node still leads"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The log moves on without a round: the entry is logged, its writer
+    // gets 503.
+    let r = http(nodes[1].addr, "POST", "/v1/entries", b"uncosigned").unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.error_code(), "witness_quorum_timeout");
+    let started = Instant::now();
+    while nodes.iter().any(|n| n.tree_size() != 31) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the nodes did not follow"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let next = cluster
+        .pg
+        .query_text("gatelog", "SELECT checkpoint FROM gatelog_head")
+        .unwrap();
+    // Size 31 with another root (signed with the log's key), then the
+    // true checkpoint of 31 with the cosignatures of 30 replayed.
+    let forked = Checkpoint {
+        origin: log_key.name().to_string(),
+        size: 31,
+        root: [9; 32],
+        extensions: vec![],
+    }
+    .sign(&log_key)
+    .unwrap();
+    for checkpoint in [forked, next] {
+        let before: Vec<u64> = nodes
+            .iter()
+            .map(|n| metric(n, "gatelog_witness_posted_refused_total"))
+            .collect();
+        let quote = |t: &str| t.replace('\'', "''");
+        sql(&format!(
+            "UPDATE gatelog_witnessing SET round_size = 31,
+                round_checkpoint = '{0}', round_cosignatures = '{1}',
+                quorate_size = 31, quorate_checkpoint = '{0}', quorate_cosignatures = '{1}'",
+            quote(&checkpoint),
+            quote(real_cosignatures)
+        ));
+        let started = Instant::now();
+        for (n, node) in nodes.iter().enumerate() {
+            while metric(node, "gatelog_witness_posted_refused_total") <= before[n] {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "node {n} did not refuse it"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(get_ok(node.addr, "/checkpoint").text(), real, "node {n}");
+        }
+    }
+    // The lease freed, a node leads again and cosigns what it missed.
+    sql("UPDATE gatelog_witnessing SET leader = NULL");
+    let started = Instant::now();
+    while nodes.iter().any(|n| cosigners(n, &policy).0 != 31) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "31 was not cosigned"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let led = leaders(&nodes);
+    assert_eq!(led.len(), 1, "{led:?}");
+    let leader = led[0];
+
+    // The leader dies: another node takes the rounds over within its
+    // lease (2 x 500 ms + 1 s), and appends through the others are
+    // cosigned again.
+    nodes[leader].kill9();
+    let killed = Instant::now();
+    let others: Vec<usize> = (0..3).filter(|&n| n != leader).collect();
+    let mut i = 0;
+    let size = loop {
+        i += 1;
+        let node = &nodes[others[i % 2]];
+        match append_cosigned(node, format!("after {i}").as_bytes()) {
+            Ok(size) => break size,
+            Err(e) => assert!(killed.elapsed() < Duration::from_secs(15), "{e}"),
+        }
+    };
+    let takeover = killed.elapsed();
+    eprintln!("witness rounds taken over {takeover:?} after the leader's kill -9");
+    assert!(size > 31);
+    let leading: Vec<usize> = others
+        .iter()
+        .copied()
+        .filter(|&n| metric(&nodes[n], "gatelog_witness_leading") == 1)
+        .collect();
+    assert_eq!(leading.len(), 1, "one of the others leads: {leading:?}");
+    for n in others {
+        append_cosigned(&nodes[n], format!("on node {n}").as_bytes()).unwrap();
+    }
 }

@@ -486,6 +486,12 @@ impl Log {
         Ok(proofs)
     }
 
+    /// The root of the tree of `size`, from the stored tiles.
+    pub fn root_at(&self, size: u64) -> Result<Hash, ReadError> {
+        let size = self.checked_size(Some(size))?;
+        Ok(self.with_prover(ProofUser::Log, |p| p.root(size))?)
+    }
+
     /// Index of the entry with `leaf` hash, if it is in the tree of `size`.
     pub fn find_leaf(&self, leaf: &Hash, size: Option<u64>) -> Result<u64, ReadError> {
         let size = self.checked_size(size)?;

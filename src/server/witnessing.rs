@@ -7,6 +7,13 @@
 //!
 //! One round covers one checkpoint for all witnesses, so their
 //! cosignatures land on the same checkpoint and can form a quorum.
+//!
+//! Nodes on a shared store run one set of rounds for the cluster: the
+//! node holding the store's lease ([`WitnessBoard`]) asks the witnesses
+//! and posts what they cosigned; the others serve it once they have
+//! checked it against their own tree and their own witness keys. A node
+//! that dies loses the lease after `2 x timeout + 1 s` and another takes
+//! over.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -24,6 +31,8 @@ use tokio::task::JoinSet;
 
 use crate::server::log::{Log, LogHead};
 use crate::server::metrics::{Histogram, LATENCY_BOUNDS};
+use crate::server::store::{Posted, WitnessBoard};
+use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::cosignature::{AddCheckpoint, CosignatureVerifier};
 use crate::tlog::merkle::Hash;
 use crate::tlog::note::Note;
@@ -125,6 +134,13 @@ pub struct Witnessing {
     stats: Vec<WitnessStats>,
     latest: watch::Sender<Arc<CosignedHead>>,
     quorate: watch::Sender<Option<Arc<CosignedHead>>>,
+    /// 1 while this node runs the rounds (always, on an embedded store).
+    leading: AtomicU64,
+    /// Posted checkpoints this node refused to serve.
+    posted_refused: AtomicU64,
+    /// The last post checked in each [`Slot`], so that each is checked
+    /// (and reported) once.
+    seen: std::sync::Mutex<[Option<Posted>; 2]>,
 }
 
 impl Witnessing {
@@ -155,6 +171,9 @@ impl Witnessing {
             stats: witnesses.iter().map(|_| WitnessStats::default()).collect(),
             latest: watch::Sender::new(Arc::new(CosignedHead::new(head, vec![]))),
             quorate: watch::Sender::new(None),
+            leading: AtomicU64::new(0),
+            posted_refused: AtomicU64::new(0),
+            seen: std::sync::Mutex::new([None, None]),
         });
         let clients = witnesses
             .iter()
@@ -218,6 +237,26 @@ impl Witnessing {
             "gatelog_witness_wait_seconds",
             "How long a writer waits for the quorum after its entry is sequenced.",
         );
+        for (metric, help, kind, value) in [
+            (
+                "gatelog_witness_leading",
+                "Whether this node runs the witness rounds (one node of a cluster does).",
+                "gauge",
+                &self.leading,
+            ),
+            (
+                "gatelog_witness_posted_refused_total",
+                "Checkpoints the rounds' leader posted that this node refused to serve.",
+                "counter",
+                &self.posted_refused,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {metric} {help}\n# TYPE {metric} {kind}\n{metric} {}",
+                value.load(Relaxed)
+            );
+        }
         type Field = fn(&WitnessStats) -> &AtomicU64;
         let per_witness: [(&str, &str, &str, Field); 3] = [
             (
@@ -252,6 +291,197 @@ impl Witnessing {
     }
 }
 
+/// Whether `got` (size, cosignatures) would be a step back from `had`: a
+/// smaller tree, or the same with fewer cosignatures.
+fn worse(got: &CosignedHead, had: &CosignedHead) -> bool {
+    (got.head.size, got.cosignatures.len()) < (had.head.size, had.cosignatures.len())
+}
+
+/// Where the leader posts: the latest round's checkpoint, and the latest
+/// that reached the quorum.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Round = 0,
+    Quorate = 1,
+}
+
+impl Witnessing {
+    /// Publishes `got` as the latest round's, unless it is a step back.
+    fn publish_latest(&self, got: CosignedHead) {
+        if !worse(&got, &self.latest.borrow()) {
+            self.latest.send_replace(Arc::new(got));
+        }
+    }
+
+    /// Publishes `got`, cosigned by at least the quorum, unless it is a
+    /// step back, with the inclusion proofs of the entries it newly covers
+    /// (computed in one pass: each then costs microseconds, not a cold
+    /// read of the tiles under the proof lock). Blocking: it reads tiles.
+    fn publish_quorate(&self, log: &Log, got: CosignedHead) {
+        let current = self.quorate.borrow().clone();
+        let next = match current {
+            Some(q) if worse(&got, &q) => return,
+            // The same checkpoint with more cosignatures: keep the proofs.
+            Some(q) if q.head.size == got.head.size => CosignedHead {
+                proofs: q.proofs.clone(),
+                proofs_from: q.proofs_from,
+                ..got
+            },
+            q => {
+                let size = got.head.size;
+                let from = q
+                    .map_or(0, |q| q.head.size)
+                    .max(size.saturating_sub(MAX_PROOFS_AHEAD));
+                let proofs = log.inclusion_proofs(from, size).unwrap_or_default();
+                CosignedHead {
+                    proofs,
+                    proofs_from: from,
+                    ..got
+                }
+            }
+        };
+        self.quorate.send_replace(Some(Arc::new(next)));
+    }
+
+    /// Serves what the rounds' leader posted, once checked. Either post
+    /// with this node's quorum of cosignatures is quorate here, whatever
+    /// the leader's own quorum. Blocking.
+    fn adopt_posted(&self, log: &Log, board: &dyn WitnessBoard) {
+        let (round, quorate) = match board.posted() {
+            Ok(posted) => posted,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the posted cosignatures");
+                return;
+            }
+        };
+        for (slot, posted) in [(Slot::Round, round), (Slot::Quorate, quorate)] {
+            let Some(got) = posted.and_then(|p| self.checked(log, slot, p)) else {
+                continue;
+            };
+            if self.quorum > 0 && got.cosignatures.len() >= self.quorum {
+                self.publish_quorate(log, got.clone_head());
+            }
+            self.publish_latest(got);
+        }
+    }
+
+    /// A posted checkpoint this node may serve: signed by the log and by
+    /// nothing else, the root of this node's own tree at its size, with
+    /// the cosignatures of this node's witnesses only, in their order.
+    /// None: seen before, refused, beyond this node's tree for now (it
+    /// follows the store soon) or not checkable now.
+    fn checked(&self, log: &Log, slot: Slot, posted: Posted) -> Option<CosignedHead> {
+        if self.seen.lock().unwrap_or_else(|p| p.into_inner())[slot as usize].as_ref()
+            == Some(&posted)
+        {
+            return None;
+        }
+        let checkpoint = match Checkpoint::open(posted.checkpoint.as_bytes(), log.verifier()) {
+            Ok(c) => c,
+            Err(e) => return self.refuse(slot, posted, &format!("the checkpoint: {e}")),
+        };
+        match Note::parse(posted.checkpoint.as_bytes()) {
+            Ok(n) if n.signatures.len() == 1 => {}
+            _ => {
+                let why = "the checkpoint carries signatures besides the log's";
+                return self.refuse(slot, posted, why);
+            }
+        }
+        if checkpoint.size > log.head().size {
+            return None;
+        }
+        let root = match log.root_at(checkpoint.size) {
+            Ok(root) => root,
+            Err(e) => {
+                tracing::debug!(error = %e, "this node's root at a posted size");
+                return None;
+            }
+        };
+        if root != checkpoint.root {
+            let why = format!(
+                "its root at size {} is not this node's (a fork of the log)",
+                checkpoint.size
+            );
+            return self.refuse(slot, posted, &why);
+        }
+        let text = format!("{}{}", posted.checkpoint, posted.cosignatures);
+        let cosigned = match Note::parse(text.as_bytes()) {
+            Ok(n) => n,
+            Err(e) => return self.refuse(slot, posted, &format!("the cosignatures: {e}")),
+        };
+        let lines: Vec<String> = self
+            .configs
+            .iter()
+            .filter_map(|w| cosignature_line(&w.key, &cosigned))
+            .collect();
+        if slot == Slot::Quorate && lines.len() < self.quorum {
+            let why = format!(
+                "posted as quorate with {} of this node's {} witnesses cosigning; it needs {} (do the nodes have the same --witness flags?)",
+                lines.len(),
+                self.configs.len(),
+                self.quorum
+            );
+            return self.refuse(slot, posted, &why);
+        }
+        let head = LogHead {
+            size: checkpoint.size,
+            root,
+            checkpoint: posted.checkpoint.as_str().into(),
+        };
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())[slot as usize] = Some(posted);
+        Some(CosignedHead::new(Arc::new(head), lines))
+    }
+
+    /// Reports a refused post, once per post and slot.
+    fn refuse(&self, slot: Slot, posted: Posted, why: &str) -> Option<CosignedHead> {
+        tracing::warn!(reason = %why, "refused to serve a checkpoint the witness rounds' leader posted");
+        self.posted_refused.fetch_add(1, Relaxed);
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())[slot as usize] = Some(posted);
+        None
+    }
+}
+
+impl CosignedHead {
+    /// The checkpoint and cosignatures, without the proofs.
+    fn clone_head(&self) -> CosignedHead {
+        CosignedHead::new(self.head.clone(), self.cosignatures.clone())
+    }
+}
+
+/// How long the rounds' leader holds its lease: longer than a round
+/// (which ends within `timeout`) and than three looks at the store, since
+/// it renews between rounds once half of it has passed.
+fn lease_for(timeout: Duration, every: Duration) -> Duration {
+    (2 * timeout + Duration::from_secs(1)).max(3 * every)
+}
+
+/// This process's name for the lease: a restarted node is a new one.
+fn node_name() -> String {
+    use rand_core::{OsRng, RngCore};
+    format!("{}-{:016x}", std::process::id(), OsRng.next_u64())
+}
+
+/// Takes or renews the lease on the shared store (reading what the leader
+/// posted when another node holds it); true if this node leads.
+async fn take_lease(log: &Arc<Log>, shared: &Arc<Witnessing>, node: &str, lease: Duration) -> bool {
+    let (l, w, node) = (log.clone(), shared.clone(), node.to_string());
+    let leading = tokio::task::spawn_blocking(move || {
+        let board = l.store().witness_board()?;
+        match board.lead(&node, lease) {
+            Ok(true) => Some(()),
+            Ok(false) => {
+                w.adopt_posted(&l, board);
+                None
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "taking the witness rounds' lease");
+                None
+            }
+        }
+    });
+    leading.await.ok().flatten().is_some()
+}
+
 async fn rounds(
     log: Arc<Log>,
     mut clients: Vec<WitnessClient>,
@@ -259,107 +489,194 @@ async fn rounds(
     timeout: Duration,
 ) {
     let mut heads = log.subscribe();
+    // On a shared store: how often to read the posts (and so how stale a
+    // follower's cosignatures may be).
+    let poll = log.store().shared();
+    let lease = poll.map(|every| lease_for(timeout, every));
+    let node = node_name();
+    // When this node last took or renewed the lease.
+    let mut renewed: Option<std::time::Instant> = None;
     // The size every witness has cosigned; a round that missed a witness
     // is tried again after a pause even if the log is quiet.
     let mut done = 0u64;
-    // The size of the last checkpoint that reached the quorum.
-    let mut quorate_size = 0u64;
     loop {
-        let head = heads.borrow_and_update().clone();
-        if head.size == 0 || head.size == done {
-            if heads.changed().await.is_err() {
-                return;
+        let leading = match lease {
+            None => true,
+            Some(lease) if renewed.is_some_and(|r| r.elapsed() < lease / 2) => true,
+            Some(lease) => {
+                let started = std::time::Instant::now();
+                let leading = take_lease(&log, &shared, &node, lease).await;
+                renewed = leading.then_some(started);
+                leading
             }
-            continue;
+        };
+        if shared.leading.swap(leading as u64, Relaxed) != leading as u64 && poll.is_some() {
+            let role = match leading {
+                true => "this node leads them",
+                false => "this node serves the leader's",
+            };
+            tracing::info!(leading, "witness rounds: {role}");
         }
-        let started = std::time::Instant::now();
-        let mut round = JoinSet::new();
-        for mut c in clients.drain(..) {
-            let (log, head) = (log.clone(), head.clone());
-            round.spawn(async move {
-                let r = tokio::time::timeout(timeout, c.cosign(&log, &head)).await;
-                (
-                    c,
-                    r.unwrap_or_else(|_| Err(format!("no answer within {timeout:?}"))),
-                )
-            });
-        }
-        let mut cosignatures = Vec::new();
-        let mut published_quorum = false;
-        while let Some(joined) = round.join_next().await {
-            let Ok((c, result)) = joined else { continue };
-            let stats = &shared.stats[c.index];
-            match result {
-                Ok(line) => {
-                    cosignatures.push(line);
-                    if stats.up.swap(1, Relaxed) == 0 {
-                        tracing::info!(witness = %c.config.name, "witness is cosigning");
-                    }
-                    stats.cosigned_size.store(head.size, Relaxed);
+        if leading {
+            let head = heads.borrow_and_update().clone();
+            if head.size != 0 && head.size != done {
+                let board_node = poll.map(|_| node.as_str());
+                if round(&log, &mut clients, &shared, &head, timeout, board_node).await {
+                    done = head.size;
+                } else {
+                    // Pause before asking again, unless the log moves on first.
+                    let _ = tokio::time::timeout(RETRY_PAUSE, heads.changed()).await;
                 }
-                Err(e) => {
-                    if stats.up.swap(0, Relaxed) == 1 || stats.failures.load(Relaxed) == 0 {
-                        tracing::warn!(witness = %c.config.name, error = %e, "witness did not cosign");
-                    }
-                    stats.failures.fetch_add(1, Relaxed);
-                }
+                continue;
             }
-            clients.push(c);
-            // Answer waiting writers as soon as the quorum is in, not when
-            // the slowest witness gives up.
-            if !published_quorum && shared.quorum > 0 && cosignatures.len() >= shared.quorum {
-                published_quorum = true;
-                shared.quorum_latency.observe_duration(started.elapsed());
-                // Proofs for the writers this quorum releases, computed in
-                // one pass (each proof then costs microseconds, not a
-                // cold read of the tiles under the proof lock).
-                let from = quorate_size.max(head.size.saturating_sub(MAX_PROOFS_AHEAD));
-                let (l, size) = (log.clone(), head.size);
-                let proofs = tokio::task::spawn_blocking(move || l.inclusion_proofs(from, size))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
-                quorate_size = head.size;
-                shared.quorate.send_replace(Some(Arc::new(CosignedHead {
-                    proofs,
-                    proofs_from: from,
-                    ..CosignedHead::new(head.clone(), cosignatures.clone())
-                })));
-            }
-        }
-        // A client whose task panicked is rebuilt, so no witness is lost.
-        for (index, config) in shared.configs.iter().enumerate() {
-            if !clients.iter().any(|c| c.index == index) {
-                clients.push(WitnessClient::new(index, config.clone()));
-            }
-        }
-        clients.sort_by_key(|c| c.index);
-        shared.round_latency.observe_duration(started.elapsed());
-        let complete = cosignatures.len() == clients.len();
-        let cosigned = Arc::new(CosignedHead::new(head.clone(), cosignatures));
-        if published_quorum {
-            // The same checkpoint with every cosignature; keep the proofs.
-            let proofs = shared
-                .quorate
-                .borrow()
-                .as_ref()
-                .map(|q| (q.proofs.clone(), q.proofs_from));
-            let (proofs, proofs_from) = proofs.unwrap_or_default();
-            shared.quorate.send_replace(Some(Arc::new(CosignedHead {
-                proofs,
-                proofs_from,
-                ..CosignedHead::new(head.clone(), cosigned.cosignatures.clone())
-            })));
-        }
-        shared.latest.send_replace(cosigned);
-        if complete {
-            done = head.size;
         } else {
-            // Pause before asking again, unless the log moves on first.
-            let _ = tokio::time::timeout(RETRY_PAUSE, heads.changed()).await;
+            // Whoever leads next asks for the head it has.
+            done = 0;
+        }
+        let changed = match poll {
+            None => heads.changed().await,
+            Some(every) => tokio::time::timeout(every, heads.changed())
+                .await
+                .unwrap_or(Ok(())),
+        };
+        if changed.is_err() {
+            return;
         }
     }
+}
+
+/// One round: asks every witness to cosign `head`, publishes the
+/// checkpoint as soon as the quorum is in and again with every
+/// cosignature, and posts both for the other nodes (`board_node`: this
+/// node's name in the lease, on a shared store). True if every witness
+/// cosigned and the other nodes have it.
+async fn round(
+    log: &Arc<Log>,
+    clients: &mut Vec<WitnessClient>,
+    shared: &Arc<Witnessing>,
+    head: &Arc<LogHead>,
+    timeout: Duration,
+    board_node: Option<&str>,
+) -> bool {
+    let started = std::time::Instant::now();
+    let mut round = JoinSet::new();
+    for mut c in clients.drain(..) {
+        let (log, head) = (log.clone(), head.clone());
+        round.spawn(async move {
+            let r = tokio::time::timeout(timeout, c.cosign(&log, &head)).await;
+            (
+                c,
+                r.unwrap_or_else(|_| Err(format!("no answer within {timeout:?}"))),
+            )
+        });
+    }
+    // (witness index, line): published in the configuration's order, the
+    // order every node serves them in.
+    let mut cosignatures: Vec<(usize, String)> = Vec::new();
+    let mut published_quorum = false;
+    while let Some(joined) = round.join_next().await {
+        let Ok((c, result)) = joined else { continue };
+        let stats = &shared.stats[c.index];
+        match result {
+            Ok(line) => {
+                cosignatures.push((c.index, line));
+                if stats.up.swap(1, Relaxed) == 0 {
+                    tracing::info!(witness = %c.config.name, "witness is cosigning");
+                }
+                stats.cosigned_size.store(head.size, Relaxed);
+            }
+            Err(e) => {
+                if stats.up.swap(0, Relaxed) == 1 || stats.failures.load(Relaxed) == 0 {
+                    tracing::warn!(witness = %c.config.name, error = %e, "witness did not cosign");
+                }
+                stats.failures.fetch_add(1, Relaxed);
+            }
+        }
+        clients.push(c);
+        // Answer waiting writers as soon as the quorum is in, not when
+        // the slowest witness gives up.
+        if !published_quorum && shared.quorum > 0 && cosignatures.len() >= shared.quorum {
+            published_quorum = true;
+            shared.quorum_latency.observe_duration(started.elapsed());
+            publish(log, shared, head, &cosignatures, true, board_node).await;
+        }
+    }
+    // A client whose task panicked is rebuilt, so no witness is lost.
+    for (index, config) in shared.configs.iter().enumerate() {
+        if !clients.iter().any(|c| c.index == index) {
+            clients.push(WitnessClient::new(index, config.clone()));
+        }
+    }
+    clients.sort_by_key(|c| c.index);
+    shared.round_latency.observe_duration(started.elapsed());
+    let complete = cosignatures.len() == clients.len();
+    // The same checkpoint with every cosignature gathered.
+    let posted = publish(
+        log,
+        shared,
+        head,
+        &cosignatures,
+        published_quorum,
+        board_node,
+    )
+    .await;
+    complete && posted
+}
+
+/// Publishes a round's result on this node (as quorate if `quorate`) and
+/// posts it for the other nodes; false if that post failed.
+async fn publish(
+    log: &Arc<Log>,
+    shared: &Arc<Witnessing>,
+    head: &Arc<LogHead>,
+    cosignatures: &[(usize, String)],
+    quorate: bool,
+    board_node: Option<&str>,
+) -> bool {
+    let mut sorted = cosignatures.to_vec();
+    sorted.sort();
+    let lines: Vec<String> = sorted.into_iter().map(|(_, line)| line).collect();
+    let (l, w, head) = (log.clone(), shared.clone(), head.clone());
+    let node = board_node.map(str::to_string);
+    let posting = tokio::task::spawn_blocking(move || {
+        let got = CosignedHead::new(head.clone(), lines.clone());
+        if quorate {
+            w.publish_quorate(&l, got.clone_head());
+        }
+        w.publish_latest(got);
+        let (Some(node), Some(board)) = (node, l.store().witness_board()) else {
+            return true;
+        };
+        let posted = Posted {
+            checkpoint: head.checkpoint.to_string(),
+            cosignatures: lines.concat(),
+        };
+        match board.post(&node, head.size, &posted, quorate) {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!("not posted: another node leads the witness rounds");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "posting the cosigned checkpoint");
+                false
+            }
+        }
+    });
+    posting.await.unwrap_or(false)
+}
+
+/// The cosignature line `key` made on `note`, if any: rebuilt from the
+/// signature that verified, so the line published is exactly the one
+/// checked.
+fn cosignature_line(key: &CosignatureVerifier, note: &Note) -> Option<String> {
+    let sig = note
+        .signatures
+        .iter()
+        .find(|s| key.verify(&note.text, s).is_some())?;
+    let mut raw = sig.id.to_be_bytes().to_vec();
+    raw.extend_from_slice(&sig.sig);
+    Some(format!("\u{2014} {} {}\n", sig.name, B64.encode(raw)))
 }
 
 /// A keep-alive connection to one witness and what it last cosigned.
@@ -434,17 +751,8 @@ impl WitnessClient {
     fn verified_line(&self, head: &LogHead, answer: &str) -> Result<String, String> {
         let note = Note::parse(format!("{}{answer}", head.checkpoint).as_bytes())
             .map_err(|e| format!("unreadable cosignature: {e}"))?;
-        let key = &self.config.key;
-        let sig = note
-            .signatures
-            .iter()
-            .find(|s| key.verify(&note.text, s).is_some())
-            .ok_or("no valid cosignature by its key in the answer")?;
-        // Rebuilt from the signature that verified, so the line published
-        // is exactly the one checked.
-        let mut raw = sig.id.to_be_bytes().to_vec();
-        raw.extend_from_slice(&sig.sig);
-        Ok(format!("\u{2014} {} {}\n", sig.name, B64.encode(raw)))
+        cosignature_line(&self.config.key, &note)
+            .ok_or_else(|| "no valid cosignature by its key in the answer".into())
     }
 
     async fn post(&mut self, body: String) -> Result<(u16, Bytes), String> {

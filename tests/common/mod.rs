@@ -163,7 +163,17 @@ impl Server {
     /// Starts `gatelog SUBCOMMAND --data-dir DIR --listen 127.0.0.1:0 ARGS...`
     /// (without the --listen if ARGS has one) and waits until it listens.
     pub fn start_command(subcommand: &str, data_dir: &Path, args: &[&str]) -> Server {
-        Self::spawn(subcommand, data_dir, args, Stdio::inherit())
+        Self::spawn(subcommand, data_dir, args, Stdio::inherit(), &[])
+    }
+
+    /// As [`Server::start_command`], with `env` added to its environment.
+    pub fn start_with_env(
+        subcommand: &str,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        Self::spawn(subcommand, data_dir, args, Stdio::inherit(), env)
     }
 
     /// As [`Server::start_command`], its stderr (the log lines) into `stderr`.
@@ -173,10 +183,16 @@ impl Server {
         args: &[&str],
         stderr: std::fs::File,
     ) -> Server {
-        Self::spawn(subcommand, data_dir, args, stderr.into())
+        Self::spawn(subcommand, data_dir, args, stderr.into(), &[])
     }
 
-    fn spawn(subcommand: &str, data_dir: &Path, args: &[&str], stderr: Stdio) -> Server {
+    fn spawn(
+        subcommand: &str,
+        data_dir: &Path,
+        args: &[&str],
+        stderr: Stdio,
+        env: &[(&str, &str)],
+    ) -> Server {
         #[cfg(feature = "server")]
         let store =
             match subcommand == "serve" && pg::suite_on_postgres() && !args.contains(&"--store") {
@@ -196,6 +212,7 @@ impl Server {
                 &["--listen", "127.0.0.1:0"][..]
             })
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

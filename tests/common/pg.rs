@@ -333,6 +333,21 @@ impl Pg {
         })
     }
 
+    /// The first column of the first row `sql` returns, as text.
+    pub fn query_text(&self, db: &str, sql: &str) -> Result<String, String> {
+        let url = self.url(db);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut c =
+                    postgres::Client::connect(&url, postgres::NoTls).map_err(|e| e.to_string())?;
+                let row = c.query_one(sql, &[]).map_err(|e| e.to_string())?;
+                row.try_get::<_, String>(0).map_err(|e| e.to_string())
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
     /// A new, migrated database `db`.
     pub fn database(&self, db: &str) -> String {
         self.psql("postgres", &format!("CREATE DATABASE {db}"))

@@ -105,6 +105,52 @@ pub trait LogStore: TileReader<Error = StoreError> + Send + Sync {
     fn shared(&self) -> Option<Duration>;
     /// What the store is, for logs and errors ("RocksDB in DIR").
     fn describe(&self) -> String;
+    /// Where the nodes on a shared store agree on who runs the witness
+    /// rounds and share what they cosigned; None: one node (an embedded
+    /// store) runs its own.
+    fn witness_board(&self) -> Option<&dyn WitnessBoard> {
+        None
+    }
+}
+
+/// One set of witness rounds for the nodes of a shared store: one node
+/// at a time holds a lease and asks the witnesses; what they cosign is
+/// posted here and every node serves it, after checking it.
+///
+/// The lease only saves the witnesses from rounds that conflict; the
+/// log's safety does not rest on it. Two nodes that both believe they
+/// lead each ask (a witness answers one of them with 409 and it learns
+/// the size), and no node serves a posted checkpoint before it has
+/// checked the log's signature, the root against its own tree and each
+/// cosignature against its configured witnesses.
+pub trait WitnessBoard: Send + Sync {
+    /// Takes the lease for `node`, or renews the one it holds, for
+    /// `lease` by the store's clock; true if `node` holds it now.
+    fn lead(&self, node: &str, lease: Duration) -> Result<bool, StoreError>;
+    /// Posts a round's checkpoint of `size` and its cosignature lines
+    /// (also as the latest quorate one if `quorate`), only while `node`
+    /// holds the lease and never below a size posted before; false: not
+    /// posted.
+    fn post(
+        &self,
+        node: &str,
+        size: u64,
+        posted: &Posted,
+        quorate: bool,
+    ) -> Result<bool, StoreError>;
+    /// The latest round's checkpoint and the latest quorate one, as
+    /// posted (unchecked).
+    fn posted(&self) -> Result<(Option<Posted>, Option<Posted>), StoreError>;
+}
+
+/// A signed checkpoint and the cosignature lines gathered for it, as
+/// the witness rounds' leader posts them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Posted {
+    /// The checkpoint with the log's signature.
+    pub checkpoint: String,
+    /// Cosignature lines, each ending in "\n".
+    pub cosignatures: String,
 }
 
 /// The sequencing lock, held until it commits or is dropped.

@@ -33,17 +33,20 @@ use postgres::config::{Host, TargetSessionAttrs};
 use postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{decode_indices, encode_indices, Commit, LogStore, Sequencing, StoreError};
+use super::{
+    decode_indices, encode_indices, Commit, LogStore, Posted, Sequencing, StoreError, WitnessBoard,
+};
 use crate::sys::clock::now_ms;
 use crate::tlog::merkle::{leaf_hash, Hash};
 use crate::tlog::tiles::{level_len, TileReader, HASH_SIZE, TILE_WIDTH};
 
 /// The schema's versioned steps, applied in order by `gatelog db
 /// migrate`; a released step never changes (add a new one).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "the log: head, entries, refusals, tiles, closed chains",
-    "CREATE TABLE gatelog_head (
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "the log: head, entries, refusals, tiles, closed chains",
+        "CREATE TABLE gatelog_head (
         one boolean PRIMARY KEY DEFAULT true CHECK (one),
         checkpoint text,
         entries_mode text
@@ -69,7 +72,24 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
         chain bytea PRIMARY KEY,
         entries bytea NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        "one set of witness rounds: the leader's lease and what it posted",
+        "CREATE TABLE gatelog_witnessing (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        leader text,
+        lease_until timestamptz,
+        round_size bigint NOT NULL DEFAULT 0,
+        round_checkpoint text,
+        round_cosignatures text,
+        quorate_size bigint NOT NULL DEFAULT 0,
+        quorate_checkpoint text,
+        quorate_cosignatures text
+    );
+    INSERT INTO gatelog_witnessing (one) VALUES (true);",
+    ),
+];
 
 /// The advisory lock `gatelog db migrate` holds ("gatelog" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0067_6174_656c_6f67;
@@ -366,6 +386,10 @@ pub struct PgStore {
     sequencer_readers: Workers,
     /// The sequencer's connection: it holds the lock's transaction.
     sequencer: Workers,
+    /// The witness rounds' connection (leases and posts), so that a load
+    /// of readers does not cost the leader its lease. Connects on first
+    /// use: a node without witnesses never opens it.
+    board: Workers,
     entries: Mutex<EntryCache>,
     tiles: Mutex<TileCache>,
     options: PgOptions,
@@ -454,6 +478,7 @@ impl PgStore {
             ),
             sequencer_readers: Workers::start(&config, &tls, &readers_settings, 2, "pg-seq-read"),
             sequencer: Workers::start(&config, &tls, &sequencer_settings, 1, "pg-sequencer"),
+            board: Workers::start(&config, &tls, &readers_settings, 1, "pg-witnessing"),
             entries: Mutex::new((LruCache::unbounded(), 0)),
             tiles: Mutex::new(LruCache::new(cap(options.tile_cache_tiles))),
             describe: describe(&config),
@@ -839,6 +864,81 @@ impl LogStore for PgStore {
 
     fn describe(&self) -> String {
         self.describe.clone()
+    }
+
+    fn witness_board(&self) -> Option<&dyn WitnessBoard> {
+        Some(self)
+    }
+}
+
+impl WitnessBoard for PgStore {
+    fn lead(&self, node: &str, lease: Duration) -> Result<bool, StoreError> {
+        let (node, secs) = (node.to_string(), lease.as_secs_f64());
+        self.board.run(move |c| {
+            // The store's clock decides, so the nodes' clocks need not agree.
+            let taken = c
+                .execute(
+                    "UPDATE gatelog_witnessing
+                     SET leader = $1, lease_until = clock_timestamp() + make_interval(secs => $2)
+                     WHERE leader = $1 OR leader IS NULL OR lease_until IS NULL
+                        OR lease_until < clock_timestamp()",
+                    &[&node, &secs],
+                )
+                .map_err(pg)?;
+            Ok(taken == 1)
+        })
+    }
+
+    fn post(
+        &self,
+        node: &str,
+        size: u64,
+        posted: &Posted,
+        quorate: bool,
+    ) -> Result<bool, StoreError> {
+        let (node, posted) = (node.to_string(), posted.clone());
+        let size = i64::try_from(size)
+            .map_err(|_| StoreError::Refused(format!("size {size} beyond PostgreSQL's bigint")))?;
+        self.board.run(move |c| {
+            let done = c
+                .execute(
+                    "UPDATE gatelog_witnessing
+                     SET round_size = $2, round_checkpoint = $3, round_cosignatures = $4,
+                         quorate_size = CASE WHEN $5 THEN $2 ELSE quorate_size END,
+                         quorate_checkpoint = CASE WHEN $5 THEN $3 ELSE quorate_checkpoint END,
+                         quorate_cosignatures = CASE WHEN $5 THEN $4 ELSE quorate_cosignatures END
+                     WHERE leader = $1 AND lease_until >= clock_timestamp() AND round_size <= $2",
+                    &[
+                        &node,
+                        &size,
+                        &posted.checkpoint,
+                        &posted.cosignatures,
+                        &quorate,
+                    ],
+                )
+                .map_err(pg)?;
+            Ok(done == 1)
+        })
+    }
+
+    fn posted(&self) -> Result<(Option<Posted>, Option<Posted>), StoreError> {
+        self.board.run(|c| {
+            let row = c
+                .query_one(
+                    "SELECT round_checkpoint, round_cosignatures,
+                            quorate_checkpoint, quorate_cosignatures
+                     FROM gatelog_witnessing",
+                    &[],
+                )
+                .map_err(pg)?;
+            let pair = |a: usize| -> Option<Posted> {
+                Some(Posted {
+                    checkpoint: row.get::<_, Option<String>>(a)?,
+                    cosignatures: row.get::<_, Option<String>>(a + 1)?,
+                })
+            };
+            Ok((pair(0), pair(2)))
+        })
     }
 }
 
