@@ -1115,7 +1115,7 @@ fn a_log_that_admits_a_suspended_identitys_entries_is_caught() {
         );
     }
     let d = delta(&["read"], &["write"], &[]);
-    let recommend = |chain: &str| {
+    let recommend = |chain: &str| -> u64 {
         let req = u.put(
             &alice,
             &build::request(
@@ -1130,9 +1130,10 @@ fn a_log_that_admits_a_suspended_identitys_entries_is_caught() {
         u.put(
             &copilot,
             &build::recommend(&assistant, chain, vec![req], d.clone(), [7; 32], t),
-        );
+        )
+        .index
     };
-    recommend("BEFORE");
+    let before = recommend("BEFORE");
     u.put(
         &admin,
         &Statement {
@@ -1146,7 +1147,7 @@ fn a_log_that_admits_a_suspended_identitys_entries_is_caught() {
             ..Default::default()
         },
     );
-    recommend("AFTER");
+    let after = recommend("AFTER");
     let url = format!("http://{}", u.log.addr);
     let out = tmp.path().join("audit");
     let (code, output) = run_gatelog(&[
@@ -1165,4 +1166,26 @@ fn a_log_that_admits_a_suspended_identitys_entries_is_caught() {
     assert_eq!(findings(&out), expected, "{output}");
     let exceptions = std::fs::read_to_string(out.join("exceptions.csv")).unwrap();
     assert!(exceptions.contains("suspended"), "{exceptions}");
+
+    // A monitor following the log reports it as it comes, and nothing
+    // the assistant signed before.
+    let mon = tmp.path().join("mon");
+    let text = common::monitor_until(
+        &[
+            "--log",
+            &url,
+            "--vkey",
+            &u.log.vkey,
+            "--data-dir",
+            mon.to_str().unwrap(),
+        ],
+        &tmp.path().join("monitor.out"),
+        &format!("FINDING at entry {after}: signer"),
+        std::time::Duration::from_secs(10),
+    );
+    assert!(
+        !text.contains(&format!("FINDING at entry {before}:")),
+        "{text}"
+    );
+    assert_eq!(text.matches("FINDING").count(), 1, "{text}");
 }

@@ -404,45 +404,22 @@ fn a_monitor_reports_an_unsigned_review_instead_of_believing_it() {
     assert_eq!(r.status, 200, "the opaque log takes it: {}", r.text());
     let review_index = r.json()["index"].as_u64().unwrap();
     let url = format!("http://{}", log.addr);
-    let out = std::fs::File::create(tmp.path().join("monitor.out")).unwrap();
-    let _mon = {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gatelog"))
-            .args([
-                "monitor",
-                "--listen",
-                "127.0.0.1:0",
-                "--log",
-                &url,
-                "--vkey",
-                &log.vkey,
-            ])
-            .args([
-                "--poll-ms",
-                "100",
-                "--admin-key",
-                admin_pub.to_str().unwrap(),
-                "--data-dir",
-            ])
-            .arg(tmp.path().join("mon"))
-            .stdout(out)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let want = format!("FINDING at entry {review_index}: bad_signature");
-        loop {
-            let text = std::fs::read_to_string(tmp.path().join("monitor.out")).unwrap();
-            if text.contains(&want) {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("the monitor never reported the unsigned review: {text}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        child.wait().unwrap()
-    };
+    let mon = tmp.path().join("mon");
+    common::monitor_until(
+        &[
+            "--log",
+            &url,
+            "--vkey",
+            &log.vkey,
+            "--admin-key",
+            admin_pub.to_str().unwrap(),
+            "--data-dir",
+            mon.to_str().unwrap(),
+        ],
+        &tmp.path().join("monitor.out"),
+        &format!("FINDING at entry {review_index}: bad_signature"),
+        Duration::from_secs(10),
+    );
 }
 
 /// A log whose entry bundle does not hash to the checkpoint it signed:

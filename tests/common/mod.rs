@@ -337,6 +337,33 @@ pub fn serve_command(data_dir: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// Runs `gatelog monitor --listen 127.0.0.1:0 --poll-ms 100 ARGS` with its
+/// stdout into `out` until that holds `want` (panics after `within`), then
+/// stops it; its stdout so far.
+pub fn monitor_until(args: &[&str], out: &Path, want: &str, within: Duration) -> String {
+    let file = std::fs::File::create(out).expect("monitor output file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatelog"))
+        .args(["monitor", "--listen", "127.0.0.1:0", "--poll-ms", "100"])
+        .args(args)
+        .stdout(file)
+        .spawn()
+        .expect("starting gatelog monitor");
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(out).unwrap_or_default();
+        if text.contains(want) || std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                text.contains(want),
+                "the monitor never printed {want:?}: {text}"
+            );
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs the `gatelog` binary with `args`; its exit code and stdout (both
 /// streams are echoed for a failing test's log).
 pub fn run_gatelog(args: &[&str]) -> (i32, String) {
