@@ -349,19 +349,18 @@ pub fn monitor_until(args: &[&str], out: &Path, want: &str, within: Duration) ->
         .spawn()
         .expect("starting gatelog monitor");
     let deadline = std::time::Instant::now() + within;
-    loop {
-        let text = std::fs::read_to_string(out).unwrap_or_default();
-        if text.contains(want) || std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            assert!(
-                text.contains(want),
-                "the monitor never printed {want:?}: {text}"
-            );
-            return text;
-        }
+    let mut text = String::new();
+    while !text.contains(want) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
+        text = std::fs::read_to_string(out).unwrap_or_default();
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        text.contains(want),
+        "the monitor never printed {want:?}: {text}"
+    );
+    text
 }
 
 /// Runs the `gatelog` binary with `args`; its exit code and stdout (both
