@@ -1118,7 +1118,32 @@ fn one_set_of_witness_rounds_for_the_cluster_taken_over_when_its_leader_dies() {
         .filter(|&n| metric(&nodes[n], "gatelog_witness_leading") == 1)
         .collect();
     assert_eq!(leading.len(), 1, "one of the others leads: {leading:?}");
-    for n in others {
+    for &n in &others {
         append_cosigned(&nodes[n], format!("on node {n}").as_bytes()).unwrap();
     }
+
+    // A leader that shuts down (SIGTERM) gives the lease up on its way out.
+    let holder = || {
+        cluster
+            .pg
+            .query_text(
+                "gatelog",
+                "SELECT coalesce(leader, '') FROM gatelog_witnessing",
+            )
+            .unwrap()
+    };
+    let leader = leading[0];
+    let name = holder();
+    assert!(!name.is_empty());
+    let pid = nodes[leader].child.id().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = nodes[leader].child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_ne!(holder(), name, "the lease is still the stopped node's");
+    let last = others.into_iter().find(|&n| n != leader).unwrap();
+    append_cosigned(&nodes[last], b"after a graceful stop").unwrap();
 }

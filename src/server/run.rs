@@ -240,10 +240,14 @@ pub fn serve(mut args: ServeConfig) -> anyhow::Result<()> {
         if let Some(path) = args.writers_file.clone() {
             tokio::spawn(reload_writers_on_sighup(app.clone(), path, anonymous));
         }
+        let witnessing = app.witnessing.clone();
         tokio::select! {
             served = serve_http_api(listener, app, shutdown_signal()) => {
                 served?;
                 println!("gatelog: shutting down");
+                if let Some(w) = witnessing {
+                    w.resign(&log).await;
+                }
                 anyhow::Ok(None)
             }
             ended = &mut sequencer_ended => Ok(Some(match ended {

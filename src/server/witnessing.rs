@@ -136,6 +136,8 @@ pub struct Witnessing {
     quorate: watch::Sender<Option<Arc<CosignedHead>>>,
     /// 1 while this node runs the rounds (always, on an embedded store).
     leading: AtomicU64,
+    /// This process's name in the lease (see [`WitnessBoard`]).
+    node: String,
     /// Posted checkpoints this node refused to serve.
     posted_refused: AtomicU64,
     /// The last post checked in each [`Slot`], so that each is checked
@@ -172,6 +174,7 @@ impl Witnessing {
             latest: watch::Sender::new(Arc::new(CosignedHead::new(head, vec![]))),
             quorate: watch::Sender::new(None),
             leading: AtomicU64::new(0),
+            node: node_name(),
             posted_refused: AtomicU64::new(0),
             seen: std::sync::Mutex::new([None, None]),
         });
@@ -191,6 +194,20 @@ impl Witnessing {
             self.quorate.borrow().clone()
         } else {
             Some(self.latest.borrow().clone())
+        }
+    }
+
+    /// On shutdown: gives up the lease if this node leads the rounds of
+    /// a cluster, so that another takes them over at once.
+    pub async fn resign(&self, log: &Arc<Log>) {
+        if self.leading.load(Relaxed) == 0 || log.store().witness_board().is_none() {
+            return;
+        }
+        let (l, node) = (log.clone(), self.node.clone());
+        let resigned =
+            tokio::task::spawn_blocking(move || l.store().witness_board().map(|b| b.resign(&node)));
+        if let Ok(Some(Err(e))) = resigned.await {
+            tracing::warn!(error = %e, "giving up the witness rounds' lease");
         }
     }
 
@@ -261,19 +278,19 @@ impl Witnessing {
         let per_witness: [(&str, &str, &str, Field); 3] = [
             (
                 "gatelog_witness_up",
-                "Whether the witness answered the last round.",
+                "Whether the witness answered this node's last round (in a cluster, only the leading node asks).",
                 "gauge",
                 |s| &s.up,
             ),
             (
                 "gatelog_witness_cosigned_size",
-                "Tree size the witness last cosigned.",
+                "Tree size the witness last cosigned in this node's rounds.",
                 "gauge",
                 |s| &s.cosigned_size,
             ),
             (
                 "gatelog_witness_failures_total",
-                "Rounds the witness did not cosign.",
+                "Rounds of this node's that the witness did not cosign.",
                 "counter",
                 |s| &s.failures,
             ),
@@ -493,7 +510,7 @@ async fn rounds(
     // follower's cosignatures may be).
     let poll = log.store().shared();
     let lease = poll.map(|every| lease_for(timeout, every));
-    let node = node_name();
+    let node = shared.node.clone();
     // When this node last took or renewed the lease.
     let mut renewed: Option<std::time::Instant> = None;
     // The size every witness has cosigned; a round that missed a witness

@@ -141,6 +141,9 @@ pub trait WitnessBoard: Send + Sync {
     /// The latest round's checkpoint and the latest quorate one, as
     /// posted (unchecked).
     fn posted(&self) -> Result<(Option<Posted>, Option<Posted>), StoreError>;
+    /// Gives up the lease `node` holds (on shutdown), so that another
+    /// node leads at its next look instead of when the lease runs out.
+    fn resign(&self, node: &str) -> Result<(), StoreError>;
 }
 
 /// A signed checkpoint and the cosignature lines gathered for it, as

@@ -921,6 +921,18 @@ impl WitnessBoard for PgStore {
         })
     }
 
+    fn resign(&self, node: &str) -> Result<(), StoreError> {
+        let node = node.to_string();
+        self.board.run(move |c| {
+            c.execute(
+                "UPDATE gatelog_witnessing SET leader = NULL, lease_until = NULL WHERE leader = $1",
+                &[&node],
+            )
+            .map_err(pg)?;
+            Ok(())
+        })
+    }
+
     fn posted(&self) -> Result<(Option<Posted>, Option<Posted>), StoreError> {
         self.board.run(|c| {
             let row = c
