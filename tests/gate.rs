@@ -310,9 +310,10 @@ fn an_approved_chain_executes_and_reads_back_with_proofs() {
         "deployer",
         &log.outcome("deployer", "CHG-1", &int, &["read", "write"]),
     );
-    // The change is done: the chain has closed, and the gate lets go of
-    // its statements. Nothing more goes into it (an attempt is refused and
-    // recorded: attempts are evidence); it is still served.
+    // The change is done; it granted write for good, so the chain stays
+    // open holding the grant (rules version 6), and takes nothing but an
+    // early revocation and then the removal (an attempt is refused and
+    // recorded: attempts are evidence).
     let v = log.refused(
         "bob",
         &build::approve(
@@ -324,7 +325,7 @@ fn an_approved_chain_executes_and_reads_back_with_proofs() {
             now(),
         ),
     );
-    assert_eq!(codes(&v), ["chain_closed"]);
+    assert_eq!(codes(&v), ["chain_granted"]);
     let v = log.refused(
         "alice",
         &build::request(
@@ -338,7 +339,12 @@ fn an_approved_chain_executes_and_reads_back_with_proofs() {
     );
     assert_eq!(codes(&v), ["chain_exists"]);
     let chain = log.chain("CHG-1");
-    assert_eq!(chain["status"], "executed");
+    assert_eq!(chain["status"], "granted");
+    assert_eq!(
+        chain["grant"]["ends_at"],
+        serde_json::Value::Null,
+        "{chain}"
+    );
     let entries = chain["entries"].as_array().unwrap();
     let kinds: Vec<&str> = entries
         .iter()
@@ -351,7 +357,10 @@ fn an_approved_chain_executes_and_reads_back_with_proofs() {
             "recommendation",
             "decision",
             "executionIntent",
-            "executionOutcome"
+            "executionOutcome",
+            // The two attempts above, as the chain is still open.
+            "gateRefusal",
+            "gateRefusal"
         ]
     );
     assert_eq!(entries[1]["index"], rec.index);
@@ -530,7 +539,8 @@ fn rule_2_only_people_outside_the_change_approve_and_only_the_named_executor_exe
     let v = log.refused("bob", &outcome("bob", "x-2"));
     assert_eq!(codes(&v), ["not_the_executor"]);
     log.ok("deployer", &outcome("deployer", "x-3"));
-    assert_eq!(log.chain("C2")["status"], "executed");
+    // Write granted for good: the chain holds it (rules version 6).
+    assert_eq!(log.chain("C2")["status"], "granted");
     log.audits_clean();
 }
 
@@ -3658,6 +3668,144 @@ fn an_access_review_campaign_keeps_revokes_and_reports_what_no_one_reviewed() {
             .any(|l| l.contains(",A2,") && l.ends_with(",yes")),
         "{rows}"
     );
+}
+
+/// Rules version 6: permanent access is a grant that never ends. Its
+/// chain holds it; a campaign reviews it; a REVOKE, or a suspension of its
+/// holder, makes its removal due; it takes no extension, and no other
+/// chain removes it while it is in force.
+#[test]
+fn permanent_access_is_reviewed_and_a_revoke_makes_its_removal_due() {
+    let mut log = Log::start();
+    log.register(human("dave"));
+    // No duration, and the default policy sets no maximum: permanent.
+    let standing = grant_roles(&log, "P1", &["deploy"], 0);
+    let other = grant_roles(&log, "P2", &["oncall"], 0);
+    let chain = log.chain("P1");
+    assert_eq!(chain["status"], "granted", "{chain}");
+    assert_eq!(
+        chain["grant"]["ends_at"],
+        serde_json::Value::Null,
+        "{chain}"
+    );
+    assert!(
+        obligations(&log).is_empty(),
+        "a grant in force owes nothing"
+    );
+
+    // It needs no extension.
+    let t = now();
+    let d = delta(&["read"], &["deploy"], &[]);
+    let extension = build::lasting(
+        build::approve(
+            log.actor("carol"),
+            "P1",
+            vec![standing.link()],
+            d,
+            t + MINUTE,
+            t,
+        ),
+        600,
+    );
+    assert_eq!(
+        codes(&log.refused("carol", &extension)),
+        ["grant_permanent"]
+    );
+    // Another chain does not remove it while it is in force.
+    let removal_elsewhere = delta(&["read", "deploy"], &[], &["deploy"]);
+    let req = log.ok(
+        "alice",
+        &build::request(
+            log.actor("alice"),
+            "P3",
+            tgt(),
+            removal_elsewhere.clone(),
+            "deployer",
+            t,
+        ),
+    );
+    let ok = log.ok(
+        "bob",
+        &build::approve(
+            log.actor("bob"),
+            "P3",
+            vec![req.link()],
+            removal_elsewhere.clone(),
+            t + MINUTE,
+            t,
+        ),
+    );
+    let v = log.refused(
+        "deployer",
+        &log.intent(
+            "deployer",
+            "P3",
+            vec![req.link(), ok.link()],
+            &removal_elsewhere,
+        ),
+    );
+    assert_eq!(codes(&v), ["grant_in_force"]);
+
+    // A campaign snapshots both; dave revokes P1, carol keeps P2.
+    let campaign = log.ok(
+        "admin",
+        &Statement {
+            actor: Some(log.actor("admin").clone()),
+            issued_at: Some(entry::timestamp(now())),
+            body: Some(entry::Body::ReviewCampaign(entry::proto::ReviewCampaign {
+                campaign_id: "standing-access".into(),
+                system: "github".into(),
+                resource_prefix: "corp/".into(),
+                reviewers: vec!["carol".into(), "dave".into()],
+                deadline: Some(entry::timestamp(now() + 60 * MINUTE)),
+                revoke_unreviewed: false,
+            })),
+            ..Default::default()
+        },
+    );
+    let certify = |who: &str, grant: &At, keep: bool| Statement {
+        actor: Some(log.actor(who).clone()),
+        issued_at: Some(entry::timestamp(now())),
+        body: Some(entry::Body::Certification(entry::proto::Certification {
+            campaign: Some(campaign.link()),
+            grant: Some(grant.link()),
+            verdict: if keep {
+                entry::proto::certification::Verdict::Keep
+            } else {
+                entry::proto::certification::Verdict::Revoke
+            } as i32,
+            notes: String::new(),
+        })),
+        ..Default::default()
+    };
+    log.ok("carol", &certify("carol", &other, true));
+    log.ok("dave", &certify("dave", &standing, false));
+    assert_eq!(log.chain("P1")["status"], "awaiting_deprovisioning");
+    assert_eq!(log.chain("P2")["status"], "granted");
+    let owed = obligations(&log);
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    assert_eq!(owed[0]["chain_id"], "P1");
+    assert_eq!(owed[0]["opened_by"], standing.index);
+    // The executor removes it without a new approval; the chain closes.
+    let undo = delta(&["read", "deploy"], &[], &["deploy"]);
+    let removed = log.ok(
+        "deployer",
+        &log.intent("deployer", "P1", vec![standing.link()], &undo),
+    );
+    log.ok(
+        "deployer",
+        &log.outcome("deployer", "P1", &removed, &["read"]),
+    );
+    assert_eq!(log.chain("P1")["status"], "deprovisioned");
+    assert!(obligations(&log).is_empty());
+
+    // The holder suspended: the access kept owes its removal now.
+    log.ok("admin", &suspension(&log, "alice", false));
+    assert_eq!(log.chain("P2")["status"], "awaiting_deprovisioning");
+    let owed = obligations(&log);
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    assert_eq!(owed[0]["chain_id"], "P2");
+    log.audits_clean();
 }
 
 #[test]

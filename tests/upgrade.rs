@@ -1,6 +1,6 @@
 //! Logs made by earlier releases (committed fixtures: `tests/fixtures/v1-log`
 //! before rules version 2, `v2-log` before version 3, `v3-log` before
-//! version 4, `v4-log` before version 5) keep working: served
+//! version 4, `v4-log` before version 5, `v5-log` before version 6) keep working: served
 //! by this release each gets its rules-version record once, its old entries
 //! audit under the rules they were admitted under, new entries are judged
 //! by this release's rules, and the audit of the whole log finds nothing.
@@ -249,10 +249,10 @@ fn a_log_of_rules_version_3_moves_on_once_keeping_its_admins() {
 }
 
 /// A log of rules version 4 (the release before time-bound grants) gets
-/// the version 5 record on its first start, keeping its admins; it audits
-/// clean, and version 5's duration limits hold from there on.
+/// the current version's record on its first start, keeping its admins;
+/// it audits clean, and version 5's duration limits hold from there on.
 #[test]
-fn a_log_of_rules_version_4_moves_to_5_once_keeping_its_admins() {
+fn a_log_of_rules_version_4_moves_on_once_keeping_its_admins() {
     let (_tmp, data, server) = moved_on("v4-log", 65);
     let admin = read_private_key(&data.join("admin.key")).unwrap();
     let mut st = build::lasting(
@@ -274,5 +274,19 @@ fn a_log_of_rules_version_4_moves_to_5_once_keeping_its_admins() {
         "{}",
         r.text()
     );
+    not_written_again(server, &data);
+}
+
+/// A log of rules version 5 (the release before permanent grants were
+/// tracked) gets the version 6 record on its first start, keeping its
+/// admins; it audits clean, and its time-bound grants still owe their
+/// de-provisioning.
+#[test]
+fn a_log_of_rules_version_5_moves_to_6_once_keeping_its_admins() {
+    let (_tmp, data, server) = moved_on("v5-log", 65);
+    let owed = get_ok(server.addr, "/v1/obligations").json();
+    let owed = owed["obligations"].as_array().unwrap().clone();
+    assert!(!owed.is_empty(), "the fixture's grants owe their removal");
+    assert!(owed.iter().all(|o| o["kind"] == "deprovision"), "{owed:?}");
     not_written_again(server, &data);
 }

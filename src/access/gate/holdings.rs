@@ -76,7 +76,10 @@ impl Holding {
 /// stands at `now` and when its grant ends (`grant`: its grant while the
 /// gate tracks it, and when that was revoked).
 pub fn holding_json(h: &Holding, grant: Option<(&Grant, Option<i64>)>, now: i64) -> Value {
-    let ends = grant.map(|(g, _)| g.ends_ms).or(h.ends_ms);
+    let ends = match grant {
+        Some((g, _)) => g.ends(),
+        None => h.ends_ms,
+    };
     let ts = |ms: Option<i64>| ms.map(crate::access::entry::rfc3339);
     json!({
         "entitlement": h.entitlement,

@@ -110,6 +110,20 @@
 //! without harm: when one ends while others in force hold all it granted,
 //! its obligation closes as covered by them, and no removal (in any
 //! chain) that would end a grant still in force is admitted.
+//!
+//! # Version 6: permanent grants are grants too
+//!
+//! Under version 5 a grant without a duration was not tracked: its chain
+//! closed at its outcome, and no access review could see it. From
+//! version 6 it is a grant that never ends: its chain stays open while it
+//! is in force, holding no obligation. A campaign snapshots it like any
+//! grant; a REVOKE (or the campaign's deadline, or a suspension of its
+//! holder, or an early revocation of its outcome) opens its
+//! de-provisioning, due after the class's removal window, and the removal
+//! goes as for a grant that ended. It takes no extension (it needs none),
+//! and a removal in another chain is refused while it is in force (revoke
+//! its outcome first), as for any grant. Permanent grants made before a
+//! log moved to version 6 stay untracked.
 
 mod cache;
 pub mod classes;
@@ -244,7 +258,7 @@ pub trait PolicyEngine {
 }
 
 /// The rules version this gate writes into new logs and upgrades.
-pub const RULES_VERSION: u32 = 5;
+pub const RULES_VERSION: u32 = 6;
 
 /// The default number of distinct human approvals for a privileged
 /// increase or a high-risk removal (the two-person rule).

@@ -560,6 +560,16 @@ fn extension(state: &GateState, entry: &DecodedEntry, opener: u64, grant: &Grant
             need.max_access_duration_ms,
         ));
     }
+    if grant.ends().is_none() {
+        v.push(violation(
+            11,
+            "grant_permanent",
+            format!(
+                "the grant of entry {} is permanent: it needs no extension",
+                grant.outcome
+            ),
+        ));
+    }
     if !grant.in_force(state.time_of(st)) {
         v.push(violation(
             11,
@@ -578,6 +588,14 @@ fn extension(state: &GateState, entry: &DecodedEntry, opener: u64, grant: &Grant
         ));
     }
     verdict(v, None)
+}
+
+/// How long a grant runs, in words.
+fn runs(g: &Grant) -> String {
+    match g.ends() {
+        Some(end) => format!("runs until {}", crate::access::entry::rfc3339(end)),
+        None => "is permanent".into(),
+    }
 }
 
 /// Rule 11's check of a duration (`None`: permanent) against the
@@ -917,8 +935,8 @@ fn intent(
                 11,
                 "grant_in_force",
                 format!(
-                    "the grant runs until {}; revoke its outcome {} to end it early",
-                    crate::access::entry::rfc3339(g.ends_ms),
+                    "the grant {}; revoke its outcome {} to end it early",
+                    runs(g),
                     g.outcome
                 ),
             ));
@@ -1199,9 +1217,9 @@ fn intent(
                     11,
                     "grant_in_force",
                     format!(
-                        "chain {:?} grants this access until {}; revoke its outcome {} to end it early",
+                        "chain {:?} grants this access: it {}; revoke its outcome {} to end it early",
                         g.chain_id,
-                        crate::access::entry::rfc3339(g.ends_ms),
+                        runs(g),
                         g.outcome
                     ),
                 ));

@@ -206,6 +206,9 @@ pub struct Obligation {
     pub opened_by: u64,
 }
 
+/// A permanent grant's end (rules version 6): never.
+pub const PERMANENT: i64 = i64::MAX;
+
 /// Rules version 5: access a chain granted for a time. It is in force from
 /// its successful outcome until `ends_ms` (or its early revocation), and
 /// its chain stays open, owing its de-provisioning, until an executor has
@@ -239,6 +242,11 @@ impl Grant {
     /// Whether it grants access at `now`: not ended, not revoked.
     pub fn in_force(&self, now: i64) -> bool {
         self.revoked_by.is_none() && now <= self.ends_ms
+    }
+
+    /// When it ends; None: permanent (rules version 6).
+    pub fn ends(&self) -> Option<i64> {
+        (self.ends_ms != PERMANENT).then_some(self.ends_ms)
     }
 
     /// When its access had to be gone, at the latest: its end (or its
@@ -1718,7 +1726,9 @@ impl GateState {
     /// Whether `chain` has no open obligation and no intent awaiting its
     /// outcome.
     fn owes_nothing(&self, chain: &Chain) -> bool {
-        !self.obligations.contains_key(&chain.opener) && self.unreported_intents(chain) == 0
+        !self.obligations.contains_key(&chain.opener)
+            && !self.grants.contains_key(&chain.opener)
+            && self.unreported_intents(chain) == 0
     }
 
     /// The chain's intents whose outcome has not been reported.
@@ -2095,7 +2105,9 @@ impl GateState {
         let closes = if chain.executed {
             // Under version 3 an intent still awaiting its outcome keeps
             // the chain open (its place was kept for it).
+            // (Version 6: a permanent grant in force keeps it open too.)
             !self.obligations.contains_key(&chain.opener)
+                && !self.grants.contains_key(&chain.opener)
                 && (!v3 || self.unreported_intents(chain) == 0)
         } else {
             v3 && (chain.denied || Self::expired(chain, admitted_ms)) && self.owes_nothing(chain)
@@ -2164,9 +2176,10 @@ impl GateState {
         if entitlements.is_empty() {
             return;
         }
-        let Some(duration) = self.granted_duration_ms(r, &intent_statement.links) else {
+        let duration = self.granted_duration_ms(r, &intent_statement.links);
+        if duration.is_none() && self.rules_version() < 6 {
             return;
-        };
+        }
         let target = chain.target.clone();
         let requested = r.delta.clone().unwrap_or_default();
         let need = requirements_flagged(
@@ -2176,19 +2189,22 @@ impl GateState {
             delta.privileged || requested.privileged,
             false,
         );
-        let ends_ms = at.saturating_add(duration);
-        self.obligations.insert(
-            opener,
-            Obligation {
-                chain_id: st.chain_id.clone(),
-                index: opener,
-                actor: st.actor.as_ref().map_or("", |a| a.id.as_str()).to_string(),
-                deadline_ms: ends_ms.saturating_add(need.deprovision_window_ms),
-                kind: ObligationKind::Deprovision,
-                opened_by: index,
-            },
-        );
-        self.grant_ends.insert((ends_ms, opener));
+        // A permanent grant owes nothing until it is revoked.
+        let ends_ms = duration.map_or(PERMANENT, |d| at.saturating_add(d));
+        if duration.is_some() {
+            self.obligations.insert(
+                opener,
+                Obligation {
+                    chain_id: st.chain_id.clone(),
+                    index: opener,
+                    actor: st.actor.as_ref().map_or("", |a| a.id.as_str()).to_string(),
+                    deadline_ms: ends_ms.saturating_add(need.deprovision_window_ms),
+                    kind: ObligationKind::Deprovision,
+                    opened_by: index,
+                },
+            );
+            self.grant_ends.insert((ends_ms, opener));
+        }
         let on = self.grants_on.entry(target_key(&target)).or_default();
         // The new grant may cover grants on its target that have ended.
         self.grants_to_check.extend(on.iter().copied());
@@ -2237,7 +2253,7 @@ impl GateState {
         let ends = self
             .grant_of(&st.chain_id)
             .filter(|g| g.outcome == index)
-            .map(|g| g.ends_ms);
+            .and_then(|g| g.ends());
         if let Some(h) = self.holdings.as_mut() {
             h.outcome(&target, &st.chain_id, index, at, ends, &added, &removed);
         }
@@ -2337,8 +2353,28 @@ impl GateState {
         g.revoked_by = Some(by);
         g.revoked_ms = Some(at);
         let due = g.due_ms(Some(at));
-        if let Some(o) = self.obligations.get_mut(&opener) {
-            o.deadline_ms = due;
+        let (chain_id, outcome) = (g.chain_id.clone(), g.outcome);
+        match self.obligations.get_mut(&opener) {
+            Some(o) => o.deadline_ms = due,
+            // A permanent grant (version 6) owes its removal from now.
+            None => {
+                let actor = self
+                    .recorded
+                    .get(&outcome)
+                    .and_then(|r| self.statement(r).actor.clone())
+                    .map_or_else(String::new, |a| a.id);
+                self.obligations.insert(
+                    opener,
+                    Obligation {
+                        chain_id,
+                        index: opener,
+                        actor,
+                        deadline_ms: due,
+                        kind: ObligationKind::Deprovision,
+                        opened_by: outcome,
+                    },
+                );
+            }
         }
         self.grants_to_check.push(opener);
     }
@@ -2602,6 +2638,14 @@ impl GateState {
                     Some(g) if g.in_force(now) => ChainStatus::Granted,
                     _ => ChainStatus::AwaitingDeprovisioning,
                 }
+            }
+            // A permanent grant (version 6) owes nothing while in force.
+            None if self
+                .grants
+                .get(&chain.opener)
+                .is_some_and(|g| g.in_force(now)) =>
+            {
+                ChainStatus::Granted
             }
             _ if expired => ChainStatus::Expired,
             _ => status,

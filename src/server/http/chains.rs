@@ -55,7 +55,8 @@ pub(crate) fn grant_json(g: &Grant) -> Value {
         },
         "entitlements": g.entitlements,
         "granted_at": serde_json::to_value(timestamp(g.granted_ms)).unwrap_or_default(),
-        "ends_at": serde_json::to_value(timestamp(g.ends_ms)).unwrap_or_default(),
+        // null: permanent (rules version 6).
+        "ends_at": g.ends().map(|e| serde_json::to_value(timestamp(e)).unwrap_or_default()),
         "revoked_by": g.revoked_by,
     })
 }
