@@ -3808,6 +3808,56 @@ fn permanent_access_is_reviewed_and_a_revoke_makes_its_removal_due() {
     log.audits_clean();
 }
 
+/// Rules version 6: a chain's one grant is made by its first outcome, so
+/// a second intent waits for it, permanent or not: two partial approvals
+/// executed at once would otherwise leave access held but tracked by no
+/// grant, out of every review.
+#[test]
+fn a_second_permanent_intent_waits_for_the_first_outcome() {
+    let log = Log::start();
+    let t = now();
+    let both = delta(&["read"], &["deploy", "write"], &[]);
+    let req = log.ok(
+        "alice",
+        &build::request(log.actor("alice"), "PP", tgt(), both, "deployer", t),
+    );
+    let approve = |d: &EntitlementDelta| {
+        log.ok(
+            "bob",
+            &build::approve(
+                log.actor("bob"),
+                "PP",
+                vec![req.link()],
+                d.clone(),
+                t + MINUTE,
+                t,
+            ),
+        )
+    };
+    let (deploy, write) = (
+        delta(&["read"], &["deploy"], &[]),
+        delta(&["read"], &["write"], &[]),
+    );
+    let (a, b) = (approve(&deploy), approve(&write));
+    let first = log.ok(
+        "deployer",
+        &log.intent("deployer", "PP", vec![req.link(), a.link()], &deploy),
+    );
+    let second = log.intent("deployer", "PP", vec![req.link(), b.link()], &write);
+    assert_eq!(codes(&log.refused("deployer", &second)), ["intent_pending"]);
+    log.ok(
+        "deployer",
+        &log.outcome("deployer", "PP", &first, &["read", "deploy"]),
+    );
+    let chain = log.chain("PP");
+    assert_eq!(chain["status"], "granted", "{chain}");
+    assert_eq!(
+        chain["grant"]["entitlements"],
+        serde_json::json!(["deploy"])
+    );
+    log.audits_clean();
+}
+
 #[test]
 fn a_partly_covered_grant_removes_only_what_no_other_grant_holds() {
     let log = Log::start();

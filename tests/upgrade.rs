@@ -279,14 +279,26 @@ fn a_log_of_rules_version_4_moves_on_once_keeping_its_admins() {
 
 /// A log of rules version 5 (the release before permanent grants were
 /// tracked) gets the version 6 record on its first start, keeping its
-/// admins; it audits clean, and its time-bound grants still owe their
-/// de-provisioning.
+/// admins; it audits clean, its time-bound grants still owe their
+/// de-provisioning, and its permanent grants stay as version 5 left them
+/// (their chains closed, in no obligation and no campaign).
 #[test]
 fn a_log_of_rules_version_5_moves_to_6_once_keeping_its_admins() {
-    let (_tmp, data, server) = moved_on("v5-log", 65);
+    let (_tmp, data, server) = moved_on("v5-log", 84);
     let owed = get_ok(server.addr, "/v1/obligations").json();
-    let owed = owed["obligations"].as_array().unwrap().clone();
-    assert!(!owed.is_empty(), "the fixture's grants owe their removal");
-    assert!(owed.iter().all(|o| o["kind"] == "deprovision"), "{owed:?}");
+    let chains: Vec<&str> = owed["obligations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["chain_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(chains, ["L1a23f238b45-0-1", "L1a23f238b45-1-1"], "{owed}");
+    let chain = |id: &str| get_ok(server.addr, &format!("/v1/chains/{id}")).json();
+    assert_eq!(chain("L1a23f238b45-0-1")["status"], "granted");
+    for id in ["L1a23f2386d2-0-1", "L1a23f2386d2-1-1"] {
+        let c = chain(id);
+        assert_eq!(c["status"], "executed", "{c}");
+        assert_eq!(c["grant"], serde_json::Value::Null, "{c}");
+    }
     not_written_again(server, &data);
 }

@@ -1237,7 +1237,10 @@ fn intent(
         {
             let granted = state.granted_duration_ms(r, &st.links);
             v.extend(duration_violation(granted, need.max_access_duration_ms));
-            if granted.is_some() && state.unreported_intents(chain) > 0 {
+            // (Version 6: a permanent one too, or a second intent's
+            // access would be held but tracked by no grant.)
+            let tracked = granted.is_some() || state.rules_version() >= 6;
+            if tracked && state.unreported_intents(chain) > 0 {
                 v.push(violation(
                     11,
                     "intent_pending",

@@ -2308,7 +2308,11 @@ impl GateState {
         let Some(g) = self.grants.get_mut(&opener) else {
             return;
         };
-        if !g.in_force(at) || !st.links.iter().any(|l| l.index == g.outcome) || seconds == 0 {
+        // A permanent grant takes no extension (rule 11): even a log that
+        // admitted one does not make it time-bound here.
+        let permanent = g.ends().is_none();
+        let linked = st.links.iter().any(|l| l.index == g.outcome);
+        if permanent || !g.in_force(at) || !linked || seconds == 0 {
             return;
         }
         let ms = ms(seconds);
