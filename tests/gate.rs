@@ -670,12 +670,13 @@ fn rule_4_approvals_expire_and_can_be_revoked() {
         "deployer",
         &log.intent("deployer", "C4", vec![req.link(), fresh.link()], &d),
     );
-    // An approval authorises one execution.
+    // An approval authorises one execution (and, rules version 6, a
+    // second intent waits for the first one's outcome).
     let v = log.refused(
         "deployer",
         &log.intent("deployer", "C4", vec![req.link(), fresh.link()], &d),
     );
-    assert_eq!(codes(&v), ["approval_used"]);
+    assert_eq!(codes(&v), ["approval_used", "intent_pending"]);
     assert_eq!(
         log.chain("C4")["status"],
         "executed",
@@ -876,7 +877,9 @@ fn rule_6_delegated_approvals_rest_on_a_valid_grant() {
         "deployer",
         &log.intent("deployer", "C6", vec![req.link(), unused.link()], &d),
     );
-    assert_eq!(codes(&v), ["delegation_revoked"]);
+    // (The chain's first intent awaits its outcome: rules version 6 has
+    // the second wait for it.)
+    assert_eq!(codes(&v), ["delegation_revoked", "intent_pending"]);
     assert_eq!(v[0].0, 6);
 }
 
@@ -3529,24 +3532,12 @@ fn an_access_review_campaign_keeps_revokes_and_reports_what_no_one_reviewed() {
         grant_roles(&log, "A2", &["oncall"], 3600),
         grant_roles(&log, "A3", &["billing"], 3600),
     );
-    let campaign = Statement {
-        actor: Some(log.actor("admin").clone()),
-        issued_at: Some(entry::timestamp(now())),
-        body: Some(entry::Body::ReviewCampaign(entry::proto::ReviewCampaign {
-            campaign_id: "Q4-github".into(),
-            system: "github".into(),
-            resource_prefix: "corp/".into(),
-            reviewers: vec![
-                "carol".into(),
-                "dave".into(),
-                "alice".into(),
-                "olivia".into(),
-            ],
-            deadline: Some(entry::timestamp(now() + 3_000)),
-            revoke_unreviewed: false,
-        })),
-        ..Default::default()
-    };
+    let campaign = review_campaign(
+        &log,
+        "Q4-github",
+        &["carol", "dave", "alice", "olivia"],
+        now() + 3_000,
+    );
     // Only an admin opens one, naming registered humans.
     let mut by_bob = campaign.clone();
     by_bob.actor = Some(log.actor("bob").clone());
@@ -3562,21 +3553,8 @@ fn an_access_review_campaign_keeps_revokes_and_reports_what_no_one_reviewed() {
     }
     log.rejected(log.key("admin"), &past, 422, "invalid_entry");
     let campaign = log.ok("admin", &campaign);
-    let certify = |who: &str, grant: &At, keep: bool| Statement {
-        actor: Some(log.actor(who).clone()),
-        issued_at: Some(entry::timestamp(now())),
-        body: Some(entry::Body::Certification(entry::proto::Certification {
-            campaign: Some(campaign.link()),
-            grant: Some(grant.link()),
-            verdict: if keep {
-                entry::proto::certification::Verdict::Keep
-            } else {
-                entry::proto::certification::Verdict::Revoke
-            } as i32,
-            notes: String::new(),
-        })),
-        ..Default::default()
-    };
+    let certify =
+        |who: &str, grant: &At, keep: bool| certification(&log, who, &campaign, grant, keep);
     // Never the holder, nor who granted it (olivia answers for the
     // executor), nor someone the campaign does not name; each refusal is
     // recorded.
@@ -3670,6 +3648,41 @@ fn an_access_review_campaign_keeps_revokes_and_reports_what_no_one_reviewed() {
     );
 }
 
+/// The admin's access review of github's `corp/` resources by
+/// `reviewers`, due at `deadline_ms`, reporting what is not reviewed.
+fn review_campaign(log: &Log, id: &str, reviewers: &[&str], deadline_ms: i64) -> Statement {
+    Statement {
+        actor: Some(log.actor("admin").clone()),
+        issued_at: Some(entry::timestamp(now())),
+        body: Some(entry::Body::ReviewCampaign(entry::proto::ReviewCampaign {
+            campaign_id: id.into(),
+            system: "github".into(),
+            resource_prefix: "corp/".into(),
+            reviewers: reviewers.iter().map(|r| r.to_string()).collect(),
+            deadline: Some(entry::timestamp(deadline_ms)),
+            revoke_unreviewed: false,
+        })),
+        ..Default::default()
+    }
+}
+
+/// `who`'s certification of `grant` (its outcome) in `campaign`: KEEP or
+/// REVOKE.
+fn certification(log: &Log, who: &str, campaign: &At, grant: &At, keep: bool) -> Statement {
+    use entry::proto::certification::Verdict;
+    Statement {
+        actor: Some(log.actor(who).clone()),
+        issued_at: Some(entry::timestamp(now())),
+        body: Some(entry::Body::Certification(entry::proto::Certification {
+            campaign: Some(campaign.link()),
+            grant: Some(grant.link()),
+            verdict: if keep { Verdict::Keep } else { Verdict::Revoke } as i32,
+            notes: String::new(),
+        })),
+        ..Default::default()
+    }
+}
+
 /// Rules version 6: permanent access is a grant that never ends. Its
 /// chain holds it; a campaign reviews it; a REVOKE, or a suspension of its
 /// holder, makes its removal due; it takes no extension, and no other
@@ -3749,35 +3762,15 @@ fn permanent_access_is_reviewed_and_a_revoke_makes_its_removal_due() {
     // A campaign snapshots both; dave revokes P1, carol keeps P2.
     let campaign = log.ok(
         "admin",
-        &Statement {
-            actor: Some(log.actor("admin").clone()),
-            issued_at: Some(entry::timestamp(now())),
-            body: Some(entry::Body::ReviewCampaign(entry::proto::ReviewCampaign {
-                campaign_id: "standing-access".into(),
-                system: "github".into(),
-                resource_prefix: "corp/".into(),
-                reviewers: vec!["carol".into(), "dave".into()],
-                deadline: Some(entry::timestamp(now() + 60 * MINUTE)),
-                revoke_unreviewed: false,
-            })),
-            ..Default::default()
-        },
+        &review_campaign(
+            &log,
+            "standing-access",
+            &["carol", "dave"],
+            now() + 60 * MINUTE,
+        ),
     );
-    let certify = |who: &str, grant: &At, keep: bool| Statement {
-        actor: Some(log.actor(who).clone()),
-        issued_at: Some(entry::timestamp(now())),
-        body: Some(entry::Body::Certification(entry::proto::Certification {
-            campaign: Some(campaign.link()),
-            grant: Some(grant.link()),
-            verdict: if keep {
-                entry::proto::certification::Verdict::Keep
-            } else {
-                entry::proto::certification::Verdict::Revoke
-            } as i32,
-            notes: String::new(),
-        })),
-        ..Default::default()
-    };
+    let certify =
+        |who: &str, grant: &At, keep: bool| certification(&log, who, &campaign, grant, keep);
     log.ok("carol", &certify("carol", &other, true));
     log.ok("dave", &certify("dave", &standing, false));
     assert_eq!(log.chain("P1")["status"], "awaiting_deprovisioning");
