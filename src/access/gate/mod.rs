@@ -122,7 +122,10 @@
 //! de-provisioning, due after the class's removal window, and the removal
 //! goes as for a grant that ended. It takes no extension (it needs none),
 //! and a removal in another chain is refused while it is in force (revoke
-//! its outcome first), as for any grant. Permanent grants made before a
+//! its outcome first), as for any grant. As for a time-bound grant, an
+//! intent that adds waits for the chain's pending intents: the first
+//! outcome makes the chain's one grant, and a second must not hold access
+//! that no grant tracks. Permanent grants made before a
 //! log moved to version 6 stay untracked.
 
 mod cache;
