@@ -93,6 +93,11 @@ impl Cluster {
     }
 }
 
+/// `gatelog db import --from DIR --to URL`: its exit code and output.
+fn import(dir: &Path, url: &str) -> (i32, String) {
+    common::run_gatelog(&["db", "import", "--from", dir.to_str().unwrap(), "--to", url])
+}
+
 fn verifier(server: &Server) -> NoteVerifier {
     NoteVerifier::parse(&server.vkey).unwrap()
 }
@@ -649,25 +654,11 @@ fn a_rocksdb_log_moves_into_postgresql_with_its_key_checkpoint_and_refusals() {
             (intent, record),
         )
     };
-    let (code, out) = common::run_gatelog(&[
-        "db",
-        "import",
-        "--from",
-        dir.path().to_str().unwrap(),
-        "--to",
-        &url,
-    ]);
+    let (code, out) = import(dir.path(), &url);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&checkpoint), "{out}");
     // Once only: the database now holds a log.
-    let (code, out) = common::run_gatelog(&[
-        "db",
-        "import",
-        "--from",
-        dir.path().to_str().unwrap(),
-        "--to",
-        &url,
-    ]);
+    let (code, out) = import(dir.path(), &url);
     assert_ne!(code, 0, "{out}");
     // A node on the copy: the same key, the same checkpoint, the same
     // answer to a refused entry sent again, and it goes on appending.
@@ -725,14 +716,7 @@ fn an_imported_log_of_several_tile_levels_serves_the_same_tiles() {
         .collect();
         (get_ok(server.addr, "/checkpoint").text(), tiles)
     };
-    let (code, out) = common::run_gatelog(&[
-        "db",
-        "import",
-        "--from",
-        dir.path().to_str().unwrap(),
-        "--to",
-        &url,
-    ]);
+    let (code, out) = import(dir.path(), &url);
     assert_eq!(code, 0, "{out}");
     let key = dir.path().join("log.key");
     let node = Server::start_command(
@@ -927,26 +911,13 @@ fn one_set_of_witness_rounds_for_the_cluster_taken_over_when_its_leader_dies() {
     };
     let log_key = NoteSigner::parse(std::fs::read_to_string(&cluster.key).unwrap().trim()).unwrap();
     let log_vkey = log_key.verifier().to_vkey();
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let witnesses: Vec<Server> = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let name = format!("witness.example/w{i}");
-            Server::start_command("witness", d.path(), &["--name", &name, "--log", &log_vkey])
-        })
-        .collect();
+    let (witnesses, specs) = common::start_witnesses(&cluster.dir.path().join("w"), 2, &log_vkey);
     let mut policy = format!("log {log_vkey}\n");
     for (i, w) in witnesses.iter().enumerate() {
         policy.push_str(&format!("witness w{i} {} http://{}\n", w.vkey, w.addr));
     }
     policy.push_str("group both all w0 w1\nquorum both\n");
     let policy = Policy::parse(&policy).unwrap();
-    let specs: Vec<String> = witnesses
-        .iter()
-        .enumerate()
-        .map(|(i, w)| format!("w{i}=http://{}+{}", w.addr, w.vkey))
-        .collect();
     let mut args = vec![
         "--entries",
         "opaque",

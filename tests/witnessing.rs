@@ -37,21 +37,9 @@ fn appends_wait_for_the_witness_quorum_and_survive_a_hung_witness() {
     first.kill9();
     let log_key = NoteVerifier::parse(&log_vkey).unwrap();
 
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut witnesses: Vec<Server> = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let name = format!("witness.example/w{i}");
-            Server::start_command("witness", d.path(), &["--name", &name, "--log", &log_vkey])
-        })
-        .collect();
+    let witness_dir = tempfile::tempdir().unwrap();
+    let (mut witnesses, specs) = common::start_witnesses(witness_dir.path(), 3, &log_vkey);
     let policy = std::sync::Arc::new(two_of_three(&log_vkey, &witnesses));
-    let specs: Vec<String> = witnesses
-        .iter()
-        .enumerate()
-        .map(|(i, w)| format!("w{i}=http://{}+{}", w.addr, w.vkey))
-        .collect();
     let start_log = || {
         let mut args = vec!["--witness-quorum", "2", "--witness-timeout-ms", "500"];
         for s in &specs {

@@ -478,23 +478,30 @@ fn node_name() -> String {
     format!("{}-{:016x}", std::process::id(), OsRng.next_u64())
 }
 
-/// Takes or renews the lease on the shared store (reading what the leader
-/// posted when another node holds it); true if this node leads.
-async fn take_lease(log: &Arc<Log>, shared: &Arc<Witnessing>, node: &str, lease: Duration) -> bool {
+/// On a shared store: takes or renews the lease when `lease` is given,
+/// and reads what the leader posted when another node holds it; true if
+/// this node leads.
+async fn visit_board(
+    log: &Arc<Log>,
+    shared: &Arc<Witnessing>,
+    node: &str,
+    lease: Option<Duration>,
+) -> bool {
     let (l, w, node) = (log.clone(), shared.clone(), node.to_string());
     let leading = tokio::task::spawn_blocking(move || {
         let board = l.store().witness_board()?;
-        match board.lead(&node, lease) {
-            Ok(true) => Some(()),
-            Ok(false) => {
-                w.adopt_posted(&l, board);
-                None
-            }
-            Err(e) => {
+        let leads = match lease.map(|lease| board.lead(&node, lease)) {
+            Some(Ok(leads)) => leads,
+            Some(Err(e)) => {
                 tracing::debug!(error = %e, "taking the witness rounds' lease");
-                None
+                false
             }
+            None => false,
+        };
+        if !leads {
+            w.adopt_posted(&l, board);
         }
+        leads.then_some(())
     });
     leading.await.ok().flatten().is_some()
 }
@@ -511,21 +518,31 @@ async fn rounds(
     let poll = log.store().shared();
     let lease = poll.map(|every| lease_for(timeout, every));
     let node = shared.node.clone();
-    // When this node last took or renewed the lease.
+    // When this node last took or renewed the lease, and last tried to.
     let mut renewed: Option<std::time::Instant> = None;
+    let mut tried: Option<std::time::Instant> = None;
     // The size every witness has cosigned; a round that missed a witness
     // is tried again after a pause even if the log is quiet.
     let mut done = 0u64;
     loop {
-        let leading = match lease {
-            None => true,
-            Some(lease) if renewed.is_some_and(|r| r.elapsed() < lease / 2) => true,
-            Some(lease) => {
-                let started = std::time::Instant::now();
-                let leading = take_lease(&log, &shared, &node, lease).await;
-                renewed = leading.then_some(started);
-                leading
+        let leading = match (lease, poll) {
+            (Some(lease), Some(every)) => {
+                if renewed.is_some_and(|r| r.elapsed() < lease / 2) {
+                    true
+                } else {
+                    // A follower reads the posts each time its head moves,
+                    // but asks for the lease (a write) once per look.
+                    let started = std::time::Instant::now();
+                    let ask = tried.is_none_or(|t| t.elapsed() >= every);
+                    let leading = visit_board(&log, &shared, &node, ask.then_some(lease)).await;
+                    if ask {
+                        tried = Some(started);
+                    }
+                    renewed = leading.then_some(started);
+                    leading
+                }
             }
+            _ => true,
         };
         if shared.leading.swap(leading as u64, Relaxed) != leading as u64 && poll.is_some() {
             let role = match leading {
@@ -552,9 +569,15 @@ async fn rounds(
         }
         let changed = match poll {
             None => heads.changed().await,
-            Some(every) => tokio::time::timeout(every, heads.changed())
-                .await
-                .unwrap_or(Ok(())),
+            Some(every) => {
+                let changed = tokio::time::timeout(every, heads.changed()).await;
+                // Under load the head moves on every commit: a follower
+                // reads the posts at most ten times per look.
+                if !leading && changed.is_ok() {
+                    tokio::time::sleep(every / 10).await;
+                }
+                changed.unwrap_or(Ok(()))
+            }
         };
         if changed.is_err() {
             return;

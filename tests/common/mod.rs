@@ -337,6 +337,25 @@ pub fn serve_command(data_dir: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// `n` witnesses of the log `log_vkey`, named `witness.example/wI`, each
+/// with its data under `dir/wI`; and their `--witness` flags' values,
+/// `wI=http://ADDR+VKEY`.
+pub fn start_witnesses(dir: &Path, n: usize, log_vkey: &str) -> (Vec<Server>, Vec<String>) {
+    let witnesses: Vec<Server> = (0..n)
+        .map(|i| {
+            let name = format!("witness.example/w{i}");
+            let data = dir.join(format!("w{i}"));
+            Server::start_command("witness", &data, &["--name", &name, "--log", log_vkey])
+        })
+        .collect();
+    let specs = witnesses
+        .iter()
+        .enumerate()
+        .map(|(i, w)| format!("w{i}=http://{}+{}", w.addr, w.vkey))
+        .collect();
+    (witnesses, specs)
+}
+
 /// Runs `gatelog monitor --listen 127.0.0.1:0 --poll-ms 100 ARGS` with its
 /// stdout into `out` until that holds `want` (panics after `within`), then
 /// stops it; its stdout so far.
