@@ -1412,21 +1412,20 @@ fn a_deny_is_final_whether_or_not_the_executor_links_it() {
 /// Publishes a policy whose only class is `class`, and names it in what
 /// the log's helpers build from then on.
 fn publish_class(log: &Log, class: entry::proto::EntitlementClass) {
-    let mut policy = build::publish_policy(
-        log.actor("admin"),
-        "classes",
-        1,
-        gatelog::server::run::DEV_POLICY,
-        0,
-        now(),
-    );
+    publish(log, 1, gatelog::server::run::DEV_POLICY, vec![class]);
+}
+
+/// The admin publishes version `version` of policy `classes`: `cedar`
+/// and `classes`; the intents name it from then on.
+fn publish(log: &Log, version: u64, cedar: &str, classes: Vec<entry::proto::EntitlementClass>) {
+    let mut policy = build::publish_policy(log.actor("admin"), "classes", version, cedar, 0, now());
     if let Some(entry::Body::PolicyPublication(p)) = &mut policy.body {
-        p.classes.push(class);
+        p.classes = classes;
     }
     log.ok("admin", &policy);
     *log.policy.borrow_mut() = Some(PolicyRef {
         policy_id: "classes".into(),
-        version: 1,
+        version,
     });
 }
 
@@ -3114,6 +3113,71 @@ fn an_extension_is_an_approval_of_the_grant_under_the_first_ones_rules() {
     log.audits_clean();
 }
 
+/// Rules version 7: an extension is held to the rules a first grant is
+/// held to now. The policy in force judges the approval that completes
+/// it (`context.extension`), and the approvals it needs are what the
+/// classes ask now, flags of its approvals counted.
+#[test]
+fn an_extension_is_held_to_the_policy_and_classes_in_force() {
+    let mut log = Log::start();
+    log.register(human("dave"));
+    let write_class = |privileged: bool| entry::proto::EntitlementClass {
+        pattern: "write".into(),
+        max_access_duration_seconds: 3600,
+        privileged,
+        approvals: 2,
+        ..Default::default()
+    };
+    // Executions as the development policy permits them; extensions of
+    // `ops` never.
+    let cedar = format!(
+        "{}forbid(principal, action, resource)\nwhen {{ context has extension && context.extension && context.adds.contains(\"ops\") }};\n",
+        gatelog::server::run::DEV_POLICY
+    );
+    publish(&log, 1, &cedar, vec![write_class(false)]);
+    let plain = grant_roles(&log, "E1", &["write"], 600);
+    let ops = grant_roles(&log, "E2", &["write", "ops"], 600);
+    let ends = |chain: &str| log.chain(chain)["grant"]["ends_at"].clone();
+    let extend = |who: &str, chain: &str, granted: &At, privileged: bool, seconds: u64| {
+        let t = now();
+        let mut d = write();
+        d.privileged = privileged;
+        build::lasting(
+            build::approve(
+                log.actor(who),
+                chain,
+                vec![granted.link()],
+                d,
+                t + MINUTE,
+                t,
+            ),
+            seconds,
+        )
+    };
+    // The grant of `ops` was permitted; its extension is not.
+    let before = ends("E2");
+    let v = log.refused("carol", &extend("carol", "E2", &ops, false, 1200));
+    assert_eq!(codes(&v), ["policy_denies"], "{v:?}");
+    assert_eq!(v[0].0, 7);
+    assert_eq!(ends("E2"), before, "a refused extension changes nothing");
+    // One approval flagged privileged: the extension waits for a second
+    // person, as a privileged grant would.
+    let before = ends("E1");
+    log.ok("carol", &extend("carol", "E1", &plain, true, 1200));
+    assert_eq!(ends("E1"), before, "one of two approvals extends nothing");
+    log.ok("dave", &extend("dave", "E1", &plain, false, 1200));
+    assert_ne!(ends("E1"), before, "the second extends it");
+    // The policy tightens: `write` is privileged now (two people), and an
+    // unflagged approval alone no longer extends the grant.
+    publish(&log, 2, &cedar, vec![write_class(true)]);
+    let before = ends("E1");
+    log.ok("carol", &extend("carol", "E1", &plain, false, 1800));
+    assert_eq!(ends("E1"), before, "the class asks two people now");
+    log.ok("dave", &extend("dave", "E1", &plain, false, 1800));
+    assert_ne!(ends("E1"), before);
+    log.audits_clean();
+}
+
 #[test]
 fn an_early_revocation_makes_the_removal_due_at_once() {
     let log = Log::start();
@@ -3646,6 +3710,58 @@ fn an_access_review_campaign_keeps_revokes_and_reports_what_no_one_reviewed() {
             .any(|l| l.contains(",A2,") && l.ends_with(",yes")),
         "{rows}"
     );
+}
+
+/// Rules version 7: a reviewer's key reported compromised voids the
+/// KEEPs it signed since, in campaigns still open (the grant is to be
+/// reviewed again, by anyone the campaign names); a REVOKE stands.
+#[test]
+fn a_compromised_reviewer_key_voids_the_keeps_it_signed() {
+    let mut log = Log::start();
+    log.register(human("dave"));
+    let (kept, revoked) = (
+        grant_roles(&log, "R1", &["deploy"], 3600),
+        grant_roles(&log, "R2", &["oncall"], 3600),
+    );
+    let campaign = log.ok(
+        "admin",
+        &review_campaign(&log, "Q1", &["carol", "dave"], now() + 10 * MINUTE),
+    );
+    let certify =
+        |who: &str, grant: &At, keep: bool| certification(&log, who, &campaign, grant, keep);
+    log.ok("carol", &certify("carol", &kept, true));
+    log.ok("carol", &certify("carol", &revoked, false));
+    assert_eq!(
+        codes(&log.refused("dave", &certify("dave", &kept, false))),
+        ["already_certified"]
+    );
+    // carol's key was stolen a minute ago: the admin rotates it.
+    let mut rotate = build::register(
+        log.actor("admin"),
+        &human("carol"),
+        "",
+        NoteSigner::from_seed("carol", [0x44; 32])
+            .unwrap()
+            .verifier()
+            .public_key(),
+        now(),
+    );
+    if let Some(entry::Body::IdentityRegistration(r)) = &mut rotate.body {
+        r.operation = entry::proto::identity_registration::Operation::RotateKey as i32;
+        r.compromised_at = Some(entry::timestamp(now() - MINUTE));
+    }
+    log.ok("admin", &rotate);
+    // Her KEEP no longer stands: dave reviews R1 again, and revokes it.
+    log.ok("dave", &certify("dave", &kept, false));
+    assert_eq!(log.chain("R1")["status"], "awaiting_deprovisioning");
+    // Her REVOKE stood: R2 owes its removal still, and is not reviewed
+    // twice.
+    assert_eq!(log.chain("R2")["status"], "awaiting_deprovisioning");
+    assert_eq!(
+        codes(&log.refused("dave", &certify("dave", &revoked, true))),
+        ["already_certified"]
+    );
+    log.audits_clean();
 }
 
 /// The admin's access review of github's `corp/` resources by

@@ -1,6 +1,7 @@
 //! Logs made by earlier releases (committed fixtures: `tests/fixtures/v1-log`
 //! before rules version 2, `v2-log` before version 3, `v3-log` before
-//! version 4, `v4-log` before version 5, `v5-log` before version 6) keep working: served
+//! version 4, `v4-log` before version 5, `v5-log` before version 6,
+//! `v6-log` before version 7) keep working: served
 //! by this release each gets its rules-version record once, its old entries
 //! audit under the rules they were admitted under, new entries are judged
 //! by this release's rules, and the audit of the whole log finds nothing.
@@ -278,12 +279,12 @@ fn a_log_of_rules_version_4_moves_on_once_keeping_its_admins() {
 }
 
 /// A log of rules version 5 (the release before permanent grants were
-/// tracked) gets the version 6 record on its first start, keeping its
-/// admins; it audits clean, its time-bound grants still owe their
+/// tracked) gets the current version's record on its first start, keeping
+/// its admins; it audits clean, its time-bound grants still owe their
 /// de-provisioning, and its permanent grants stay as version 5 left them
 /// (their chains closed, in no obligation and no campaign).
 #[test]
-fn a_log_of_rules_version_5_moves_to_6_once_keeping_its_admins() {
+fn a_log_of_rules_version_5_moves_on_once_keeping_its_admins() {
     let (_tmp, data, server) = moved_on("v5-log", 84);
     let owed = get_ok(server.addr, "/v1/obligations").json();
     let chains: Vec<&str> = owed["obligations"]
@@ -299,6 +300,30 @@ fn a_log_of_rules_version_5_moves_to_6_once_keeping_its_admins() {
         let c = chain(id);
         assert_eq!(c["status"], "executed", "{c}");
         assert_eq!(c["grant"], serde_json::Value::Null, "{c}");
+    }
+    not_written_again(server, &data);
+}
+
+/// A log of rules version 6 (the release before extensions were held to
+/// the policy in force) gets the version 7 record on its first start,
+/// keeping its admins; it audits clean, its permanent grants are still
+/// held by their open chains, and its ten-year grants still owe their
+/// de-provisioning.
+#[test]
+fn a_log_of_rules_version_6_moves_to_7_once_keeping_its_admins() {
+    let (_tmp, data, server) = moved_on("v6-log", 83);
+    let owed = get_ok(server.addr, "/v1/obligations").json();
+    let chains: Vec<&str> = owed["obligations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["chain_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(chains, ["L1a23f862229-0-1", "L1a23f862229-1-1"], "{owed}");
+    for id in ["L1a23f861dda-0-1", "L1a23f861dda-1-1"] {
+        let c = get_ok(server.addr, &format!("/v1/chains/{id}")).json();
+        assert_eq!(c["status"], "granted", "{c}");
+        assert_eq!(c["grant"]["ends_at"], serde_json::Value::Null, "{c}");
     }
     not_written_again(server, &data);
 }

@@ -87,8 +87,14 @@ fn context(f: &IntentFacts) -> Result<Context, String> {
         ("tickets", set(&f.tickets)),
         ("ticket_systems", set(&f.ticket_systems)),
     ];
-    Context::from_pairs(pairs.into_iter().map(|(k, v)| (k.to_string(), v)))
-        .map_err(|e| e.to_string())
+    let extension = f.extension.map(|e| ("extension", Value::new_bool(e)));
+    Context::from_pairs(
+        pairs
+            .into_iter()
+            .chain(extension)
+            .map(|(k, v)| (k.to_string(), v)),
+    )
+    .map_err(|e| e.to_string())
 }
 
 impl PolicyEngine for CedarEngine {
@@ -147,7 +153,26 @@ mod tests {
             recommended: true,
             tickets: vec!["jira:CHG-1".into()],
             ticket_systems: vec!["jira".into()],
+            extension: None,
         }
+    }
+
+    #[test]
+    fn the_extension_attribute_is_there_from_rules_version_7_only() {
+        let mut engine = CedarEngine::default();
+        let p = policy(
+            r#"permit(principal, action, resource)
+               unless { context has extension && context.extension };"#,
+        );
+        engine.compile(&p).unwrap();
+        let with = |extension| {
+            let mut f = facts();
+            f.extension = extension;
+            f
+        };
+        assert!(engine.allows(&p, &with(None)).unwrap());
+        assert!(engine.allows(&p, &with(Some(false))).unwrap());
+        assert!(!engine.allows(&p, &with(Some(true))).unwrap());
     }
 
     #[test]

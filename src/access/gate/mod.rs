@@ -127,6 +127,21 @@
 //! outcome makes the chain's one grant, and a second must not hold access
 //! that no grant tracks. Permanent grants made before a
 //! log moved to version 6 stay untracked.
+//!
+//! # Version 7: an extension is held to a first grant's rules
+//!
+//! An extension takes effect, as before, once enough people approve it;
+//! from version 7 "enough" is also what the policy in force now asks of
+//! the entitlements the grant holds, with the `privileged` flags the
+//! extension's approvals set counted (as a request's and its approvals'
+//! flags count for an intent). The approval that completes it is judged
+//! by the organisation's Cedar policy (rule 7) as an execution that adds
+//! what the grant holds, approved by who extends it, with
+//! `context.extension` true (false for an intent; the attribute is absent
+//! before version 7): a policy that would not permit the grant now does
+//! not permit its extension. A key revoked or reported compromised voids
+//! the KEEP certifications it signed (as it voids unused approvals) in
+//! campaigns still open: the grant is to be reviewed again.
 
 mod cache;
 pub mod classes;
@@ -250,6 +265,10 @@ pub struct IntentFacts {
     pub tickets: Vec<String>,
     /// The systems of those tickets.
     pub ticket_systems: Vec<String>,
+    /// Rules version 7: whether it is an extension of a grant (`adds`:
+    /// what the grant holds, `approvers`: who extends it) rather than an
+    /// intent; before version 7 the context has no such attribute.
+    pub extension: Option<bool>,
 }
 
 /// Evaluates the organisation's policy (rule 7).
@@ -261,7 +280,7 @@ pub trait PolicyEngine {
 }
 
 /// The rules version this gate writes into new logs and upgrades.
-pub const RULES_VERSION: u32 = 6;
+pub const RULES_VERSION: u32 = 7;
 
 /// The default number of distinct human approvals for a privileged
 /// increase or a high-risk removal (the two-person rule).

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::classes::{ms as seconds_ms, ops, requirements, requirements_flagged};
-use super::state::{GateState, Grant, ObligationKind, Recorded};
+use super::state::{ExtensionApproval, GateState, Grant, ObligationKind, Recorded};
 use super::{IntentFacts, PolicyEngine, Refusal, Rejection, Verdict, DEFAULT_PRIVILEGED_APPROVALS};
 use crate::access::entry::proto::{
     decision, entitlement_op, EntitlementDelta, PolicyRef, RuleViolation,
@@ -148,7 +148,7 @@ pub(super) fn check(
                 .filter(|g| linked.iter().any(|r| r.index == g.outcome));
             if let (Some(grant), Kind::Decision, 5..) = (grant, entry.kind(), state.rules_version())
             {
-                return Ok(extension(state, entry, chain.opener, grant));
+                return Ok(extension(state, entry, chain.opener, grant, engine));
             }
             if !linked.iter().any(|r| r.index == chain.opener)
                 || state.recorded(chain.opener).map(Recorded::kind) != Some(Kind::AccessRequest)
@@ -524,7 +524,15 @@ fn certification(state: &GateState, entry: &DecodedEntry) -> Result<Verdict, Rej
 /// Rules version 5: an approval that links a grant's outcome extends the
 /// grant, under the rules of the first approval (who may decide, how long
 /// it may last), while the grant is in force; it must say for how long.
-fn extension(state: &GateState, entry: &DecodedEntry, opener: u64, grant: &Grant) -> Verdict {
+/// Version 7: the approval that completes it must be permitted by the
+/// policy in force, as the first grant was.
+fn extension(
+    state: &GateState,
+    entry: &DecodedEntry,
+    opener: u64,
+    grant: &Grant,
+    engine: &mut dyn PolicyEngine,
+) -> Verdict {
     let st = &entry.statement;
     let Some(Body::Decision(d)) = &st.body else {
         unreachable!()
@@ -542,18 +550,7 @@ fn extension(state: &GateState, entry: &DecodedEntry, opener: u64, grant: &Grant
     let mut v = decision_v2(state, entry, opener);
     // The grant's own entitlements bound how long it may run (an approval
     // of a narrower delta must not lift the maximum).
-    let held = EntitlementDelta {
-        ops: grant
-            .entitlements
-            .iter()
-            .map(|e| crate::access::entry::proto::EntitlementOp {
-                op: entitlement_op::Op::Add as i32,
-                entitlement: e.clone(),
-            })
-            .collect(),
-        ..Default::default()
-    };
-    let need = requirements(state.policy(), &grant.target.system, &held);
+    let need = requirements(state.policy(), &grant.target.system, &grant.held_delta());
     if d.access_duration_seconds > 0 && !v.iter().any(|x| x.code == "access_duration") {
         v.extend(duration_violation(
             Some(seconds_ms(d.access_duration_seconds)),
@@ -587,7 +584,134 @@ fn extension(state: &GateState, entry: &DecodedEntry, opener: u64, grant: &Grant
             "an extension says how long the access lasts from now: accessDurationSeconds",
         ));
     }
+    if state.rules_version() >= 7 {
+        v.extend(extension_policy(state, entry, opener, grant, engine));
+    }
     verdict(v, None)
+}
+
+/// Rules version 7, rule 7 for the approval that completes an extension:
+/// the policy in force judges it as an execution that adds what the grant
+/// holds, by the request's executor, approved by who extends it
+/// (`context.extension` true). An approval the extension still waits on
+/// is not judged: the policy may ask for more approvers than it has.
+fn extension_policy(
+    state: &GateState,
+    entry: &DecodedEntry,
+    opener: u64,
+    grant: &Grant,
+    engine: &mut dyn PolicyEngine,
+) -> Option<RuleViolation> {
+    let policy = state.policy()?;
+    let st = &entry.statement;
+    let Some(Body::Decision(d)) = &st.body else {
+        unreachable!()
+    };
+    let who = entry.signed.signer_id.as_str();
+    let approval = ExtensionApproval {
+        decision: u64::MAX,
+        person: state.person_of(who).into(),
+        duration_ms: 0,
+        expires_ms: d.expires_at.as_ref().map_or(0, millis),
+        privileged: d.approved_delta.as_ref().is_some_and(|d| d.privileged),
+    };
+    let approvals = state.extension_with(grant, approval, state.time_of(st));
+    if !state.extension_stands(grant, &approvals) {
+        return None;
+    }
+    let request = state.recorded(opener)?;
+    let request_statement = state.statement(request);
+    let Some(Body::AccessRequest(r)) = &request_statement.body else {
+        return None;
+    };
+    let held = grant.held_delta();
+    let flagged =
+        approvals.iter().any(|a| a.privileged) || r.delta.as_ref().is_some_and(|d| d.privileged);
+    let need = requirements_flagged(Some(policy), &grant.target.system, &held, flagged, false);
+    let (tickets, ticket_systems) = ticket_facts(state, &request_statement);
+    let approvers = approvals
+        .iter()
+        .map(|a| {
+            state
+                .recorded(a.decision)
+                .map_or(who, Recorded::actor_id)
+                .to_string()
+        })
+        .collect();
+    let people: BTreeSet<&str> = approvals.iter().map(|a| &*a.person).collect();
+    let facts = IntentFacts {
+        chain_id: st.chain_id.clone(),
+        executor: r.executor.clone(),
+        executor_kind: state
+            .kind_of(&r.executor)
+            .map_or("", |k| k.as_str_name())
+            .to_string(),
+        requester: request.actor_id().to_string(),
+        approvers,
+        human_approvals: people.len() as i64,
+        system: grant.target.system.clone(),
+        resource: grant.target.resource.clone(),
+        subject: grant.target.subject.clone(),
+        adds: grant.entitlements.clone(),
+        removes: vec![],
+        privileged: need.privileged,
+        high_risk: false,
+        break_glass: false,
+        recommended: recommended(state, &st.chain_id),
+        tickets,
+        ticket_systems,
+        extension: Some(true),
+    };
+    judge(engine, policy, &facts, "this extension")
+}
+
+/// Rule 7's answer for `facts`: a violation unless `policy` permits
+/// `what`.
+fn judge(
+    engine: &mut dyn PolicyEngine,
+    policy: &crate::access::entry::proto::PolicyPublication,
+    facts: &IntentFacts,
+    what: &str,
+) -> Option<RuleViolation> {
+    match engine.allows(policy, facts) {
+        Ok(true) => None,
+        Ok(false) => Some(violation(
+            7,
+            "policy_denies",
+            format!(
+                "{} version {} does not permit {what}",
+                policy.policy_id, policy.version
+            ),
+        )),
+        Err(e) => Some(violation(7, "policy_error", e)),
+    }
+}
+
+/// A request's change tickets for the policy, as `system:id` and their
+/// systems (rules version 4: before it, tickets are not read).
+fn ticket_facts(state: &GateState, request: &Statement) -> (Vec<String>, Vec<String>) {
+    let tickets = match &request.body {
+        Some(Body::AccessRequest(r)) if state.rules_version() >= 4 => r.tickets.as_slice(),
+        _ => &[],
+    };
+    (
+        tickets
+            .iter()
+            .map(|t| format!("{}:{}", t.system, t.id))
+            .collect(),
+        tickets.iter().map(|t| t.system.clone()).collect(),
+    )
+}
+
+/// Whether an assistant recommended in chain `chain_id`.
+fn recommended(state: &GateState, chain_id: &str) -> bool {
+    state.chain(chain_id).is_some_and(|chain| {
+        chain.entries.iter().any(|i| {
+            state
+                .recorded(*i)
+                .is_some_and(|r| r.kind() == Kind::Recommendation)
+        })
+    })
 }
 
 /// How long a grant runs, in words.
@@ -1288,18 +1412,10 @@ fn intent(
         } else {
             (delta.privileged, delta.high_risk)
         };
-        let opener_statement = state.statement(opener);
-        // Rules version 4: before it, tickets are not read.
-        let tickets = match &opener_statement.body {
-            Some(Body::AccessRequest(r)) if state.rules_version() >= 4 => r.tickets.as_slice(),
-            _ => &[],
-        };
+        let (tickets, ticket_systems) = ticket_facts(state, &state.statement(opener));
         let facts = IntentFacts {
-            tickets: tickets
-                .iter()
-                .map(|t| format!("{}:{}", t.system, t.id))
-                .collect(),
-            ticket_systems: tickets.iter().map(|t| t.system.clone()).collect(),
+            tickets,
+            ticket_systems,
             chain_id: st.chain_id.clone(),
             executor: executor.to_string(),
             executor_kind: ActorKind::try_from(executor_kind)
@@ -1316,24 +1432,10 @@ fn intent(
             privileged,
             high_risk,
             break_glass,
-            recommended: chain.entries.iter().any(|i| {
-                state
-                    .recorded(*i)
-                    .is_some_and(|r| r.kind() == Kind::Recommendation)
-            }),
+            recommended: recommended(state, &st.chain_id),
+            extension: (state.rules_version() >= 7).then_some(false),
         };
-        match engine.allows(policy, &facts) {
-            Ok(true) => {}
-            Ok(false) => v.push(violation(
-                7,
-                "policy_denies",
-                format!(
-                    "{} version {} does not permit this execution",
-                    policy.policy_id, policy.version
-                ),
-            )),
-            Err(e) => v.push(violation(7, "policy_error", e)),
-        }
+        v.extend(judge(engine, policy, &facts, "this execution"));
     }
     verdict(v, in_force)
 }

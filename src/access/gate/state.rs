@@ -14,8 +14,8 @@ use super::limits::{MAX_CHAIN_ENTRIES, MAX_CHAIN_REFUSALS, MAX_OPINIONS_PER_ACTO
 use super::Rejection;
 use crate::access::entry::proto::entitlement_op::Op;
 use crate::access::entry::proto::{
-    decision, execution_outcome, identity_registration::Operation, review, Actor, GateRefusal,
-    LogParameters, PolicyPublication, Target,
+    decision, execution_outcome, identity_registration::Operation, review, Actor, EntitlementDelta,
+    GateRefusal, LogParameters, PolicyPublication, Target,
 };
 use crate::access::entry::{millis, ActorKind, Body, DecodedEntry, Kind, Statement};
 use crate::tlog::merkle::Hash;
@@ -227,18 +227,50 @@ pub struct Grant {
     pub revoked_by: Option<u64>,
     pub revoked_ms: Option<i64>,
     /// Extension approvals admitted since it was granted or last
-    /// extended: (decision, person, duration, the approval's expiry). The
-    /// extension takes effect when as many people as the first grant
-    /// needed have approved it, with approvals still good then.
+    /// extended. The extension takes effect when as many people as the
+    /// first grant needed have approved it (rules version 7: and as many
+    /// as the policy in force asks now), with approvals still good then.
     #[serde(skip)]
-    extensions: Vec<(u64, Box<str>, i64, i64)>,
+    extensions: Vec<ExtensionApproval>,
     /// Distinct people an extension needs: as many as the grant did.
     pub approvals: u32,
     /// How long its removal may take once it has ended (the policy's).
     pub window_ms: i64,
 }
 
+/// An approval that extends a grant (rules version 5), while it waits for
+/// the others the extension needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtensionApproval {
+    pub decision: u64,
+    /// Who approved, as a person (an NHI's owner).
+    pub person: Box<str>,
+    /// How long the access lasts from the extension.
+    pub duration_ms: i64,
+    /// When the approval expires.
+    pub expires_ms: i64,
+    /// It flags the access privileged (rules version 7: that may raise
+    /// the approvals the extension needs).
+    pub privileged: bool,
+}
+
 impl Grant {
+    /// The entitlements it holds, as a delta that adds them (what an
+    /// extension approves again).
+    pub fn held_delta(&self) -> EntitlementDelta {
+        EntitlementDelta {
+            ops: self
+                .entitlements
+                .iter()
+                .map(|e| crate::access::entry::proto::EntitlementOp {
+                    op: Op::Add as i32,
+                    entitlement: e.clone(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
     /// Whether it grants access at `now`: not ended, not revoked.
     pub fn in_force(&self, now: i64) -> bool {
         self.revoked_by.is_none() && now <= self.ends_ms
@@ -358,6 +390,11 @@ pub struct CampaignItem {
     pub granters: Vec<String>,
     /// KEEP (true) or REVOKE, by whom, at which entry.
     pub decision: Option<(bool, String, u64)>,
+    /// Which key of the reviewer signed the decision, and when the log
+    /// admitted it (rules version 7: a KEEP signed by a key since revoked
+    /// or reported compromised no longer stands).
+    #[serde(skip)]
+    pub signed: (u32, i64),
     /// Revoked at the deadline for want of a review.
     pub revoked_unreviewed: bool,
     /// The grant's outcome's leaf hash (a certification links it).
@@ -930,6 +967,7 @@ impl GateState {
                     entitlements: g.entitlements.clone(),
                     granters,
                     decision: None,
+                    signed: (0, 0),
                     revoked_unreviewed: false,
                     leaf_hash,
                     ended: None,
@@ -979,6 +1017,7 @@ impl GateState {
     fn certify(
         &mut self,
         index: u64,
+        key_id: u32,
         st: &Statement,
         c: &crate::access::entry::proto::Certification,
         at: i64,
@@ -1027,12 +1066,32 @@ impl GateState {
             return;
         };
         item.decision = Some((keep, reviewer, index));
+        item.signed = (key_id, at);
         if !keep
             && self
                 .grant_by_outcome(grant.index)
                 .is_some_and(|(_, g)| g.in_force(at))
         {
             self.revoke_grant(grant.index, index, at);
+        }
+    }
+
+    /// Rules version 7: the KEEPs `id` certified, in campaigns still open,
+    /// with a key `void` says is no longer trusted (revoked, or a key
+    /// rotated out after its stated compromise) stand no more: their
+    /// grants are to be reviewed again. (A REVOKE stands: it took access
+    /// away, which a stolen key gains nothing by.)
+    fn void_certifications(&mut self, id: &str, void: impl Fn((u32, i64)) -> bool) {
+        for (_, index) in self.campaign_deadlines.iter() {
+            let Some(c) = self.campaigns.get_mut(index) else {
+                continue;
+            };
+            for item in c.items.values_mut() {
+                let keep_by_id = matches!(&item.decision, Some((true, by, _)) if by == id);
+                if keep_by_id && void(item.signed) {
+                    item.decision = None;
+                }
+            }
         }
     }
 
@@ -1842,7 +1901,7 @@ impl GateState {
             }
             Some(Body::Certification(c)) => {
                 if self.params.rules_version >= 5 {
-                    self.certify(index, &st, c, admitted_ms);
+                    self.certify(index, entry.signed.key_id, &st, c, admitted_ms);
                 }
                 return None;
             }
@@ -1910,6 +1969,12 @@ impl GateState {
                         .map(|d| d.index)
                         .collect();
                     self.voided.extend(hit);
+                    if self.params.rules_version >= 7 {
+                        self.void_certifications(id, |(key, at)| match since {
+                            None => key == kid,
+                            Some(since) => key != kid && at >= since,
+                        });
+                    }
                 }
                 return None;
             }
@@ -2189,8 +2254,9 @@ impl GateState {
             delta.privileged || requested.privileged,
             false,
         );
-        // A permanent grant owes nothing until it is revoked.
-        let ends_ms = duration.map_or(PERMANENT, |d| at.saturating_add(d));
+        // A permanent grant owes nothing until it is revoked. (A
+        // time-bound end is never PERMANENT, whatever a hostile log's clock.)
+        let ends_ms = duration.map_or(PERMANENT, |d| at.saturating_add(d).min(PERMANENT - 1));
         if duration.is_some() {
             self.obligations.insert(
                 opener,
@@ -2302,10 +2368,7 @@ impl GateState {
         let Some(opener) = self.chains.get(&st.chain_id).map(|c| c.opener) else {
             return;
         };
-        let person: Box<str> = self
-            .person_of(st.actor.as_ref().map_or("", |a| a.id.as_str()))
-            .into();
-        let Some(g) = self.grants.get_mut(&opener) else {
+        let Some(g) = self.grants.get(&opener) else {
             return;
         };
         // A permanent grant takes no extension (rule 11): even a log that
@@ -2315,34 +2378,77 @@ impl GateState {
         if permanent || !g.in_force(at) || !linked || seconds == 0 {
             return;
         }
-        let ms = ms(seconds);
-        let expires = match &st.body {
-            Some(Body::Decision(d)) => d.expires_at.as_ref().map_or(0, millis),
-            _ => 0,
+        let Some(Body::Decision(d)) = &st.body else {
+            return;
         };
-        g.extensions.push((index, person, ms, expires));
-        // Only approvals still good count: unexpired, unrevoked, not void.
-        let (revoked, voided) = (&self.revoked, &self.voided);
-        g.extensions
-            .retain(|(i, _, _, e)| *e >= at && !revoked.contains(i) && !voided.contains(i));
-        let people: BTreeSet<&str> = g.extensions.iter().map(|(_, p, _, _)| &**p).collect();
-        if people.len() < g.approvals.max(1) as usize {
+        let approval = ExtensionApproval {
+            decision: index,
+            person: self
+                .person_of(st.actor.as_ref().map_or("", |a| a.id.as_str()))
+                .into(),
+            duration_ms: ms(seconds),
+            expires_ms: d.expires_at.as_ref().map_or(0, millis),
+            privileged: d.approved_delta.as_ref().is_some_and(|d| d.privileged),
+        };
+        let pending = self.extension_with(g, approval, at);
+        let stands = self.extension_stands(g, &pending);
+        let Some(g) = self.grants.get_mut(&opener) else {
+            return;
+        };
+        if !stands {
+            g.extensions = pending;
             return;
         }
-        let shortest = g
-            .extensions
-            .iter()
-            .map(|(_, _, ms, _)| *ms)
-            .min()
-            .unwrap_or(ms);
+        let shortest = pending.iter().map(|a| a.duration_ms).min().unwrap_or(0);
         g.extensions.clear();
-        let (old, new) = (g.ends_ms, at.saturating_add(shortest));
+        let (old, new) = (g.ends_ms, at.saturating_add(shortest).min(PERMANENT - 1));
         g.ends_ms = new;
         self.grant_ends.remove(&(old, opener));
         self.grant_ends.insert((new, opener));
         if let Some(o) = self.obligations.get_mut(&opener) {
             o.deadline_ms = new.saturating_add(g.window_ms);
         }
+    }
+
+    /// The extension approvals of `g` that are still good at `at`
+    /// (unexpired, unrevoked, not void), with `approval` among them.
+    pub fn extension_with(
+        &self,
+        g: &Grant,
+        approval: ExtensionApproval,
+        at: i64,
+    ) -> Vec<ExtensionApproval> {
+        g.extensions
+            .iter()
+            .cloned()
+            .chain(std::iter::once(approval))
+            .filter(|a| {
+                a.expires_ms >= at
+                    && !self.revoked.contains(&a.decision)
+                    && !self.voided.contains(&a.decision)
+            })
+            .collect()
+    }
+
+    /// Whether `approvals` extend `g`: as many people as the grant
+    /// needed and, rules version 7, as many as the policy in force asks
+    /// now of what it holds, with the flags the approvals set counted (an
+    /// extension is held to the rules of a first grant).
+    pub fn extension_stands(&self, g: &Grant, approvals: &[ExtensionApproval]) -> bool {
+        let people: BTreeSet<&str> = approvals.iter().map(|a| &*a.person).collect();
+        let mut needed = g.approvals.max(1);
+        if self.rules_version() >= 7 {
+            let flagged = approvals.iter().any(|a| a.privileged);
+            let now = requirements_flagged(
+                self.policy.as_deref(),
+                &g.target.system,
+                &g.held_delta(),
+                flagged,
+                false,
+            );
+            needed = needed.max(now.approvals);
+        }
+        people.len() >= needed as usize
     }
 
     /// Rules version 5: revocation `by`, admitted at `at`, of a grant's
