@@ -2865,12 +2865,23 @@ fn grant(log: &Log, chain: &str, seconds: u64) -> At {
 /// alice asks for `roles` (beside read) for `seconds` in `chain`, bob
 /// approves, deployer executes: the grant's outcome.
 fn grant_roles(log: &Log, chain: &str, roles: &[&str], seconds: u64) -> At {
+    grant_on(log, chain, tgt(), roles, seconds)
+}
+
+/// As [`grant_roles`], on `target`.
+fn grant_on(
+    log: &Log,
+    chain: &str,
+    target: entry::proto::Target,
+    roles: &[&str],
+    seconds: u64,
+) -> At {
     let d = delta(&["read"], roles, &[]);
     let t = now();
     let req = log.ok(
         "alice",
         &build::lasting(
-            build::request(log.actor("alice"), chain, tgt(), d.clone(), "deployer", t),
+            build::request(log.actor("alice"), chain, target, d.clone(), "deployer", t),
             seconds,
         ),
     );
@@ -3764,6 +3775,45 @@ fn a_compromised_reviewer_key_voids_the_keeps_it_signed() {
     log.audits_clean();
 }
 
+/// Rules version 7: a campaign may review the grants of some subjects
+/// only (`subjectPrefix`), so a resource with more standing grants than
+/// one campaign reviews is reviewed in parts.
+#[test]
+fn a_campaign_scoped_to_subjects_reviews_only_their_grants() {
+    let mut log = Log::start();
+    log.register(human("dave"));
+    let alices = grant_roles(&log, "S1", &["deploy"], 0);
+    let daves = grant_on(
+        &log,
+        "S2",
+        target("github", "corp/x", "dave"),
+        &["deploy"],
+        0,
+    );
+    let mut scoped = review_campaign(&log, "Q-o", &["carol", "dave"], now() + 10 * MINUTE);
+    if let Some(entry::Body::ReviewCampaign(c)) = &mut scoped.body {
+        c.subject_prefix = "da".into();
+    }
+    let campaign = log.ok("admin", &scoped);
+    log.rejected(
+        log.key("carol"),
+        &certification(&log, "carol", &campaign, &alices, false),
+        422,
+        "not_in_campaign",
+    );
+    log.ok(
+        "carol",
+        &certification(&log, "carol", &campaign, &daves, false),
+    );
+    assert_eq!(log.chain("S2")["status"], "awaiting_deprovisioning");
+    assert_eq!(log.chain("S1")["status"], "granted");
+    let out = tempfile::tempdir().unwrap();
+    let (_, _, manifest) = log.server.audit(&[], &out.path().join("a"));
+    let c = &manifest["access_reviews"]["campaigns"][0];
+    assert_eq!(c["scope"]["subject_prefix"], "da", "{manifest:#}");
+    assert_eq!(c["grants"], 1, "{manifest:#}");
+}
+
 /// The admin's access review of github's `corp/` resources by
 /// `reviewers`, due at `deadline_ms`, reporting what is not reviewed.
 fn review_campaign(log: &Log, id: &str, reviewers: &[&str], deadline_ms: i64) -> Statement {
@@ -3777,6 +3827,7 @@ fn review_campaign(log: &Log, id: &str, reviewers: &[&str], deadline_ms: i64) ->
             reviewers: reviewers.iter().map(|r| r.to_string()).collect(),
             deadline: Some(entry::timestamp(deadline_ms)),
             revoke_unreviewed: false,
+            subject_prefix: String::new(),
         })),
         ..Default::default()
     }

@@ -368,6 +368,12 @@ fn gate_history(steps: &[Step]) -> (Vec<Vec<u8>>, NoteVerifier) {
                     reviewers: PEOPLE.iter().map(|p| p.to_string()).collect(),
                     deadline: Some(entry::timestamp(now + 10 * MINUTE)),
                     revoke_unreviewed: s.flag,
+                    // Now and then only alice's grants (rules version 7).
+                    subject_prefix: if s.executor == 1 {
+                        "a".into()
+                    } else {
+                        String::new()
+                    },
                 });
                 (
                     Statement {

@@ -394,7 +394,11 @@ impl Package {
             summary.push(serde_json::json!({
                 "campaign_id": c.campaign_id,
                 "entry": c.index,
-                "scope": { "system": c.system, "resource_prefix": c.resource_prefix },
+                "scope": {
+                    "system": c.system,
+                    "resource_prefix": c.resource_prefix,
+                    "subject_prefix": c.subject_prefix,
+                },
                 "reviewers": c.reviewers,
                 "deadline": rfc3339(c.deadline_ms),
                 "revoke_unreviewed": c.revoke_unreviewed,

@@ -360,6 +360,7 @@ pub fn write(
                         // Before the grant ends: it needs its review.
                         deadline: Some(entry::timestamp(w.clock + HOUR / 2)),
                         revoke_unreviewed: false,
+                        subject_prefix: String::new(),
                     })),
                     ..Default::default()
                 },

@@ -302,13 +302,13 @@ pub(super) fn check(
                     ),
                 ));
             }
-            let grants = state.grants_in_scope(&c.system, &c.resource_prefix, now);
+            let grants = state.grants_in_scope(c, now);
             if grants > super::limits::MAX_CAMPAIGN_GRANTS {
                 return Err(Rejection::new(
                     422,
                     "campaign_too_large",
                     format!(
-                        "{grants} grants are in this scope; a campaign reviews at most {}: narrow it (system, resourcePrefix)",
+                        "{grants} grants are in this scope; a campaign reviews at most {}: narrow it (system, resourcePrefix, subjectPrefix)",
                         super::limits::MAX_CAMPAIGN_GRANTS
                     ),
                 )

@@ -15,7 +15,7 @@ use super::Rejection;
 use crate::access::entry::proto::entitlement_op::Op;
 use crate::access::entry::proto::{
     decision, execution_outcome, identity_registration::Operation, review, Actor, EntitlementDelta,
-    GateRefusal, LogParameters, PolicyPublication, Target,
+    GateRefusal, LogParameters, PolicyPublication, ReviewCampaign, Target,
 };
 use crate::access::entry::{millis, ActorKind, Body, DecodedEntry, Kind, Statement};
 use crate::tlog::merkle::Hash;
@@ -370,6 +370,8 @@ pub struct Campaign {
     pub leaf_hash: Hash,
     pub system: String,
     pub resource_prefix: String,
+    /// Rules version 7 (empty before).
+    pub subject_prefix: String,
     pub reviewers: Vec<String>,
     pub deadline_ms: i64,
     pub revoke_unreviewed: bool,
@@ -948,12 +950,8 @@ impl GateState {
         at: i64,
     ) {
         let mut items = BTreeMap::new();
-        for g in self.grants.values().filter(|g| g.in_force(at)) {
-            let in_scope = (c.system.is_empty() || g.target.system == c.system)
-                && g.target.resource.starts_with(&c.resource_prefix);
-            if !in_scope {
-                continue;
-            }
+        let scoped: Vec<&Grant> = self.in_campaign_scope(c, at).collect();
+        for g in scoped {
             let granters = self.granters(g);
             let leaf_hash = self
                 .recorded
@@ -986,6 +984,7 @@ impl GateState {
                 leaf_hash,
                 system: c.system.clone(),
                 resource_prefix: c.resource_prefix.clone(),
+                subject_prefix: self.subject_prefix(c).to_string(),
                 reviewers: c.reviewers.clone(),
                 deadline_ms,
                 revoke_unreviewed: c.revoke_unreviewed,
@@ -1159,15 +1158,35 @@ impl GateState {
 
     /// Rules version 5: the grants in force at `at` on `system` (empty:
     /// any) whose resource starts with `prefix`: a campaign's snapshot.
-    pub fn grants_in_scope(&self, system: &str, prefix: &str, at: i64) -> usize {
-        self.grants
-            .values()
-            .filter(|g| g.in_force(at))
-            .filter(|g| {
-                (system.is_empty() || g.target.system == system)
-                    && g.target.resource.starts_with(prefix)
-            })
-            .count()
+    pub fn grants_in_scope(&self, c: &ReviewCampaign, at: i64) -> usize {
+        self.in_campaign_scope(c, at).count()
+    }
+
+    /// The grants in force at `at` that campaign `c` reviews: on its
+    /// system (empty: any), a resource starting with its prefix and
+    /// (rules version 7) a subject starting with its own.
+    fn in_campaign_scope<'a>(
+        &'a self,
+        c: &'a ReviewCampaign,
+        at: i64,
+    ) -> impl Iterator<Item = &'a Grant> + 'a {
+        let subject_prefix = self.subject_prefix(c);
+        self.grants.values().filter(move |g| {
+            g.in_force(at)
+                && (c.system.is_empty() || g.target.system == c.system)
+                && g.target.resource.starts_with(&c.resource_prefix)
+                && g.target.subject.starts_with(subject_prefix)
+        })
+    }
+
+    /// A campaign's subject prefix: read from rules version 7 (an earlier
+    /// release never saw the field).
+    fn subject_prefix<'a>(&self, c: &'a ReviewCampaign) -> &'a str {
+        if self.rules_version() >= 7 {
+            &c.subject_prefix
+        } else {
+            ""
+        }
     }
 
     /// Marks how the access of the grant of `outcome` ended, in every
