@@ -16,16 +16,8 @@ use serde_json::{json, Value};
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("question").required(true).args(["subject", "resource", "actor"])))]
 pub struct AccessArgs {
-    /// The log: a mirror directory (`gatelog mirror`) or the log's URL.
-    #[arg(long, value_name = "DIR|URL")]
-    log: String,
-    /// The log's verifier key.
-    #[arg(long, value_name = "VKEY")]
-    vkey: String,
-    /// A bootstrap admin's public key (only for logs made before rules
-    /// version 2); repeatable.
-    #[arg(long = "admin-key", value_name = "FILE")]
-    admin_keys: Vec<PathBuf>,
+    #[command(flatten)]
+    source: super::LogSource,
     /// What this subject holds (or held --at a time).
     #[arg(long, value_name = "ID")]
     subject: Option<String>,
@@ -82,9 +74,9 @@ fn answer(args: &AccessArgs) -> anyhow::Result<(Value, bool)> {
         })
         .transpose()?;
     let r = AccessReplay {
-        log: args.log.clone(),
-        vkey: args.vkey.clone(),
-        admin_keys: args.admin_keys.clone(),
+        log: args.source.log.clone(),
+        vkey: args.source.vkey.clone(),
+        admin_keys: args.source.admin_keys.clone(),
         spill_dir: args.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
     };
     let replayed = replay(&r, &super::progress_bar("replay", "entries"))?;

@@ -11,18 +11,8 @@ use gatelog::audit::{AuditConfig, Failure};
 
 #[derive(Args, Debug)]
 pub struct AuditArgs {
-    /// The log: a mirror directory (`gatelog mirror`) or the log's URL.
-    #[arg(long, value_name = "DIR|URL")]
-    log: String,
-    /// The log's verifier key.
-    #[arg(long, value_name = "VKEY")]
-    vkey: String,
-    /// A bootstrap admin's public key (FILE.pub), as a log made by an
-    /// older release was served with; repeatable. Only for the entries
-    /// before such a log's parameters record: a log of rules version 2
-    /// names its admins itself.
-    #[arg(long = "admin-key", value_name = "FILE")]
-    admin_keys: Vec<PathBuf>,
+    #[command(flatten)]
+    source: super::LogSource,
     /// The leaf hash (hex) of the log's first entry, as `gatelog serve`
     /// printed it at creation: pins the admins and rules the log started
     /// with; any other entry 0 is a `genesis_mismatch` finding.
@@ -88,9 +78,9 @@ fn parse_period(s: &str) -> Result<Period, String> {
 pub fn audit(args: AuditArgs) -> ExitCode {
     let config = AuditConfig {
         chains: args.chains.parse().expect("clap checked the value"),
-        log: args.log,
-        vkey: args.vkey,
-        admin_keys: args.admin_keys,
+        log: args.source.log,
+        vkey: args.source.vkey,
+        admin_keys: args.source.admin_keys,
         genesis: args.genesis,
         witness_keys: args.witness_keys,
         since: args.since,

@@ -277,6 +277,24 @@ pub struct MirrorArgs {
     dir: std::path::PathBuf,
 }
 
+/// The log a verifying command replays (`gatelog audit`, `gatelog
+/// access`), and the keys it trusts.
+#[derive(Args, Debug)]
+pub struct LogSource {
+    /// The log: a mirror directory (`gatelog mirror`) or the log's URL.
+    #[arg(long, value_name = "DIR|URL")]
+    pub log: String,
+    /// The log's verifier key.
+    #[arg(long, value_name = "VKEY")]
+    pub vkey: String,
+    /// A bootstrap admin's public key (FILE.pub), as a log made by an
+    /// older release was served with; repeatable. Only for the entries
+    /// before such a log's parameters record: a log of rules version 2
+    /// names its admins itself.
+    #[arg(long = "admin-key", value_name = "FILE")]
+    pub admin_keys: Vec<std::path::PathBuf>,
+}
+
 fn mirror(args: &MirrorArgs) -> anyhow::Result<ExitCode> {
     use gatelog::observers::mirror::{mirror, MirrorError};
     use gatelog::sys::client::parse_url;
