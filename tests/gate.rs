@@ -3178,6 +3178,49 @@ fn an_extension_is_held_to_the_policy_and_classes_in_force() {
     assert_eq!(ends("E1"), before, "one of two approvals extends nothing");
     log.ok("dave", &extend("dave", "E1", &plain, false, 1200));
     assert_ne!(ends("E1"), before, "the second extends it");
+    // A grant that took two people because one approval flagged it
+    // privileged (its request and intent did not) takes two to extend.
+    let d = delta(&["read"], &["write"], &[]);
+    let t = now();
+    let req = log.ok(
+        "alice",
+        &build::lasting(
+            build::request(log.actor("alice"), "E3", tgt(), d.clone(), "deployer", t),
+            600,
+        ),
+    );
+    let mut flagged = d.clone();
+    flagged.privileged = true;
+    let approve = |who: &str, d: &EntitlementDelta| {
+        build::approve(
+            log.actor(who),
+            "E3",
+            vec![req.link()],
+            d.clone(),
+            t + MINUTE,
+            t,
+        )
+    };
+    let bob = log.ok("bob", &approve("bob", &flagged));
+    let carol = log.ok("carol", &approve("carol", &d));
+    let intent = log.ok(
+        "deployer",
+        &log.intent(
+            "deployer",
+            "E3",
+            vec![req.link(), bob.link(), carol.link()],
+            &d,
+        ),
+    );
+    let two = log.ok(
+        "deployer",
+        &log.outcome("deployer", "E3", &intent, &["read", "write"]),
+    );
+    let before = ends("E3");
+    log.ok("dave", &extend("dave", "E3", &two, false, 1200));
+    assert_eq!(ends("E3"), before, "the first grant needed two people");
+    log.ok("bob", &extend("bob", "E3", &two, false, 1200));
+    assert_ne!(ends("E3"), before);
     // The policy tightens: `write` is privileged now (two people), and an
     // unflagged approval alone no longer extends the grant.
     publish(&log, 2, &cedar, vec![write_class(true)]);
@@ -3725,53 +3768,75 @@ fn an_access_review_campaign_keeps_revokes_and_reports_what_no_one_reviewed() {
 
 /// Rules version 7: a reviewer's key reported compromised voids the
 /// KEEPs it signed since, in campaigns still open (the grant is to be
-/// reviewed again, by anyone the campaign names); a REVOKE stands.
+/// reviewed again, by anyone the campaign names); what it signed before
+/// the compromise, its REVOKEs and other reviewers' KEEPs stand. A key
+/// revoked outright voids every KEEP it signed.
 #[test]
 fn a_compromised_reviewer_key_voids_the_keeps_it_signed() {
     let mut log = Log::start();
     log.register(human("dave"));
-    let (kept, revoked) = (
-        grant_roles(&log, "R1", &["deploy"], 3600),
-        grant_roles(&log, "R2", &["oncall"], 3600),
-    );
+    let [before, after, revoked, daves, later] = ["deploy", "oncall", "billing", "audit", "ops"]
+        .map(|role| {
+            let chain = format!("R-{role}");
+            grant_roles(&log, &chain, &[role], 3600)
+        });
     let campaign = log.ok(
         "admin",
         &review_campaign(&log, "Q1", &["carol", "dave"], now() + 10 * MINUTE),
     );
-    let certify =
-        |who: &str, grant: &At, keep: bool| certification(&log, who, &campaign, grant, keep);
-    log.ok("carol", &certify("carol", &kept, true));
-    log.ok("carol", &certify("carol", &revoked, false));
+    let certify = |log: &Log, who: &str, grant: &At, keep: bool| {
+        certification(log, who, &campaign, grant, keep)
+    };
+    log.ok("carol", &certify(&log, "carol", &before, true));
+    // (The log's clock has a one-second resolution.)
+    std::thread::sleep(std::time::Duration::from_millis(2_100));
+    let stolen_at = now();
+    std::thread::sleep(std::time::Duration::from_millis(2_100));
+    log.ok("carol", &certify(&log, "carol", &after, true));
+    log.ok("carol", &certify(&log, "carol", &revoked, false));
+    log.ok("dave", &certify(&log, "dave", &daves, true));
     assert_eq!(
-        codes(&log.refused("dave", &certify("dave", &kept, false))),
+        codes(&log.refused("dave", &certify(&log, "dave", &after, false))),
         ["already_certified"]
     );
-    // carol's key was stolen a minute ago: the admin rotates it.
-    let mut rotate = build::register(
-        log.actor("admin"),
-        &human("carol"),
-        "",
-        NoteSigner::from_seed("carol", [0x44; 32])
-            .unwrap()
-            .verifier()
-            .public_key(),
-        now(),
+    // carol's key was stolen at `stolen_at`: the admin rotates it.
+    let admin = log.actor("admin").clone();
+    let registration = |key: &NoteSigner, op, compromised: Option<i64>| {
+        let mut st = build::register(
+            &admin,
+            &human("carol"),
+            "",
+            key.verifier().public_key(),
+            now(),
+        );
+        if let Some(entry::Body::IdentityRegistration(r)) = &mut st.body {
+            r.operation = op as i32;
+            r.compromised_at = compromised.map(entry::timestamp);
+        }
+        st
+    };
+    use entry::proto::identity_registration::Operation;
+    let new_key = NoteSigner::from_seed("carol", [0x44; 32]).unwrap();
+    log.ok(
+        "admin",
+        &registration(&new_key, Operation::RotateKey, Some(stolen_at)),
     );
-    if let Some(entry::Body::IdentityRegistration(r)) = &mut rotate.body {
-        r.operation = entry::proto::identity_registration::Operation::RotateKey as i32;
-        r.compromised_at = Some(entry::timestamp(now() - MINUTE));
+    log.keys.get_mut("carol").unwrap().1 = NoteSigner::from_seed("carol", [0x44; 32]).unwrap();
+    // Her KEEP since the theft no longer stands: dave reviews it again.
+    log.ok("dave", &certify(&log, "dave", &after, false));
+    assert_eq!(log.chain("R-oncall")["status"], "awaiting_deprovisioning");
+    // What stands: her KEEP from before the theft, her REVOKE, dave's KEEP.
+    for (who, grant) in [("dave", &before), ("dave", &revoked), ("carol", &daves)] {
+        assert_eq!(
+            codes(&log.refused(who, &certify(&log, who, grant, true))),
+            ["already_certified"],
+            "{who}"
+        );
     }
-    log.ok("admin", &rotate);
-    // Her KEEP no longer stands: dave reviews R1 again, and revokes it.
-    log.ok("dave", &certify("dave", &kept, false));
-    assert_eq!(log.chain("R1")["status"], "awaiting_deprovisioning");
-    // Her REVOKE stood: R2 owes its removal still, and is not reviewed
-    // twice.
-    assert_eq!(log.chain("R2")["status"], "awaiting_deprovisioning");
-    assert_eq!(
-        codes(&log.refused("dave", &certify("dave", &revoked, true))),
-        ["already_certified"]
-    );
+    // A key revoked outright voids every KEEP it signed.
+    log.ok("carol", &certify(&log, "carol", &later, true));
+    log.ok("admin", &registration(&new_key, Operation::RevokeKey, None));
+    log.ok("dave", &certify(&log, "dave", &later, true));
     log.audits_clean();
 }
 

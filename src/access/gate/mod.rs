@@ -132,9 +132,10 @@
 //!
 //! An extension takes effect, as before, once enough people approve it;
 //! from version 7 "enough" is also what the policy in force now asks of
-//! the entitlements the grant holds, with the `privileged` flags the
-//! extension's approvals set counted (as a request's and its approvals'
-//! flags count for an intent). The approval that completes it is judged
+//! the entitlements the grant holds, with every `privileged` flag
+//! counted: the granting chain's (its request, intent and the approvals
+//! the intent linked, as rule 5 counted them) and the extension's own
+//! approvals'. The approval that completes it is judged
 //! by the organisation's Cedar policy (rule 7) as an execution that adds
 //! what the grant holds, approved by who extends it, with
 //! `context.extension` true (false for an intent; the attribute is absent

@@ -584,10 +584,15 @@ fn extension(
             "an extension says how long the access lasts from now: accessDurationSeconds",
         ));
     }
+    // (A refusal names the policy when the policy judged it.)
+    let mut judged_by = None;
     if state.rules_version() >= 7 {
-        v.extend(extension_policy(state, entry, opener, grant, engine));
+        if let Some(violation) = extension_policy(state, entry, opener, grant, engine) {
+            judged_by = policy_in_force(state);
+            v.extend(violation);
+        }
     }
-    verdict(v, None)
+    verdict(v, judged_by)
 }
 
 /// Rules version 7, rule 7 for the approval that completes an extension:
@@ -595,13 +600,16 @@ fn extension(
 /// holds, by the request's executor, approved by who extends it
 /// (`context.extension` true). An approval the extension still waits on
 /// is not judged: the policy may ask for more approvers than it has.
+/// `None`: not judged; else the policy's answer. (A grant rests on an
+/// intent the policy allowed, and a policy is never withdrawn, so a
+/// grant being extended always has one.)
 fn extension_policy(
     state: &GateState,
     entry: &DecodedEntry,
     opener: u64,
     grant: &Grant,
     engine: &mut dyn PolicyEngine,
-) -> Option<RuleViolation> {
+) -> Option<Option<RuleViolation>> {
     let policy = state.policy()?;
     let st = &entry.statement;
     let Some(Body::Decision(d)) = &st.body else {
@@ -625,8 +633,7 @@ fn extension_policy(
         return None;
     };
     let held = grant.held_delta();
-    let flagged =
-        approvals.iter().any(|a| a.privileged) || r.delta.as_ref().is_some_and(|d| d.privileged);
+    let flagged = grant.privileged || approvals.iter().any(|a| a.privileged);
     let need = requirements_flagged(Some(policy), &grant.target.system, &held, flagged, false);
     let (tickets, ticket_systems) = ticket_facts(state, &request_statement);
     let approvers = approvals
@@ -662,7 +669,7 @@ fn extension_policy(
         ticket_systems,
         extension: Some(true),
     };
-    judge(engine, policy, &facts, "this extension")
+    Some(judge(engine, policy, &facts, "this extension"))
 }
 
 /// Rule 7's answer for `facts`: a violation unless `policy` permits

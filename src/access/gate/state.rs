@@ -234,6 +234,9 @@ pub struct Grant {
     extensions: Vec<ExtensionApproval>,
     /// Distinct people an extension needs: as many as the grant did.
     pub approvals: u32,
+    /// The granting chain flagged its access privileged (its request,
+    /// intent or an approval the intent linked).
+    pub privileged: bool,
     /// How long its removal may take once it has ended (the policy's).
     pub window_ms: i64,
 }
@@ -2273,9 +2276,30 @@ impl GateState {
             delta.privileged || requested.privileged,
             false,
         );
-        // A permanent grant owes nothing until it is revoked. (A
-        // time-bound end is never PERMANENT, whatever a hostile log's clock.)
-        let ends_ms = duration.map_or(PERMANENT, |d| at.saturating_add(d).min(PERMANENT - 1));
+        // Every flag the granting chain set (request, intent, the approvals
+        // it linked), as rule 5 counted them: rules version 7 holds an
+        // extension to them.
+        let privileged = delta.privileged
+            || requested.privileged
+            || intent_statement
+                .links
+                .iter()
+                .filter_map(|l| self.recorded.get(&l.index))
+                .filter(|d| d.kind() == Kind::Decision)
+                .any(|d| match &self.statement(d).body {
+                    Some(Body::Decision(x)) => {
+                        x.approved_delta.as_ref().is_some_and(|a| a.privileged)
+                    }
+                    _ => false,
+                });
+        // A permanent grant owes nothing until it is revoked. (Rules
+        // version 7: a time-bound end is never PERMANENT, whatever a
+        // hostile log's clock.)
+        let ends_ms = match duration {
+            None => PERMANENT,
+            Some(d) if self.rules_version() >= 7 => at.saturating_add(d).min(PERMANENT - 1),
+            Some(d) => at.saturating_add(d),
+        };
         if duration.is_some() {
             self.obligations.insert(
                 opener,
@@ -2307,6 +2331,7 @@ impl GateState {
                 revoked_ms: None,
                 extensions: vec![],
                 approvals: need.approvals,
+                privileged,
                 window_ms: need.deprovision_window_ms,
             },
         );
@@ -2411,6 +2436,7 @@ impl GateState {
         };
         let pending = self.extension_with(g, approval, at);
         let stands = self.extension_stands(g, &pending);
+        let v7 = self.rules_version() >= 7;
         let Some(g) = self.grants.get_mut(&opener) else {
             return;
         };
@@ -2420,7 +2446,9 @@ impl GateState {
         }
         let shortest = pending.iter().map(|a| a.duration_ms).min().unwrap_or(0);
         g.extensions.clear();
-        let (old, new) = (g.ends_ms, at.saturating_add(shortest).min(PERMANENT - 1));
+        let new = at.saturating_add(shortest);
+        let new = if v7 { new.min(PERMANENT - 1) } else { new };
+        let (old, new) = (g.ends_ms, new);
         g.ends_ms = new;
         self.grant_ends.remove(&(old, opener));
         self.grant_ends.insert((new, opener));
@@ -2457,7 +2485,7 @@ impl GateState {
         let people: BTreeSet<&str> = approvals.iter().map(|a| &*a.person).collect();
         let mut needed = g.approvals.max(1);
         if self.rules_version() >= 7 {
-            let flagged = approvals.iter().any(|a| a.privileged);
+            let flagged = g.privileged || approvals.iter().any(|a| a.privileged);
             let now = requirements_flagged(
                 self.policy.as_deref(),
                 &g.target.system,
