@@ -2821,7 +2821,9 @@ fn an_audit_under_a_draft_policy_lists_the_decisions_it_would_change() {
         .audit(&["--policy", draft.to_str().unwrap()], &out);
     assert_eq!(code, 0, "the log itself is clean: {output}");
     assert!(
-        output.contains("2 execution intents judged under the draft, 1 decided otherwise"),
+        output.contains(
+            "2 execution intents and extensions judged under the draft, 1 decided otherwise"
+        ),
         "{output}"
     );
     assert_eq!(manifest["policy_simulation"]["judged_otherwise"], 1);
@@ -3227,9 +3229,45 @@ fn an_extension_is_held_to_the_policy_and_classes_in_force() {
     let before = ends("E1");
     log.ok("carol", &extend("carol", "E1", &plain, false, 1800));
     assert_eq!(ends("E1"), before, "the class asks two people now");
-    log.ok("dave", &extend("dave", "E1", &plain, false, 1800));
+    let last = log.ok("dave", &extend("dave", "E1", &plain, false, 1800));
     assert_ne!(ends("E1"), before);
     log.audits_clean();
+    // A draft that permits no extension: the audit lists the approvals
+    // that completed one (and nothing else), as the policy would have
+    // refused them.
+    let dir = tempfile::tempdir().unwrap();
+    let draft = dir.path().join("draft.cedar");
+    std::fs::write(
+        &draft,
+        format!(
+            "{}forbid(principal, action, resource)\nwhen {{ context has extension && context.extension }};\n",
+            gatelog::server::run::DEV_POLICY
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("audit");
+    let (code, output, _) = log
+        .server
+        .audit(&["--policy", draft.to_str().unwrap()], &out);
+    assert_eq!(code, 0, "{output}");
+    let csv = std::fs::read_to_string(out.join("policy_simulation.csv")).unwrap();
+    let changed: Vec<(&str, &str)> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[1], f[3])
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [("E1", "refuse"), ("E3", "refuse"), ("E1", "refuse")],
+        "{csv}"
+    );
+    assert!(
+        csv.contains(&format!("\n{},E1,admit,refuse,", last.index)),
+        "{csv}"
+    );
 }
 
 #[test]
@@ -3792,7 +3830,7 @@ fn a_compromised_reviewer_key_voids_the_keeps_it_signed() {
     std::thread::sleep(std::time::Duration::from_millis(2_100));
     let stolen_at = now();
     std::thread::sleep(std::time::Duration::from_millis(2_100));
-    log.ok("carol", &certify(&log, "carol", &after, true));
+    let kept_after = log.ok("carol", &certify(&log, "carol", &after, true));
     log.ok("carol", &certify(&log, "carol", &revoked, false));
     log.ok("dave", &certify(&log, "dave", &daves, true));
     assert_eq!(
@@ -3837,7 +3875,20 @@ fn a_compromised_reviewer_key_voids_the_keeps_it_signed() {
     log.ok("carol", &certify(&log, "carol", &later, true));
     log.ok("admin", &registration(&new_key, Operation::RevokeKey, None));
     log.ok("dave", &certify(&log, "dave", &later, true));
-    log.audits_clean();
+    // The evidence shows the voided KEEP beside the decision that stands.
+    let out = tempfile::tempdir().unwrap();
+    let (code, output, _) = log.server.audit(&[], &out.path().join("a"));
+    assert_eq!(code, 0, "{output}");
+    let rows = std::fs::read_to_string(out.path().join("a/campaigns.csv")).unwrap();
+    let row = rows.lines().find(|l| l.contains(",R-oncall,")).unwrap();
+    assert!(
+        row.contains(",revoke,dave,") && row.contains(&format!(",{},", kept_after.index)),
+        "{rows}"
+    );
+    assert!(
+        rows.lines().next().unwrap().contains("voided_decisions"),
+        "{rows}"
+    );
 }
 
 /// Rules version 7: a campaign may review the grants of some subjects

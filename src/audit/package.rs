@@ -346,6 +346,7 @@ impl Package {
             "decision",
             "reviewer",
             "decision_entry",
+            "voided_decisions",
             "removal_carried_out",
         ];
         let mut csv = create_csv(&self.dir, "campaigns.csv", &header)?;
@@ -387,6 +388,12 @@ impl Package {
                         decision,
                         reviewer,
                         &at,
+                        &item
+                            .voided
+                            .iter()
+                            .map(u64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" "),
                         removal,
                     ],
                 )?;

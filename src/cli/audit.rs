@@ -124,7 +124,7 @@ pub fn audit(args: AuditArgs) -> ExitCode {
     );
     if config.draft_policy.is_some() {
         println!(
-            "policy simulation: {} execution intents judged under the draft, {} decided otherwise (policy_simulation.csv)",
+            "policy simulation: {} execution intents and extensions judged under the draft, {} decided otherwise (policy_simulation.csv)",
             summary.draft_judged, summary.draft_changes
         );
     }

@@ -400,6 +400,10 @@ pub struct CampaignItem {
     /// or reported compromised no longer stands).
     #[serde(skip)]
     pub signed: (u32, i64),
+    /// Certifications of it that stood and were voided (their reviewer
+    /// suspended, or, rules version 7, their key revoked or reported
+    /// compromised), by entry.
+    pub voided: Vec<u64>,
     /// Revoked at the deadline for want of a review.
     pub revoked_unreviewed: bool,
     /// The grant's outcome's leaf hash (a certification links it).
@@ -411,6 +415,15 @@ pub struct CampaignItem {
     /// Whether it ended while the campaign was open (then it needed no
     /// review).
     pub ended_in_campaign: bool,
+}
+
+impl CampaignItem {
+    /// Its decision no longer stands: the grant is to be reviewed again.
+    fn void_decision(&mut self) {
+        if let Some((_, _, entry)) = self.decision.take() {
+            self.voided.push(entry);
+        }
+    }
 }
 
 /// Every parameter that changes a verdict, as the log recorded it.
@@ -904,7 +917,7 @@ impl GateState {
             if let Some(c) = self.campaigns.get_mut(&index) {
                 for o in undo {
                     if let Some(i) = c.items.get_mut(&o) {
-                        i.decision = None;
+                        i.void_decision();
                     }
                 }
             }
@@ -969,6 +982,7 @@ impl GateState {
                     granters,
                     decision: None,
                     signed: (0, 0),
+                    voided: vec![],
                     revoked_unreviewed: false,
                     leaf_hash,
                     ended: None,
@@ -1091,7 +1105,7 @@ impl GateState {
             for item in c.items.values_mut() {
                 let keep_by_id = matches!(&item.decision, Some((true, by, _)) if by == id);
                 if keep_by_id && void(item.signed) {
-                    item.decision = None;
+                    item.void_decision();
                 }
             }
         }

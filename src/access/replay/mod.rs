@@ -177,8 +177,9 @@ pub struct ChainReport {
     pub entries: Vec<(u64, DecodedEntry)>,
 }
 
-/// An execution intent a draft policy would have judged otherwise than
-/// the log did (`gatelog audit --policy`).
+/// An execution intent (or, rules version 7, an approval extending a
+/// grant) a draft policy would have judged otherwise than the log did
+/// (`gatelog audit --policy`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyChange {
     pub index: u64,
@@ -431,7 +432,20 @@ impl Auditor {
         let Some(draft) = self.draft.as_mut() else {
             return;
         };
-        if d.kind() != Kind::ExecutionIntent {
+        // Rules version 7: the approval that completes a grant's
+        // extension is the policy's to judge too.
+        let judged = match d.kind() {
+            Kind::ExecutionIntent => true,
+            Kind::Decision => {
+                self.state.rules_version() >= 7
+                    && self
+                        .state
+                        .grant_of(&d.statement.chain_id)
+                        .is_some_and(|g| d.statement.links.iter().any(|l| l.index == g.outcome))
+            }
+            _ => false,
+        };
+        if !judged {
             return;
         }
         // The draft stands in for the policy in force (under its id and
