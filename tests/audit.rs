@@ -1189,3 +1189,108 @@ fn a_log_that_admits_a_suspended_identitys_entries_is_caught() {
     );
     assert_eq!(text.matches("FINDING").count(), 1, "{text}");
 }
+
+/// Rules version 7 judges an extension by the policy in force; a log of
+/// version 6 does not. The same history, a policy that permits no
+/// extension and an extension the log admitted anyway, audits clean as a
+/// version-6 log, and as a version-7 log is caught at that approval (a
+/// dishonest operator admitting what the gate refuses).
+#[test]
+fn an_extension_the_policy_forbids_is_caught_from_rules_version_7_only() {
+    use gatelog::access::entry::proto::PolicyRef;
+    let extension_log = |version: u32| -> (i32, BTreeSet<(String, String)>, String) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (u, admin, _) = Ungated::start(tmp.path());
+        rules_log(&u, tmp.path(), &admin, version);
+        let t = now_ms();
+        let people: Vec<(&str, NoteSigner)> = ["alice", "bob", "carol", "olivia"]
+            .iter()
+            .zip(2u8..)
+            .map(|(who, seed)| (*who, NoteSigner::from_seed(who, [seed; 32]).unwrap()))
+            .collect();
+        for (who, key) in &people {
+            u.put(
+                &admin,
+                &build::register(
+                    &human("admin"),
+                    &human(who),
+                    "",
+                    key.verifier().public_key(),
+                    t,
+                ),
+            );
+        }
+        let key = |who: &str| &people.iter().find(|(w, _)| *w == who).unwrap().1;
+        let cedar = format!(
+            "{}forbid(principal, action, resource)\nwhen {{ context has extension && context.extension }};\n",
+            gatelog::server::run::DEV_POLICY
+        );
+        u.put(
+            &admin,
+            &build::publish_policy(&human("admin"), "org", 1, &cedar, 0, t),
+        );
+        let policy = Some(PolicyRef {
+            policy_id: "org".into(),
+            version: 1,
+        });
+        let d = delta(&["read"], &["write"], &[]);
+        let tgt = target("github", "corp/app", "alice");
+        let req = u.put(
+            key("alice"),
+            &build::lasting(
+                build::request(&human("alice"), "X", tgt, d.clone(), "olivia", t),
+                600,
+            ),
+        );
+        let bob = u.put(
+            key("bob"),
+            &build::approve(
+                &human("bob"),
+                "X",
+                vec![req.clone()],
+                d.clone(),
+                t + 600_000,
+                t,
+            ),
+        );
+        let intent = u.put(
+            key("olivia"),
+            &build::intent(&human("olivia"), "X", vec![req, bob], d.clone(), policy, t),
+        );
+        let outcome = u.put(
+            key("olivia"),
+            &build::outcome(
+                &human("olivia"),
+                "X",
+                vec![intent],
+                d.after.clone(),
+                "c-1",
+                t,
+            ),
+        );
+        u.put(
+            key("carol"),
+            &build::lasting(
+                build::approve(&human("carol"), "X", vec![outcome], d, t + 600_000, t),
+                1200,
+            ),
+        );
+        let out = tmp.path().join("audit");
+        let (code, output) = run_gatelog(&[
+            "audit",
+            "--log",
+            &format!("http://{}", u.log.addr),
+            "--vkey",
+            &u.log.vkey,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        (code, findings(&out), output)
+    };
+    let (code, found, output) = extension_log(6);
+    assert_eq!((code, found.len()), (0, 0), "{found:?} {output}");
+    let (code, found, output) = extension_log(7);
+    assert_eq!(code, 1, "{output}");
+    let codes: Vec<&str> = found.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(codes, ["admitted_despite_gate"], "{found:?}");
+}
