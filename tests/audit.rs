@@ -1294,3 +1294,54 @@ fn an_extension_the_policy_forbids_is_caught_from_rules_version_7_only() {
     let codes: Vec<&str> = found.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(codes, ["admitted_despite_gate"], "{found:?}");
 }
+
+/// A log moved to a rules version newer than this release knows is never
+/// judged by this release's older rules under the newer number (a weaker
+/// gate than the log claims): the server refuses to serve it, naming the
+/// version, and the audit does not call it clean.
+#[test]
+fn a_log_of_a_newer_rules_version_is_refused_not_judged_by_older_rules() {
+    let newer = gatelog::access::gate::RULES_VERSION + 1;
+    let tmp = tempfile::tempdir().unwrap();
+    let (u, admin, _) = Ungated::start(tmp.path());
+    rules_log(&u, tmp.path(), &admin, newer);
+    let out = tmp.path().join("audit");
+    let (code, output) = run_gatelog(&[
+        "audit",
+        "--log",
+        &format!("http://{}", u.log.addr),
+        "--vkey",
+        &u.log.vkey,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0, "{output}");
+    drop(u);
+    // The same data served with the gate.
+    let data = tmp.path().join("log");
+    std::fs::write(data.join("entries"), "gatelog\n").unwrap();
+    let mut child = common::serve_command(&data, &["--dev"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the server serves a log of rules version {newer}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("moves this log to rules version {newer}"))
+            && stderr.contains("this release knows up to"),
+        "{stderr}"
+    );
+}

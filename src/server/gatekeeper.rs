@@ -35,6 +35,23 @@ pub enum ReplayError {
     Storage(#[from] StoreError),
     #[error("entry {index} is not a gatelog SignedEntry ({reason}); this log holds other entries: serve it with --entries opaque")]
     NotAnEntry { index: u64, reason: String },
+    #[error("{0}")]
+    NewerRules(String),
+}
+
+/// A log moved to a rules version this release does not know (a newer
+/// release wrote it, or a node of an older release shares its store)
+/// must not be judged by older rules under the newer number: that gate
+/// would be weaker than the log says. Fail closed.
+fn known_rules(state: &GateState, index: u64) -> Result<(), String> {
+    let version = state.rules_version();
+    if version > gate::RULES_VERSION {
+        return Err(format!(
+            "entry {index} moves this log to rules version {version}; this release knows up to {}: serve it with a release that knows version {version}",
+            gate::RULES_VERSION
+        ));
+    }
+    Ok(())
 }
 
 /// The gate state behind a lock: the sequencer writes, readers read.
@@ -213,6 +230,9 @@ fn replay(log: &Arc<Log>, config: &GateConfig, size: u64) -> Result<GateState, R
                 reason: e.to_string(),
             })?;
             state.apply(index, &decoded);
+            if decoded.kind() == Kind::LogParameters {
+                known_rules(&state, index).map_err(ReplayError::NewerRules)?;
+            }
         }
         start += entries.len() as u64;
     }
@@ -585,6 +605,9 @@ impl Admission for Gatekeeper {
             })?;
             keys_changed |= changes_keys(d.kind());
             state.apply(index, &d);
+            if d.kind() == Kind::LogParameters {
+                known_rules(&state, index)?;
+            }
         }
         if keys_changed {
             *self.keys.write().expect("keys lock") = Arc::new(state.active_keys());
