@@ -1285,7 +1285,8 @@ fn an_extension_the_policy_forbids_is_caught_from_rules_version_7_only() {
             "--out",
             out.to_str().unwrap(),
         ]);
-        (code, findings(&out), output)
+        let exceptions = std::fs::read_to_string(out.join("exceptions.csv")).unwrap_or_default();
+        (code, findings(&out), format!("{output}\n{exceptions}"))
     };
     let (code, found, output) = extension_log(6);
     assert_eq!((code, found.len()), (0, 0), "{found:?} {output}");
@@ -1293,6 +1294,8 @@ fn an_extension_the_policy_forbids_is_caught_from_rules_version_7_only() {
     assert_eq!(code, 1, "{output}");
     let codes: Vec<&str> = found.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(codes, ["admitted_despite_gate"], "{found:?}");
+    // At the extension, for the policy's refusal.
+    assert!(output.contains("policy_denies"), "{output}");
 }
 
 /// A log moved to a rules version newer than this release knows is never
@@ -1315,7 +1318,13 @@ fn a_log_of_a_newer_rules_version_is_refused_not_judged_by_older_rules() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert_ne!(code, 0, "{output}");
+    // The audit names it: a record this release's gate could not take.
+    assert_eq!(code, 1, "{output}");
+    let exceptions = std::fs::read_to_string(out.join("exceptions.csv")).unwrap();
+    assert!(
+        exceptions.contains(&format!("rules version {newer} is not one this gate knows")),
+        "{exceptions}"
+    );
     drop(u);
     // The same data served with the gate.
     let data = tmp.path().join("log");

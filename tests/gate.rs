@@ -3832,7 +3832,7 @@ fn a_compromised_reviewer_key_voids_the_keeps_it_signed() {
     std::thread::sleep(std::time::Duration::from_millis(2_100));
     let kept_after = log.ok("carol", &certify(&log, "carol", &after, true));
     log.ok("carol", &certify(&log, "carol", &revoked, false));
-    log.ok("dave", &certify(&log, "dave", &daves, true));
+    let daves_keep = log.ok("dave", &certify(&log, "dave", &daves, true));
     assert_eq!(
         codes(&log.refused("dave", &certify(&log, "dave", &after, false))),
         ["already_certified"]
@@ -3872,23 +3872,53 @@ fn a_compromised_reviewer_key_voids_the_keeps_it_signed() {
         );
     }
     // A key revoked outright voids every KEEP it signed.
-    log.ok("carol", &certify(&log, "carol", &later, true));
+    let later_keep = log.ok("carol", &certify(&log, "carol", &later, true));
     log.ok("admin", &registration(&new_key, Operation::RevokeKey, None));
-    log.ok("dave", &certify(&log, "dave", &later, true));
+    let daves_later = log.ok("dave", &certify(&log, "dave", &later, true));
+    // dave is suspended: his KEEPs no longer stand, his REVOKE does.
+    log.ok("admin", &suspension(&log, "dave", false));
     // The evidence shows the voided KEEP beside the decision that stands.
     let out = tempfile::tempdir().unwrap();
     let (code, output, _) = log.server.audit(&[], &out.path().join("a"));
     assert_eq!(code, 0, "{output}");
     let rows = std::fs::read_to_string(out.path().join("a/campaigns.csv")).unwrap();
-    let row = rows.lines().find(|l| l.contains(",R-oncall,")).unwrap();
-    assert!(
-        row.contains(",revoke,dave,") && row.contains(&format!(",{},", kept_after.index)),
+    let header: Vec<&str> = rows.lines().next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let row = |chain: &str| -> Vec<String> {
+        let line = rows
+            .lines()
+            .find(|l| l.contains(&format!(",{chain},")))
+            .unwrap();
+        line.split(',').map(str::to_string).collect()
+    };
+    let (decision, reviewer, voided) = (
+        column("decision"),
+        column("reviewer"),
+        column("voided_decisions"),
+    );
+    let oncall = row("R-oncall");
+    assert_eq!(
+        (&*oncall[decision], &*oncall[reviewer], &*oncall[voided]),
+        ("revoke", "dave", &*kept_after.index.to_string()),
         "{rows}"
     );
-    assert!(
-        rows.lines().next().unwrap().contains("voided_decisions"),
+    let ops = row("R-ops");
+    assert_eq!(
+        (&*ops[decision], &*ops[voided]),
+        (
+            "unreviewed",
+            &*format!("{} {}", later_keep.index, daves_later.index)
+        ),
         "{rows}"
     );
+    let audit = row("R-audit");
+    assert_eq!(
+        (&*audit[decision], &*audit[voided]),
+        ("unreviewed", &*daves_keep.index.to_string()),
+        "{rows}"
+    );
+    assert_eq!(row("R-oncall").len(), header.len());
+    assert_eq!(row("R-deploy")[voided], "", "{rows}");
 }
 
 /// Rules version 7: a campaign may review the grants of some subjects

@@ -42,9 +42,13 @@ pub enum ReplayError {
 /// A log moved to a rules version this release does not know (a newer
 /// release wrote it, or a node of an older release shares its store)
 /// must not be judged by older rules under the newer number: that gate
-/// would be weaker than the log says. Fail closed.
-fn known_rules(state: &GateState, index: u64) -> Result<(), String> {
-    let version = state.rules_version();
+/// would be weaker than the log says. Fail closed, before `entry` is
+/// applied (nothing is judged under the newer number meanwhile).
+fn known_rules(entry: &DecodedEntry, index: u64) -> Result<(), String> {
+    let Some(Body::LogParameters(p)) = &entry.statement.body else {
+        return Ok(());
+    };
+    let version = p.rules_version;
     if version > gate::RULES_VERSION {
         return Err(format!(
             "entry {index} moves this log to rules version {version}; this release knows up to {}: serve it with a release that knows version {version}",
@@ -229,10 +233,8 @@ fn replay(log: &Arc<Log>, config: &GateConfig, size: u64) -> Result<GateState, R
                 index,
                 reason: e.to_string(),
             })?;
+            known_rules(&decoded, index).map_err(ReplayError::NewerRules)?;
             state.apply(index, &decoded);
-            if decoded.kind() == Kind::LogParameters {
-                known_rules(&state, index).map_err(ReplayError::NewerRules)?;
-            }
         }
         start += entries.len() as u64;
     }
@@ -604,10 +606,8 @@ impl Admission for Gatekeeper {
                 format!("entry {index} is not a gatelog SignedEntry ({e}); another node serves this log with --entries opaque")
             })?;
             keys_changed |= changes_keys(d.kind());
+            known_rules(&d, index)?;
             state.apply(index, &d);
-            if d.kind() == Kind::LogParameters {
-                known_rules(&state, index)?;
-            }
         }
         if keys_changed {
             *self.keys.write().expect("keys lock") = Arc::new(state.active_keys());

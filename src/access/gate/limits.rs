@@ -162,7 +162,6 @@ pub fn check_sizes(st: &Statement) -> Result<(), Rejection> {
             c.name(&r.campaign_id, || format!("{f}.campaignId"));
             c.name(&r.system, || format!("{f}.system"));
             c.name(&r.resource_prefix, || format!("{f}.resourcePrefix"));
-            c.name(&r.subject_prefix, || format!("{f}.subjectPrefix"));
             for (i, who) in r.reviewers.iter().enumerate() {
                 c.name(who, || format!("{f}.reviewers[{i}]"));
             }

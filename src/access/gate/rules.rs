@@ -274,6 +274,21 @@ pub(super) fn check(
                 unreachable!()
             };
             let field = "statement.reviewCampaign";
+            // Rules version 7 reads the subject prefix (an earlier release
+            // never saw the field, so never bounded it).
+            if state.rules_version() >= 7 && c.subject_prefix.len() > super::limits::MAX_NAME_BYTES
+            {
+                return Err(Rejection::new(
+                    422,
+                    "too_long",
+                    format!(
+                        "{} bytes; a name is at most {}",
+                        c.subject_prefix.len(),
+                        super::limits::MAX_NAME_BYTES
+                    ),
+                )
+                .at(format!("{field}.subjectPrefix")));
+            }
             if state.campaign_named(&c.campaign_id) {
                 return Err(Rejection::new(
                     409,

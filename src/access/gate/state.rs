@@ -898,7 +898,9 @@ impl GateState {
     fn suspend(&mut self, id: &str, by: u64, at: i64) {
         self.suspended.insert(id.to_string(), by);
         // What a suspended reviewer certified in campaigns still open no
-        // longer stands: it is to be reviewed again.
+        // longer stands: it is to be reviewed again. (Rules version 7: a
+        // KEEP; a REVOKE has already taken the access away, and stands.)
+        let keeps_only = self.rules_version() >= 7;
         let open: Vec<u64> = self.campaign_deadlines.iter().map(|(_, i)| *i).collect();
         for index in open {
             let Some(c) = self.campaigns.get(&index) else {
@@ -908,9 +910,9 @@ impl GateState {
                 .items
                 .iter()
                 .filter(|(_, i)| {
-                    i.decision
-                        .as_ref()
-                        .is_some_and(|(_, by, _)| by == id || self.person_of(by) == id)
+                    i.decision.as_ref().is_some_and(|(keep, by, _)| {
+                        (*keep || !keeps_only) && (by == id || self.person_of(by) == id)
+                    })
                 })
                 .map(|(o, _)| *o)
                 .collect();
