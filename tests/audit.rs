@@ -30,6 +30,16 @@ impl Ungated {
         (Ungated { log }, admin, admin_pub)
     }
 
+    /// `gatelog audit` of this log over HTTP into `out`, with `extra`
+    /// arguments: its exit code and output.
+    fn audit(&self, out: &std::path::Path, extra: &[&str]) -> (i32, String) {
+        let url = format!("http://{}", self.log.addr);
+        let mut args = vec!["audit", "--log", &url, "--vkey", &self.log.vkey];
+        args.extend_from_slice(extra);
+        args.extend(["--out", out.to_str().unwrap()]);
+        run_gatelog(&args)
+    }
+
     fn put(&self, key: &NoteSigner, st: &Statement) -> EntryRef {
         let r = self.log.submit(key, st);
         assert_eq!(r.status, 200);
@@ -577,17 +587,7 @@ fn a_hostile_log_cannot_crash_the_audit() {
     u.put(&alice, &record);
 
     let out = tmp.path().join("audit");
-    let (code, stdout) = run_gatelog(&[
-        "audit",
-        "--log",
-        &format!("http://{}", u.log.addr),
-        "--vkey",
-        &u.log.vkey,
-        "--admin-key",
-        admin_pub.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (code, stdout) = u.audit(&out, &["--admin-key", admin_pub.to_str().unwrap()]);
     assert_eq!(code, 1, "{stdout}");
     let found = findings(&out);
     assert!(
@@ -1276,15 +1276,7 @@ fn an_extension_the_policy_forbids_is_caught_from_rules_version_7_only() {
             ),
         );
         let out = tmp.path().join("audit");
-        let (code, output) = run_gatelog(&[
-            "audit",
-            "--log",
-            &format!("http://{}", u.log.addr),
-            "--vkey",
-            &u.log.vkey,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let (code, output) = u.audit(&out, &[]);
         let exceptions = std::fs::read_to_string(out.join("exceptions.csv")).unwrap_or_default();
         (code, findings(&out), format!("{output}\n{exceptions}"))
     };
@@ -1309,15 +1301,7 @@ fn a_log_of_a_newer_rules_version_is_refused_not_judged_by_older_rules() {
     let (u, admin, _) = Ungated::start(tmp.path());
     rules_log(&u, tmp.path(), &admin, newer);
     let out = tmp.path().join("audit");
-    let (code, output) = run_gatelog(&[
-        "audit",
-        "--log",
-        &format!("http://{}", u.log.addr),
-        "--vkey",
-        &u.log.vkey,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (code, output) = u.audit(&out, &[]);
     // The audit names it: a record this release's gate could not take.
     assert_eq!(code, 1, "{output}");
     let exceptions = std::fs::read_to_string(out.join("exceptions.csv")).unwrap();

@@ -208,6 +208,16 @@ fn moved_on(fixture: &str, entries: u64) -> (tempfile::TempDir, std::path::PathB
     (tmp, data, server)
 }
 
+/// The chains owing something, as `/v1/obligations` lists them.
+fn owed_chains(server: &Server) -> Vec<String> {
+    get_ok(server.addr, "/v1/obligations").json()["obligations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["chain_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Restarted after a kill -9, the server does not write the record again.
 fn not_written_again(mut server: Server, data: &Path) {
     let size = server.tree_size();
@@ -286,14 +296,8 @@ fn a_log_of_rules_version_4_moves_on_once_keeping_its_admins() {
 #[test]
 fn a_log_of_rules_version_5_moves_on_once_keeping_its_admins() {
     let (_tmp, data, server) = moved_on("v5-log", 84);
-    let owed = get_ok(server.addr, "/v1/obligations").json();
-    let chains: Vec<&str> = owed["obligations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["chain_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(chains, ["L1a23f238b45-0-1", "L1a23f238b45-1-1"], "{owed}");
+    let chains = owed_chains(&server);
+    assert_eq!(chains, ["L1a23f238b45-0-1", "L1a23f238b45-1-1"]);
     let chain = |id: &str| get_ok(server.addr, &format!("/v1/chains/{id}")).json();
     assert_eq!(chain("L1a23f238b45-0-1")["status"], "granted");
     for id in ["L1a23f2386d2-0-1", "L1a23f2386d2-1-1"] {
@@ -312,14 +316,8 @@ fn a_log_of_rules_version_5_moves_on_once_keeping_its_admins() {
 #[test]
 fn a_log_of_rules_version_6_moves_to_7_once_keeping_its_admins() {
     let (_tmp, data, server) = moved_on("v6-log", 83);
-    let owed = get_ok(server.addr, "/v1/obligations").json();
-    let chains: Vec<&str> = owed["obligations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["chain_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(chains, ["L1a23f862229-0-1", "L1a23f862229-1-1"], "{owed}");
+    let chains = owed_chains(&server);
+    assert_eq!(chains, ["L1a23f862229-0-1", "L1a23f862229-1-1"]);
     for id in ["L1a23f861dda-0-1", "L1a23f861dda-1-1"] {
         let c = get_ok(server.addr, &format!("/v1/chains/{id}")).json();
         assert_eq!(c["status"], "granted", "{c}");
