@@ -2835,6 +2835,7 @@ fn an_audit_under_a_draft_policy_lists_the_decisions_it_would_change() {
         "{csv}"
     );
     assert!(rows[0].contains("policy_denies"), "{csv}");
+    assert!(rows[0].ends_with(",intent"), "{csv}");
     // A draft that does not parse is a usage error.
     std::fs::write(&draft, "permit(").unwrap();
     let (code, _, _) = log.server.audit(
@@ -3251,17 +3252,21 @@ fn an_extension_is_held_to_the_policy_and_classes_in_force() {
         .audit(&["--policy", draft.to_str().unwrap()], &out);
     assert_eq!(code, 0, "{output}");
     let csv = std::fs::read_to_string(out.join("policy_simulation.csv")).unwrap();
-    let changed: Vec<(&str, &str)> = csv
+    let changed: Vec<(&str, &str, &str)> = csv
         .lines()
         .skip(1)
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            (f[1], f[3])
+            (f[1], f[3], f[f.len() - 1])
         })
         .collect();
     assert_eq!(
         changed,
-        [("E1", "refuse"), ("E3", "refuse"), ("E1", "refuse")],
+        [
+            ("E1", "refuse", "extension"),
+            ("E3", "refuse", "extension"),
+            ("E1", "refuse", "extension")
+        ],
         "{csv}"
     );
     assert!(

@@ -256,7 +256,7 @@ impl Package {
     /// Starts `policy_simulation.csv`: the intents a draft policy judges
     /// otherwise than the log did.
     pub(super) fn simulating(&mut self) -> anyhow::Result<()> {
-        let header = ["index", "chain_id", "actual", "under_draft", "why"];
+        let header = ["index", "chain_id", "actual", "under_draft", "why", "kind"];
         self.simulation = Some(create_csv(&self.dir, "policy_simulation.csv", &header)?);
         Ok(())
     }
@@ -267,7 +267,10 @@ impl Package {
         };
         for c in changes {
             let index = c.index.to_string();
-            write_row(csv, &[&index, &c.chain_id, c.actual, c.under_draft, &c.why])?;
+            write_row(
+                csv,
+                &[&index, &c.chain_id, c.actual, c.under_draft, &c.why, c.kind],
+            )?;
         }
         Ok(())
     }

@@ -192,6 +192,9 @@ pub struct PolicyChange {
     pub under_draft: &'static str,
     /// The draft's violations (or why it rejects), `rule code` each.
     pub why: String,
+    /// What was judged: `intent`, or `extension` (an approval of a
+    /// grant's extension, rules version 7).
+    pub kind: &'static str,
 }
 
 /// A draft policy every past intent is judged under again.
@@ -491,6 +494,11 @@ impl Auditor {
                 actual,
                 under_draft,
                 why,
+                kind: if d.kind() == Kind::ExecutionIntent {
+                    "intent"
+                } else {
+                    "extension"
+                },
             });
         }
     }
