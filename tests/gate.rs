@@ -10,6 +10,7 @@ use std::path::Path;
 use common::{get_ok, hash_list, http, HttpResponse, Server};
 use gatelog::access::entry;
 use gatelog::access::entry::build::{self, delta, human, link, nhi, target};
+use gatelog::access::entry::proto::identity_registration::Operation as KeyOp;
 use gatelog::access::entry::proto::{Actor, EntitlementDelta, EntryRef, PolicyRef, Statement};
 use gatelog::tlog::checkpoint::Checkpoint;
 use gatelog::tlog::merkle::verify_inclusion;
@@ -1042,16 +1043,7 @@ fn unknown_revoked_and_wrong_keys_are_refused_and_not_logged() {
     // Rotate alice's key: the old one is refused, the new one works.
     let old = log.keys["alice"].1.to_private_key_string();
     let new_key = NoteSigner::from_seed("alice", [5; 32]).unwrap();
-    let mut rotate = build::register(
-        log.actor("admin"),
-        &human("alice"),
-        "",
-        new_key.verifier().public_key(),
-        now(),
-    );
-    if let Some(entry::Body::IdentityRegistration(r)) = &mut rotate.body {
-        r.operation = entry::proto::identity_registration::Operation::RotateKey as i32;
-    }
+    let rotate = key_change(&log, "alice", &new_key, KeyOp::RotateKey, None);
     log.ok("admin", &rotate);
     log.keys.get_mut("alice").unwrap().1 = new_key;
     log.rejected(&NoteSigner::parse(&old).unwrap(), &st, 403, "key_revoked");
@@ -1643,11 +1635,7 @@ fn revoking_a_key_voids_the_unused_approvals_it_signed() {
     );
     // Bob's key is compromised and revoked: his used approval stands, his
     // unused one is void.
-    let bob_key = log.key("bob").verifier().public_key();
-    let mut revoke = build::register(log.actor("admin"), &human("bob"), "", bob_key, now());
-    if let Some(entry::Body::IdentityRegistration(r)) = &mut revoke.body {
-        r.operation = entry::proto::identity_registration::Operation::RevokeKey as i32;
-    }
+    let revoke = key_change(&log, "bob", log.key("bob"), KeyOp::RevokeKey, None);
     log.ok("admin", &revoke);
     let v = log.refused(
         "deployer",
@@ -1657,22 +1645,10 @@ fn revoking_a_key_voids_the_unused_approvals_it_signed() {
     // A rotation voids nothing by itself; one stating a compromise voids
     // what the old key signed from then on.
     let new_bob = NoteSigner::from_seed("bob", [0x42; 32]).unwrap();
-    let admin = log.actor("admin").clone();
-    let rotate = |key: &NoteSigner, compromised: Option<i64>| {
-        let mut st = build::register(
-            &admin,
-            &human("bob"),
-            "",
-            key.verifier().public_key(),
-            now(),
-        );
-        if let Some(entry::Body::IdentityRegistration(r)) = &mut st.body {
-            r.operation = entry::proto::identity_registration::Operation::RotateKey as i32;
-            r.compromised_at = compromised.map(entry::timestamp);
-        }
-        st
+    let rotate = |log: &Log, key: &NoteSigner, compromised: Option<i64>| {
+        key_change(log, "bob", key, KeyOp::RotateKey, compromised)
     };
-    log.ok("admin", &rotate(&new_bob, None));
+    log.ok("admin", &rotate(&log, &new_bob, None));
     log.keys.get_mut("bob").unwrap().1 = new_bob;
     let (req3, bob3) = log.approved("K-C", &d);
     let (req4, bob4) = log.approved("K-D", &d);
@@ -1681,13 +1657,36 @@ fn revoking_a_key_voids_the_unused_approvals_it_signed() {
         &log.intent("deployer", "K-C", vec![req3.link(), bob3.link()], &d),
     );
     let newest = NoteSigner::from_seed("bob", [0x43; 32]).unwrap();
-    log.ok("admin", &rotate(&newest, Some(now() - MINUTE)));
+    log.ok("admin", &rotate(&log, &newest, Some(now() - MINUTE)));
     let v = log.refused(
         "deployer",
         &log.intent("deployer", "K-D", vec![req4.link(), bob4.link()], &d),
     );
     assert_eq!(codes(&v), ["approval_voided"]);
     log.audits_clean();
+}
+
+/// The admin's change of `who`'s key: `key` registered with `op`, with
+/// the compromise it states, if any.
+fn key_change(
+    log: &Log,
+    who: &str,
+    key: &NoteSigner,
+    op: KeyOp,
+    compromised: Option<i64>,
+) -> Statement {
+    let mut st = build::register(
+        log.actor("admin"),
+        &human(who),
+        "",
+        key.verifier().public_key(),
+        now(),
+    );
+    if let Some(entry::Body::IdentityRegistration(r)) = &mut st.body {
+        r.operation = op as i32;
+        r.compromised_at = compromised.map(entry::timestamp);
+    }
+    st
 }
 
 #[test]
@@ -3843,26 +3842,10 @@ fn a_compromised_reviewer_key_voids_the_keeps_it_signed() {
         ["already_certified"]
     );
     // carol's key was stolen at `stolen_at`: the admin rotates it.
-    let admin = log.actor("admin").clone();
-    let registration = |key: &NoteSigner, op, compromised: Option<i64>| {
-        let mut st = build::register(
-            &admin,
-            &human("carol"),
-            "",
-            key.verifier().public_key(),
-            now(),
-        );
-        if let Some(entry::Body::IdentityRegistration(r)) = &mut st.body {
-            r.operation = op as i32;
-            r.compromised_at = compromised.map(entry::timestamp);
-        }
-        st
-    };
-    use entry::proto::identity_registration::Operation;
     let new_key = NoteSigner::from_seed("carol", [0x44; 32]).unwrap();
     log.ok(
         "admin",
-        &registration(&new_key, Operation::RotateKey, Some(stolen_at)),
+        &key_change(&log, "carol", &new_key, KeyOp::RotateKey, Some(stolen_at)),
     );
     log.keys.get_mut("carol").unwrap().1 = NoteSigner::from_seed("carol", [0x44; 32]).unwrap();
     // Her KEEP since the theft no longer stands: dave reviews it again.
@@ -3878,7 +3861,10 @@ fn a_compromised_reviewer_key_voids_the_keeps_it_signed() {
     }
     // A key revoked outright voids every KEEP it signed.
     let later_keep = log.ok("carol", &certify(&log, "carol", &later, true));
-    log.ok("admin", &registration(&new_key, Operation::RevokeKey, None));
+    log.ok(
+        "admin",
+        &key_change(&log, "carol", &new_key, KeyOp::RevokeKey, None),
+    );
     let daves_later = log.ok("dave", &certify(&log, "dave", &later, true));
     // dave is suspended: his KEEPs no longer stand, his REVOKE does.
     log.ok("admin", &suspension(&log, "dave", false));
