@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::classes::{ms as seconds_ms, ops, requirements, requirements_flagged};
-use super::state::{ExtensionApproval, GateState, Grant, ObligationKind, Recorded};
+use super::state::{delta_of, ExtensionApproval, GateState, Grant, ObligationKind, Recorded};
 use super::{IntentFacts, PolicyEngine, Refusal, Rejection, Verdict, DEFAULT_PRIVILEGED_APPROVALS};
 use crate::access::entry::proto::{
     decision, entitlement_op, EntitlementDelta, PolicyRef, RuleViolation,
@@ -948,17 +948,6 @@ fn undoes(undo: &EntitlementDelta, d: &EntitlementDelta) -> bool {
         })
 }
 
-fn delta_of(st: &Statement) -> Option<&EntitlementDelta> {
-    match &st.body {
-        Some(Body::AccessRequest(b)) => b.delta.as_ref(),
-        Some(Body::Decision(b)) => b.approved_delta.as_ref(),
-        Some(Body::ExecutionIntent(b)) => b.delta.as_ref(),
-        Some(Body::BreakGlass(b)) => b.delta.as_ref(),
-        Some(Body::Recommendation(b)) => b.proposed_delta.as_ref(),
-        _ => None,
-    }
-}
-
 /// Rules 1-7 (and 8 under rules version 2) for an execution intent.
 fn intent(
     state: &GateState,
@@ -1001,13 +990,10 @@ fn intent(
     let mut approvers: Vec<&Recorded> = Vec::new();
     // The request's and approvals' flags count too: a flag may raise the
     // approvals needed, and clearing it later must not lower them.
-    let (mut privileged, mut high_risk) = (delta.privileged, delta.high_risk);
-    for r in std::iter::once(&opener).chain(linked.iter()) {
-        if let Some(d) = delta_of(&state.statement(r)) {
-            privileged |= d.privileged;
-            high_risk |= d.high_risk;
-        }
-    }
+    let (privileged, high_risk) = state.chain_flags(
+        delta,
+        std::iter::once(opener).chain(linked.iter().copied()),
+    );
     let mut need =
         requirements_flagged(state.policy(), &target.system, delta, privileged, high_risk);
     if let Some(o) = undo {

@@ -241,6 +241,19 @@ pub struct Grant {
     pub window_ms: i64,
 }
 
+/// The entitlement delta a statement carries, if any (a request's, an
+/// approval's, an intent's, a break-glass's, a recommendation's).
+pub(super) fn delta_of(st: &Statement) -> Option<&EntitlementDelta> {
+    match &st.body {
+        Some(Body::AccessRequest(b)) => b.delta.as_ref(),
+        Some(Body::Decision(b)) => b.approved_delta.as_ref(),
+        Some(Body::ExecutionIntent(b)) => b.delta.as_ref(),
+        Some(Body::BreakGlass(b)) => b.delta.as_ref(),
+        Some(Body::Recommendation(b)) => b.proposed_delta.as_ref(),
+        _ => None,
+    }
+}
+
 /// An approval that extends a grant (rules version 5), while it waits for
 /// the others the extension needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -2292,22 +2305,14 @@ impl GateState {
             delta.privileged || requested.privileged,
             false,
         );
-        // Every flag the granting chain set (request, intent, the approvals
-        // it linked), as rule 5 counted them: rules version 7 holds an
-        // extension to them.
-        let privileged = delta.privileged
-            || requested.privileged
-            || intent_statement
-                .links
-                .iter()
-                .filter_map(|l| self.recorded.get(&l.index))
-                .filter(|d| d.kind() == Kind::Decision)
-                .any(|d| match &self.statement(d).body {
-                    Some(Body::Decision(x)) => {
-                        x.approved_delta.as_ref().is_some_and(|a| a.privileged)
-                    }
-                    _ => false,
-                });
+        // Every flag the granting chain set, as rule 5 counted them: rules
+        // version 7 holds an extension to them.
+        let linked = intent_statement
+            .links
+            .iter()
+            .filter_map(|l| self.recorded.get(&l.index));
+        let (privileged, _) =
+            self.chain_flags(&delta, self.recorded.get(&opener).into_iter().chain(linked));
         // A permanent grant owes nothing until it is revoked. (Rules
         // version 7: a time-bound end is never PERMANENT, whatever a
         // hostile log's clock.)
@@ -2471,6 +2476,24 @@ impl GateState {
         if let Some(o) = self.obligations.get_mut(&opener) {
             o.deadline_ms = new.saturating_add(g.window_ms);
         }
+    }
+
+    /// The `privileged` and `highRisk` flags of an intent of `delta` and of
+    /// the entries it rests on (its chain's opener and what it links):
+    /// rule 5 counts a flag set on any of them (clearing it later must not
+    /// lower the approvals needed).
+    pub(super) fn chain_flags<'a>(
+        &'a self,
+        delta: &EntitlementDelta,
+        rests_on: impl Iterator<Item = &'a Recorded>,
+    ) -> (bool, bool) {
+        rests_on.fold(
+            (delta.privileged, delta.high_risk),
+            |(p, h), r| match delta_of(&self.statement(r)) {
+                Some(d) => (p || d.privileged, h || d.high_risk),
+                None => (p, h),
+            },
+        )
     }
 
     /// The extension approvals of `g` that are still good at `at`
